@@ -1,0 +1,31 @@
+# Two set-up commands do everything on a fresh machine:
+#   make demo   creates .venv, installs the service, and runs the main job on the embedded default
+#   make test   creates .venv, installs the service with its test tools, and runs the whole suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/iimm demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/measures.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,54 @@
+"""The `iimm` command line.
+
+The CLI is the composition root of the project: some commands run the pure measures
+(`app.measures`), some run worker-side ML code (`workers.ml`), some talk to the REST API.
+It lives in its own package so that `app` never has to import `workers` (or torch).
+
+Every module of this package that defines ``register(subparsers)`` adds its subcommands.
+Modules must stay cheap to import: heavy imports (numpy is fine; torch, open_clip,
+SQLAlchemy are not) happen inside the command handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from iimm_cli._common import CliError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every registered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="iimm",
+        description="Predict learning and forgetting of fine-tuned vision-language models (IIMM).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `iimm` console script; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except CliError as exc:
+        print(f"iimm {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from iimm_cli import main
+
+sys.exit(main())
