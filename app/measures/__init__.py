@@ -1,0 +1,48 @@
+"""Pure numerical measures of a vision-language model's embeddings of a task (numpy/scipy only).
+
+Every function L2-normalises the rows of its inputs itself, accumulates in float64 over row
+blocks (float16/32/64 arrays and memory-mapped ``.npy`` files alike) and never modifies the
+caller's arrays. The formulas are in each docstring and in DESIGN.md §2.
+"""
+
+from app.measures.clusters import (
+    clustering_entropy,
+    silhouette_euclidean,
+    silhouette_euclidean_ci,
+)
+from app.measures.iimm import (
+    calinski_harabasz,
+    correct_alignment,
+    davies_bouldin,
+    iimm,
+    inter_modal,
+    intra_images,
+    intra_texts,
+    modality_gap,
+    silhouette_cosine,
+)
+from app.measures.registry import ALL_MEASURES, FAST_MEASURES, compute_measures
+from app.measures.stats import ModalityStats
+from app.measures.uncertainty import SampleSize, bootstrap_ci, stable_sample_size
+
+__all__ = [
+    "ALL_MEASURES",
+    "FAST_MEASURES",
+    "ModalityStats",
+    "SampleSize",
+    "bootstrap_ci",
+    "calinski_harabasz",
+    "clustering_entropy",
+    "compute_measures",
+    "correct_alignment",
+    "davies_bouldin",
+    "iimm",
+    "inter_modal",
+    "intra_images",
+    "intra_texts",
+    "modality_gap",
+    "silhouette_cosine",
+    "silhouette_euclidean",
+    "silhouette_euclidean_ci",
+    "stable_sample_size",
+]

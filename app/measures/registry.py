@@ -1,0 +1,111 @@
+"""Names of the measures and one entry point that computes any set of them efficiently."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+
+import numpy as np
+
+from app.measures._blocks import normalised
+from app.measures._validate import as_labels, check_pair
+from app.measures.clusters import cluster_pass, clustering_entropy, silhouette_euclidean
+from app.measures.stats import accumulate, additive_measures
+
+#: The exact O(n·d) family (one streaming pass, plus one for the cosine silhouette and DB).
+FAST_MEASURES: tuple[str, ...] = (
+    "iimm",
+    "inter_modal",
+    "intra_images",
+    "intra_texts",
+    "correct_alignment",
+    "modality_gap",
+    "silhouette_cosine",
+    "davies_bouldin",
+    "calinski_harabasz",
+)
+#: Costly measures of this package (O(n²·d), sampled for large n).
+_COSTLY = ("silhouette_euclidean", "entropy")
+#: Transferability baselines, resolved in ``app.measures.transferability``.
+BASELINES: tuple[str, ...] = ("transrate", "sfda", "ncti", "emms", "logme", "hscore", "gbc")
+ALL_MEASURES: tuple[str, ...] = FAST_MEASURES + _COSTLY + BASELINES
+
+#: compute_measures scores the Euclidean silhouette exactly up to this many points (n + k),
+#: and by the stratified sampled estimate of this many images above it.
+EXACT_EUCLIDEAN_MAX_POINTS = 20_000
+EUCLIDEAN_SAMPLE = 5_000
+
+_SECOND_PASS = frozenset({"silhouette_cosine", "davies_bouldin"})
+
+
+def _resolve_names(names: Iterable[str] | None) -> list[str]:
+    """Requested names, deduplicated in order; ValueError listing valid names otherwise."""
+    if names is None:
+        return list(FAST_MEASURES)
+    wanted = [names] if isinstance(names, str) else list(dict.fromkeys(names))
+    unknown = [n for n in wanted if n not in ALL_MEASURES]
+    if unknown:
+        raise ValueError(
+            f"unknown measure(s) {', '.join(map(repr, unknown))}; "
+            f"valid names: {', '.join(ALL_MEASURES)}"
+        )
+    if not wanted:
+        raise ValueError(f"no measure requested; valid names: {', '.join(ALL_MEASURES)}")
+    return wanted
+
+
+def _fast(
+    X: np.ndarray, Tn: np.ndarray, y: np.ndarray, wanted: list[str], block_rows: int | None
+) -> dict[str, float]:
+    """The O(n·d) family: one accumulating pass, a second one only if it is needed."""
+    st = accumulate(X, y, Tn.shape[0], block_rows)
+    out = additive_measures(st, Tn)
+    if _SECOND_PASS.intersection(wanted):
+        out.update(cluster_pass(X, Tn, st.image_sum, block_rows))
+    return out
+
+
+def _baseline(name: str, X: np.ndarray, T: np.ndarray, y: object) -> float:
+    """A transferability score from ``app.measures.transferability`` (imported lazily)."""
+    module = importlib.import_module("app.measures.transferability")
+    fn = getattr(module, name)
+    if name == "emms":
+        return float(fn(X, np.asarray(y), T))
+    return float(fn(X, np.asarray(y)))
+
+
+def compute_measures(
+    images: object,
+    texts: object,
+    labels: object,
+    names: Iterable[str] | None = None,
+    *,
+    block_rows: int | None = None,
+) -> dict[str, float]:
+    """Compute the named measures (default :data:`FAST_MEASURES`) and return name -> value.
+
+    Inputs are validated once. The additive family comes from ONE streaming pass over the
+    images (:class:`~app.measures.stats.ModalityStats`), plus one more pass when
+    ``silhouette_cosine`` or ``davies_bouldin`` is requested. ``silhouette_euclidean`` is
+    exact up to :data:`EXACT_EUCLIDEAN_MAX_POINTS` points and sampled above; ``entropy`` is
+    :func:`~app.measures.clusters.clustering_entropy` with its defaults. Baselines
+    (``transrate``, ``sfda``, ``ncti``, ``emms``, ``logme``, ``hscore``, ``gbc``) receive the
+    caller's image array and labels (``emms`` also the texts) as given.
+    """
+    wanted = _resolve_names(names)
+    X, T = check_pair(images, texts)
+    y = as_labels(labels, X.shape[0], T.shape[0])
+    Tn = normalised(T, "texts")
+    values: dict[str, float] = {}
+    if any(n in FAST_MEASURES for n in wanted):
+        values.update(_fast(X, Tn, y, wanted, block_rows))
+    for name in wanted:
+        if name == "silhouette_euclidean":
+            big = X.shape[0] + T.shape[0] > EXACT_EUCLIDEAN_MAX_POINTS
+            sample = EUCLIDEAN_SAMPLE if big else None
+            values[name] = silhouette_euclidean(X, T, sample=sample, block_rows=block_rows)
+        elif name == "entropy":
+            values[name] = clustering_entropy(X, T)
+        elif name in BASELINES:
+            values[name] = _baseline(name, X, T, y)
+    return {name: float(values[name]) for name in wanted}

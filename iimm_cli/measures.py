@@ -1,0 +1,81 @@
+"""`iimm measures`: every measure of a set of embeddings stored as .npy files."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from iimm_cli._common import CliError, print_json, print_table
+
+
+def register(sub: Any) -> None:
+    """Add the `measures` subcommand."""
+    p = sub.add_parser(
+        "measures",
+        help="compute IIMM and the other measures of stored embeddings",
+        description=(
+            "Compute the measures of image embeddings X (n x d), class text embeddings "
+            "T (k x d) and integer labels y (n). Rows are L2-normalised before measuring."
+        ),
+    )
+    p.add_argument("--images", required=True, type=Path, help="image embeddings, .npy (n x d)")
+    p.add_argument("--texts", required=True, type=Path, help="class text embeddings, .npy (k x d)")
+    p.add_argument("--labels", required=True, type=Path, help="integer labels, .npy (n)")
+    p.add_argument(
+        "--measures",
+        default="fast",
+        help="comma-separated measure names, 'fast' (the O(n*d) family, default) or 'all'",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object name -> value")
+    p.set_defaults(handler=run)
+
+
+def load_array(path: Path, what: str) -> np.ndarray:
+    """Memory-map a .npy file, refusing pickles; CliError with the reason on failure."""
+    if not path.is_file():
+        raise CliError(f"{what} file {path} does not exist")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        raise CliError(f"{what} file {path} is not a plain .npy array: {exc}") from exc
+    except OSError as exc:
+        raise CliError(f"cannot read {what} file {path}: {exc}") from exc
+
+
+def parse_names(spec: str) -> tuple[str, ...] | None:
+    """Turn the --measures option into a tuple of names (None means the fast family)."""
+    from app.measures import ALL_MEASURES, FAST_MEASURES
+
+    spec = spec.strip()
+    if spec in ("", "fast"):
+        return tuple(FAST_MEASURES)
+    if spec == "all":
+        return tuple(ALL_MEASURES)
+    names = tuple(n.strip() for n in spec.split(",") if n.strip())
+    unknown = [n for n in names if n not in ALL_MEASURES]
+    if unknown:
+        valid = ", ".join(ALL_MEASURES)
+        raise CliError(f"unknown measure(s) {', '.join(unknown)}; valid names: {valid}")
+    return names
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the three arrays, compute the requested measures and print them."""
+    from app.measures import compute_measures
+
+    names = parse_names(args.measures)
+    images = load_array(args.images, "images")
+    texts = load_array(args.texts, "texts")
+    labels = load_array(args.labels, "labels")
+    try:
+        values = compute_measures(images, texts, labels, names=names)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    if args.json:
+        print_json(values)
+    else:
+        print_table([(k, f"{v:.6g}") for k, v in values.items()], ("measure", "value"))
+    return 0

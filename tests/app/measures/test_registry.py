@@ -1,0 +1,68 @@
+"""Measure names, dispatch, and the package's import boundary."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+
+import app.measures as am
+from app.measures import registry
+
+
+def test_name_lists() -> None:
+    assert am.FAST_MEASURES == (
+        "iimm",
+        "inter_modal",
+        "intra_images",
+        "intra_texts",
+        "correct_alignment",
+        "modality_gap",
+        "silhouette_cosine",
+        "davies_bouldin",
+        "calinski_harabasz",
+    )
+    extra = ("silhouette_euclidean", "entropy", "transrate", "sfda", "ncti", "emms")
+    assert set(am.ALL_MEASURES) == set(am.FAST_MEASURES) | {*extra, "logme", "hscore", "gbc"}
+
+
+def test_requested_names_come_back_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(0)
+    X, T, y = rng.standard_normal((30, 4)), rng.standard_normal((3, 4)), rng.integers(0, 3, 30)
+    out = am.compute_measures(X, T, y, ["modality_gap", "iimm", "silhouette_euclidean"])
+    assert list(out) == ["modality_gap", "iimm", "silhouette_euclidean"]
+    assert out["silhouette_euclidean"] == pytest.approx(am.silhouette_euclidean(X, T))
+
+
+def test_one_pass_unless_a_second_pass_measure_is_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    real = registry.cluster_pass
+    monkeypatch.setattr(
+        registry, "cluster_pass", lambda *a, **k: calls.append("2") or real(*a, **k)
+    )
+    rng = np.random.default_rng(1)
+    X, T, y = rng.standard_normal((30, 4)), rng.standard_normal((3, 4)), rng.integers(0, 3, 30)
+    am.compute_measures(X, T, y, ["iimm", "calinski_harabasz", "modality_gap"])
+    assert calls == []
+    am.compute_measures(X, T, y)
+    assert calls == ["2"]
+
+
+def test_baselines_resolve_lazily(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = types.ModuleType("app.measures.transferability")
+    fake.logme = lambda features, labels: float(len(features))  # type: ignore[attr-defined]
+    fake.emms = lambda f, labels, emb: float(emb.shape[0])  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "app.measures.transferability", fake)
+    rng = np.random.default_rng(2)
+    X, T, y = rng.standard_normal((12, 4)), rng.standard_normal((3, 4)), rng.integers(0, 3, 12)
+    assert am.compute_measures(X, T, y, ["logme", "emms"]) == {"logme": 12.0, "emms": 3.0}
+
+
+def test_importing_the_package_loads_no_heavy_framework() -> None:
+    heavy = ("torch", "sqlalchemy", "fastapi", "celery")
+    code = f"import sys, app.measures; print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

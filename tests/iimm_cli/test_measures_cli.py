@@ -1,0 +1,118 @@
+"""`iimm measures` end to end: files in, JSON or a table out, exit code 2 on user errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.measures import ALL_MEASURES, FAST_MEASURES, compute_measures
+from iimm_cli import main
+
+
+@pytest.fixture()
+def embedding_files(tmp_path: Path) -> dict[str, Path]:
+    rng = np.random.default_rng(3)
+    n, k, d = 60, 4, 8
+    labels = rng.integers(0, k, size=n)
+    labels[:k] = np.arange(k)  # every class present
+    arrays = {
+        "images": rng.normal(size=(n, d)).astype(np.float16),
+        "texts": rng.normal(size=(k, d)).astype(np.float32),
+        "labels": labels.astype(np.int64),
+    }
+    paths = {}
+    for name, arr in arrays.items():
+        paths[name] = tmp_path / f"{name}.npy"
+        np.save(paths[name], arr)
+    return paths
+
+
+def _args(paths: dict[str, Path], *extra: str) -> list[str]:
+    return [
+        "measures",
+        "--images", str(paths["images"]),
+        "--texts", str(paths["texts"]),
+        "--labels", str(paths["labels"]),
+        *extra,
+    ]  # fmt: skip
+
+
+def test_json_has_exactly_the_fast_family_and_library_values(
+    embedding_files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(_args(embedding_files, "--json")) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == set(FAST_MEASURES)
+    expected = compute_measures(
+        np.load(embedding_files["images"]),
+        np.load(embedding_files["texts"]),
+        np.load(embedding_files["labels"]),
+    )
+    for name in FAST_MEASURES:
+        assert out[name] == pytest.approx(expected[name], rel=1e-9, abs=1e-12)
+
+
+def test_all_names_the_baselines_and_costly_measures(
+    embedding_files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(_args(embedding_files, "--measures", "all", "--json")) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == set(ALL_MEASURES)
+    for name in ("transrate", "sfda", "ncti", "emms", "logme", "hscore", "gbc", "entropy"):
+        assert name in out
+
+
+def test_selected_measures_as_a_table(
+    embedding_files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(_args(embedding_files, "--measures", "iimm,modality_gap")) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    rows = {line.split()[0]: float(line.split()[1]) for line in lines[2:]}
+    assert set(rows) == {"iimm", "modality_gap"}
+    expected = compute_measures(
+        np.load(embedding_files["images"]),
+        np.load(embedding_files["texts"]),
+        np.load(embedding_files["labels"]),
+        names=("iimm",),
+    )
+    assert rows["iimm"] == pytest.approx(expected["iimm"], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        ("unknown-measure", "unknown measure"),
+        ("missing-file", "does not exist"),
+        ("label-out-of-range", "label"),
+        ("pickled", "not a plain .npy"),
+    ],
+)
+def test_user_errors_exit_2_with_a_message_on_stderr(
+    embedding_files: dict[str, Path], tmp_path: Path, mutate: str, message: str
+) -> None:
+    extra: list[str] = []
+    if mutate == "unknown-measure":
+        extra = ["--measures", "iimm,nope"]
+    elif mutate == "missing-file":
+        embedding_files["texts"] = tmp_path / "absent.npy"
+    elif mutate == "label-out-of-range":
+        labels = np.load(embedding_files["labels"])
+        labels[0] = 99
+        np.save(embedding_files["labels"], labels)
+    elif mutate == "pickled":
+        np.save(embedding_files["images"], np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "iimm_cli", *_args(embedding_files, *extra)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr.lower()
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout == ""
