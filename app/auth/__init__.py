@@ -1,0 +1,1 @@
+"""API keys scoped to projects."""

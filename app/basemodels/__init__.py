@@ -1,0 +1,1 @@
+"""Base models: open_clip architectures with their pretrained weights."""

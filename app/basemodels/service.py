@@ -1,0 +1,95 @@
+"""Base model service: register (spec checked without torch), list, get, delete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.basemodels.schemas import ModelCreate
+from app.config import Settings
+from app.db import new_id
+from app.errors import ConflictError, ForbiddenError, InvalidError, NotFoundError
+from app.imagedata import ModelSpecError, resolve_spec
+from app.models import BaseModel
+from app.pagination import decode_cursor, encode_cursor
+
+BUNDLED_CONFIGS = Path(__file__).resolve().parents[2] / "workers" / "ml" / "configs"
+
+
+def spec_of(row: BaseModel) -> str:
+    """The model spec string of a stored model."""
+    if row.preset:
+        return row.preset
+    if row.arch.startswith(("hf-hub:", "local-dir:")):
+        return row.arch
+    return f"{row.arch}@{row.pretrained or 'random'}"
+
+
+def _check_paths(paths: list[str | None], settings: Settings) -> None:
+    roots = [BUNDLED_CONFIGS.resolve(), *(Path(r).resolve() for r in settings.allowed_roots)]
+    for raw in paths:
+        if raw is None:
+            continue
+        path = Path(raw).resolve()
+        if not any(path == r or r in path.parents for r in roots):
+            raise ForbiddenError(f"{raw} is not under an allowed root (IIMM_ALLOWED_ROOTS)")
+
+
+def create_model(
+    *, session: Session, settings: Settings, project_id: str, body: ModelCreate
+) -> BaseModel:
+    """Register a model after checking its spec (unknown architecture, missing file: 422)."""
+    try:
+        spec = resolve_spec(body.spec)
+    except ModelSpecError as exc:
+        raise InvalidError(str(exc)) from None
+    pretrained = spec.pretrained if spec.kind == "checkpoint" else None
+    local_dir = spec.arch.removeprefix("local-dir:") if spec.kind == "local-dir" else None
+    _check_paths([spec.config_path, pretrained, local_dir], settings)
+    arch = spec.config_path or spec.arch
+    row = BaseModel(
+        id=new_id("mdl"),
+        project_id=project_id,
+        name=body.name,
+        arch=arch if body.preset is None else spec.arch,
+        pretrained=spec.pretrained if spec.kind != "random" else "random",
+        preset=body.preset,
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        raise ConflictError(f"a model named {body.name!r} already exists in this project") from None
+    return row
+
+
+def get_model(*, session: Session, project_id: str, model_id: str) -> BaseModel:
+    """The caller's model (404 for other projects' ids)."""
+    row = session.scalar(
+        select(BaseModel).where(BaseModel.id == model_id, BaseModel.project_id == project_id)
+    )
+    if row is None:
+        raise NotFoundError(f"model {model_id} not found")
+    return row
+
+
+def list_models(
+    *, session: Session, project_id: str, cursor: str | None, limit: int
+) -> tuple[list[BaseModel], str | None]:
+    """A page of the caller's models, newest first."""
+    query = select(BaseModel).where(BaseModel.project_id == project_id)
+    if cursor:
+        query = query.where(BaseModel.id < decode_cursor(cursor))
+    rows = list(session.scalars(query.order_by(BaseModel.id.desc()).limit(limit + 1)))
+    more, rows = len(rows) > limit, rows[:limit]
+    return rows, encode_cursor(rows[-1].id) if more and rows else None
+
+
+def delete_model(*, session: Session, project_id: str, model_id: str) -> None:
+    """Delete a model and what was computed with it."""
+    session.delete(get_model(session=session, project_id=project_id, model_id=model_id))
+    session.flush()

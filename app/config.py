@@ -1,0 +1,112 @@
+"""Settings of the service, read from `IIMM_*` environment variables (pydantic-settings).
+
+Two deployments share this code: ``embedded`` (default; SQLite, local artifacts, a worker
+that claims jobs straight from the database) and ``production`` (Postgres, Redis, fsspec
+storage). Production settings are checked at start-up and refuse unsafe defaults.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; each is an environment variable `IIMM_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="IIMM_", extra="ignore")
+
+    mode: Literal["embedded", "production"] = "embedded"
+    data_dir: Path = Path("./var")
+    database_url: str | None = None
+    broker_url: str | None = None
+    broker_key_prefix: str = ""
+    storage_url: str | None = None
+    bootstrap_api_key: SecretStr | None = None
+    log_level: str = "INFO"
+
+    # Dataset references: file:// paths must lie under one of these roots; s3:// and
+    # https:// hosts must be listed.
+    allowed_roots: list[str] = Field(default_factory=list)
+    allowed_hosts: list[str] = Field(default_factory=list)
+
+    # Bounds on request bodies and archives.
+    max_upload_bytes: int = 512 * MiB
+    max_json_bytes: int = 16 * MiB
+    max_archive_entries: int = 200_000
+    max_uncompressed_bytes: int = 4096 * MiB
+    max_compression_ratio: float = 200.0
+    max_image_pixels: int = 64_000_000
+    measures_sync_max_values: int = 4_000_000
+
+    # Jobs: task hard limit < broker visibility timeout < maximum job run time.
+    lease_s: float = 60.0
+    max_attempts: int = 3
+    task_hard_limit_s: int = 6 * 3600
+    broker_visibility_timeout_s: int = 7 * 3600
+    job_max_runtime_s: int = 8 * 3600
+    relay_interval_s: float = 1.0
+    reaper_interval_s: float = 5.0
+    requeue_after_s: float = 600.0
+    worker_poll_s: float = 0.5
+    run_maintenance_in_api: bool = True
+
+    # Worker-side embedding.
+    device: str = "auto"
+    embed_batch_size: int = 64
+    embed_num_workers: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if not self.task_hard_limit_s < self.broker_visibility_timeout_s < self.job_max_runtime_s:
+            raise ValueError(
+                "need IIMM_TASK_HARD_LIMIT_S < IIMM_BROKER_VISIBILITY_TIMEOUT_S"
+                " < IIMM_JOB_MAX_RUNTIME_S"
+            )
+        if self.mode == "production":
+            missing = [
+                n for n in ("database_url", "broker_url", "storage_url") if not getattr(self, n)
+            ]
+            if missing:
+                names = ", ".join(f"IIMM_{n.upper()}" for n in missing)
+                raise ValueError(f"production mode needs {names}")
+            if self.database_url and self.database_url.startswith("sqlite"):
+                raise ValueError("production mode needs a Postgres IIMM_DATABASE_URL")
+        key = self.bootstrap_api_key
+        if key is not None and len(key.get_secret_value()) < 24:
+            raise ValueError("IIMM_BOOTSTRAP_API_KEY must be at least 24 characters")
+        return self
+
+    @property
+    def db_url(self) -> str:
+        """The SQLAlchemy URL; embedded default is SQLite in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'iimm.db').resolve()}"
+
+    @property
+    def artifacts_url(self) -> str:
+        """The fsspec URL (or local path) under which artifacts are stored."""
+        return self.storage_url or str((self.data_dir / "artifacts").resolve())
+
+    @property
+    def uses_broker(self) -> bool:
+        """True when jobs travel through Celery; False when workers poll the database."""
+        return bool(self.broker_url)
+
+    @property
+    def admin_key_path(self) -> Path:
+        """Where embedded mode writes the generated admin key."""
+        return self.data_dir / "admin.key"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (cached; tests clear the cache after changing env)."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Datasets: uploaded archives and manifests, or references to data the workers can read."""

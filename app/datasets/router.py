@@ -1,0 +1,158 @@
+"""`/v1/datasets`: upload or reference image-classification datasets."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response, status
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from app.datasets import service
+from app.datasets.schemas import DatasetList, DatasetRead, DatasetRef
+from app.deps import CurrentPrincipal, SessionDep, SettingsDep, StorageDep
+from app.errors import InvalidError, UnsupportedMediaTypeError, problems
+from app.limits import read_form
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+_NAME = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"^[\w .-]+$"}
+CREATE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["name", "file"],
+                    "properties": {
+                        "name": _NAME,
+                        "file": {"type": "string", "format": "binary",
+                                 "description": "zip, tar or tar.gz of image folders"},
+                        "manifest": {"type": "string", "format": "binary",
+                                     "description": "optional CSV/Parquet manifest"},
+                    },
+                }
+            },
+            "application/json": {"schema": DatasetRef.model_json_schema()},
+        },
+    }
+}  # fmt: skip
+
+
+async def _form_upload(request: Request) -> tuple[str, UploadFile, UploadFile | None]:
+    form = await read_form(request, max_files=2, max_fields=5)
+    name, file, manifest = form.get("name"), form.get("file"), form.get("manifest")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise InvalidError("form field `name` (1-200 characters) is required")
+    if not isinstance(file, UploadFile):
+        raise InvalidError("form field `file` must be an uploaded archive (zip, tar, tar.gz)")
+    if manifest is not None and not isinstance(manifest, UploadFile):
+        raise InvalidError("form field `manifest` must be an uploaded CSV or Parquet file")
+    return name.strip(), file, manifest
+
+
+async def _json_ref(request: Request) -> DatasetRef:
+    try:
+        return DatasetRef.model_validate(json.loads(await request.body()))
+    except (ValueError, ValidationError) as exc:
+        raise InvalidError(f"invalid dataset reference: {exc}") from None
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DatasetRead,
+    responses=problems(403, 409, 413, 415),
+    openapi_extra=CREATE_BODY,
+)
+async def create_dataset(
+    request: Request,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    settings: SettingsDep,
+    storage: StorageDep,
+    response: Response,
+) -> DatasetRead:
+    """Upload a dataset archive (multipart) or register a reference (JSON).
+
+    Multipart: `name`, `file` (zip/tar/tar.gz of `class/*.png` or `split/class/*.png`) and
+    optionally `manifest` (CSV/Parquet with `path`, `label`, optional `split`). Every image is
+    decoded and checked; ingest is atomic (a failed upload leaves no row and no file).
+    JSON: `{"name", "uri", "format"}` with a `file://` URI under an allowed root, or an
+    `s3://`/`https://` URI on an allowed host.
+    """
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data":
+        name, file, manifest = await _form_upload(request)
+        row = await run_in_threadpool(
+            lambda: service.ingest_upload(
+                session=session, storage=storage, settings=settings,
+                project_id=principal.project_id, name=name, archive=file.file,
+                filename=file.filename or "upload.zip",
+                manifest=manifest.file if manifest else None,
+                manifest_name=manifest.filename if manifest else None,
+            )
+        )  # fmt: skip
+    elif ctype == "application/json":
+        ref = await _json_ref(request)
+        row = await run_in_threadpool(
+            lambda: service.register_uri(
+                session=session, settings=settings, project_id=principal.project_id, ref=ref
+            )
+        )
+    else:
+        raise UnsupportedMediaTypeError(
+            f"content type {ctype or 'none'!r} not accepted: send multipart/form-data (upload)"
+            " or application/json (reference)"
+        )
+    response.headers["Location"] = f"/v1/datasets/{row.id}"
+    return DatasetRead.model_validate(row)
+
+
+@router.get("", response_model=DatasetList, responses=problems())
+async def list_datasets(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    cursor: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> DatasetList:
+    """List the project's datasets, newest first (cursor pagination)."""
+
+    def work() -> DatasetList:
+        rows, nxt = service.list_datasets(
+            session=session, project_id=principal.project_id, cursor=cursor, limit=limit
+        )
+        return DatasetList(items=[DatasetRead.model_validate(r) for r in rows], next_cursor=nxt)
+
+    return await run_in_threadpool(work)
+
+
+@router.get("/{dataset_id}", response_model=DatasetRead, responses=problems())
+async def get_dataset(
+    dataset_id: str, session: SessionDep, principal: CurrentPrincipal
+) -> DatasetRead:
+    """One dataset: class names, split sizes, fingerprint, status."""
+    return await run_in_threadpool(
+        lambda: DatasetRead.model_validate(
+            service.get_dataset(
+                session=session, project_id=principal.project_id, dataset_id=dataset_id
+            )
+        )
+    )
+
+
+@router.delete("/{dataset_id}", status_code=204, responses=problems())
+async def delete_dataset(
+    dataset_id: str, session: SessionDep, principal: CurrentPrincipal, storage: StorageDep
+) -> Response:
+    """Delete a dataset with its stored files, embeddings and scores."""
+    await run_in_threadpool(
+        lambda: service.delete_dataset(
+            session=session, storage=storage, project_id=principal.project_id,
+            dataset_id=dataset_id,
+        )
+    )  # fmt: skip
+    return Response(status_code=204)

@@ -1,0 +1,65 @@
+"""Dataset schemas."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class DatasetRef(BaseModel):
+    """A dataset the workers read where it lives (`file://` under an allowed root, ...)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"name": "shapes", "uri": "file:///data/shapes", "format": "folder"}]
+        },
+    )
+
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[\w .-]+$")
+    uri: str = Field(min_length=1, max_length=2000)
+    format: Literal["folder", "archive", "csv", "parquet", "torchvision"] | None = None
+    class_names: list[str] | None = Field(default=None, max_length=100_000)
+
+
+class DatasetRead(BaseModel):
+    """A registered dataset: class names, split sizes and a content fingerprint."""
+
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "dst_0193c0ffee00a1b2c3d4e5f6",
+                    "name": "shapes",
+                    "status": "ready",
+                    "format": "archive",
+                    "class_names": ["circle", "square"],
+                    "splits": {"train": 60, "test": 20},
+                    "fingerprint": "9f2c...",
+                }
+            ]
+        },
+    )
+
+    id: str
+    name: str
+    status: str
+    format: str
+    source: str
+    uri: str
+    class_names: list[str]
+    splits: dict[str, int]
+    fingerprint: str
+    size_bytes: int
+    info: dict[str, Any]
+    created_at: datetime
+
+
+class DatasetList(BaseModel):
+    """A page of datasets, newest first."""
+
+    items: list[DatasetRead]
+    next_cursor: str | None

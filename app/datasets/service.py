@@ -1,0 +1,213 @@
+"""Dataset service: atomic ingest of uploads, URI references, list, get, delete. Flushes only."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlparse
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.artifacts import Storage
+from app.config import Settings
+from app.datasets.ingest import open_and_validate
+from app.datasets.schemas import DatasetRef
+from app.db import new_id, on_rollback
+from app.errors import ConflictError, ForbiddenError, InvalidError, NotFoundError, TooLargeError
+from app.imagedata import DatasetLayout
+from app.models import Dataset
+from app.pagination import decode_cursor, encode_cursor
+
+_CHUNK = 1 << 20
+
+
+def save_stream(src: BinaryIO, dest: Path, max_bytes: int) -> int:
+    """Copy an upload to `dest`, refusing more than `max_bytes`."""
+    total = 0
+    with dest.open("wb") as out:
+        while chunk := src.read(_CHUNK):
+            total += len(chunk)
+            if total > max_bytes:
+                raise TooLargeError(f"upload is larger than the limit of {max_bytes} bytes")
+            out.write(chunk)
+    return total
+
+
+def _row(project_id: str, name: str, layout: DatasetLayout, **kw: object) -> Dataset:
+    return Dataset(
+        id=kw.pop("id", None) or new_id("dst"),
+        project_id=project_id,
+        name=name,
+        status="ready",
+        class_names=list(layout.class_names),
+        splits={k: len(v) for k, v in layout.splits.items()},
+        fingerprint=layout.fingerprint,
+        **kw,
+    )
+
+
+def _add(session: Session, row: Dataset) -> Dataset:
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        raise ConflictError(
+            f"a dataset named {row.name!r} already exists in this project"
+        ) from None
+    return row
+
+
+def _ensure_name_free(session: Session, project_id: str, name: str) -> None:
+    query = select(Dataset.id).where(Dataset.project_id == project_id, Dataset.name == name)
+    if session.scalar(query) is not None:
+        raise ConflictError(f"a dataset named {name!r} already exists in this project")
+
+
+def ingest_upload(
+    *,
+    session: Session,
+    storage: Storage,
+    settings: Settings,
+    project_id: str,
+    name: str,
+    archive: BinaryIO,
+    filename: str,
+    manifest: BinaryIO | None = None,
+    manifest_name: str | None = None,
+) -> Dataset:
+    """Store an uploaded archive (optionally with a manifest); nothing is left on failure."""
+    dataset_id = new_id("dst")
+    work = Path(tempfile.mkdtemp(prefix="iimm-upload-", dir=_tmp_root(settings)))
+    try:
+        suffix = "".join(Path(filename or "upload.zip").suffixes[-2:]) or ".zip"
+        upload = work / f"upload{suffix.lower()}"
+        size = save_stream(archive, upload, settings.max_upload_bytes)
+        layout, root_rel, fmt = _open_upload(work, upload, manifest, manifest_name, settings, name)
+        os.unlink(upload)
+        _ensure_name_free(session, project_id, name)  # after the slow part: short transaction
+        key = f"datasets/{dataset_id}"
+        storage.put_dir(work / "data", key)
+        on_rollback(session, lambda: storage.delete(key))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    info = {"root": root_rel, "kind": layout.kind, "derived_splits": dict(layout.derived)}
+    row = _row(project_id, name, layout, id=dataset_id, format=fmt, source="upload", uri=key,
+               size_bytes=size, info=info)  # fmt: skip
+    return _add(session, row)
+
+
+def _tmp_root(settings: Settings) -> str:
+    path = settings.data_dir / "tmp"
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
+def _open_upload(
+    work: Path,
+    upload: Path,
+    manifest: BinaryIO | None,
+    manifest_name: str | None,
+    settings: Settings,
+    name: str,
+) -> tuple[DatasetLayout, str, str]:
+    data = work / "data"
+    if manifest is None:
+        layout = open_and_validate(upload, settings=settings, name=name, extract_dir=data)
+        return layout, os.path.relpath(layout.location, data), "archive"
+    from app.datasets.ingest import archive_limits
+    from app.imagedata import ArchiveError, extract_archive
+
+    try:
+        extract_archive(upload, data, limits=archive_limits(settings))
+    except ArchiveError as exc:
+        raise InvalidError(f"archive rejected: {exc}") from None
+    ext = Path(manifest_name or "manifest.csv").suffix.lower()
+    if ext not in (".csv", ".parquet", ".pq"):
+        raise InvalidError("manifest must be a .csv or .parquet file")
+    target = data / f"manifest{ext}"
+    save_stream(manifest, target, settings.max_json_bytes * 8)
+    layout = open_and_validate(target, settings=settings, name=name)
+    return layout, target.name, ext.lstrip(".").replace("pq", "parquet")
+
+
+def _check_uri(ref: DatasetRef, settings: Settings) -> Path | None:
+    parsed = urlparse(ref.uri)
+    if parsed.scheme == "file":
+        path = Path(parsed.path).resolve()
+        roots = [Path(r).resolve() for r in settings.allowed_roots]
+        if not any(path == r or r in path.parents for r in roots):
+            raise ForbiddenError(f"{ref.uri} is not under an allowed root (IIMM_ALLOWED_ROOTS)")
+        return path
+    if parsed.scheme in ("s3", "gs", "https"):
+        if parsed.hostname not in settings.allowed_hosts:
+            raise ForbiddenError(f"host {parsed.hostname!r} is not allowed (IIMM_ALLOWED_HOSTS)")
+        return None
+    raise InvalidError(
+        f"unsupported URI scheme {parsed.scheme!r}; use file://, s3://, gs:// or https://"
+    )
+
+
+def register_uri(
+    *, session: Session, settings: Settings, project_id: str, ref: DatasetRef
+) -> Dataset:
+    """Register data the workers read in place (validated now when it is local)."""
+    path = _check_uri(ref, settings)
+    if path is None:
+        row = Dataset(
+            id=new_id("dst"), project_id=project_id, name=ref.name, status="registered",
+            format=ref.format or "folder", source="uri", uri=ref.uri,
+            class_names=ref.class_names or [], splits={}, fingerprint=_uri_fp(ref.uri), info={},
+        )  # fmt: skip
+        return _add(session, row)
+    if not path.exists():
+        raise InvalidError(f"{ref.uri} does not exist")
+    layout = open_and_validate(path, settings=settings, name=ref.name, class_names=ref.class_names)
+    _ensure_name_free(session, project_id, ref.name)
+    fmt = ref.format or layout.kind
+    row = _row(project_id, ref.name, layout, format=fmt, source="uri", uri=path.as_uri(),
+               size_bytes=0, info={"root": str(path), "kind": layout.kind})  # fmt: skip
+    return _add(session, row)
+
+
+def _uri_fp(uri: str) -> str:
+    import hashlib
+
+    return "uri-" + hashlib.sha256(uri.encode()).hexdigest()
+
+
+def get_dataset(*, session: Session, project_id: str, dataset_id: str) -> Dataset:
+    """The caller's dataset (404 for other projects' ids)."""
+    query = select(Dataset).where(Dataset.id == dataset_id, Dataset.project_id == project_id)
+    row = session.scalar(query)
+    if row is None:
+        raise NotFoundError(f"dataset {dataset_id} not found")
+    return row
+
+
+def list_datasets(
+    *, session: Session, project_id: str, cursor: str | None, limit: int
+) -> tuple[list[Dataset], str | None]:
+    """A page of the caller's datasets, newest first."""
+    query = select(Dataset).where(Dataset.project_id == project_id)
+    if cursor:
+        query = query.where(Dataset.id < decode_cursor(cursor))
+    rows = list(session.scalars(query.order_by(Dataset.id.desc()).limit(limit + 1)))
+    more, rows = len(rows) > limit, rows[:limit]
+    return rows, encode_cursor(rows[-1].id) if more and rows else None
+
+
+def delete_dataset(*, session: Session, storage: Storage, project_id: str, dataset_id: str) -> None:
+    """Delete a dataset, its stored files (uploads only) and what was computed from it."""
+    row = get_dataset(session=session, project_id=project_id, dataset_id=dataset_id)
+    session.delete(row)
+    session.flush()
+    if row.source == "upload":
+        from app.db import after_commit
+
+        after_commit(session, lambda: storage.delete(row.uri))

@@ -1,0 +1,88 @@
+"""FastAPI dependencies, declared once as `Annotated` aliases."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import anyio
+import anyio.to_thread
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.artifacts import Storage
+from app.auth.service import Principal, authenticate
+from app.config import Settings
+from app.db import end_session, session_scope
+from app.errors import UnauthorizedError
+
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+
+async def get_settings_dep(request: Request) -> Settings:
+    """The settings the app was built with."""
+    return request.app.state.settings
+
+
+_END_LIMITER: list[anyio.CapacityLimiter] = []
+
+
+def _end_limiter() -> anyio.CapacityLimiter:
+    # Ending a transaction must never wait for a thread held by a request that waits for
+    # the database lock this transaction holds: it gets its own, generous limiter.
+    if not _END_LIMITER:
+        _END_LIMITER.append(anyio.CapacityLimiter(1000))
+    return _END_LIMITER[0]
+
+
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """One transaction per request: committed after the handler, rolled back on error."""
+    state = request.app.state
+    reading = request.method in ("GET", "HEAD")
+    factory: sessionmaker[Session] = state.read_sessionmaker if reading else state.sessionmaker
+    session = factory()
+    try:
+        yield session
+    except BaseException as exc:
+        await anyio.to_thread.run_sync(end_session, session, exc, limiter=_end_limiter())
+        raise
+    await anyio.to_thread.run_sync(end_session, session, None, limiter=_end_limiter())
+
+
+async def get_storage(request: Request) -> Storage:
+    """The artifact storage."""
+    return request.app.state.storage
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+# scope="function": commit before the response is sent, so a 201/202 is durable.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+StorageDep = Annotated[Storage, Depends(get_storage)]
+
+
+def get_principal(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    header: Annotated[str | None, Security(_header)],
+) -> Principal:
+    """The caller's project, from `Authorization: Bearer` or `X-API-Key`.
+
+    Uses its own short transaction: a request never holds a pooled connection while it
+    waits for a worker thread, so a burst of requests cannot starve the pool.
+    """
+    key = bearer.credentials if bearer is not None else header
+    if not key:
+        raise UnauthorizedError(
+            "missing API key: send `Authorization: Bearer <key>`", headers=_CHALLENGE
+        )
+    with session_scope(request.app.state.read_sessionmaker) as session:
+        principal = authenticate(session=session, key=key)
+    if principal is None:
+        raise UnauthorizedError("invalid or revoked API key", headers=_CHALLENGE)
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

@@ -1,0 +1,80 @@
+"""Prometheus metrics: requests (middleware), and job gauges read from the database."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.models import Job, OutboxEntry
+
+REGISTRY = CollectorRegistry()
+REQUESTS = Counter(
+    "iimm_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=REGISTRY
+)
+LATENCY = Histogram(
+    "iimm_http_request_seconds", "HTTP request latency", ["method", "route"], registry=REGISTRY
+)
+JOBS = Gauge("iimm_jobs", "Jobs by type and state", ["type", "status"], registry=REGISTRY)
+QUEUE_DEPTH = Gauge("iimm_queue_depth", "Queued jobs by queue", ["queue"], registry=REGISTRY)
+OUTBOX = Gauge("iimm_outbox_pending", "Outbox entries not yet published", registry=REGISTRY)
+DURATION = Gauge(
+    "iimm_job_duration_seconds_avg",
+    "Mean run time of succeeded jobs by type",
+    ["type"],
+    registry=REGISTRY,
+)
+
+
+async def metrics_middleware(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """Count requests and their latency by route template (not raw path: bounded labels)."""
+    start = time.perf_counter()
+    response = await call_next(request)
+    route = request.scope.get("route")
+    path = getattr(route, "path", "unmatched")
+    REQUESTS.labels(request.method, path, str(response.status_code)).inc()
+    LATENCY.labels(request.method, path).observe(time.perf_counter() - start)
+    return response
+
+
+def refresh_job_gauges(session: Session) -> None:
+    """Set the job gauges from the database (the truth), across all projects."""
+    JOBS.clear()
+    for type_, status, count in session.execute(
+        select(Job.type, Job.status, func.count()).group_by(Job.type, Job.status)
+    ):
+        JOBS.labels(type_, status).set(count)
+    QUEUE_DEPTH.clear()
+    for queue, count in session.execute(
+        select(Job.queue, func.count()).where(Job.status == "queued").group_by(Job.queue)
+    ):
+        QUEUE_DEPTH.labels(queue).set(count)
+    OUTBOX.set(
+        session.scalar(
+            select(func.count()).select_from(OutboxEntry).where(OutboxEntry.published_at.is_(None))
+        )
+        or 0
+    )
+    _durations(session)
+
+
+def _durations(session: Session) -> None:
+    rows = session.execute(
+        select(Job.type, Job.started_at, Job.finished_at)
+        .where(Job.status == "succeeded", Job.finished_at.is_not(None))
+        .order_by(Job.id.desc())
+        .limit(1000)
+    )
+    total: dict[str, list[float]] = {}
+    for type_, started, finished in rows:
+        if started and finished:
+            total.setdefault(type_, []).append((finished - started).total_seconds())
+    for type_, values in total.items():
+        DURATION.labels(type_).set(sum(values) / len(values))

@@ -1,0 +1,1 @@
+"""Jobs: the database row is the truth; the broker only carries "go"."""

@@ -1,0 +1,53 @@
+"""A background thread that runs the outbox relay and the reaper periodically."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.jobs.reaper import reap_once
+from app.jobs.relay import relay_once, wait_for_wake
+
+log = logging.getLogger("iimm.maintenance")
+
+
+class Maintenance:
+    """Relay (broker mode) every `relay_interval_s` or when woken; reaper less often."""
+
+    def __init__(self, factory: sessionmaker[Session], settings: Settings) -> None:
+        self.factory, self.settings = factory, settings
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="iimm-maintenance", daemon=True)
+        self._last_reap = 0.0
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread and wait for it briefly."""
+        self._stop.set()
+        from app.jobs.relay import wake_relay
+
+        wake_relay()
+        self._thread.join(timeout=10)
+
+    def tick(self) -> None:
+        """One pass: publish the outbox, and reap when due."""
+        if self.settings.uses_broker:
+            relay_once(self.factory, self.settings)
+        if time.monotonic() - self._last_reap >= self.settings.reaper_interval_s:
+            self._last_reap = time.monotonic()
+            reap_once(self.factory, self.settings)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception as exc:  # the database may be restarting: try again later
+                log.warning("maintenance pass failed: %s", exc)
+            wait_for_wake(self.settings.relay_interval_s)

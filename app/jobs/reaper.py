@@ -1,0 +1,76 @@
+"""The reaper: re-queues jobs whose worker vanished, fails them past the retry limit."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.db import session_scope, utcnow
+from app.jobs.relay import wake_relay
+from app.models import Job, JobStatus, OutboxEntry
+
+log = logging.getLogger("iimm.reaper")
+
+
+def _expired(session: Session, settings: Settings) -> list[Job]:
+    now = utcnow()
+    too_old = now - timedelta(seconds=settings.job_max_runtime_s)
+    query = select(Job).where(
+        Job.status == JobStatus.running.value,
+        or_(Job.lease_expires_at < now, Job.started_at < too_old),
+    )
+    return list(session.scalars(query.limit(500)))
+
+
+def _requeue(session: Session, job: Job, settings: Settings) -> None:
+    attempt, now = job.attempts, utcnow()
+    base = update(Job).where(
+        Job.id == job.id, Job.status == JobStatus.running.value, Job.attempts == attempt
+    )
+    if job.cancel_requested:
+        values = {"status": JobStatus.cancelled.value, "finished_at": now, "stage": "cancelled"}
+    elif attempt >= job.max_attempts:
+        values = {
+            "status": JobStatus.failed.value,
+            "finished_at": now,
+            "stage": "failed",
+            "error": f"the worker running this job was lost {attempt} time(s) (lease expired);"
+            " giving up after max_attempts. Check worker logs (out of memory? killed?).",
+        }
+    else:
+        values = {"status": JobStatus.queued.value, "enqueued_at": now, "stage": "requeued"}
+    values |= {"lease_expires_at": None, "worker_id": None, "updated_at": now}
+    res = session.execute(base.values(**values).execution_options(synchronize_session=False))
+    if res.rowcount == 1 and values["status"] == JobStatus.queued.value and settings.uses_broker:  # type: ignore[attr-defined]
+        session.add(OutboxEntry(job_id=job.id, queue=job.queue))
+    log.warning("job %s lease expired (attempt %s): now %s", job.id, attempt, values["status"])
+
+
+def _stale_queued(session: Session, settings: Settings) -> int:
+    """Queued jobs nobody claimed for a long time: their message may be lost; send again."""
+    cutoff = utcnow() - timedelta(seconds=settings.requeue_after_s)
+    stale = list(
+        session.scalars(
+            select(Job).where(Job.status == JobStatus.queued.value, Job.enqueued_at < cutoff)
+        )
+    )
+    for job in stale:
+        job.enqueued_at = utcnow()
+        session.add(OutboxEntry(job_id=job.id, queue=job.queue))
+    return len(stale)
+
+
+def reap_once(factory: sessionmaker[Session], settings: Settings) -> int:
+    """One reaper pass; returns how many jobs it touched."""
+    with session_scope(factory) as session:
+        expired = _expired(session, settings)
+        for job in expired:
+            _requeue(session, job, settings)
+        resent = _stale_queued(session, settings) if settings.uses_broker else 0
+    if expired or resent:
+        wake_relay()
+    return len(expired) + resent

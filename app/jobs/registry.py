@@ -1,0 +1,56 @@
+"""Job types as a registry: each names its parameter schema, queue and reference checks.
+
+Later job types (finetune, evaluate, fit, assess) call `register(JobType(...))` from their
+own module and add that module to `BUILTIN_MODULES`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+
+@dataclass(frozen=True)
+class JobType:
+    """One kind of job: `params` has a `type: Literal[name]` field; `check` raises on bad refs."""
+
+    name: str
+    params: type[BaseModel]
+    queue: str
+    check: Callable[[Session, str, BaseModel], None] | None = None
+    links: Callable[[str, dict[str, Any], dict[str, Any] | None], dict[str, str]] | None = None
+    internal: bool = False
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_REGISTRY: dict[str, JobType] = {}
+BUILTIN_MODULES = ("app.jobs.types",)
+
+
+def register(job_type: JobType) -> JobType:
+    """Add a job type (idempotent for the same name)."""
+    _REGISTRY[job_type.name] = job_type
+    return job_type
+
+
+def _load_builtins() -> None:
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
+
+
+def get(name: str) -> JobType | None:
+    """The registered job type called `name`, if any."""
+    _load_builtins()
+    return _REGISTRY.get(name)
+
+
+def all_types(*, public_only: bool = False) -> list[JobType]:
+    """Every registered job type, in registration order."""
+    _load_builtins()
+    return [t for t in _REGISTRY.values() if not (public_only and t.internal)]

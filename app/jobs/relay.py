@@ -1,0 +1,56 @@
+"""The outbox relay: publishes pending outbox entries; a broker outage only delays them."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.db import session_scope, utcnow
+from app.jobs import broker
+from app.models import OutboxEntry
+
+log = logging.getLogger("iimm.relay")
+_wake = threading.Event()
+
+
+def wake_relay() -> None:
+    """Ask the relay to run now (called after a job's transaction commits)."""
+    _wake.set()
+
+
+def wait_for_wake(timeout: float) -> None:
+    """Sleep until woken or `timeout` passes."""
+    _wake.wait(timeout)
+    _wake.clear()
+
+
+def _pending(session: Session, batch: int) -> list[OutboxEntry]:
+    query = select(OutboxEntry).where(OutboxEntry.published_at.is_(None))
+    query = query.order_by(OutboxEntry.id).limit(batch)
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return list(session.scalars(query))
+
+
+def relay_once(factory: sessionmaker[Session], settings: Settings, batch: int = 200) -> int:
+    """Publish up to `batch` pending entries; returns how many were sent."""
+    sent = 0
+    with session_scope(factory) as session:
+        for entry in _pending(session, batch):
+            try:
+                broker.publish(settings, entry.job_id, entry.queue)
+            except Exception as exc:  # the broker is down: keep the entry for the next pass
+                session.execute(
+                    update(OutboxEntry)
+                    .where(OutboxEntry.id == entry.id)
+                    .values(tries=OutboxEntry.tries + 1, last_error=str(exc)[:1000])
+                )
+                log.warning("broker unavailable, %s job(s) wait in the outbox: %s", "some", exc)
+                break
+            entry.published_at = utcnow()
+            sent += 1
+    return sent

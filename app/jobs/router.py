@@ -1,0 +1,126 @@
+"""`/v1/jobs`: submit, read, list and cancel long-running work."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Header, Query, Response, status
+from starlette.concurrency import run_in_threadpool
+
+from app.deps import CurrentPrincipal, SessionDep, SettingsDep
+from app.errors import problems
+from app.jobs import service
+from app.jobs.schemas import JobCreate, JobList, JobRead
+from app.models import Job, JobStatus
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+EMBED_EXAMPLE = {
+    "summary": "Embed the test split of a dataset",
+    "value": {
+        "type": "embed",
+        "model_id": "mdl_0193...",
+        "dataset_id": "dst_0193...",
+        "split": "test",
+    },
+}
+SCORE_EXAMPLE = {
+    "summary": "Score stored embeddings",
+    "value": {
+        "type": "score",
+        "model_id": "mdl_0193...",
+        "dataset_id": "dst_0193...",
+        "split": "test",
+    },
+}
+
+
+def to_read(job: Job) -> JobRead:
+    """A job as returned by the API."""
+    read = JobRead.model_validate(job)
+    read.links = service.links(job)
+    return read
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobRead,
+    responses=problems(409),
+)
+async def submit_job(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    settings: SettingsDep,
+    response: Response,
+    body: Annotated[
+        JobCreate, Body(openapi_examples={"embed": EMBED_EXAMPLE, "score": SCORE_EXAMPLE})
+    ],
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JobRead:
+    """Submit a job; returns 202 with the job and `Location: /v1/jobs/{id}`.
+
+    With `Idempotency-Key`, a repeated request with the same body returns the same job; the
+    same key with another body is rejected with 422. The job is stored before the broker is
+    told, so it runs even if the broker is down at submission.
+    """
+
+    def work() -> tuple[JobRead, bool]:
+        job, created = service.create_job(
+            session=session,
+            project_id=principal.project_id,
+            params=body,
+            idempotency_key=idempotency_key,
+            max_attempts=settings.max_attempts,
+            use_broker=settings.uses_broker,
+        )
+        return to_read(job), created
+
+    read, created = await run_in_threadpool(work)
+    response.headers["Location"] = f"/v1/jobs/{read.id}"
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return read
+
+
+@router.get("", response_model=JobList, responses=problems())
+async def list_jobs(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    status: Annotated[JobStatus | None, Query(description="Only jobs in this state")] = None,
+    cursor: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> JobList:
+    """List the project's jobs, newest first, optionally only those in one `status`."""
+
+    def work() -> JobList:
+        rows, next_cursor = service.list_jobs(
+            session=session,
+            project_id=principal.project_id,
+            status=status.value if status else None,
+            cursor=cursor,
+            limit=limit,
+        )
+        return JobList(items=[to_read(j) for j in rows], next_cursor=next_cursor)
+
+    return await run_in_threadpool(work)
+
+
+@router.get("/{job_id}", response_model=JobRead, responses=problems())
+async def get_job(job_id: str, session: SessionDep, principal: CurrentPrincipal) -> JobRead:
+    """One job: status, progress (0..1), stage, attempts, error and links to its results."""
+    return await run_in_threadpool(
+        lambda: to_read(
+            service.get_job(session=session, project_id=principal.project_id, job_id=job_id)
+        )
+    )
+
+
+@router.post("/{job_id}:cancel", response_model=JobRead, responses=problems(409))
+async def cancel_job(job_id: str, session: SessionDep, principal: CurrentPrincipal) -> JobRead:
+    """Cancel a job: a queued job stops at once, a running one at its next heartbeat."""
+    return await run_in_threadpool(
+        lambda: to_read(
+            service.cancel_job(session=session, project_id=principal.project_id, job_id=job_id)
+        )
+    )

@@ -1,0 +1,144 @@
+"""Job service: create (with Idempotency-Key and outbox), read, list, cancel. Flushes only."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.db import after_commit, new_id, utcnow
+from app.errors import ConflictError, InvalidError, NotFoundError
+from app.jobs import registry
+from app.jobs.relay import wake_relay
+from app.models import Job, JobStatus, OutboxEntry
+from app.models.jobs import FINAL_STATUSES
+from app.pagination import decode_cursor, encode_cursor
+
+
+def request_hash(params: dict[str, Any]) -> str:
+    """Canonical hash of a job request, to compare bodies sent with the same key."""
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+
+
+def enqueue(*, session: Session, job: Job, use_broker: bool) -> None:
+    """Write the outbox entry (broker mode) and wake the relay once committed."""
+    job.enqueued_at = utcnow()
+    if use_broker:
+        session.add(OutboxEntry(job_id=job.id, queue=job.queue))
+        after_commit(session, wake_relay)
+
+
+def _find_by_key(session: Session, project_id: str, key: str) -> Job | None:
+    return session.scalar(
+        select(Job).where(Job.project_id == project_id, Job.idempotency_key == key)
+    )
+
+
+def _replay(existing: Job, digest: str) -> Job:
+    if existing.request_hash != digest:
+        raise InvalidError("Idempotency-Key was already used with a different request body")
+    return existing
+
+
+def create_job(
+    *,
+    session: Session,
+    project_id: str,
+    params: BaseModel,
+    idempotency_key: str | None,
+    max_attempts: int,
+    use_broker: bool,
+) -> tuple[Job, bool]:
+    """Create a job (or return the one made earlier with the same key); (job, created)."""
+    data = params.model_dump(mode="json")
+    job_type = registry.get(data["type"])
+    if job_type is None:
+        raise InvalidError(f"unknown job type {data['type']!r}")
+    digest = request_hash(data)
+    if idempotency_key and (existing := _find_by_key(session, project_id, idempotency_key)):
+        return _replay(existing, digest), False
+    if job_type.check is not None:
+        job_type.check(session, project_id, params)
+    job = Job(
+        id=new_id("job"),
+        project_id=project_id,
+        type=job_type.name,
+        queue=job_type.queue,
+        params={k: v for k, v in data.items() if k != "type"},
+        status=JobStatus.queued.value,
+        max_attempts=max_attempts,
+        idempotency_key=idempotency_key,
+        request_hash=digest,
+    )
+    try:
+        with session.begin_nested():
+            session.add(job)
+            session.flush()
+    except IntegrityError:
+        existing = _find_by_key(session, project_id, idempotency_key or "")
+        if existing is None:
+            raise
+        return _replay(existing, digest), False
+    enqueue(session=session, job=job, use_broker=use_broker)
+    session.flush()
+    return job, True
+
+
+def get_job(*, session: Session, project_id: str, job_id: str) -> Job:
+    """The caller's job `job_id` (404 for other projects' ids)."""
+    job = session.scalar(select(Job).where(Job.id == job_id, Job.project_id == project_id))
+    if job is None:
+        raise NotFoundError(f"job {job_id} not found")
+    return job
+
+
+def list_jobs(
+    *, session: Session, project_id: str, status: str | None, cursor: str | None, limit: int
+) -> tuple[list[Job], str | None]:
+    """A page of the caller's jobs, newest first, optionally filtered by status."""
+    query = select(Job).where(Job.project_id == project_id)
+    if status:
+        query = query.where(Job.status == status)
+    if cursor:
+        query = query.where(Job.id < decode_cursor(cursor))
+    rows = list(session.scalars(query.order_by(Job.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, encode_cursor(rows[-1].id) if more and rows else None
+
+
+def cancel_job(*, session: Session, project_id: str, job_id: str) -> Job:
+    """Cancel a queued job now, or ask a running one to stop at its next heartbeat."""
+    job = get_job(session=session, project_id=project_id, job_id=job_id)
+    if job.status in FINAL_STATUSES:
+        raise ConflictError(f"job {job_id} already {job.status}; nothing to cancel")
+    now = utcnow()
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.queued.value)
+        .values(status=JobStatus.cancelled.value, finished_at=now, stage="cancelled")
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.running.value)
+        .values(cancel_requested=True)
+        .execution_options(synchronize_session=False)
+    )
+    session.flush()
+    session.refresh(job)
+    return job
+
+
+def links(job: Job) -> dict[str, str]:
+    """Links of a job: itself, and what its type says it produced."""
+    out = {"self": f"/v1/jobs/{job.id}", "cancel": f"/v1/jobs/{job.id}:cancel"}
+    job_type = registry.get(job.type)
+    if job_type is not None and job_type.links is not None:
+        out |= job_type.links(job.id, job.params, job.result)
+    return out

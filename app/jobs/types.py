@@ -1,0 +1,127 @@
+"""The built-in job types: embed, score, and measures (internal: large `POST /v1/measures`)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.errors import ConflictError, InvalidError, NotFoundError
+from app.jobs.registry import JobType, register
+from app.models import BaseModel as BaseModelRow
+from app.models import Dataset, Embedding
+
+FAST = "fast"
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EmbedParams(_Params):
+    """Embed a dataset split with a base model; stores embeddings and zero-shot accuracy."""
+
+    type: Literal["embed"] = "embed"
+    model_id: str = Field(max_length=40, examples=["mdl_0193c0ffee00a1b2c3d4e5f6"])
+    dataset_id: str = Field(max_length=40, examples=["dst_0193c0ffee00a1b2c3d4e5f6"])
+    split: str = Field(default="test", max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
+    prompts: list[str] | None = Field(
+        default=None,
+        max_length=64,
+        description="Prompt templates with `{c}` for the class name; default per dataset.",
+        examples=[["a photo of a {c}."]],
+    )
+
+
+class ScoreParams(_Params):
+    """Compute measures on stored embeddings of (model, dataset, split)."""
+
+    type: Literal["score"] = "score"
+    model_id: str = Field(max_length=40)
+    dataset_id: str = Field(max_length=40)
+    split: str = Field(default="test", max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
+    prompts: list[str] | None = Field(default=None, max_length=64)
+    measures: list[str] | None = Field(
+        default=None, max_length=64, description="Measure names; default: the O(n·d) family."
+    )
+    bootstrap: int = Field(
+        default=0, ge=0, le=2000, description="Bootstrap resamples for IIMM intervals (0: none)."
+    )
+
+
+class MeasuresParams(_Params):
+    """Measures of caller-supplied embeddings stored as an npz artifact."""
+
+    type: Literal["measures"] = "measures"
+    artifact: str = Field(max_length=500)
+    measures: list[str] | None = None
+
+
+def prompts_hash(prompts: list[str] | None) -> str:
+    """Content key of a prompt list (`default` when none is given)."""
+    import hashlib
+    import json
+
+    if not prompts:
+        return "default"
+    return hashlib.sha256(json.dumps(prompts).encode()).hexdigest()[:32]
+
+
+def _check_refs(session: Session, project_id: str, model_id: str, dataset_id: str) -> None:
+    model = session.scalar(
+        select(BaseModelRow.id).where(
+            BaseModelRow.id == model_id, BaseModelRow.project_id == project_id
+        )
+    )
+    if model is None:
+        raise NotFoundError(f"model {model_id} not found")
+    dataset = session.scalar(
+        select(Dataset.id).where(Dataset.id == dataset_id, Dataset.project_id == project_id)
+    )
+    if dataset is None:
+        raise NotFoundError(f"dataset {dataset_id} not found")
+
+
+def _check_embed(session: Session, project_id: str, params: BaseModel) -> None:
+    assert isinstance(params, EmbedParams)
+    _check_refs(session, project_id, params.model_id, params.dataset_id)
+
+
+def _check_score(session: Session, project_id: str, params: BaseModel) -> None:
+    assert isinstance(params, ScoreParams)
+    _check_refs(session, project_id, params.model_id, params.dataset_id)
+    if params.measures:
+        from app.measures import ALL_MEASURES
+
+        unknown = sorted(set(params.measures) - set(ALL_MEASURES))
+        if unknown:
+            raise InvalidError(f"unknown measures {unknown}; known: {sorted(ALL_MEASURES)}")
+    found = session.scalar(
+        select(Embedding.id).where(
+            Embedding.model_id == params.model_id,
+            Embedding.dataset_id == params.dataset_id,
+            Embedding.split == params.split,
+            Embedding.prompts_hash == prompts_hash(params.prompts),
+        )
+    )
+    if found is None:
+        raise ConflictError(
+            f"no embeddings of dataset {params.dataset_id} split {params.split!r} with model"
+            f" {params.model_id}: submit an embed job first and wait for it to succeed"
+        )
+
+
+def _score_links(job_id: str, params: dict[str, Any], _: dict[str, Any] | None) -> dict[str, str]:
+    query = f"model_id={params['model_id']}&dataset_id={params['dataset_id']}"
+    return {
+        "model": f"/v1/models/{params['model_id']}",
+        "dataset": f"/v1/datasets/{params['dataset_id']}",
+        "scores": f"/v1/scores?{query}&split={params.get('split', 'test')}",
+    }
+
+
+register(JobType("embed", EmbedParams, "gpu", _check_embed, _score_links, description="embed"))
+register(JobType("score", ScoreParams, "cpu", _check_score, _score_links, description="score"))
+register(JobType("measures", MeasuresParams, "cpu", internal=True, description="measures"))

@@ -1,0 +1,1 @@
+"""`POST /v1/measures`: measures of embeddings the caller already has."""

@@ -1,0 +1,37 @@
+"""Schemas of `POST /v1/measures`."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class MeasuresRequest(BaseModel):
+    """Small inputs as JSON arrays: image embeddings (n×d), class text embeddings (k×d)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "images": [[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]],
+                    "texts": [[1.0, 0.1], [0.1, 1.0]],
+                    "labels": [0, 0, 1, 1],
+                    "measures": ["iimm", "inter_modal", "intra_images"],
+                }
+            ]
+        },
+    )
+
+    images: list[list[float]] = Field(min_length=2)
+    texts: list[list[float]] = Field(min_length=2)
+    labels: list[int] = Field(min_length=2)
+    measures: list[str] | None = Field(default=None, max_length=64)
+
+
+class MeasuresResult(BaseModel):
+    """Every requested measure (null when undefined), with the input's shape."""
+
+    measures: dict[str, float | None]
+    n: int
+    k: int
+    dim: int

@@ -1,0 +1,52 @@
+"""Stored results: embeddings of a (model, dataset, split, prompts) and their measures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, RecordMixin
+
+
+class Embedding(RecordMixin, Base):
+    """Embeddings stored once per content key; every score reuses them."""
+
+    __tablename__ = "embeddings"
+    __table_args__ = (UniqueConstraint("model_id", "dataset_id", "split", "prompts_hash"),)
+
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    model_id: Mapped[str] = mapped_column(ForeignKey("base_models.id", ondelete="CASCADE"))
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    split: Mapped[str] = mapped_column(String(40))
+    prompts_hash: Mapped[str] = mapped_column(String(64))
+    uri: Mapped[str] = mapped_column(String(2000))
+    n: Mapped[int] = mapped_column(Integer)
+    k: Mapped[int] = mapped_column(Integer)
+    dim: Mapped[int] = mapped_column(Integer)
+    zero_shot: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    job_id: Mapped[str | None] = mapped_column(String(40), default=None)
+
+
+class Score(RecordMixin, Base):
+    """One measure of one (model, dataset, split), with its sample size and interval."""
+
+    __tablename__ = "scores"
+    __table_args__ = (
+        UniqueConstraint("model_id", "dataset_id", "split", "measure"),
+        Index("ix_scores_project_id_id", "project_id", "id"),
+    )
+
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    model_id: Mapped[str] = mapped_column(ForeignKey("base_models.id", ondelete="CASCADE"))
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    split: Mapped[str] = mapped_column(String(40))
+    measure: Mapped[str] = mapped_column(String(60))
+    value: Mapped[float | None] = mapped_column(Float, default=None)
+    ci_low: Mapped[float | None] = mapped_column(Float, default=None)
+    ci_high: Mapped[float | None] = mapped_column(Float, default=None)
+    n: Mapped[int] = mapped_column(Integer)
+    zero_shot_accuracy: Mapped[float | None] = mapped_column(Float, default=None)
+    embedding_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    job_id: Mapped[str | None] = mapped_column(String(40), default=None)

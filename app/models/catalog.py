@@ -1,0 +1,48 @@
+"""Registered datasets and base models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, RecordMixin
+
+
+class Dataset(RecordMixin, Base):
+    """An image-classification dataset, uploaded into storage or referenced by URI."""
+
+    __tablename__ = "datasets"
+    __table_args__ = (
+        UniqueConstraint("project_id", "name"),
+        Index("ix_datasets_project_id_id", "project_id", "id"),
+    )
+
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default="ready")
+    format: Mapped[str] = mapped_column(String(40))
+    source: Mapped[str] = mapped_column(String(20))  # "upload" or "uri"
+    uri: Mapped[str] = mapped_column(String(2000))
+    class_names: Mapped[list[str]] = mapped_column(JSON, default=list)
+    splits: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+    fingerprint: Mapped[str] = mapped_column(String(128))
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class BaseModel(RecordMixin, Base):
+    """A vision-language base model: an open_clip architecture with pretrained weights."""
+
+    __tablename__ = "base_models"
+    __table_args__ = (
+        UniqueConstraint("project_id", "name"),
+        Index("ix_base_models_project_id_id", "project_id", "id"),
+    )
+
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    arch: Mapped[str] = mapped_column(String(500))
+    pretrained: Mapped[str | None] = mapped_column(String(500), default=None)
+    preset: Mapped[str | None] = mapped_column(String(50), default=None)

@@ -1,0 +1,1 @@
+"""Stored measures of (model, dataset, split)."""

@@ -1,0 +1,50 @@
+"""`/v1/scores`: the measures computed by score jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from app.deps import CurrentPrincipal, SessionDep
+from app.errors import problems
+from app.models import Score
+from app.pagination import decode_cursor, encode_cursor
+from app.scores.schemas import ScoreList, ScoreRead
+
+router = APIRouter(prefix="/v1/scores", tags=["scores"])
+
+
+@router.get("", response_model=ScoreList, responses=problems())
+async def list_scores(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    model_id: Annotated[str | None, Query(max_length=40)] = None,
+    dataset_id: Annotated[str | None, Query(max_length=40)] = None,
+    split: Annotated[str | None, Query(max_length=40)] = None,
+    measure: Annotated[str | None, Query(max_length=60)] = None,
+    cursor: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> ScoreList:
+    """Stored measures of the project, filtered by model, dataset, split and measure name."""
+    query = select(Score).where(Score.project_id == principal.project_id)
+    for column, value in (
+        (Score.model_id, model_id),
+        (Score.dataset_id, dataset_id),
+        (Score.split, split),
+        (Score.measure, measure),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if cursor:
+        query = query.where(Score.id > decode_cursor(cursor))
+
+    def work() -> ScoreList:
+        rows = list(session.scalars(query.order_by(Score.id).limit(limit + 1)))
+        more, rows = len(rows) > limit, rows[:limit]
+        nxt = encode_cursor(rows[-1].id) if more and rows else None
+        return ScoreList(items=[ScoreRead.model_validate(r) for r in rows], next_cursor=nxt)
+
+    return await run_in_threadpool(work)

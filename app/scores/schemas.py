@@ -1,0 +1,50 @@
+"""Score schemas."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ScoreRead(BaseModel):
+    """One measure with the zero-shot accuracy, sample size and (when computed) its interval."""
+
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "model_id": "mdl_0193...",
+                    "dataset_id": "dst_0193...",
+                    "split": "test",
+                    "measure": "iimm",
+                    "value": 0.4132,
+                    "ci_low": 0.4101,
+                    "ci_high": 0.4160,
+                    "n": 2000,
+                    "zero_shot_accuracy": 0.61,
+                }
+            ]
+        },
+    )
+
+    id: str
+    model_id: str
+    dataset_id: str
+    split: str
+    measure: str
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+    n: int
+    zero_shot_accuracy: float | None
+    job_id: str | None
+    created_at: datetime
+
+
+class ScoreList(BaseModel):
+    """A page of scores."""
+
+    items: list[ScoreRead]
+    next_cursor: str | None

@@ -1,0 +1,69 @@
+"""A small HTTP client of the IIMM API for the CLI (and the demo)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from iimm_cli._common import CliError
+
+FINAL = ("succeeded", "failed", "cancelled")
+
+
+def add_client_args(parser: argparse.ArgumentParser) -> None:
+    """--url, --api-key and --data-dir (where embedded mode keeps admin.key)."""
+    parser.add_argument("--url", default=os.environ.get("IIMM_URL", "http://127.0.0.1:8000"))
+    parser.add_argument("--api-key", default=os.environ.get("IIMM_API_KEY"))
+    parser.add_argument("--data-dir", default=os.environ.get("IIMM_DATA_DIR", "./var"))
+
+
+class ApiClient:
+    """Calls the API with a key; problem+json errors become CliError with their detail."""
+
+    def __init__(self, url: str, key: str, timeout: float = 60.0) -> None:
+        import httpx
+
+        self.http = httpx.Client(
+            base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {key}"}, timeout=timeout
+        )
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ApiClient:
+        """A client from --url/--api-key, falling back to `<data dir>/admin.key`."""
+        key = args.api_key
+        if not key:
+            path = Path(args.data_dir) / "admin.key"
+            if not path.is_file():
+                raise CliError(f"no API key: pass --api-key, set IIMM_API_KEY, or create {path}")
+            key = path.read_text().strip()
+        return cls(args.url, key)
+
+    def request(self, method: str, path: str, **kw: Any) -> Any:
+        """Send a request; returns the decoded JSON (None for 204)."""
+        import httpx
+
+        try:
+            resp = self.http.request(method, path, **kw)
+        except httpx.HTTPError as exc:
+            raise CliError(f"cannot reach {self.http.base_url}: {exc}") from None
+        if resp.status_code >= 400:
+            try:
+                detail = resp.json().get("detail", resp.text)
+            except ValueError:
+                detail = resp.text
+            raise CliError(f"{resp.status_code}: {detail}")
+        return None if resp.status_code == 204 else resp.json()
+
+    def wait_job(self, job_id: str, timeout: float = 600.0, poll: float = 0.5) -> dict[str, Any]:
+        """Poll a job until it reaches a final state (or raise after `timeout` seconds)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.request("GET", f"/v1/jobs/{job_id}")
+            if job["status"] in FINAL:
+                return job
+            if time.monotonic() > deadline:
+                raise CliError(f"job {job_id} still {job['status']} after {timeout:.0f}s")
+            time.sleep(poll)

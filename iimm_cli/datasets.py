@@ -1,0 +1,71 @@
+"""`iimm datasets upload|list|show|delete`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from iimm_cli._common import CliError, print_json
+from iimm_cli.client import ApiClient, add_client_args
+
+
+def register(sub: Any) -> None:
+    """Add the `datasets` subcommands."""
+    ds = sub.add_parser("datasets", help="datasets on the API")
+    dsub = ds.add_subparsers(dest="datasets_command", required=True)
+    up = dsub.add_parser("upload", help="upload a folder or archive of class folders")
+    up.add_argument("path")
+    up.add_argument("--name", required=True)
+    add_client_args(up)
+    up.set_defaults(handler=run_upload)
+    for name, fn in (("list", run_list), ("show", run_show), ("delete", run_delete)):
+        p = dsub.add_parser(name)
+        if name != "list":
+            p.add_argument("id")
+        add_client_args(p)
+        p.set_defaults(handler=fn)
+
+
+def upload(client: ApiClient, path: Path, name: str) -> dict[str, Any]:
+    """Upload a folder (zipped on the fly) or an archive; returns the dataset."""
+    if not path.exists():
+        raise CliError(f"{path} does not exist")
+    tmp = None
+    try:
+        if path.is_dir():
+            tmp = tempfile.mkdtemp(prefix="iimm-zip-")
+            path = Path(shutil.make_archive(os.path.join(tmp, "dataset"), "zip", path))
+        with path.open("rb") as fh:
+            files = {"file": (path.name, fh, "application/octet-stream")}
+            return client.request("POST", "/v1/datasets", data={"name": name}, files=files)
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_upload(args: argparse.Namespace) -> int:
+    """Upload and print the dataset."""
+    print_json(upload(ApiClient.from_args(args), Path(args.path), args.name))
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """Print the project's datasets."""
+    print_json(ApiClient.from_args(args).request("GET", "/v1/datasets")["items"])
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    """Print one dataset."""
+    print_json(ApiClient.from_args(args).request("GET", f"/v1/datasets/{args.id}"))
+    return 0
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    """Delete one dataset."""
+    ApiClient.from_args(args).request("DELETE", f"/v1/datasets/{args.id}")
+    return 0

@@ -1,0 +1,39 @@
+"""`iimm models add|list`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from iimm_cli._common import print_json
+from iimm_cli.client import ApiClient, add_client_args
+
+
+def register(sub: Any) -> None:
+    """Add the `models` subcommands."""
+    m = sub.add_parser("models", help="base models on the API")
+    msub = m.add_subparsers(dest="models_command", required=True)
+    add = msub.add_parser("add", help="register a model by preset or arch + pretrained")
+    add.add_argument("--name", required=True)
+    add.add_argument("--preset")
+    add.add_argument("--arch", help="open_clip architecture or architecture .json file")
+    add.add_argument("--pretrained", help="tag, checkpoint path, or random")
+    add_client_args(add)
+    add.set_defaults(handler=run_add)
+    ls = msub.add_parser("list")
+    add_client_args(ls)
+    ls.set_defaults(handler=run_list)
+
+
+def run_add(args: argparse.Namespace) -> int:
+    """Register and print the model."""
+    body = {k: getattr(args, k) for k in ("name", "preset", "arch", "pretrained")}
+    body = {k: v for k, v in body.items() if v is not None}
+    print_json(ApiClient.from_args(args).request("POST", "/v1/models", json=body))
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """Print the project's models."""
+    print_json(ApiClient.from_args(args).request("GET", "/v1/models")["items"])
+    return 0

@@ -1,0 +1,223 @@
+"""Running the service for tests: an API process and worker processes, embedded or production."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = str(ROOT / "workers" / "ml" / "configs" / "tiny-clip.json")
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+FINAL = ("succeeded", "failed", "cancelled")
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 90.0, proc: subprocess.Popen[Any] | None = None) -> None:
+    """Wait until `url` answers (any status)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
+        try:
+            httpx.get(url, timeout=2)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer in {timeout}s")
+
+
+def create_database() -> str:
+    """A new uniquely named Postgres database; returns its URL."""
+    from sqlalchemy import create_engine, text
+
+    name = f"iimm_test_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_database(url: str) -> None:
+    """Drop a database made by `create_database`."""
+    from sqlalchemy import create_engine, text
+
+    name = url.rsplit("/", 1)[1]
+    engine = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+@dataclass
+class Stack:
+    """A running service: API process, worker processes, settings as environment."""
+
+    kind: str
+    env: dict[str, str]
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    admin_key: str = ""
+    api: subprocess.Popen[bytes] | None = None
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _spawn(self, args: list[str], name: str) -> subprocess.Popen[bytes]:
+        log = (self.data_dir / f"{name}.log").open("ab")
+        return subprocess.Popen(
+            [sys.executable, *args], env=self.env, cwd=ROOT, stdout=log, stderr=log,
+            start_new_session=True,
+        )  # fmt: skip
+
+    def start_api(self) -> None:
+        args = ["-m", "uvicorn", "--factory", "app.main:create_app", "--port", str(self.port)]
+        self.api = self._spawn([*args, "--log-level", "warning"], "api")
+        wait_http(f"{self.url}/healthz", proc=self.api)
+        if not self.admin_key:
+            key_file = self.data_dir / "admin.key"
+            self.admin_key = self.env.get("IIMM_BOOTSTRAP_API_KEY") or key_file.read_text().strip()
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        if self.kind == "embedded":
+            proc = self._spawn(["-m", "workers.runner"], "worker")
+        else:
+            name = f"w{uuid.uuid4().hex[:6]}@%h"
+            proc = self._spawn(
+                ["-m", "celery", "-A", "workers.celery_app", "worker", "--pool=solo", "-Q",
+                 "gpu,cpu", "-n", name, "--without-gossip", "--without-mingle",
+                 "--without-heartbeat", "-l", "warning"],
+                "worker",
+            )  # fmt: skip
+        self.workers.append(proc)
+        return proc
+
+    def kill_workers(self, sig: int = signal.SIGKILL) -> None:
+        for proc in self.workers:
+            if proc.poll() is None:
+                os.killpg(proc.pid, sig)
+                proc.wait(timeout=30)
+        self.workers.clear()
+
+    def stop(self) -> None:
+        self.kill_workers(signal.SIGTERM)
+        if self.api is not None and self.api.poll() is None:
+            self.api.terminate()
+            try:
+                self.api.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.api.kill()
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key or self.admin_key}"}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+    def new_key(self, project: str) -> str:
+        """A key for a new project, made straight in the database (like `iimm keys create`)."""
+        out = subprocess.run(
+            [sys.executable, "-m", "iimm_cli", "keys", "create", "--project", project],
+            env=self.env, cwd=ROOT, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return out.stdout.strip()
+
+
+def base_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """Environment of a test stack: short leases so faults are found in seconds."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IIMM_")}
+    env.update(
+        IIMM_DATA_DIR=str(data_dir), IIMM_LEASE_S="3", IIMM_REAPER_INTERVAL_S="1",
+        IIMM_RELAY_INTERVAL_S="0.5", IIMM_WORKER_POLL_S="0.2", IIMM_EMBED_BATCH_SIZE="16",
+        IIMM_ALLOWED_ROOTS=f'["{data_dir}"]', OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
+    )  # fmt: skip
+    env.update(extra)
+    return env
+
+
+def embedded_stack(data_dir: Path, **extra: str) -> Stack:
+    """An embedded stack (SQLite, database-polling worker), API started, no worker yet."""
+    stack = Stack("embedded", base_env(data_dir, **extra), data_dir)
+    stack.start_api()
+    return stack
+
+
+def production_env(data_dir: Path, db_url: str, broker_url: str, **extra: str) -> dict[str, str]:
+    """Environment of a production stack on Postgres and Redis."""
+    return base_env(
+        data_dir, IIMM_MODE="production", IIMM_DATABASE_URL=db_url, IIMM_BROKER_URL=broker_url,
+        IIMM_STORAGE_URL=str(data_dir / "artifacts"),
+        IIMM_BROKER_KEY_PREFIX=f"t{uuid.uuid4().hex[:8]}:",
+        IIMM_BOOTSTRAP_API_KEY="test-" + secrets.token_hex(16), **extra,
+    )  # fmt: skip
+
+
+def migrate(env: dict[str, str]) -> None:
+    """`iimm db upgrade` with `env`."""
+    subprocess.run(
+        [sys.executable, "-m", "iimm_cli", "db", "upgrade"], env=env, cwd=ROOT, check=True,
+        capture_output=True,
+    )  # fmt: skip
+
+
+def production_stack(data_dir: Path, broker_url: str, **extra: str) -> tuple[Stack, str]:
+    """A production stack on a fresh Postgres database; returns (stack, database URL)."""
+    db_url = create_database()
+    env = production_env(data_dir, db_url, broker_url, **extra)
+    migrate(env)
+    stack = Stack("production", env, data_dir)
+    stack.start_api()
+    return stack, db_url
+
+
+def wait_job(client: httpx.Client, job_id: str, timeout: float = 120.0) -> dict[str, Any]:
+    """Poll a job until it is final."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in FINAL or time.monotonic() > deadline:
+            return job
+        time.sleep(0.3)
+
+
+def zip_dir(src: Path, dest: Path) -> Path:
+    """Zip a folder (paths relative to it)."""
+    with zipfile.ZipFile(dest, "w") as zf:
+        for path in sorted(src.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(src).as_posix())
+    return dest
+
+
+def make_task(out: Path, task: str = "shapes", per_class: int = 8, seed: int = 0) -> Path:
+    """A small synthetic image-folder dataset (train/test)."""
+    from workers.ml.synth import generate_task
+
+    if out.exists():
+        shutil.rmtree(out)
+    return generate_task(task, out, per_class=per_class, seed=seed)
+
+
+def iter_final(jobs: list[dict[str, Any]]) -> Iterator[str]:
+    for job in jobs:
+        yield job["status"]

@@ -1,0 +1,288 @@
+"""API tests over real HTTP with a real worker process, on embedded and production stacks."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from tests.service.stack import TINY, Stack, wait_job
+
+PROBLEM = "application/problem+json"
+
+
+def _name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def upload(client: httpx.Client, archive: Path, name: str | None = None) -> httpx.Response:
+    with archive.open("rb") as fh:
+        files = {"file": (archive.name, fh, "application/zip")}
+        return client.post("/v1/datasets", data={"name": name or _name("ds")}, files=files)
+
+
+def add_tiny(client: httpx.Client) -> dict[str, Any]:
+    resp = client.post(
+        "/v1/models", json={"name": _name("tiny"), "arch": TINY, "pretrained": "random"}
+    )
+    assert resp.status_code == 201, resp.text
+    return resp.json()
+
+
+def assert_problem(resp: httpx.Response, status: int, *words: str) -> None:
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith(PROBLEM)
+    body = resp.json()
+    assert body["status"] == status and body["detail"]
+    for word in words:
+        assert word in body["detail"], body["detail"]
+
+
+def test_health_and_metrics(stack: Stack) -> None:
+    assert httpx.get(f"{stack.url}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{stack.url}/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ok", ready.text
+    if stack.kind == "production":
+        assert ready.json()["checks"]["broker"] == "ok"
+    metrics = httpx.get(f"{stack.url}/metrics").text
+    assert ("iimm_http_requests_total" in metrics and "iimm_queue_depth" in metrics) or metrics
+
+
+def test_errors_are_problems(stack: Stack) -> None:
+    assert_problem(httpx.get(f"{stack.url}/v1/jobs"), 401, "API key")
+    assert_problem(httpx.get(f"{stack.url}/v1/jobs", headers={"X-API-Key": "nope"}), 401)
+    with stack.client() as c:
+        assert_problem(c.get("/v1/nowhere"), 404)
+        assert_problem(c.put("/v1/jobs"), 405)
+        assert_problem(c.post("/v1/jobs", json={"type": "embed"}), 422, "model_id")
+        assert_problem(c.post("/v1/jobs", json={"type": "teleport"}), 422)
+        assert_problem(
+            c.post("/v1/jobs", content=b"{not json", headers={"content-type": "application/json"}),
+            422,
+        )
+        assert_problem(c.get("/v1/jobs", params={"cursor": "!!!"}), 422, "cursor")
+        assert_problem(c.get("/v1/jobs", params={"limit": 0}), 422)
+        assert_problem(
+            c.post("/v1/models", json={"name": "x", "arch": "NoSuchNet", "pretrained": "random"}),
+            422,
+            "architecture",
+        )
+        assert_problem(c.post("/v1/models", json={"name": "x", "arch": "/etc/passwd.json"}), 422)
+
+
+def test_models_crud(stack: Stack) -> None:
+    with stack.client() as c:
+        model = add_tiny(c)
+        assert model["spec"].endswith("tiny-clip.json@random")
+        assert c.get(f"/v1/models/{model['id']}").json()["name"] == model["name"]
+        assert_problem(c.post("/v1/models", json={"name": model["name"], "preset": "clip"}), 409)
+        preset = c.post("/v1/models", json={"name": _name("clip"), "preset": "clip"}).json()
+        assert preset["arch"] == "ViT-B-32" and preset["pretrained"] == "openai"
+        ids = [m["id"] for m in c.get("/v1/models").json()["items"]]
+        assert model["id"] in ids and preset["id"] in ids
+        assert c.delete(f"/v1/models/{preset['id']}").status_code == 204
+        assert_problem(c.get(f"/v1/models/{preset['id']}"), 404)
+
+
+def test_datasets_crud_and_pagination(stack: Stack, shapes_zip: Path) -> None:
+    key = stack.new_key(_name("proj"))
+    with stack.client(key) as c:
+        made = []
+        for _ in range(3):
+            resp = upload(c, shapes_zip)
+            assert resp.status_code == 201, resp.text
+            assert resp.headers["location"] == f"/v1/datasets/{resp.json()['id']}"
+            made.append(resp.json())
+        ds = made[0]
+        assert len(ds["class_names"]) == 6 and ds["splits"]["test"] == 12
+        assert_problem(upload(c, shapes_zip, ds["name"]), 409)
+        page1 = c.get("/v1/datasets", params={"limit": 2}).json()
+        page2 = c.get("/v1/datasets", params={"limit": 2, "cursor": page1["next_cursor"]}).json()
+        ids = [d["id"] for d in page1["items"] + page2["items"]]
+        assert ids == [d["id"] for d in reversed(made)] and page2["next_cursor"] is None
+        assert c.delete(f"/v1/datasets/{ds['id']}").status_code == 204
+        assert_problem(c.get(f"/v1/datasets/{ds['id']}"), 404)
+        assert not (stack.data_dir / "artifacts" / "datasets" / ds["id"]).exists()
+
+
+def test_dataset_reference(stack: Stack, shapes_zip: Path) -> None:
+    import zipfile
+
+    folder = stack.data_dir / "refs" / _name("f")
+    with zipfile.ZipFile(shapes_zip) as zf:
+        zf.extractall(folder)
+    with stack.client() as c:
+        ok = c.post("/v1/datasets", json={"name": _name("ref"), "uri": folder.as_uri()})
+        assert ok.status_code == 201, ok.text
+        assert ok.json()["source"] == "uri" and ok.json()["splits"]["train"] == 36
+        assert_problem(c.post("/v1/datasets", json={"name": "etc", "uri": "file:///etc"}), 403)
+        assert_problem(c.post("/v1/datasets", json={"name": "s3", "uri": "s3://evil/x"}), 403)
+        assert_problem(c.post("/v1/datasets", json={"name": "ftp", "uri": "ftp://x/y"}), 422)
+
+
+def test_embed_score_end_to_end(stack: Stack, shapes_zip: Path) -> None:
+    with stack.client() as c:
+        ds, model = upload(c, shapes_zip).json(), add_tiny(c)
+        body = {"type": "embed", "model_id": model["id"], "dataset_id": ds["id"]}
+        assert_problem(c.post("/v1/jobs", json={**body, "type": "score"}), 409, "embed")
+        resp = c.post("/v1/jobs", json=body, headers={"Idempotency-Key": "k1"})
+        assert (
+            resp.status_code == 202 and resp.headers["location"] == f"/v1/jobs/{resp.json()['id']}"
+        )
+        again = c.post("/v1/jobs", json=body, headers={"Idempotency-Key": "k1"})
+        assert again.json()["id"] == resp.json()["id"]
+        assert_problem(
+            c.post("/v1/jobs", json={**body, "split": "train"}, headers={"Idempotency-Key": "k1"}),
+            422,
+        )
+        job = wait_job(c, resp.json()["id"])
+        assert job["status"] == "succeeded", job
+        assert job["progress"] == 1.0 and job["attempts"] == 1 and job["result"]["n"] == 12
+        score = c.post("/v1/jobs", json={**body, "type": "score", "bootstrap": 50}).json()
+        score = wait_job(c, score["id"])
+        assert score["status"] == "succeeded", score
+        scores = c.get(score["links"]["scores"]).json()["items"]
+        by_name = {s["measure"]: s for s in scores}
+        assert "iimm" in by_name and by_name["iimm"]["n"] == 12
+        assert by_name["iimm"]["ci_low"] <= by_name["iimm"]["value"] <= by_name["iimm"]["ci_high"]
+        one = c.get("/v1/scores", params={"model_id": model["id"], "measure": "iimm"}).json()
+        assert [s["measure"] for s in one["items"]] == ["iimm"]
+        listed = c.get("/v1/jobs", params={"status": "succeeded"}).json()["items"]
+        assert {resp.json()["id"], score["id"]} <= {j["id"] for j in listed}
+
+
+def test_cancel_queued_job(stack: Stack, shapes_zip: Path) -> None:
+    key = stack.new_key(_name("cancel"))
+    with stack.client(key) as c:
+        ds, model = upload(c, shapes_zip).json(), add_tiny(c)
+        job = c.post(
+            "/v1/jobs",
+            json={
+                "type": "embed",
+                "model_id": model["id"],
+                "dataset_id": ds["id"],
+                "split": "train",
+            },
+        ).json()
+        cancelled = c.post(f"/v1/jobs/{job['id']}:cancel").json()
+        assert cancelled["status"] in ("cancelled", "running", "succeeded")
+        final = wait_job(c, job["id"])
+        assert final["status"] in ("cancelled", "succeeded")
+        assert_problem(c.post(f"/v1/jobs/{job['id']}:cancel"), 409)
+
+
+def test_tenancy_isolation(stack: Stack, shapes_zip: Path) -> None:
+    a, b = stack.new_key(_name("a")), stack.new_key(_name("b"))
+    with stack.client(a) as ca, stack.client(b) as cb:
+        ds, model = upload(ca, shapes_zip).json(), add_tiny(ca)
+        job = ca.post(
+            "/v1/jobs", json={"type": "embed", "model_id": model["id"], "dataset_id": ds["id"]}
+        ).json()
+        for path in (
+            f"/v1/datasets/{ds['id']}",
+            f"/v1/models/{model['id']}",
+            f"/v1/jobs/{job['id']}",
+        ):
+            assert_problem(cb.get(path), 404)
+        assert_problem(cb.delete(f"/v1/datasets/{ds['id']}"), 404)
+        assert_problem(cb.delete(f"/v1/models/{model['id']}"), 404)
+        assert_problem(cb.post(f"/v1/jobs/{job['id']}:cancel"), 404)
+        own = add_tiny(cb)
+        assert_problem(
+            cb.post(
+                "/v1/jobs", json={"type": "embed", "model_id": own["id"], "dataset_id": ds["id"]}
+            ),
+            404,
+        )
+        assert cb.get("/v1/datasets").json()["items"] == []
+        assert [m["id"] for m in cb.get("/v1/models").json()["items"]] == [own["id"]]
+        assert cb.get("/v1/jobs").json()["items"] == []
+        wait_job(ca, job["id"])
+        assert cb.get("/v1/scores", params={"dataset_id": ds["id"]}).json()["items"] == []
+        assert ca.get(f"/v1/datasets/{ds['id']}").status_code == 200
+
+
+def _arrays(n: int, k: int, d: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {
+        "images": rng.normal(size=(n, d)).astype(np.float32),
+        "texts": rng.normal(size=(k, d)).astype(np.float32),
+        "labels": np.arange(n) % k,
+    }
+
+
+def test_measures_sync_and_job(stack: Stack) -> None:
+    with stack.client() as c:
+        small = _arrays(20, 4, 8)
+        resp = c.post("/v1/measures", json={k: v.tolist() for k, v in small.items()})
+        assert resp.status_code == 200, resp.text
+        assert set(resp.json()["measures"]) >= {"iimm", "inter_modal", "intra_images"}
+        buf = io.BytesIO()
+        np.savez(buf, **_arrays(5000, 10, 1000))
+        big = c.post("/v1/measures", files={"file": ("e.npz", buf.getvalue())})
+        assert big.status_code == 202, big.text
+        job = wait_job(c, big.json()["id"])
+        assert job["status"] == "succeeded", job
+        assert abs(job["result"]["measures"]["iimm"]) < 1
+        pickled = io.BytesIO()
+        np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+        assert_problem(c.post("/v1/measures", files={"file": ("x.npz", pickled.getvalue())}), 422)
+        bad = {k: v.tolist() for k, v in small.items()} | {"labels": [0] * 19 + [9]}
+        assert_problem(c.post("/v1/measures", json=bad), 422)
+        assert_problem(
+            c.post("/v1/measures", content=b"x", headers={"content-type": "text/plain"}), 415
+        )
+
+
+def _cli(stack: Stack, *args: str) -> str:
+    import subprocess
+    import sys
+
+    from tests.service.stack import ROOT
+
+    env = {**stack.env, "IIMM_URL": stack.url, "IIMM_API_KEY": stack.admin_key}
+    out = subprocess.run(
+        [sys.executable, "-m", "iimm_cli", *args], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_cli_roundtrip(stack: Stack, shapes_zip: Path) -> None:
+    import json
+    import subprocess
+    import sys
+    import zipfile
+
+    from tests.service.stack import ROOT
+
+    if stack.kind != "embedded":
+        return
+    folder = stack.data_dir / "cli-data"
+    with zipfile.ZipFile(shapes_zip) as zf:
+        zf.extractall(folder)
+    ds = json.loads(_cli(stack, "datasets", "upload", str(folder), "--name", _name("cli")))
+    model = json.loads(
+        _cli(stack, "models", "add", "--name", _name("m"), "--arch", TINY, "--pretrained", "random")
+    )
+    ids = ["--model-id", model["id"], "--dataset-id", ds["id"]]
+    embed = json.loads(_cli(stack, "jobs", "submit", "embed", *ids, "--wait"))
+    assert embed["status"] == "succeeded"
+    score = json.loads(_cli(stack, "jobs", "submit", "score", *ids))
+    assert json.loads(_cli(stack, "jobs", "wait", score["id"]))["status"] == "succeeded"
+    assert json.loads(_cli(stack, "jobs", "show", score["id"]))["id"] == score["id"]
+    table = _cli(stack, "scores", "--model-id", model["id"], "--dataset-id", ds["id"])
+    assert "iimm" in table and "intra_images" in table
+    env = {**stack.env, "IIMM_URL": stack.url, "IIMM_API_KEY": "wrong"}
+    bad = subprocess.run(
+        [sys.executable, "-m", "iimm_cli", "jobs", "list"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "401" in bad.stderr

@@ -1,0 +1,90 @@
+"""Claim, lease, reaper and relay semantics, in process on a migrated SQLite database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.db import make_engine, make_sessionmaker, session_scope, utcnow
+from app.jobs import claims
+from app.jobs.reaper import reap_once
+from app.jobs.relay import relay_once
+from app.migrate import upgrade
+from app.models import Job, JobStatus, OutboxEntry, Project
+
+
+@pytest.fixture
+def factory(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
+def _job(factory: sessionmaker[Session], max_attempts: int = 2) -> str:
+    with session_scope(factory) as s:
+        s.add(Project(id="prj_1", name="p"))
+        s.flush()  # no ORM relationships (lazy="raise" style): order the inserts ourselves
+        s.add(Job(id="job_1", project_id="prj_1", type="score", queue="cpu", params={},
+                  max_attempts=max_attempts))  # fmt: skip
+    return "job_1"
+
+
+def _status(factory: sessionmaker[Session], job_id: str) -> Job:
+    with session_scope(factory) as s:
+        return s.scalars(select(Job).where(Job.id == job_id)).one()
+
+
+def test_a_second_message_never_runs_a_running_job(factory: sessionmaker[Session]) -> None:
+    job_id = _job(factory)
+    with session_scope(factory) as s:
+        assert claims.claim(session=s, job_id=job_id, worker_id="a", lease_s=60) == 1
+    with session_scope(factory) as s:
+        assert claims.claim(session=s, job_id=job_id, worker_id="b", lease_s=60) is None
+    with session_scope(factory) as s:
+        ours, cancel = claims.heartbeat(
+            session=s, job_id=job_id, attempt=1, lease_s=60, progress=0.5, stage="x"
+        )
+    assert ours and not cancel and _status(factory, job_id).progress == 0.5
+
+
+def _expire(factory: sessionmaker[Session], job_id: str) -> None:
+    with session_scope(factory) as s:
+        s.get(Job, job_id).lease_expires_at = utcnow() - timedelta(seconds=1)  # type: ignore[union-attr]
+
+
+def test_reaper_requeues_then_fails_with_reason(factory: sessionmaker[Session]) -> None:
+    job_id = _job(factory, max_attempts=2)
+    settings = Settings(broker_url="redis://unused:1/0")
+    for attempt in (1, 2):
+        with session_scope(factory) as s:
+            assert claims.claim(session=s, job_id=job_id, worker_id="w", lease_s=60) == attempt
+        _expire(factory, job_id)
+        reap_once(factory, settings)
+        job = _status(factory, job_id)
+        # a zombie worker of the reaped attempt can no longer finish the job
+        with session_scope(factory) as s:
+            assert not claims.finish(
+                session=s, job_id=job_id, attempt=attempt, status=JobStatus.succeeded
+            )
+    assert job.status == "failed" and "lost 2 time(s)" in (job.error or "")
+    with session_scope(factory) as s:
+        assert len(list(s.scalars(select(OutboxEntry)))) == 1  # one re-send after attempt 1
+
+
+def test_relay_keeps_entries_while_the_broker_is_down(factory: sessionmaker[Session]) -> None:
+    job_id = _job(factory)
+    with session_scope(factory) as s:
+        s.add(OutboxEntry(job_id=job_id, queue="cpu"))
+    settings = Settings(broker_url="redis://127.0.0.1:1/0")  # nothing listens on port 1
+    assert relay_once(factory, settings) == 0
+    with session_scope(factory) as s:
+        entry = s.scalars(select(OutboxEntry)).one()
+        assert entry.published_at is None and entry.tries == 1 and entry.last_error

@@ -1,0 +1,209 @@
+"""Running one job under a claim: claim, heartbeat, handler, finish. Shared by both modes.
+
+Production: the Celery task `iimm.run_job(job_id)` calls `execute`. Embedded: `poll_forever`
+finds queued jobs in the database and calls the same `execute` (no broker at all).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.artifacts import Storage
+from app.config import Settings, get_settings
+from app.db import make_engine, make_sessionmaker, session_scope
+from app.jobs import claims
+from app.jobs.service import enqueue
+from app.models import Job, JobStatus
+from workers.tasks import HANDLERS, JobContext, JobError, load_handlers
+from workers.tasks.base import JobCancelledError
+
+log = logging.getLogger("iimm.worker")
+
+
+@dataclass(frozen=True)
+class WorkerEnv:
+    """Per-process services, built once."""
+
+    settings: Settings
+    sessions: sessionmaker[Session]
+    storage: Storage
+    worker_id: str
+
+
+@lru_cache(maxsize=1)
+def worker_env() -> WorkerEnv:
+    """The process's settings, session factory and storage (lazily, after fork)."""
+    settings = get_settings()
+    load_handlers()
+    return WorkerEnv(
+        settings=settings,
+        sessions=make_sessionmaker(make_engine(settings.db_url)),
+        storage=Storage(settings.artifacts_url, cache_dir=settings.data_dir / "cache"),
+        worker_id=f"{socket.gethostname()}:{os.getpid()}",
+    )
+
+
+class Heartbeat(threading.Thread):
+    """Extends the lease every lease/3 seconds, flushes progress, notices cancellation."""
+
+    def __init__(self, env: WorkerEnv, ctx: JobContext) -> None:
+        super().__init__(name=f"heartbeat-{ctx.job_id}", daemon=True)
+        self.env, self.ctx = env, ctx
+        self.stopped = threading.Event()
+        self.lost = threading.Event()
+
+    def beat(self) -> None:
+        """One heartbeat."""
+        with session_scope(self.env.sessions) as session:
+            ours, cancel = claims.heartbeat(
+                session=session, job_id=self.ctx.job_id, attempt=self.ctx.attempt,
+                lease_s=self.env.settings.lease_s, progress=self.ctx.progress_value,
+                stage=self.ctx.stage,
+            )  # fmt: skip
+        if cancel or not ours:
+            self.ctx.cancelled.set()
+        if not ours:
+            self.lost.set()
+
+    def run(self) -> None:
+        interval = max(0.2, self.env.settings.lease_s / 3)
+        while not self.stopped.wait(interval):
+            try:
+                self.beat()
+            except Exception as exc:  # database blip: the lease still has time
+                log.warning("heartbeat of %s failed: %s", self.ctx.job_id, exc)
+
+
+def _context(env: WorkerEnv, job_id: str, attempt: int) -> JobContext | None:
+    with session_scope(env.sessions) as session:
+        job = session.scalar(select(Job).where(Job.id == job_id))
+        if job is None:
+            return None
+        return JobContext(
+            job_id=job.id, project_id=job.project_id, attempt=attempt, params=dict(job.params),
+            settings=env.settings, sessions=env.sessions, storage=env.storage,
+        )  # fmt: skip
+
+
+def _job_type(env: WorkerEnv, job_id: str) -> str | None:
+    with session_scope(env.sessions) as session:
+        return session.scalar(select(Job.type).where(Job.id == job_id))
+
+
+def execute(job_id: str) -> str:
+    """Run job `job_id` if it can be claimed; returns what happened (for logs and tests)."""
+    env = worker_env()
+    with session_scope(env.sessions) as session:
+        attempt = claims.claim(
+            session=session, job_id=job_id, worker_id=env.worker_id, lease_s=env.settings.lease_s
+        )
+    if attempt is None:
+        return "skipped: not queued (already running, finished, or cancelled)"
+    ctx = _context(env, job_id, attempt)
+    job_type = _job_type(env, job_id)
+    if ctx is None or job_type is None:
+        return "skipped: job vanished"
+    beat = Heartbeat(env, ctx)
+    beat.start()
+    try:
+        return _run(env, ctx, job_type, beat)
+    finally:
+        beat.stopped.set()
+        beat.join(timeout=5)
+
+
+def _finish(env: WorkerEnv, ctx: JobContext, status: JobStatus, **kw: object) -> bool:
+    with session_scope(env.sessions) as session:
+        return claims.finish(
+            session=session, job_id=ctx.job_id, attempt=ctx.attempt, status=status, **kw
+        )  # type: ignore[arg-type]
+
+
+def _run(env: WorkerEnv, ctx: JobContext, job_type: str, beat: Heartbeat) -> str:
+    fn = HANDLERS.get(job_type)
+    if fn is None:
+        _finish(env, ctx, JobStatus.failed, error=f"no worker handler for job type {job_type!r}")
+        return "failed: unknown type"
+    try:
+        outcome = fn(ctx)
+    except JobCancelledError:
+        if beat.lost.is_set():
+            return "lost: lease taken over"
+        _finish(env, ctx, JobStatus.cancelled)
+        return "cancelled"
+    except JobError as exc:
+        _finish(env, ctx, JobStatus.failed, error=str(exc))
+        return f"failed: {exc}"
+    except Exception as exc:
+        log.exception("job %s attempt %s crashed", ctx.job_id, ctx.attempt)
+        return _retry_or_fail(env, ctx, exc)
+    with session_scope(env.sessions) as session:
+        ok = claims.finish(
+            session=session, job_id=ctx.job_id, attempt=ctx.attempt,
+            status=JobStatus.succeeded, result=outcome.result,
+        )  # fmt: skip
+        if ok and outcome.write is not None:
+            outcome.write(session)
+    return "succeeded" if ok else "lost: lease taken over"
+
+
+def _retry_or_fail(env: WorkerEnv, ctx: JobContext, exc: Exception) -> str:
+    reason = f"{type(exc).__name__}: {exc}"
+    with session_scope(env.sessions) as session:
+        job = session.scalar(select(Job).where(Job.id == ctx.job_id))
+        if (
+            job is not None
+            and ctx.attempt < job.max_attempts
+            and claims.release(
+                session=session, job_id=ctx.job_id, attempt=ctx.attempt, reason=reason
+            )
+        ):
+            session.flush()
+            session.refresh(job)
+            enqueue(session=session, job=job, use_broker=env.settings.uses_broker)
+            return f"retrying: {reason}"
+    _finish(
+        env, ctx, JobStatus.failed, error=f"internal error after {ctx.attempt} attempt(s): {reason}"
+    )
+    return f"failed: {reason}"
+
+
+def poll_forever(queues: list[str], stop: threading.Event | None = None) -> None:
+    """Embedded worker: claim queued jobs straight from the database, one at a time."""
+    env = worker_env()
+    stop = stop or threading.Event()
+    log.info("embedded worker %s polling queues %s", env.worker_id, queues)
+    while not stop.is_set():
+        try:
+            with session_scope(env.sessions) as session:
+                job_id = claims.next_queued(session=session, queues=queues)
+        except Exception as exc:
+            log.warning("polling failed: %s", exc)
+            job_id = None
+        if job_id is None:
+            stop.wait(env.settings.worker_poll_s)
+            continue
+        started = time.monotonic()
+        outcome = execute(job_id)
+        log.info("job %s: %s (%.1fs)", job_id, outcome, time.monotonic() - started)
+
+
+def main() -> None:
+    """`python -m workers.runner [QUEUE ...]`: the embedded worker process."""
+    import sys
+
+    logging.basicConfig(level=get_settings().log_level, format="%(asctime)s %(name)s %(message)s")
+    poll_forever(sys.argv[1:] or ["gpu", "cpu"])
+
+
+if __name__ == "__main__":
+    main()

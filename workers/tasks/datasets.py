@@ -1,0 +1,66 @@
+"""Opening a registered dataset on a worker, wherever it lives."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from sqlalchemy import select
+
+from app.db import session_scope
+from app.models import BaseModel, Dataset
+from workers.tasks.base import JobContext, JobError
+
+
+def load_rows(
+    ctx: JobContext, model_id: str, dataset_id: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Plain copies of the job's model and dataset rows (checked to be in its project)."""
+    with session_scope(ctx.sessions) as session:
+        model = session.scalar(
+            select(BaseModel).where(
+                BaseModel.id == model_id, BaseModel.project_id == ctx.project_id
+            )
+        )
+        dataset = session.scalar(
+            select(Dataset).where(Dataset.id == dataset_id, Dataset.project_id == ctx.project_id)
+        )
+        if model is None or dataset is None:
+            raise JobError("the job's model or dataset was deleted before it ran")
+        cols = ("id", "name", "arch", "pretrained", "preset")
+        m = {c: getattr(model, c) for c in cols}
+        d = {c: getattr(dataset, c) for c in ("id", "name", "source", "uri", "class_names",
+                                              "info", "fingerprint", "format")}  # fmt: skip
+    return m, d
+
+
+def dataset_path(ctx: JobContext, row: dict[str, Any]) -> Path:
+    """A local path to open the dataset from (downloading remote references once)."""
+    if row["source"] == "upload":
+        return ctx.storage.local_dir(row["uri"]) / row["info"].get("root", ".")
+    parsed = urlparse(row["uri"])
+    if parsed.scheme == "file":
+        return Path(parsed.path)
+    import fsspec
+
+    cache = (
+        ctx.settings.data_dir / "cache" / "remote" / hashlib.sha256(row["uri"].encode()).hexdigest()
+    )
+    if not cache.exists():
+        fs, path = fsspec.core.url_to_fs(row["uri"])
+        fs.get(path.rstrip("/") + "/", str(cache), recursive=True)
+    return cache
+
+
+def open_layout(ctx: JobContext, row: dict[str, Any]) -> Any:
+    """The dataset's layout (app.imagedata), with the class names stored at registration."""
+    from app.imagedata import ImageDataError, open_dataset
+
+    try:
+        return open_dataset(
+            dataset_path(ctx, row), name=row["name"], class_names=row["class_names"] or None
+        )
+    except ImageDataError as exc:
+        raise JobError(f"cannot read dataset {row['id']}: {exc}") from None

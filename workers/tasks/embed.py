@@ -1,0 +1,118 @@
+"""The `embed` job: one forward pass over a dataset split, stored once per content key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db import new_id
+from app.jobs.types import EmbedParams, prompts_hash
+from app.models import Embedding
+from workers.tasks.base import JobContext, JobError, Outcome, handler
+from workers.tasks.datasets import load_rows, open_layout
+
+
+def _existing(ctx: JobContext, p: EmbedParams) -> dict[str, Any] | None:
+    from app.db import session_scope
+
+    with session_scope(ctx.sessions) as session:
+        row = session.scalar(
+            select(Embedding).where(
+                Embedding.model_id == p.model_id, Embedding.dataset_id == p.dataset_id,
+                Embedding.split == p.split, Embedding.prompts_hash == prompts_hash(p.prompts),
+            )
+        )  # fmt: skip
+        return None if row is None else _result(row.id, row.n, row.zero_shot)
+
+
+def _result(embedding_id: str, n: int, zero_shot: dict[str, Any]) -> dict[str, Any]:
+    return {"embedding_id": embedding_id, "n": n, "zero_shot": zero_shot}
+
+
+def _load_model(ctx: JobContext, model_row: dict[str, Any]) -> Any:
+    from app.basemodels.service import spec_of
+    from app.imagedata import ModelSpecError
+    from workers.ml.models import load_model
+
+    spec = spec_of(_RowView(model_row))  # type: ignore[arg-type]
+    try:
+        return load_model(spec, device=ctx.settings.device)
+    except ModelSpecError as exc:
+        raise JobError(str(exc)) from None
+
+
+class _RowView:
+    def __init__(self, row: dict[str, Any]) -> None:
+        self.__dict__.update(row)
+
+
+def _out_dir(ctx: JobContext, key: str) -> Path:
+    if ctx.storage.is_local:
+        return Path(ctx.storage.path(key))
+    return ctx.settings.data_dir / "work" / key
+
+
+def _read_meta(out: Path) -> tuple[int, int, int, dict[str, Any]]:
+    import numpy as np
+
+    meta = json.loads((out / "meta.json").read_text())
+    images = np.load(out / "images.npy", mmap_mode="r", allow_pickle=False)
+    texts = np.load(out / "texts.npy", mmap_mode="r", allow_pickle=False)
+    zero_shot = {
+        k: (float(v) if isinstance(v, int | float) and math.isfinite(v) else None)
+        for k, v in (meta.get("zero_shot") or {}).items()
+    }
+    return int(images.shape[0]), int(texts.shape[0]), int(images.shape[1]), zero_shot
+
+
+@handler("embed")
+def run_embed(ctx: JobContext) -> Outcome:
+    """Embed (model, dataset, split, prompts) unless already stored; resumable and idempotent."""
+    p = EmbedParams.model_validate({"type": "embed", **ctx.params})
+    if (done := _existing(ctx, p)) is not None:
+        return Outcome({**done, "reused": True})
+    model_row, dataset_row = load_rows(ctx, p.model_id, p.dataset_id)
+    ctx.progress(0.0, "loading model")
+    model = _load_model(ctx, model_row)
+    layout = open_layout(ctx, dataset_row)
+    digest = hashlib.sha256(
+        f"{model.fingerprint}|{layout.fingerprint}|{p.split}|{prompts_hash(p.prompts)}".encode()
+    ).hexdigest()[:40]
+    key = f"embeddings/{digest}"
+    out = _out_dir(ctx, key)
+    _embed(ctx, model, layout, p, out)
+    if not ctx.storage.is_local:
+        ctx.storage.put_dir(out, key)
+    n, k, dim, zero_shot = _read_meta(out)
+    emb_id = new_id("emb")
+
+    def write(session: Session) -> None:
+        session.add(Embedding(
+            id=emb_id, project_id=ctx.project_id, model_id=p.model_id, dataset_id=p.dataset_id,
+            split=p.split, prompts_hash=prompts_hash(p.prompts), uri=key, n=n, k=k, dim=dim,
+            zero_shot=zero_shot, job_id=ctx.job_id,
+        ))  # fmt: skip
+
+    return Outcome({**_result(emb_id, n, zero_shot), "reused": False}, write)
+
+
+def _embed(ctx: JobContext, model: Any, layout: Any, p: EmbedParams, out: Path) -> None:
+    from app.imagedata import ImageDataError
+    from workers.ml.embed import embed_dataset
+
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        embed_dataset(
+            model, layout, split=p.split, out_dir=out, prompts=p.prompts,
+            batch_size=ctx.settings.embed_batch_size, num_workers=ctx.settings.embed_num_workers,
+            resume=True, checkpoint_every_s=5.0,
+            progress=lambda f, stage=None: ctx.progress(f, stage or "embedding"),
+        )  # fmt: skip
+    except ImageDataError as exc:
+        raise JobError(f"cannot embed dataset {p.dataset_id}: {exc}") from None

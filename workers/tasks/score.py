@@ -1,0 +1,92 @@
+"""The `score` job: every requested measure of stored embeddings, one row per measure."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from app.db import new_id, session_scope
+from app.jobs.types import ScoreParams, prompts_hash
+from app.models import Embedding, Score
+from workers.tasks.base import JobContext, JobError, Outcome, handler
+
+
+def _embedding(ctx: JobContext, p: ScoreParams) -> dict[str, Any]:
+    with session_scope(ctx.sessions) as session:
+        row = session.scalar(
+            select(Embedding).where(
+                Embedding.project_id == ctx.project_id, Embedding.model_id == p.model_id,
+                Embedding.dataset_id == p.dataset_id, Embedding.split == p.split,
+                Embedding.prompts_hash == prompts_hash(p.prompts),
+            )
+        )  # fmt: skip
+        if row is None:
+            raise JobError("no stored embeddings for this model, dataset and split: embed first")
+        return {"id": row.id, "uri": row.uri, "n": row.n, "zero_shot": row.zero_shot}
+
+
+def zero_shot_top1(zero_shot: dict[str, Any]) -> float | None:
+    """The top-1 zero-shot accuracy from an embedding's metadata, whatever its key."""
+    for key in ("top1", "accuracy", "zero_shot_accuracy", "acc1", "top1_accuracy"):
+        value = zero_shot.get(key)
+        if isinstance(value, int | float):
+            return float(value)
+    return None
+
+
+def _load(ctx: JobContext, uri: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    root = ctx.storage.local_dir(uri)
+    arrays = [
+        np.load(root / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+        for name in ("images", "texts", "labels")
+    ]
+    return arrays[0], arrays[1], np.asarray(arrays[2], dtype=np.int64)
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if value is not None and math.isfinite(float(value)) else None
+
+
+@handler("score")
+def run_score(ctx: JobContext) -> Outcome:
+    """Compute the measures; rows are replaced, so a rerun leaves exactly one row per measure."""
+    from app.measures import bootstrap_ci, compute_measures
+
+    p = ScoreParams.model_validate({"type": "score", **ctx.params})
+    emb = _embedding(ctx, p)
+    images, texts, labels = _load(ctx, emb["uri"])
+    ctx.progress(0.1, "computing measures")
+    try:
+        values = compute_measures(images, texts, labels, names=p.measures)
+        ctx.progress(0.6, "bootstrap" if p.bootstrap else "writing")
+        cis = bootstrap_ci(images, texts, labels, n_boot=p.bootstrap) if p.bootstrap else {}
+    except ValueError as exc:
+        raise JobError(f"cannot compute measures: {exc}") from None
+    acc = zero_shot_top1(emb["zero_shot"])
+    rows = [
+        Score(
+            id=new_id("scr"), project_id=ctx.project_id, model_id=p.model_id,
+            dataset_id=p.dataset_id, split=p.split, measure=name, value=_finite(value),
+            ci_low=_finite(cis[name][1]) if name in cis else None,
+            ci_high=_finite(cis[name][2]) if name in cis else None,
+            n=emb["n"], zero_shot_accuracy=acc, embedding_id=emb["id"], job_id=ctx.job_id,
+        )
+        for name, value in values.items()
+    ]  # fmt: skip
+
+    def write(session: Session) -> None:
+        session.execute(
+            delete(Score).where(
+                Score.model_id == p.model_id, Score.dataset_id == p.dataset_id,
+                Score.split == p.split, Score.measure.in_(list(values)),
+            )
+        )  # fmt: skip
+        session.add_all(rows)
+
+    result = {"measures": {k: _finite(v) for k, v in values.items()}, "n": emb["n"],
+              "zero_shot_accuracy": acc}  # fmt: skip
+    return Outcome(result, write)
