@@ -1,0 +1,100 @@
+"""The shape every dataset reader produces: class names, splits of (item, label), a source.
+
+A `DatasetLayout` is plain data (picklable, torch-free): the API validates uploads with it and
+the workers build torch Datasets on top of it. Items are whatever its `ImageSource` opens:
+relative file paths for folders, row numbers for manifests with image bytes, indices for
+torchvision datasets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+from app.imagedata.decode import decode_image
+
+
+class ImageSource(Protocol):
+    """Opens one item of a dataset as an RGB image (must be picklable for worker processes)."""
+
+    def open(self, item: Any) -> Image.Image: ...
+
+    def describe(self, item: Any) -> str: ...
+
+
+@dataclass(frozen=True)
+class FileSource:
+    """Items are paths relative to `root`."""
+
+    root: Path
+
+    def open(self, item: str) -> Image.Image:
+        return decode_image(self.root / item, name=item)
+
+    def describe(self, item: str) -> str:
+        return str(item)
+
+
+@dataclass
+class Split:
+    """One split: parallel sequences of items and integer labels."""
+
+    name: str
+    items: Sequence[Any]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def subset(self, name: str, index: np.ndarray) -> Split:
+        """The split restricted to positions `index` (kept in the given order)."""
+        return Split(name, [self.items[i] for i in index], self.labels[index])
+
+    def class_counts(self, num_classes: int) -> list[int]:
+        return np.bincount(self.labels, minlength=num_classes).tolist()
+
+
+@dataclass
+class DatasetLayout:
+    """A classification dataset: class names, named splits, how to open items, a fingerprint."""
+
+    kind: str
+    location: str
+    class_names: list[str]
+    splits: dict[str, Split]
+    source: ImageSource
+    fingerprint: str = ""
+    name: str | None = None
+    derived: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def split(self, name: str) -> Split:
+        """The split called `name`; LayoutError listing the available ones otherwise."""
+        from app.imagedata.errors import LayoutError
+
+        if name not in self.splits:
+            raise LayoutError(f"dataset has no split {name!r}; available: {sorted(self.splits)}")
+        return self.splits[name]
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready description: classes, split sizes and per-class counts, fingerprint."""
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "location": self.location,
+            "fingerprint": self.fingerprint,
+            "class_names": list(self.class_names),
+            "splits": {
+                name: {"size": len(s), "class_counts": s.class_counts(self.num_classes)}
+                for name, s in self.splits.items()
+            },
+            "derived_splits": dict(self.derived),
+        }

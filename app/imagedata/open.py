@@ -1,0 +1,146 @@
+"""`open_dataset`: detect a dataset's layout (folder, archive, manifest) and describe it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from app.imagedata.archive import ArchiveLimits, extract_archive, is_archive
+from app.imagedata.classnames import known_folder_names
+from app.imagedata.errors import LayoutError
+from app.imagedata.fingerprint import file_digest, files_digest, layout_fingerprint
+from app.imagedata.folders import find_dataset_root, folder_display_names, read_folder
+from app.imagedata.layout import DatasetLayout, FileSource, Split
+from app.imagedata.manifest import ParquetBytesSource, read_manifest
+from app.imagedata.prompts import canonical_name
+from app.imagedata.splits import TEST_FRACTION, derive_splits
+
+MANIFEST_SUFFIXES = (".csv", ".parquet", ".pq")
+_MARKER = ".iimm-extracted.json"
+
+
+def open_dataset(
+    path: str | Path,
+    *,
+    name: str | None = None,
+    class_names: list[str] | None = None,
+    extract_dir: str | Path | None = None,
+    seed: int = 0,
+    test_fraction: float = TEST_FRACTION,
+    fingerprint_mode: str = "content",
+    allow_absolute_paths: bool = False,
+    limits: ArchiveLimits | None = None,
+) -> DatasetLayout:
+    """Open an image folder, a zip/tar archive of one, or a CSV/Parquet manifest.
+
+    Splits are train/test as given (a seeded stratified test split when missing), plus the
+    paper's validation split (10% of train, at most 5000, seeded) and train_no_val.
+    `class_names` overrides the names from folders or manifest (same order as the labels).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise LayoutError(f"dataset not found: {path}")
+    name = name or _guess_name(path)
+    if path.is_dir() or is_archive(path):
+        root = path if path.is_dir() else _extract(path, extract_dir, limits)
+        root = find_dataset_root(root)
+        folders, splits = read_folder(root)
+        names = class_names or known_folder_names(canonical_name(name), folders)
+        names = names or folder_display_names(root, folders)
+        source: Any = FileSource(root)
+        kind, content = ("folder" if path.is_dir() else "archive"), None
+    elif path.suffix.lower() in MANIFEST_SUFFIXES:
+        names, splits, source, root = read_manifest(
+            path, class_names=class_names, allow_absolute=allow_absolute_paths
+        )
+        kind = "parquet" if path.suffix.lower() != ".csv" else "csv"
+        bytes_in_manifest = isinstance(source, ParquetBytesSource)
+        content = (lambda: file_digest(path)) if bytes_in_manifest else None
+    else:
+        raise LayoutError(f"not a dataset folder, archive or manifest: {path.name}")
+    return build_layout(
+        kind=kind,
+        location=str(root),
+        name=name,
+        class_names=list(names),
+        splits=splits,
+        source=source,
+        seed=seed,
+        test_fraction=test_fraction,
+        content=content or (lambda: _files_content(root, splits, fingerprint_mode)),
+    )
+
+
+def build_layout(
+    *,
+    kind: str,
+    location: str,
+    name: str | None,
+    class_names: list[str],
+    splits: dict[str, Split],
+    source: Any,
+    seed: int,
+    test_fraction: float,
+    content: str | Callable[[], str],
+) -> DatasetLayout:
+    """Validate classes, derive the missing splits and fingerprint the result.
+
+    `content` is the digest of the data (or a function computing it, called after the cheap
+    checks so that a malformed dataset is rejected before its files are hashed).
+    """
+    check_classes(class_names, splits)
+    content = content() if callable(content) else content
+    splits, derived = derive_splits(splits, seed=seed, test_fraction=test_fraction)
+    extra = {"seed": seed, "test_fraction": test_fraction, "derived": derived}
+    fp = layout_fingerprint(content=content, class_names=class_names, splits=splits, extra=extra)
+    return DatasetLayout(kind, location, class_names, splits, source, fp, name, derived)
+
+
+def check_classes(class_names: list[str], splits: dict[str, Split]) -> None:
+    """Reject single-class datasets and classes without any sample, naming them."""
+    if len(class_names) < 2:
+        raise LayoutError(
+            f"a classification dataset needs at least 2 classes; found {len(class_names)} "
+            f"({class_names}); zero-shot accuracy and the measures are undefined otherwise"
+        )
+    if len(set(class_names)) != len(class_names):
+        raise LayoutError(f"class names are not unique: {class_names}")
+    counts = [0] * len(class_names)
+    for split in splits.values():
+        for i, c in enumerate(split.class_counts(len(class_names))):
+            counts[i] += c
+    empty = [n for n, c in zip(class_names, counts, strict=True) if c == 0]
+    if empty:
+        raise LayoutError(f"classes with no images: {empty}")
+    if sum(len(s) for s in splits.values()) == 0:
+        raise LayoutError("dataset has no images")
+
+
+def _files_content(root: Path, splits: dict[str, Split], mode: str) -> str:
+    items = [str(i) for s in splits.values() for i in s.items]
+    try:
+        return files_digest(root, items, mode=mode)
+    except FileNotFoundError as exc:
+        raise LayoutError(f"file named by the dataset is missing: {exc.filename}") from None
+
+
+def _guess_name(path: Path) -> str:
+    stem = path.name
+    for suffix in (".tar.gz", ".tar.bz2", ".tar.xz", ".zip", ".tar", ".tgz", ".csv", ".parquet"):
+        if stem.lower().endswith(suffix):
+            return stem[: -len(suffix)]
+    return stem
+
+
+def _extract(archive: Path, extract_dir: str | Path | None, limits: ArchiveLimits | None) -> Path:
+    """Extract once: a marker holding the archive's digest lets later opens reuse the files."""
+    dest = Path(extract_dir) if extract_dir else archive.with_name(archive.name + ".extracted")
+    digest = file_digest(archive)
+    marker = dest / _MARKER
+    if marker.is_file() and json.loads(marker.read_text()).get("sha256") == digest:
+        return dest
+    extract_archive(archive, dest, limits=limits)
+    marker.write_text(json.dumps({"sha256": digest, "archive": archive.name}))
+    return dest

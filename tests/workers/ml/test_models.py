@@ -1,0 +1,77 @@
+"""Model loading: JSON architectures, checkpoints, fingerprints, caching, missing weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from app.imagedata import ModelSpecError
+from workers.ml.models import LoadedModel, WeightsNotFoundError, load_model
+
+from .conftest import TINY_JSON
+
+
+def test_tiny_model_loads_with_its_tokenizer(tiny_model: LoadedModel) -> None:
+    assert tiny_model.embed_dim == 32
+    assert tiny_model.device == torch.device("cpu")
+    assert tiny_model.autocast_dtype is None  # fp32 on CPU
+    assert tiny_model.tokenizer(["a photo"]).shape == (1, 16)
+    assert not tiny_model.model.training
+    assert load_model(str(TINY_JSON), device="cpu", seed=0) is tiny_model  # cached per process
+
+
+def test_fingerprint_is_stable_and_follows_the_weights(
+    tiny_model: LoadedModel, tmp_path: Path
+) -> None:
+    from workers.ml.models import clear_model_cache
+
+    other_seed = load_model(str(TINY_JSON), device="cpu", seed=1)
+    assert other_seed.fingerprint != tiny_model.fingerprint
+    ckpt = tmp_path / "tiny.pt"
+    torch.save(tiny_model.model.state_dict(), ckpt)
+    from_file = load_model(f"{TINY_JSON}@{ckpt}", device="cpu")
+    assert from_file.fingerprint == tiny_model.fingerprint  # same weights, however obtained
+    changed = {k: v.clone() for k, v in tiny_model.model.state_dict().items()}
+    changed["logit_scale"] += 1.0
+    torch.save(changed, tmp_path / "changed.pt")
+    assert (
+        load_model(f"{TINY_JSON}@{tmp_path / 'changed.pt'}", device="cpu").fingerprint
+        != tiny_model.fingerprint
+    )
+    fp = tiny_model.fingerprint
+    clear_model_cache()
+    assert load_model(str(TINY_JSON), device="cpu", seed=0).fingerprint == fp  # a fresh load
+
+
+def test_missing_pretrained_weights_name_the_cache_directory(tmp_path: Path) -> None:
+    cache = tmp_path / "weights-cache"
+    with pytest.raises(WeightsNotFoundError) as err:
+        load_model("clip", device="cpu", cache_dir=cache)
+    message = str(err.value)
+    assert str(cache) in message and "timm/vit_base_patch32_clip_224.openai" in message
+    assert "ViT-B-32@/path/to/weights.pt" in message
+
+
+def test_bad_checkpoint_and_missing_file_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(ModelSpecError, match="checkpoint file not found"):
+        load_model(f"{TINY_JSON}@{tmp_path / 'nope.pt'}", device="cpu")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelSpecError, match=r"cannot load checkpoint .*bad\.pt"):
+        load_model(f"{TINY_JSON}@{bad}", device="cpu")
+
+
+def test_cuda_request_without_cuda_is_a_clear_error() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        load_model(str(TINY_JSON), device="cuda")
+
+
+def test_json_name_clash_with_a_different_config_is_refused(tmp_path: Path) -> None:
+    clash = tmp_path / "ViT-B-32.json"
+    clash.write_text(TINY_JSON.read_text())
+    with pytest.raises(ModelSpecError, match="rename the JSON file"):
+        load_model(str(clash), device="cpu")

@@ -1,0 +1,71 @@
+"""torchvision datasets read from a local root without downloading (fabricated on-disk files)."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.imagedata import LayoutError
+from workers.ml.data import open_any
+from workers.ml.embed import embed_dataset
+from workers.ml.models import LoadedModel
+
+
+def _idx(path: Path, arr: np.ndarray) -> None:
+    """Write `arr` (uint8) in MNIST's IDX format."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = struct.pack(">I", 0x0800 | arr.ndim) + b"".join(
+        struct.pack(">I", d) for d in arr.shape
+    )
+    path.write_bytes(header + arr.astype(np.uint8).tobytes())
+
+
+def fake_mnist(root: Path, n_train: int = 20, n_test: int = 10) -> Path:
+    rng = np.random.default_rng(0)
+    raw = root / "MNIST" / "raw"
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        _idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        _idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
+    return root
+
+
+def test_mnist_from_local_raw_files(tiny_model: LoadedModel, tmp_path: Path) -> None:
+    root = fake_mnist(tmp_path / "mnist")
+    layout = open_any(f"torchvision:MNIST@{root}")
+    assert layout.kind == "torchvision:MNIST" and layout.name == "MNIST"
+    assert layout.class_names == [str(d) for d in range(10)]
+    assert len(layout.split("train")) == 20 and len(layout.split("test")) == 10
+    assert layout.split("test").labels.tolist() == list(range(10))
+    img = layout.source.open(layout.split("test").items[3])
+    assert img.mode == "RGB" and img.size == (28, 28)  # grayscale converted
+    res = embed_dataset(
+        tiny_model, layout, split="test", out_dir=tmp_path / "out", batch_size=4, num_workers=1
+    )
+    assert res.n == 10 and res.meta["prompts"][3] == ['a photo of the number: "3".']
+
+
+def test_eurosat_folder_gets_derived_splits(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    base = tmp_path / "eurosat" / "eurosat" / "2750"
+    for cls in ("AnnualCrop", "Forest", "River"):
+        for i in range(5):
+            (base / cls).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(
+                base / cls / f"{cls}_{i}.jpg"
+            )
+    layout = open_any(f"torchvision:EuroSAT@{tmp_path / 'eurosat'}", seed=0)
+    assert layout.class_names == ["annual crop land", "forest", "river"]
+    assert len(layout.split("test")) == 3 and len(layout.split("train")) == 12
+    assert "test" in layout.derived
+    assert layout.source.open(layout.split("test").items[0]).mode == "RGB"
+
+
+def test_missing_root_and_unknown_dataset_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(LayoutError, match=r"MNIST not found under .*no download"):
+        open_any(f"torchvision:MNIST@{tmp_path / 'nothing'}")
+    with pytest.raises(LayoutError, match="unsupported torchvision dataset"):
+        open_any("torchvision:ImageNet@/x")

@@ -1,0 +1,135 @@
+"""`embed_dataset`: one forward pass over a dataset split, producing everything IIMM needs.
+
+Images are decoded and preprocessed in DataLoader worker processes and encoded in batches
+under `torch.inference_mode` (bf16 autocast on CUDA). Each batch's normalised embeddings are
+rounded to float16 and written to ``images.npy`` at once; the zero-shot top-5 predictions and
+the measures' sufficient statistics (`app.measures.ModalityStats`) are computed from those
+same float16 rows, so everything stored agrees exactly with what is recomputed from disk.
+
+Batches sit on a grid aligned to multiples of ``batch_size`` in the split, so an interrupted
+run resumed from its last checkpoint, or shards cut at multiples of the batch size and
+merged, produce the same bytes as one uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.imagedata.layout import DatasetLayout
+from app.imagedata.prompts import default_templates, render_prompts
+from app.measures import ModalityStats
+from workers.ml.loop import BatchLoop, Progress, batch_grid
+from workers.ml.meta import finalise_run
+from workers.ml.models import LoadedModel
+from workers.ml.result import EmbedResult, load_result
+from workers.ml.store import INDEX, LABELS, META, RunArrays, RunState, load_progress
+from workers.ml.store import PROGRESS as PROGRESS_FILE
+from workers.ml.text import encode_class_texts
+from workers.ml.zeroshot import TOPK
+
+__all__ = ["EmbedResult", "batch_grid", "embed_dataset", "load_result"]
+
+
+def embed_dataset(
+    model: LoadedModel,
+    dataset: DatasetLayout,
+    *,
+    split: str = "test",
+    out_dir: str | Path,
+    prompts: Sequence[str] | None = None,
+    batch_size: int = 256,
+    num_workers: int | None = None,
+    shard: tuple[int, int] | None = None,
+    resume: bool = True,
+    progress: Progress | None = None,
+    on_error: str = "fail",
+    checkpoint_every_s: float = 30.0,
+) -> EmbedResult:
+    """Embed rows ``shard = (start, stop)`` (default: all) of `split` into `out_dir`.
+
+    `prompts` are templates with ``{c}`` (default: the dataset's single template); with
+    several, class embeddings are averaged then renormalised. `on_error` is "fail" (raise,
+    naming the undecodable files) or "skip" (drop them, listed in meta.json). A completed
+    run with the same inputs is returned as is; an interrupted one continues from its last
+    checkpoint unless ``resume=False``.
+    """
+    report = progress or (lambda fraction, stage: None)
+    rows = dataset.split(split)
+    start, stop = _check_shard(shard, len(rows), batch_size)
+    if on_error not in ("fail", "skip"):
+        raise ValueError("on_error must be 'fail' or 'skip'")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    templates = list(prompts) if prompts else default_templates(dataset.name)
+    render_prompts(templates, dataset.class_names)  # validates the templates early
+    run = _describe_run(model, dataset, split, templates, (start, stop), batch_size, on_error)
+    if (out / META).is_file() and resume:
+        done = load_result(out)
+        if done.meta.get("run_key") == run["run_key"]:
+            return done
+    report(0.0, "text")
+    texts = encode_class_texts(model, dataset.class_names, templates).astype(np.float16)
+    state = load_progress(out, run["run_key"]) if resume else None
+    labels = rows.labels[start:stop]
+    arrays = _open_arrays(out, labels, start, model.embed_dim, len(dataset.class_names), state)
+    state = state or RunState(
+        run["run_key"], 0, ModalityStats(len(dataset.class_names), model.embed_dim)
+    )
+    loop = BatchLoop(model, dataset, rows.items, (start, stop), batch_size, num_workers, on_error)
+    loop.run(arrays, labels, texts, state, out=out, every_s=checkpoint_every_s, report=report)
+    report(1.0, "finalising")
+    result = finalise_run(out, arrays, texts, state, run, dataset, model, templates)
+    report(1.0, "done")
+    return result
+
+
+def _check_shard(shard: tuple[int, int] | None, n: int, batch_size: int) -> tuple[int, int]:
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    start, stop = shard if shard is not None else (0, n)
+    if not 0 <= start < stop <= n:
+        raise ValueError(f"shard {shard} is not a non-empty range within 0..{n}")
+    return int(start), int(stop)
+
+
+def _describe_run(
+    model: LoadedModel,
+    dataset: DatasetLayout,
+    split: str,
+    templates: list[str],
+    shard: tuple[int, int],
+    batch_size: int,
+    on_error: str,
+) -> dict[str, Any]:
+    """The inputs that determine the output bytes, and their hash (the run key)."""
+    run = {
+        "model_fingerprint": model.fingerprint,
+        "dataset_fingerprint": dataset.fingerprint,
+        "split": split,
+        "templates": templates,
+        "shard": list(shard),
+        "batch_size": batch_size,
+        "on_error": on_error,
+        "device_type": model.device.type,
+        "autocast": str(model.autocast_dtype),
+    }
+    run["run_key"] = hashlib.sha256(json.dumps(run, sort_keys=True).encode()).hexdigest()
+    return run
+
+
+def _open_arrays(
+    out: Path, labels: np.ndarray, start: int, dim: int, k: int, state: RunState | None
+) -> RunArrays:
+    n = len(labels)
+    if state is None:
+        (out / PROGRESS_FILE).unlink(missing_ok=True)
+        (out / META).unlink(missing_ok=True)
+        np.save(out / LABELS, labels.astype(np.int64))
+        np.save(out / INDEX, np.arange(start, start + n, dtype=np.int64))
+    return RunArrays(out, n, dim, min(TOPK, k), fresh=state is None)

@@ -1,0 +1,141 @@
+"""The batch loop of an embedding run: a DataLoader over a batch-aligned grid, errors handled
+by policy, checkpoints written at most every few seconds."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from app.imagedata.errors import ImageDataError
+from app.imagedata.layout import DatasetLayout
+from workers.ml.data.dataset import ImageDataset
+from workers.ml.data.transforms import split_for_device
+from workers.ml.models import LoadedModel
+from workers.ml.pipeline import BatchPipeline, Pending
+from workers.ml.store import PROGRESS, RunArrays, RunState, write_json
+
+Progress = Callable[[float, str], None]
+
+
+def batch_grid(start: int, stop: int, batch_size: int) -> list[tuple[int, int]]:
+    """Batches of rows start..stop cut at multiples of `batch_size` (positions in the split)."""
+    cuts = [start, *range((start // batch_size + 1) * batch_size, stop, batch_size), stop]
+    return list(itertools.pairwise(cuts))
+
+
+def default_workers(device: torch.device) -> int:
+    """DataLoader workers: all cores but one (at most 16) with a GPU, where decoding is the
+    bottleneck; on CPU at most 4, leaving cores to the forward pass."""
+    cpus = os.cpu_count() or 1
+    return max(1, min(16, cpus - 1)) if device.type == "cuda" else max(1, min(4, cpus - 1))
+
+
+def lower_priority(worker_id: int) -> None:
+    """DataLoader worker init on CPU: decode at a lower priority than the forward pass.
+
+    The forward keeps all its intra-op threads and the workers use the cycles it leaves; on
+    a machine with few cores this beats both giving the workers cores of their own and
+    running them at equal priority (threads that spin against each other).
+    """
+    with contextlib.suppress(OSError):
+        os.nice(10)
+
+
+@dataclass
+class BatchLoop:
+    """Runs the remaining batches of rows ``shard`` of a split through a BatchPipeline."""
+
+    model: LoadedModel
+    dataset: DatasetLayout
+    items: Sequence[Any]
+    shard: tuple[int, int]
+    batch_size: int
+    num_workers: int | None
+    on_error: str
+    worker_transform: Callable = field(init=False)
+    device_step: Callable | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Workers stop at uint8 tensors and the main process (or the GPU) normalises whole
+        # batches: less work per image in the workers and 4x fewer bytes between processes.
+        self.worker_transform, self.device_step = split_for_device(self.model.preprocess)
+
+    def run(self, arrays: RunArrays, labels: np.ndarray, texts: np.ndarray, state: RunState,
+            *, out: Path, every_s: float, report: Progress) -> None:  # fmt: skip
+        """Encode the batches not yet done; batch i is stored while batch i+1 is encoded."""
+        grid = batch_grid(*self.shard, self.batch_size)
+        todo = grid[state.batches_done :]
+        if not todo:
+            return
+        assert state.stats is not None
+        workers = (
+            default_workers(self.model.device) if self.num_workers is None else self.num_workers
+        )
+        pipe = BatchPipeline(self.model, arrays, labels, texts.astype(np.float32), state.stats)
+        pipe.device_step = self.device_step
+        pending: Pending | None = None
+        saver = _Checkpointer(out, arrays, state, every_s)
+        for pixels, index, errors in self._loader(todo, workers):
+            new = pipe.submit(pixels, int(index[0]) - self.shard[0], self._errors(index, errors))
+            if pending is not None:
+                saver.complete(pipe, pending)
+                report(state.batches_done / len(grid), "embedding")
+            pending = new
+        if pending is not None:
+            saver.complete(pipe, pending, force=True)
+            report(state.batches_done / len(grid), "embedding")
+
+    def _loader(self, todo: list[tuple[int, int]], workers: int) -> torch.utils.data.DataLoader:
+        ds = ImageDataset(self.dataset.source, self.items, self.worker_transform)
+        extra: dict[str, Any] = {}
+        if workers > 0:
+            extra = {"prefetch_factor": 4, "persistent_workers": False}
+            if self.model.device.type == "cpu":
+                extra["worker_init_fn"] = lower_priority
+        return torch.utils.data.DataLoader(
+            ds, batch_sampler=[list(range(a, b)) for a, b in todo], num_workers=workers,
+            pin_memory=self.model.device.type == "cuda", **extra,
+        )  # fmt: skip
+
+    def _errors(self, index: torch.Tensor, errors: Sequence[str]) -> list[tuple[int, str]]:
+        """(row, message) of the batch's undecodable images; raises under on_error="fail"."""
+        rows = (int(i) - self.shard[0] for i in index.tolist())
+        bad = [(r, e) for r, e in zip(rows, errors, strict=True) if e]
+        if bad and self.on_error == "fail":
+            names = "; ".join(e for _, e in bad[:10])
+            raise ImageDataError(f"{len(bad)} undecodable image(s) in this batch: {names} "
+                                 "(pass on_error='skip' to leave them out)")  # fmt: skip
+        return bad
+
+
+@dataclass
+class _Checkpointer:
+    """Finishes batches and saves progress.json at most every `every_s` seconds."""
+
+    out: Path
+    arrays: RunArrays
+    state: RunState
+    every_s: float
+    last: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.last = time.monotonic()
+
+    def complete(self, pipe: BatchPipeline, pending: Pending, *, force: bool = False) -> None:
+        pipe.finish(pending)
+        self.state.skipped.extend({"row": r, "error": m} for r, m in pending.errors)
+        self.state.batches_done += 1
+        now = time.monotonic()
+        if force or now - self.last >= self.every_s:
+            self.arrays.flush()
+            write_json(self.out / PROGRESS, self.state.to_dict())
+            self.last = now

@@ -1,0 +1,264 @@
+"""open_clip model loading: presets, tags, checkpoints, hf-hub ids, architecture JSON files.
+
+`load_model` builds a model once per process and returns the cached instance afterwards.
+Weights are never fetched silently on a machine without network: a missing checkpoint is
+a `WeightsNotFoundError` naming the file or cache directory to provide.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from app.imagedata.errors import ModelSpecError
+from app.imagedata.model_specs import PRESETS, ModelSpec, resolve_spec
+from workers.ml.device import resolve_device, resolve_precision
+
+__all__ = [
+    "PRESETS",
+    "LoadedModel",
+    "WeightsNotFoundError",
+    "clear_model_cache",
+    "load_model",
+    "model_fingerprint",
+    "resolve_spec",
+]
+
+log = logging.getLogger(__name__)
+_CACHE: dict[tuple[Any, ...], LoadedModel] = {}
+_LOCK = threading.Lock()
+
+
+class WeightsNotFoundError(ModelSpecError):
+    """Pretrained weights are not on this machine and cannot be downloaded."""
+
+
+@dataclass
+class LoadedModel:
+    """A ready model: eval mode, on its device, with its preprocessing and tokenizer."""
+
+    spec: ModelSpec
+    model: torch.nn.Module
+    preprocess: Any
+    tokenizer: Any
+    fingerprint: str
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+    embed_dim: int
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.spec.canonical
+
+
+def load_model(
+    spec: str | ModelSpec,
+    *,
+    device: str | torch.device = "auto",
+    precision: str = "auto",
+    cache_dir: str | Path | None = None,
+    seed: int = 0,
+) -> LoadedModel:
+    """Load (once per process) the model named by `spec`; see `app.imagedata.model_specs`.
+
+    `precision` is the autocast dtype of the forward pass ("auto" = bf16 on CUDA, fp32 on CPU);
+    weights stay fp32. `seed` initialises ``@random`` models. `cache_dir` is where open_clip /
+    Hugging Face look for downloaded weights.
+    """
+    parsed = spec if isinstance(spec, ModelSpec) else resolve_spec(spec)
+    dev = resolve_device(device)
+    key = (parsed.canonical, str(dev), precision, str(cache_dir or ""), seed)
+    with _LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = _build(parsed, dev, precision, cache_dir, seed)
+        return _CACHE[key]
+
+
+def clear_model_cache() -> None:
+    """Forget every loaded model (tests; freeing GPU memory)."""
+    with _LOCK:
+        _CACHE.clear()
+
+
+def _build(
+    spec: ModelSpec, dev: torch.device, precision: str, cache_dir: str | Path | None, seed: int
+) -> LoadedModel:
+    import open_clip
+
+    name = _register_config(spec) if spec.config_path else spec.arch
+    cache = str(cache_dir) if cache_dir else None
+    pretrained = _check_weights(spec, cache) if spec.kind in ("tag", "checkpoint") else None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model, _, preprocess = _create(open_clip, name, spec, pretrained, cache)
+    model.eval()
+    config = _arch_config(open_clip, name, spec)
+    fingerprint = model_fingerprint(model, config=config, preprocess=preprocess, spec=spec)
+    tokenizer = _tokenizer(open_clip, name, spec, model, cache)
+    model = model.to(dev)
+    if dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    embed_dim = int(config.get("embed_dim", 0) or _probe_dim(model, tokenizer, dev))
+    return LoadedModel(
+        spec,
+        model,
+        preprocess,
+        tokenizer,
+        fingerprint,
+        dev,
+        resolve_precision(precision, dev),
+        embed_dim,
+        config,
+    )
+
+
+def _create(
+    open_clip: Any, name: str, spec: ModelSpec, pretrained: str | None, cache: str | None
+) -> Any:
+    try:
+        return open_clip.create_model_and_transforms(name, pretrained=pretrained, cache_dir=cache)
+    except Exception as exc:  # torch.load raises pickle, zip, key and size errors alike
+        if spec.kind in ("hf-hub", "local-dir"):
+            raise WeightsNotFoundError(_missing_message(spec, cache, exc)) from None
+        if spec.kind == "checkpoint":
+            reason = str(exc).splitlines()[0][:300]
+            raise ModelSpecError(
+                f"cannot load checkpoint {spec.pretrained} into {name}: {reason}"
+            ) from None
+        raise
+
+
+def _register_config(spec: ModelSpec) -> str:
+    """Register an architecture JSON file with open_clip under its file stem."""
+    import open_clip
+
+    path = Path(str(spec.config_path))
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelSpecError(f"cannot read architecture config {path}: {exc}") from None
+    if not all(k in cfg for k in ("embed_dim", "vision_cfg", "text_cfg")):
+        raise ModelSpecError(f"{path} needs embed_dim, vision_cfg and text_cfg (open_clip format)")
+    existing = open_clip.get_model_config(path.stem)
+    if existing is not None and existing != cfg:
+        raise ModelSpecError(
+            f"architecture name {path.stem!r} (from {path}) is already registered with a different "
+            "config; rename the JSON file"
+        )
+    if existing is None:
+        open_clip.add_model_config(path)
+    return path.stem
+
+
+def _check_weights(spec: ModelSpec, cache: str | None) -> str | None:
+    """For a tag, make sure its weights are on disk (cache or download) before building."""
+    if spec.kind == "checkpoint":
+        return spec.pretrained
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(spec.arch, str(spec.pretrained))
+    if not cfg:
+        tags = open_clip.list_pretrained_tags_by_model(spec.arch)
+        raise ModelSpecError(
+            f"unknown pretrained tag {spec.pretrained!r} for {spec.arch}; known: {tags}"
+        )
+    if _offline() and not _in_hf_cache(cfg, cache):
+        raise WeightsNotFoundError(_missing_message(spec, cache, "HF_HUB_OFFLINE is set", cfg))
+    try:
+        open_clip.download_pretrained(cfg, cache_dir=cache)
+    except Exception as exc:  # network, hub and file errors all mean "not available here"
+        raise WeightsNotFoundError(_missing_message(spec, cache, type(exc).__name__, cfg)) from None
+    return spec.pretrained
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _in_hf_cache(cfg: dict[str, Any], cache: str | None) -> bool:
+    """Whether a tag's Hugging Face weights are already cached (no network access)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    if not cfg.get("hf_hub"):
+        return bool(cfg.get("url")) and _url_cached(cfg["url"], cache)
+    repo, filename = os.path.split(cfg["hf_hub"])
+    names = [filename] if filename else []
+    names += ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+    return any(isinstance(try_to_load_from_cache(repo, n, cache_dir=cache), str) for n in names)
+
+
+def _url_cached(url: str, cache: str | None) -> bool:
+    root = Path(cache) if cache else Path.home() / ".cache" / "clip"
+    return (root / os.path.basename(url)).is_file()
+
+
+def _missing_message(
+    spec: ModelSpec, cache: str | None, why: object, cfg: dict | None = None
+) -> str:
+    from huggingface_hub import constants
+
+    where = cache or constants.HF_HUB_CACHE
+    reason = str(why).splitlines()[0][:200] if str(why) else type(why).__name__
+    if spec.kind == "local-dir":
+        return f"cannot load {spec.spec}: {reason}"
+    repo = os.path.split((cfg or {}).get("hf_hub", ""))[0] or spec.arch.removeprefix("hf-hub:")
+    other = (
+        "local-dir:/path/to/a/copy/of/the/repo"
+        if spec.kind == "hf-hub"
+        else f"a local checkpoint file: {spec.arch}@/path/to/weights.pt"
+    )
+    return (
+        f"weights for {spec.spec} ({spec.canonical}) are not on this machine and cannot be "
+        f"downloaded ({reason}). Put the Hugging Face repo {repo} in the cache directory "
+        f"{where} (on a connected machine: huggingface-cli download {repo} --cache-dir "
+        f"{where}), or use {other}"
+    )
+
+
+def _arch_config(open_clip: Any, name: str, spec: ModelSpec) -> dict[str, Any]:
+    cfg = open_clip.get_model_config(name) if spec.kind not in ("hf-hub", "local-dir") else None
+    return dict(cfg or {})
+
+
+def _tokenizer(open_clip: Any, name: str, spec: ModelSpec, model: Any, cache: str | None) -> Any:
+    ctx = getattr(model, "context_length", None)
+    try:
+        return open_clip.get_tokenizer(name, context_length=ctx, cache_dir=cache)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise WeightsNotFoundError(_missing_message(spec, cache, exc)) from None
+
+
+def _probe_dim(model: Any, tokenizer: Any, dev: torch.device) -> int:
+    with torch.inference_mode():
+        return int(model.encode_text(tokenizer(["x"]).to(dev)).shape[-1])
+
+
+def model_fingerprint(
+    model: torch.nn.Module, *, config: dict, preprocess: Any, spec: ModelSpec
+) -> str:
+    """SHA-256 of the architecture config, the preprocessing and every weight's bytes.
+
+    Hashing the loaded state dict (not the file) makes the fingerprint the same for the same
+    weights however they were obtained, and different for any other weights or random seed.
+    """
+    h = hashlib.sha256()
+    head = {
+        "config": config,
+        "preprocess": repr(preprocess),
+        "schema": spec.kind in ("hf-hub", "local-dir") and spec.arch,
+    }
+    h.update(json.dumps(head, sort_keys=True, default=str).encode())
+    for key, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous()
+        h.update(f"\0{key}:{t.dtype}:{tuple(t.shape)}\0".encode())
+        h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+    return h.hexdigest()

@@ -1,0 +1,114 @@
+"""Sharded embedding: cut a split into batch-aligned index ranges, merge the runs' outputs.
+
+Shards cut at multiples of the batch size run exactly the batches one whole run would, so
+the merged arrays are the same bytes and the merged statistics the same sums (up to float64
+summation order) as an unsharded run.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.measures import ModalityStats
+from workers.ml.meta import measures_of, versions
+from workers.ml.result import EmbedResult, load_result
+from workers.ml.store import IMAGES, INDEX, LABELS, META, STATS, TEXTS, TOPK, write_json
+from workers.ml.zeroshot import zero_shot_metrics
+
+_SAME = (
+    "model_fingerprint",
+    "dataset_fingerprint",
+    "split",
+    "templates",
+    "batch_size",
+    "on_error",
+    "device_type",
+    "autocast",
+    "n_split",
+    "dim",
+    "class_names",
+)
+
+
+def plan_shards(n: int, num_shards: int, batch_size: int) -> list[tuple[int, int]]:
+    """About equal, non-empty ranges covering 0..n, each starting at a multiple of batch_size."""
+    batches = -(-n // batch_size)
+    per = -(-batches // max(1, num_shards))
+    cuts = [min(i * per * batch_size, n) for i in range(num_shards + 1)]
+    return [(a, b) for a, b in itertools.pairwise(cuts) if a < b]
+
+
+def _check_shards(metas: list[dict[str, Any]]) -> None:
+    first = metas[0]
+    for m in metas[1:]:
+        diff = [k for k in _SAME if m.get(k) != first.get(k)]
+        if diff:
+            raise ValueError(f"shards differ in {diff}; they are not parts of one run")
+    pos = 0
+    for m in metas:
+        a, b = m["shard"]
+        if a != pos:
+            raise ValueError(f"shards are not contiguous: expected one starting at {pos}, got {a}")
+        pos = b
+    if pos != first["n_split"]:
+        raise ValueError(f"shards cover rows 0..{pos} of a split of {first['n_split']} rows")
+
+
+def _concat(dirs: list[Path], name: str, out: Path) -> None:
+    """Concatenate one per-row array of every shard into out/name, streaming."""
+    parts = [np.load(d / name, mmap_mode="r") for d in dirs]
+    total = sum(p.shape[0] for p in parts)
+    merged = np.lib.format.open_memmap(
+        out / name, "w+", parts[0].dtype, (total, *parts[0].shape[1:])
+    )
+    pos = 0
+    for p in parts:
+        merged[pos : pos + p.shape[0]] = p
+        pos += p.shape[0]
+    merged.flush()
+    del merged
+
+
+def merge_shards(shard_dirs: list[str | Path], out_dir: str | Path) -> EmbedResult:
+    """Merge completed shard runs (any order) into one run directory `out_dir`."""
+    results = sorted((load_result(d) for d in shard_dirs), key=lambda r: r.meta["shard"][0])
+    if not results:
+        raise ValueError("no shards to merge")
+    metas = [r.meta for r in results]
+    _check_shards(metas)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dirs = [r.out_dir for r in results]
+    for name in (IMAGES, LABELS, TOPK, INDEX):
+        _concat(dirs, name, out)
+    texts = results[0].texts()
+    if any(not np.array_equal(texts, r.texts()) for r in results[1:]):
+        raise ValueError("shards have different text embeddings")
+    np.save(out / TEXTS, texts)
+    stats = _merge_stats([r.stats() for r in results])
+    write_json(out / STATS, stats.to_dict())
+    labels = np.load(out / LABELS)
+    meta = {
+        **metas[0],
+        "shard": [0, metas[0]["n_split"]],
+        "n": len(labels),
+        "merged_from": [str(d) for d in dirs],
+        "versions": versions(),
+        "skipped": [s for m in metas for s in m["skipped"]],
+        "measures": measures_of(stats, texts),
+        "zero_shot": zero_shot_metrics(np.load(out / TOPK), labels, len(metas[0]["class_names"])),
+    }
+    meta.pop("run_key", None)
+    write_json(out / META, meta)
+    return EmbedResult(out, meta)
+
+
+def _merge_stats(parts: list[ModalityStats]) -> ModalityStats:
+    total = parts[0]
+    for p in parts[1:]:
+        total = total.merge(p)
+    return total
