@@ -1,6 +1,6 @@
 # One image for every role of the production deployment (api, migrate, workers).
 #   docker build -t iimm .                                  # CPU torch wheels
-#   docker build --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu124 -t iimm:gpu .
+#   docker build --build-arg TORCH_INDEX=https://pypi.org/simple -t iimm:gpu .   # CUDA build
 FROM python:3.11-slim AS base
 
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu

@@ -106,7 +106,7 @@ def pipeline(
 def run(args: argparse.Namespace) -> int:
     """Start the service, run the pipeline over HTTP, print the scores, shut down."""
     from iimm_cli.client import ApiClient
-    from iimm_cli.scores import score_rows
+    from iimm_cli.scores import fmt, score_rows
 
     work = Path(tempfile.mkdtemp(prefix="iimm-demo-"))
     data_dir = Path(args.data_dir).resolve() if args.data_dir else work / "var"
@@ -118,9 +118,8 @@ def run(args: argparse.Namespace) -> int:
         client = ApiClient(url, (data_dir / "admin.key").read_text().strip())
         embed, scores = pipeline(client, work, args)
         zs = embed["result"]["zero_shot"]
-        print(
-            f"\nZero-shot accuracy (top-1) on {embed['result']['n']} test images: {zs.get('top1')}"
-        )
+        n_test = embed["result"]["n"]
+        print(f"\nZero-shot accuracy (top-1) on {n_test} test images: {fmt(zs.get('top1'))}")
         print_table(score_rows(scores), ("measure", "value [95% CI]"))
         print(f"\nAPI: {url}  (OpenAPI docs: {url}/docs)")
         if args.keep_serving:

@@ -26,8 +26,11 @@ def fmt(value: float | None) -> str:
 
 def score_rows(items: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """(measure, value [low, high]) rows for `print_table`."""
+    from app.measures.registry import ALL_MEASURES
+
+    order = {name: i for i, name in enumerate(ALL_MEASURES)}
     rows = []
-    for s in items:
+    for s in sorted(items, key=lambda s: (order.get(s["measure"], len(order)), s["measure"])):
         ci = f"  [{fmt(s['ci_low'])}, {fmt(s['ci_high'])}]" if s.get("ci_low") is not None else ""
         rows.append((s["measure"], fmt(s["value"]) + ci))
     return rows
