@@ -14,7 +14,10 @@ class DatasetRef(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [{"name": "shapes", "uri": "file:///data/shapes", "format": "folder"}]
+            "examples": [
+                {"name": "shapes", "uri": "file:///data/shapes", "format": "folder"},
+                {"name": "cifar100", "uri": "torchvision://CIFAR100?root=/data/cifar"},
+            ]
         },
     )
 

@@ -136,20 +136,41 @@ def _open_upload(
     return layout, target.name, ext.lstrip(".").replace("pq", "parquet")
 
 
+def _check_root(uri: str, path: Path, settings: Settings) -> Path:
+    path = path.resolve()
+    roots = [Path(r).resolve() for r in settings.allowed_roots]
+    if not any(path == r or r in path.parents for r in roots):
+        raise ForbiddenError(f"{uri} is not under an allowed root (IIMM_ALLOWED_ROOTS)")
+    return path
+
+
+def _check_torchvision(ref: DatasetRef, settings: Settings) -> None:
+    """Name and root of a torchvision:// reference (the files are read by the workers)."""
+    from app.imagedata import ImageDataError
+    from app.imagedata.references import parse_torchvision_uri
+
+    try:
+        _, root = parse_torchvision_uri(ref.uri)
+    except ImageDataError as exc:
+        raise InvalidError(str(exc)) from None
+    if not _check_root(ref.uri, root, settings).is_dir():
+        raise InvalidError(f"the root of {ref.uri} is not a directory on this machine")
+
+
 def _check_uri(ref: DatasetRef, settings: Settings) -> Path | None:
     parsed = urlparse(ref.uri)
     if parsed.scheme == "file":
-        path = Path(parsed.path).resolve()
-        roots = [Path(r).resolve() for r in settings.allowed_roots]
-        if not any(path == r or r in path.parents for r in roots):
-            raise ForbiddenError(f"{ref.uri} is not under an allowed root (IIMM_ALLOWED_ROOTS)")
-        return path
+        return _check_root(ref.uri, Path(parsed.path), settings)
+    if parsed.scheme == "torchvision":
+        _check_torchvision(ref, settings)
+        return None
     if parsed.scheme in ("s3", "gs", "https"):
         if parsed.hostname not in settings.allowed_hosts:
             raise ForbiddenError(f"host {parsed.hostname!r} is not allowed (IIMM_ALLOWED_HOSTS)")
         return None
     raise InvalidError(
-        f"unsupported URI scheme {parsed.scheme!r}; use file://, s3://, gs:// or https://"
+        f"unsupported URI scheme {parsed.scheme!r}; use file://, torchvision://, s3://, gs:// "
+        "or https://"
     )
 
 
@@ -161,7 +182,7 @@ def register_uri(
     if path is None:
         row = Dataset(
             id=new_id("dst"), project_id=project_id, name=ref.name, status="registered",
-            format=ref.format or "folder", source="uri", uri=ref.uri,
+            format=ref.format or _default_format(ref.uri), source="uri", uri=ref.uri,
             class_names=ref.class_names or [], splits={}, fingerprint=_uri_fp(ref.uri), info={},
         )  # fmt: skip
         return _add(session, row)
@@ -173,6 +194,10 @@ def register_uri(
     row = _row(project_id, ref.name, layout, format=fmt, source="uri", uri=path.as_uri(),
                size_bytes=0, info={"root": str(path), "kind": layout.kind})  # fmt: skip
     return _add(session, row)
+
+
+def _default_format(uri: str) -> str:
+    return "torchvision" if uri.startswith("torchvision:") else "folder"
 
 
 def _uri_fp(uri: str) -> str:

@@ -124,6 +124,28 @@ def test_dataset_reference(stack: Stack, shapes_zip: Path) -> None:
         assert_problem(c.post("/v1/datasets", json={"name": "ftp", "uri": "ftp://x/y"}), 422)
 
 
+def test_torchvision_reference_is_embedded_by_the_worker(stack: Stack) -> None:
+    from tests.fixtures.torchvision_files import fake_mnist
+
+    root = fake_mnist(stack.data_dir / "tv" / _name("mnist"), n_train=8, n_test=10)
+    with stack.client() as c:
+        uri = f"torchvision://MNIST?root={root}"
+        ds = c.post("/v1/datasets", json={"name": _name("mnist"), "uri": uri})
+        assert ds.status_code == 201, ds.text
+        assert ds.json()["format"] == "torchvision" and ds.json()["uri"] == uri
+        model = add_tiny(c)
+        body = {"type": "embed", "model_id": model["id"], "dataset_id": ds.json()["id"]}
+        job = wait_job(c, c.post("/v1/jobs", json=body).json()["id"])
+        assert job["status"] == "succeeded", job
+        assert job["result"]["n"] == 10
+        bad = {"name": "x", "uri": f"torchvision://ImageNet?root={root}"}
+        assert_problem(c.post("/v1/datasets", json=bad), 422, "ImageNet")
+        outside = {"name": "x", "uri": "torchvision://MNIST?root=/etc"}
+        assert_problem(c.post("/v1/datasets", json=outside), 403)
+        missing = {"name": "x", "uri": f"torchvision://MNIST?root={root}/absent"}
+        assert_problem(c.post("/v1/datasets", json=missing), 422, "not a directory")
+
+
 def test_embed_score_end_to_end(stack: Stack, shapes_zip: Path) -> None:
     with stack.client() as c:
         ds, model = upload(c, shapes_zip).json(), add_tiny(c)

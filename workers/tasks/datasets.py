@@ -59,6 +59,11 @@ def open_layout(ctx: JobContext, row: dict[str, Any]) -> Any:
     from app.imagedata import ImageDataError, open_dataset
 
     try:
+        if row["uri"] and row["uri"].startswith("torchvision:"):
+            from app.imagedata.references import worker_location
+            from workers.ml.data import open_any
+
+            return open_any(worker_location(row["uri"]))
         return open_dataset(
             dataset_path(ctx, row), name=row["name"], class_names=row["class_names"] or None
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -10,27 +9,10 @@ import pytest
 from PIL import Image
 
 from app.imagedata import LayoutError
+from tests.fixtures.torchvision_files import fake_mnist
 from workers.ml.data import open_any
 from workers.ml.embed import embed_dataset
 from workers.ml.models import LoadedModel
-
-
-def _idx(path: Path, arr: np.ndarray) -> None:
-    """Write `arr` (uint8) in MNIST's IDX format."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    header = struct.pack(">I", 0x0800 | arr.ndim) + b"".join(
-        struct.pack(">I", d) for d in arr.shape
-    )
-    path.write_bytes(header + arr.astype(np.uint8).tobytes())
-
-
-def fake_mnist(root: Path, n_train: int = 20, n_test: int = 10) -> Path:
-    rng = np.random.default_rng(0)
-    raw = root / "MNIST" / "raw"
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        _idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
-        _idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
-    return root
 
 
 def test_mnist_from_local_raw_files(tiny_model: LoadedModel, tmp_path: Path) -> None:
