@@ -72,10 +72,14 @@ def _is_sqlite(settings: Settings) -> bool:
 
 def _routers(app: FastAPI) -> None:
     from app.basemodels.router import router as models_router
+    from app.comparisons.router import router as comparisons_router
     from app.datasets.router import router as datasets_router
+    from app.finetuning.router import router as finetuning_router
     from app.health.router import router as health_router
     from app.jobs.router import router as jobs_router
+    from app.matrices.router import router as matrices_router
     from app.measure_requests.router import router as measures_router
+    from app.predictors.router import router as predictors_router
     from app.scores.router import router as scores_router
 
     for router in (
@@ -85,6 +89,10 @@ def _routers(app: FastAPI) -> None:
         jobs_router,
         scores_router,
         measures_router,
+        finetuning_router,
+        matrices_router,
+        predictors_router,
+        comparisons_router,
     ):
         app.include_router(router)
 

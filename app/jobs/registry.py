@@ -30,7 +30,7 @@ class JobType:
 
 
 _REGISTRY: dict[str, JobType] = {}
-BUILTIN_MODULES = ("app.jobs.types",)
+BUILTIN_MODULES = ("app.jobs.types", "app.finetuning.jobs", "app.predictors.jobs")
 
 
 def register(job_type: JobType) -> JobType:

@@ -2,7 +2,9 @@
 
 from app.models.artifacts import Embedding, Score
 from app.models.catalog import BaseModel, Dataset
+from app.models.finetuning import Evaluation, FinetunedModel
 from app.models.jobs import Job, JobStatus, OutboxEntry
+from app.models.predictors import Predictor
 from app.models.tenancy import ApiKey, Project
 
 __all__ = [
@@ -10,9 +12,12 @@ __all__ = [
     "BaseModel",
     "Dataset",
     "Embedding",
+    "Evaluation",
+    "FinetunedModel",
     "Job",
     "JobStatus",
     "OutboxEntry",
+    "Predictor",
     "Project",
     "Score",
 ]

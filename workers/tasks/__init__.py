@@ -11,7 +11,14 @@ import importlib
 
 from workers.tasks.base import HANDLERS, JobContext, JobError, Outcome, handler
 
-MODULES = ("workers.tasks.embed", "workers.tasks.score", "workers.tasks.measures")
+MODULES = (
+    "workers.tasks.embed",
+    "workers.tasks.score",
+    "workers.tasks.measures",
+    "workers.tasks.finetune",
+    "workers.tasks.evaluate",
+    "workers.tasks.assess",
+)
 
 
 def load_handlers() -> None:

@@ -1,0 +1,56 @@
+"""`/v1/comparisons` and `/v1/rankings`: which measure predicts best, which model to pick."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
+
+from app.comparisons import service
+from app.comparisons.schemas import ComparisonRead, RankingRead
+from app.deps import CurrentPrincipal, SessionDep
+from app.errors import problems
+
+router = APIRouter(prefix="/v1", tags=["comparisons"])
+
+
+@router.get("/comparisons", response_model=ComparisonRead, responses=problems())
+async def compare_measures(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    base_model_id: Annotated[str, Query(max_length=40)],
+    method: Annotated[str, Query(min_length=1, max_length=40)],
+) -> ComparisonRead:
+    """Every stored measure (and the zero-shot accuracy) as a predictor of fine-tuning.
+
+    Over the project's fine-tuned tasks of (base model, method): Spearman ρ and its p-value
+    against G and against the fine-tuned accuracy, and R² (and slope p-value) of the linear
+    fit of G on the measure; best |ρ vs G| first. Needs 3 fine-tuned tasks (422 otherwise).
+    """
+    return await run_in_threadpool(
+        lambda: service.compare(
+            session=session, project_id=principal.project_id, base_model_id=base_model_id,
+            method=method,
+        )
+    )  # fmt: skip
+
+
+@router.get("/rankings", response_model=RankingRead, responses=problems())
+async def rank_models(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    dataset_id: Annotated[str, Query(max_length=40)],
+    level: Annotated[float, Query(gt=0.0, lt=1.0)] = 0.95,
+) -> RankingRead:
+    """The project's base models and methods ordered by predicted fine-tuned accuracy.
+
+    Each candidate uses its method's gain predictor (IIMM first, else the newest) on the
+    dataset's stored scores, with a prediction interval; the predicted out-of-domain change
+    (forgetting) stands beside it. Models that cannot be ranked are listed with the reason.
+    """
+    return await run_in_threadpool(
+        lambda: service.rank(
+            session=session, project_id=principal.project_id, dataset_id=dataset_id, level=level
+        )
+    )

@@ -1,0 +1,75 @@
+"""Schemas of `/v1/comparisons` and `/v1/rankings`."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from app.predictors.schemas import Interval
+
+
+class MeasureComparisonRead(BaseModel):
+    """One measure against G and against the fine-tuned accuracy over `n` tasks."""
+
+    measure: str
+    n: int
+    spearman_gain: float | None
+    spearman_gain_pvalue: float | None
+    spearman_accuracy: float | None
+    spearman_accuracy_pvalue: float | None
+    r_squared: float | None = Field(description="R² of the linear fit of G on the measure.")
+    slope_pvalue: float | None
+    datasets_missing: list[str] = Field(description="Tasks where the measure is not known.")
+
+
+class SkippedMeasure(BaseModel):
+    """A measure that could not be compared, and why."""
+
+    measure: str
+    reason: str
+
+
+class ComparisonRead(BaseModel):
+    """The paper's Tables 1 to 3 on the project's own tasks, best |ρ vs G| first."""
+
+    base_model_id: str
+    method: str
+    split: str
+    n_tasks: int
+    datasets: list[str]
+    items: list[MeasureComparisonRead]
+    skipped: list[SkippedMeasure]
+
+
+class RankingItem(BaseModel):
+    """A (base model, method) candidate for the dataset, by predicted fine-tuned accuracy."""
+
+    rank: int
+    base_model_id: str
+    base_model_name: str
+    method: str
+    feature: str
+    feature_value: float
+    zero_shot_accuracy: float
+    finetuned_accuracy: Interval
+    gain: Interval
+    forgetting: Interval | None
+    extrapolated: bool
+    gain_predictor_id: str
+    forgetting_predictor_id: str | None
+
+
+class Unranked(BaseModel):
+    """A base model (or one of its methods) that could not be ranked, and what to do."""
+
+    base_model_id: str
+    method: str | None
+    reason: str
+
+
+class RankingRead(BaseModel):
+    """Candidates best first; predicted forgetting beside the accuracy, not in the order."""
+
+    dataset_id: str
+    level: float
+    items: list[RankingItem]
+    unranked: list[Unranked]

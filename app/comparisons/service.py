@@ -1,0 +1,202 @@
+"""Comparisons of every stored measure as a predictor, and rankings of models for a dataset."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.basemodels import service as models_service
+from app.comparisons.schemas import (
+    ComparisonRead,
+    MeasureComparisonRead,
+    RankingItem,
+    RankingRead,
+    Unranked,
+)
+from app.errors import InvalidError
+from app.measures.prediction import (
+    Candidate,
+    ImpliedAccuracy,
+    MeasureComparison,
+    Prediction,
+    compare_measures,
+    fit_from_dict,
+    rank_candidates,
+)
+from app.models import BaseModel
+from app.models.predictors import Predictor
+from app.predictors import data
+from app.predictors import service as predictors_service
+from app.predictors.assess import headline
+from app.predictors.predictions import assess_request
+from app.predictors.schemas import Interval
+
+MIN_TASKS = 3
+
+
+def _measure_order(scores: dict[str, data.TaskScores]) -> list[str]:
+    from app.measures import ALL_MEASURES
+
+    order = {name: i for i, name in enumerate(ALL_MEASURES)}
+    names = {m for task in scores.values() for m in task.measures}
+    return [*sorted(names, key=lambda m: (order.get(m, len(order)), m)), data.ZERO_SHOT]
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def _read(c: MeasureComparison, names: list[str]) -> MeasureComparisonRead:
+    def out(v: float) -> float | None:
+        return v if math.isfinite(v) else None
+
+    return MeasureComparisonRead(
+        measure=c.measure, n=c.n, spearman_gain=out(c.spearman_gain),
+        spearman_gain_pvalue=out(c.spearman_gain_pvalue),
+        spearman_accuracy=out(c.spearman_accuracy),
+        spearman_accuracy_pvalue=out(c.spearman_accuracy_pvalue),
+        r_squared=out(c.r_squared), slope_pvalue=out(c.slope_pvalue),
+        datasets_missing=[names[i] for i in c.missing],
+    )  # fmt: skip
+
+
+def _usable_rows(matrix: Any) -> dict[str, Any]:
+    rows = data.finetuned_rows(matrix)
+    return {
+        d: r
+        for d, r in sorted(rows.items())
+        if data.target_of(r, "gain") is not None and data.finetuned_accuracy(r) is not None
+    }
+
+
+def compare(
+    *, session: Session, project_id: str, base_model_id: str, method: str
+) -> ComparisonRead:
+    """Spearman ρ (and p) of each stored measure vs G and vs fine-tuned accuracy, and R²."""
+    models_service.get_model(session=session, project_id=project_id, model_id=base_model_id)
+    predictors_service.check_method(method)
+    matrix = data.load_matrix(
+        session, project_id=project_id, base_model_id=base_model_id, method=method
+    )
+    rows = _usable_rows(matrix)
+    names = list(rows)
+    if len(names) < MIN_TASKS:
+        raise InvalidError(
+            f"comparing measures needs at least {MIN_TASKS} fine-tuned and evaluated tasks of "
+            f"base model {base_model_id} with method {method!r}, got {len(names)}: "
+            f"{MIN_TASKS - len(names)} more fine-tuned task(s) needed"
+        )
+    scores = data.load_scores(
+        session, project_id=project_id, model_id=base_model_id, dataset_ids=names
+    )
+    gain = [data.target_of(rows[d], "gain") for d in names]
+    accuracy = [data.finetuned_accuracy(rows[d]) for d in names]
+    items, skipped = [], []
+    for measure in _measure_order(scores):
+        values = [_nan(scores[d].value(measure) if d in scores else None) for d in names]
+        try:
+            found = compare_measures({measure: values}, gain, accuracy, names=names)
+        except ValueError as exc:
+            skipped.append({"measure": measure, "reason": str(exc)})
+            continue
+        items.append(_read(found[0], names))
+    items.sort(key=lambda c: -abs(c.spearman_gain) if c.spearman_gain is not None else 1.0)
+    return ComparisonRead(
+        base_model_id=base_model_id, method=method, split=data.SPLIT, n_tasks=len(names),
+        datasets=names, items=items, skipped=skipped,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def _interval(p: Prediction | ImpliedAccuracy) -> Interval:
+    return Interval(value=p.value, lower=p.lower, upper=p.upper, level=p.level)
+
+
+def _candidates_of(
+    model: BaseModel, preds: list[Predictor], task: data.TaskScores
+) -> tuple[list[tuple[Candidate, dict[str, Any]]], list[Unranked]]:
+    """One candidate per method with a usable gain predictor; the rest as unranked."""
+    usable = [p for p in preds if task.value(p.feature) is not None]
+    chosen = headline(usable)
+    out, unranked = [], []
+    for method in sorted({p.method for p in preds}):
+        gp, fp = chosen.get((method, "gain")), chosen.get((method, "ood_change"))
+        if gp is None or task.zero_shot_accuracy is None:
+            why = ("no gain predictor whose feature is known for this dataset" if gp is None
+                   else "no zero-shot accuracy stored for this dataset")  # fmt: skip
+            unranked.append(Unranked(base_model_id=model.id, method=method, reason=why))
+            continue
+        x = task.value(gp.feature)
+        assert x is not None
+        candidate = Candidate(
+            base_model=model.id, method=method, gain_fit=fit_from_dict(gp.fit), feature=x,
+            acc_zs=task.zero_shot_accuracy,
+            forgetting_fit=None if fp is None else fit_from_dict(fp.fit),
+            forgetting_feature=None if fp is None else task.value(fp.feature),
+        )  # fmt: skip
+        meta = {
+            "model": model,
+            "gain": gp,
+            "forgetting": fp,
+            "x": x,
+            "acc": task.zero_shot_accuracy,
+        }
+        out.append((candidate, meta))
+    return out, unranked
+
+
+def _gather(
+    session: Session, project_id: str, dataset_id: str
+) -> tuple[list[tuple[Candidate, dict[str, Any]]], list[Unranked]]:
+    models = session.scalars(
+        select(BaseModel).where(BaseModel.project_id == project_id).order_by(BaseModel.id)
+    )
+    predictors = session.scalars(
+        select(Predictor).where(Predictor.project_id == project_id).order_by(Predictor.id)
+    )
+    grouped: dict[str, list[Predictor]] = {}
+    for p in predictors:
+        grouped.setdefault(p.base_model_id, []).append(p)
+    candidates, unranked = [], []
+    for model in models:
+        if model.id not in grouped:
+            why = "no predictor for this base model: fine-tune 3 tasks, then POST /v1/predictors"
+            unranked.append(Unranked(base_model_id=model.id, method=None, reason=why))
+            continue
+        task = data.load_scores(
+            session, project_id=project_id, model_id=model.id, dataset_ids=[dataset_id]
+        ).get(dataset_id)
+        if task is None:
+            request = assess_request(model.id, dataset_id)
+            why = f"no zero-shot scores for this dataset: submit {request}"
+            unranked.append(Unranked(base_model_id=model.id, method=None, reason=why))
+            continue
+        found, left = _candidates_of(model, grouped[model.id], task)
+        candidates += found
+        unranked += left
+    return candidates, unranked
+
+
+def rank(*, session: Session, project_id: str, dataset_id: str, level: float) -> RankingRead:
+    """The project's (base model, method) pairs by predicted fine-tuned accuracy on a dataset."""
+    predictors_service.check_datasets(session, project_id, [dataset_id])
+    gathered, unranked = _gather(session, project_id, dataset_id)
+    meta = {(c.base_model, c.method): m for c, m in gathered}
+    try:
+        ranked = rank_candidates([c for c, _ in gathered], level=level)
+    except ValueError as exc:
+        raise InvalidError(f"cannot rank: {exc}") from None
+    items = []
+    for r in ranked:
+        m = meta[(r.base_model, r.method)]
+        items.append(RankingItem(
+            rank=r.rank, base_model_id=r.base_model, base_model_name=m["model"].name,
+            method=r.method, feature=m["gain"].feature, feature_value=m["x"],
+            zero_shot_accuracy=m["acc"], finetuned_accuracy=_interval(r.accuracy),
+            gain=_interval(r.gain), forgetting=None if r.forgetting is None else _interval(
+                r.forgetting), extrapolated=r.gain.extrapolated, gain_predictor_id=m["gain"].id,
+            forgetting_predictor_id=None if m["forgetting"] is None else m["forgetting"].id,
+        ))  # fmt: skip
+    return RankingRead(dataset_id=dataset_id, level=level, items=items, unranked=unranked)

@@ -1,0 +1,138 @@
+"""The `finetune` and `evaluate` job types: parameters, reference checks at submission, links."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.errors import InvalidError, NotFoundError
+from app.finetuning.arch import unsupported_reason
+from app.finetuning.params import (
+    METHOD_GRID_AXES,
+    EvaluateParams,
+    FinetuneParams,
+    grid_size,
+)
+from app.jobs.registry import JobType, register
+from app.models import BaseModel as BaseModelRow
+from app.models import Dataset, FinetunedModel
+
+
+class GridTooLargeError(InvalidError):
+    """A hyperparameter grid with more points than the bound allows."""
+
+
+def _base_model(session: Session, project_id: str, model_id: str) -> BaseModelRow:
+    row = session.scalar(
+        select(BaseModelRow).where(
+            BaseModelRow.id == model_id, BaseModelRow.project_id == project_id
+        )
+    )
+    if row is None:
+        raise NotFoundError(f"model {model_id} not found")
+    return row
+
+
+def _datasets(session: Session, project_id: str, ids: list[str]) -> list[Dataset]:
+    rows = {
+        d.id: d
+        for d in session.scalars(
+            select(Dataset).where(Dataset.project_id == project_id, Dataset.id.in_(ids))
+        )
+    }
+    missing = [i for i in ids if i not in rows]
+    if missing:
+        raise NotFoundError(f"dataset {missing[0]} not found")
+    return [rows[i] for i in ids]
+
+
+def _require_split(dataset: Dataset, split: str, why: str) -> None:
+    # Datasets registered by URI have unknown splits ({}) until a worker reads them.
+    if dataset.splits and split not in dataset.splits:
+        raise InvalidError(
+            f"dataset {dataset.id} has no {split!r} split ({why}); it has {sorted(dataset.splits)}"
+        )
+
+
+def _check_method(params: FinetuneParams) -> None:
+    if params.method not in METHOD_GRID_AXES:
+        raise InvalidError(
+            f"unknown fine-tuning method {params.method!r}; valid methods: "
+            f"{sorted(METHOD_GRID_AXES)}"
+        )
+    hp = params.hyperparameters
+    if hp.grid is not None:
+        empty = [a for a, v in hp.grid.model_dump().items() if v == []]
+        if empty:
+            raise InvalidError(f"grid axes {empty} are empty; give values or null")
+    size, shape = grid_size(params.method, hp)
+    if size > hp.max_grid_points:
+        raise GridTooLargeError(
+            f"grid has {size} points ({shape}), more than max_grid_points={hp.max_grid_points}"
+        )
+
+
+def check_finetune(session: Session, project_id: str, params: BaseModel) -> None:
+    """Method, grid bound, base model, training dataset (with a train split), targets."""
+    assert isinstance(params, FinetuneParams)
+    _check_method(params)
+    model = _base_model(session, project_id, params.model_id)
+    if (reason := unsupported_reason(model.arch, params.method)) is not None:
+        raise InvalidError(f"model {model.id}: {reason}")
+    (train,) = _datasets(session, project_id, [params.dataset_id])
+    _require_split(train, "train", "fine-tuning needs one")
+    if train.splits and train.splits["train"] < 2:
+        raise InvalidError(f"dataset {train.id} has fewer than 2 training samples")
+    for target in _datasets(session, project_id, list(params.evaluate_on or [])):
+        _require_split(target, "test", "evaluation uses the test split")
+
+
+def check_evaluate(session: Session, project_id: str, params: BaseModel) -> None:
+    """The model (base or fine-tuned) and every dataset exist in the project, with the split."""
+    assert isinstance(params, EvaluateParams)
+    ft = session.scalar(
+        select(FinetunedModel.id).where(
+            FinetunedModel.id == params.model_id, FinetunedModel.project_id == project_id
+        )
+    )
+    if ft is None:
+        _base_model(session, project_id, params.model_id)
+    for target in _datasets(session, project_id, list(params.dataset_ids or [])):
+        _require_split(target, params.split, "the split to evaluate")
+
+
+def _finetune_links(
+    job_id: str, params: dict[str, Any], result: dict[str, Any] | None
+) -> dict[str, str]:
+    out = {
+        "model": f"/v1/models/{params['model_id']}",
+        "dataset": f"/v1/datasets/{params['dataset_id']}",
+        "matrix": f"/v1/matrices?base_model_id={params['model_id']}"
+        f"&method={params.get('method', 'full')}",
+    }
+    if result and result.get("finetuned_model_id"):
+        ftm = result["finetuned_model_id"]
+        out["finetuned_model"] = f"/v1/finetuned-models/{ftm}"
+        out["evaluations"] = f"/v1/evaluations?model_id={ftm}"
+    return out
+
+
+def _evaluate_links(
+    job_id: str, params: dict[str, Any], result: dict[str, Any] | None
+) -> dict[str, str]:
+    return {"evaluations": f"/v1/evaluations?model_id={params['model_id']}"}
+
+
+register(
+    JobType(
+        "finetune", FinetuneParams, "gpu", check_finetune, _finetune_links, description="finetune"
+    )
+)
+register(
+    JobType(
+        "evaluate", EvaluateParams, "gpu", check_evaluate, _evaluate_links, description="evaluate"
+    )
+)

@@ -1,0 +1,60 @@
+"""Reading fine-tuned models and evaluations (rows are written only by the worker jobs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from app.errors import NotFoundError
+from app.models import Evaluation, FinetunedModel
+from app.pagination import decode_cursor, encode_cursor
+
+
+def _page(
+    session: Session, query: Select[Any], id_col: Any, cursor: str | None, limit: int
+) -> tuple[list[Any], str | None]:
+    if cursor:
+        query = query.where(id_col > decode_cursor(cursor))
+    rows = list(session.scalars(query.order_by(id_col).limit(limit + 1)))
+    more, rows = len(rows) > limit, rows[:limit]
+    return rows, encode_cursor(rows[-1].id) if more and rows else None
+
+
+def get_finetuned(*, session: Session, project_id: str, finetuned_id: str) -> FinetunedModel:
+    """The project's fine-tuned model `finetuned_id` (404 otherwise)."""
+    row = session.scalar(
+        select(FinetunedModel).where(
+            FinetunedModel.id == finetuned_id, FinetunedModel.project_id == project_id
+        )
+    )
+    if row is None:
+        raise NotFoundError(f"fine-tuned model {finetuned_id} not found")
+    return row
+
+
+def list_finetuned(
+    *, session: Session, project_id: str, filters: dict[str, str | None], cursor: str | None,
+    limit: int,
+) -> tuple[list[FinetunedModel], str | None]:  # fmt: skip
+    """A page of fine-tuned models, oldest first, filtered by base model/method/dataset."""
+    query = select(FinetunedModel).where(FinetunedModel.project_id == project_id)
+    for name, value in filters.items():
+        if value is not None:
+            query = query.where(getattr(FinetunedModel, name) == value)
+    return _page(session, query, FinetunedModel.id, cursor, limit)
+
+
+def list_evaluations(
+    *, session: Session, project_id: str, filters: dict[str, str | None], cursor: str | None,
+    limit: int,
+) -> tuple[list[Evaluation], str | None]:  # fmt: skip
+    """A page of evaluations; `model_id` matches a base (zero-shot) or fine-tuned model id."""
+    query = select(Evaluation).where(Evaluation.project_id == project_id)
+    columns = {"model_id": Evaluation.model_ref, "dataset_id": Evaluation.dataset_id,
+               "split": Evaluation.split, "base_model_id": Evaluation.base_model_id}  # fmt: skip
+    for name, value in filters.items():
+        if value is not None:
+            query = query.where(columns[name] == value)
+    return _page(session, query, Evaluation.id, cursor, limit)

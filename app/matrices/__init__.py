@@ -1,0 +1,1 @@
+"""The accuracy matrix of fine-tuned models: learning (gain) and forgetting (ood change)."""

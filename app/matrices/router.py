@@ -1,0 +1,91 @@
+"""`/v1/matrices`: the accuracy matrix of a base model and a fine-tuning method (JSON, CSV)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from app.deps import CurrentPrincipal, SessionDep
+from app.errors import problems
+from app.matrices.schemas import MatrixColumn, MatrixRead, MatrixRowRead
+from app.matrices.service import Matrix, build_matrix
+
+router = APIRouter(prefix="/v1/matrices", tags=["matrices"])
+CSV = "text/csv"
+
+
+def to_read(m: Matrix) -> MatrixRead:
+    """The JSON form of a matrix."""
+    return MatrixRead(
+        base_model_id=m.base_model_id,
+        method=m.method,
+        datasets=[MatrixColumn(id=i, name=m.names.get(i, i)) for i in m.datasets],
+        zero_shot=m.zero_shot,
+        rows=[
+            MatrixRowRead(
+                train_dataset_id=r.train_dataset_id,
+                train_dataset_name=m.names.get(r.train_dataset_id),
+                finetuned_model_id=r.finetuned_model_id,
+                accuracies=r.accuracies,
+                gain=r.gain,
+                ood_change=r.ood_change,
+            )
+            for r in m.rows
+        ],
+    )
+
+
+def _cell(value: float | None) -> str:
+    return "" if value is None else repr(float(value))
+
+
+def to_csv(m: Matrix) -> str:
+    """One line per row (zero-shot first), one column per evaluation dataset (by name)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(
+        ["train_dataset", "finetuned_model_id", *(m.names.get(i, i) for i in m.datasets),
+         "gain", "ood_change"]
+    )  # fmt: skip
+    writer.writerow(["zero-shot", "", *(_cell(m.zero_shot.get(i)) for i in m.datasets), "", ""])
+    for r in m.rows:
+        cells = (_cell(r.accuracies.get(i)) for i in m.datasets)
+        name = m.names.get(r.train_dataset_id, r.train_dataset_id)
+        writer.writerow([name, r.finetuned_model_id, *cells, _cell(r.gain), _cell(r.ood_change)])
+    return out.getvalue()
+
+
+@router.get(
+    "",
+    response_model=MatrixRead,
+    responses={
+        **problems(),
+        200: {"content": {CSV: {"schema": {"type": "string"}}}, "description": "The matrix"},
+    },
+)
+async def get_matrix(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    base_model_id: Annotated[str, Query(max_length=40, description="The base model")],
+    method: Annotated[str, Query(max_length=40, description="Fine-tuning method")] = "full",
+    format: Annotated[Literal["json", "csv"] | None, Query(description="Overrides Accept")] = None,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> MatrixRead | Response:
+    """The accuracy matrix: rows = training dataset (plus the zero-shot row), columns =
+    evaluation dataset, cells = test top-1 accuracy, with per row the in-domain gain over
+    zero-shot error G and the mean out-of-domain accuracy change. `Accept: text/csv` or
+    `?format=csv` returns CSV."""
+    matrix = await run_in_threadpool(
+        lambda: build_matrix(
+            session, project_id=principal.project_id, base_model_id=base_model_id, method=method
+        )
+    )
+    wants_csv = format == "csv" or (format is None and CSV in (accept or ""))
+    if wants_csv:
+        return Response(to_csv(matrix), media_type=f"{CSV}; charset=utf-8")
+    return to_read(matrix)

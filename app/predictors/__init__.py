@@ -1,0 +1,1 @@
+"""Predictors: fit gain and forgetting on zero-shot measures, predict, assess new tasks."""

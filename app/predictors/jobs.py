@@ -1,0 +1,48 @@
+"""The `assess` job type: embed (cached), score and predict for a user's new task."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
+
+from app.jobs.registry import JobType, register
+from app.jobs.types import _check_refs
+
+
+class AssessParams(BaseModel):
+    """Embed a dataset's test split (reusing stored embeddings), score it, and predict with
+    every predictor of the project fitted for the model: one document as the job's result."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["assess"] = "assess"
+    model_id: str = Field(max_length=40, examples=["mdl_0193c0ffee00a1b2c3d4e5f6"])
+    dataset_id: str = Field(max_length=40, examples=["dst_0193c0ffee00a1b2c3d4e5f6"])
+    prompts: list[str] | None = Field(
+        default=None, max_length=64, description="Prompt templates with `{c}`; default per dataset."
+    )
+    bootstrap: int = Field(
+        default=200, ge=0, le=2000, description="Bootstrap resamples of the IIMM interval."
+    )
+    level: float = Field(default=0.95, gt=0.0, lt=1.0, description="Prediction interval level.")
+
+
+def _check_assess(session: Session, project_id: str, params: BaseModel) -> None:
+    assert isinstance(params, AssessParams)
+    _check_refs(session, project_id, params.model_id, params.dataset_id)
+
+
+def _links(job_id: str, params: dict[str, Any], _: dict[str, Any] | None) -> dict[str, str]:
+    model, dataset = params["model_id"], params["dataset_id"]
+    return {
+        "model": f"/v1/models/{model}",
+        "dataset": f"/v1/datasets/{dataset}",
+        "scores": f"/v1/scores?model_id={model}&dataset_id={dataset}&split=test",
+        "predictors": f"/v1/predictors?base_model_id={model}",
+        "rankings": f"/v1/rankings?dataset_id={dataset}",
+    }
+
+
+register(JobType("assess", AssessParams, "gpu", _check_assess, _links, description="assess"))

@@ -1,0 +1,124 @@
+"""`/v1/predictors`: fit gain (or forgetting) against a zero-shot measure, and predict."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response, status
+from starlette.concurrency import run_in_threadpool
+
+from app.deps import CurrentPrincipal, SessionDep
+from app.errors import problems
+from app.predictors import predictions, service
+from app.predictors.schemas import (
+    PredictionCreate,
+    PredictionRead,
+    PredictorCreate,
+    PredictorList,
+    PredictorRead,
+    Target,
+)
+
+router = APIRouter(prefix="/v1/predictors", tags=["predictors"])
+
+
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, response_model=PredictorRead, responses=problems()
+)
+async def create_predictor(
+    body: PredictorCreate,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> PredictorRead:
+    """Fit a predictor now (fits are tiny) and store it.
+
+    Points are the fine-tuned tasks of (base model, method) from the matrix: x = the feature's
+    zero-shot score, y = G or the out-of-domain change. At least 3 tasks; fewer is a 422
+    saying how many more fine-tuned tasks are needed. Constant or undefined features are 422.
+    With `Idempotency-Key`, a repeated request with the same body returns the same predictor
+    (`Idempotent-Replayed: true`); the same key with another body is a 422.
+    """
+
+    def work() -> tuple[PredictorRead, bool]:
+        row, created = service.create_predictor(
+            session=session, project_id=principal.project_id, body=body,
+            idempotency_key=idempotency_key,
+        )  # fmt: skip
+        return service.to_read(row), created
+
+    read, created = await run_in_threadpool(work)
+    response.headers["Location"] = f"/v1/predictors/{read.id}"
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return read
+
+
+@router.get("", response_model=PredictorList, responses=problems())
+async def list_predictors(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    base_model_id: Annotated[str | None, Query(max_length=40)] = None,
+    method: Annotated[str | None, Query(max_length=40)] = None,
+    target: Target | None = None,
+    cursor: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> PredictorList:
+    """List the project's predictors, newest first (cursor pagination), optionally filtered."""
+    filters = {"base_model_id": base_model_id, "method": method, "target": target}
+
+    def work() -> PredictorList:
+        rows, nxt = service.list_predictors(
+            session=session, project_id=principal.project_id, filters=filters, cursor=cursor,
+            limit=limit,
+        )  # fmt: skip
+        return PredictorList(items=[service.to_read(r) for r in rows], next_cursor=nxt)
+
+    return await run_in_threadpool(work)
+
+
+@router.get("/{predictor_id}", response_model=PredictorRead, responses=problems())
+async def get_predictor(
+    predictor_id: str, session: SessionDep, principal: CurrentPrincipal
+) -> PredictorRead:
+    """One predictor with its statistics and the points it was fitted on."""
+    return await run_in_threadpool(
+        lambda: service.to_read(
+            service.get_predictor(
+                session=session, project_id=principal.project_id, predictor_id=predictor_id
+            )
+        )
+    )
+
+
+@router.delete("/{predictor_id}", status_code=204, responses=problems())
+async def delete_predictor(
+    predictor_id: str, session: SessionDep, principal: CurrentPrincipal
+) -> Response:
+    """Delete a predictor."""
+    await run_in_threadpool(
+        lambda: service.delete_predictor(
+            session=session, project_id=principal.project_id, predictor_id=predictor_id
+        )
+    )
+    return Response(status_code=204)
+
+
+@router.post("/{predictor_id}/predictions", response_model=PredictionRead, responses=problems(409))
+async def create_prediction(
+    predictor_id: str, body: PredictionCreate, session: SessionDep, principal: CurrentPrincipal
+) -> PredictionRead:
+    """Predict G (or the out-of-domain change) with a prediction interval.
+
+    Send `{"dataset_id"}` to use the dataset's stored zero-shot scores, or
+    `{"feature_value", "zero_shot_accuracy"}` for raw values. For G the implied fine-tuned
+    accuracy `acc_zs + G·(1 − acc_zs)`, clipped to [0, 1], comes with it; `extrapolated` is
+    true outside the fitted range. A dataset not scored yet is a 409 naming the `assess`
+    job to submit.
+    """
+    return await run_in_threadpool(
+        lambda: predictions.create_prediction(
+            session=session, project_id=principal.project_id, predictor_id=predictor_id, body=body
+        )
+    )

@@ -1,0 +1,218 @@
+"""Predictor service: fit (synchronous: fits are tiny), list, get, delete. Flushes only."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.basemodels import service as models_service
+from app.db import new_id
+from app.errors import InvalidError, NotFoundError
+from app.jobs import service as jobs_service
+from app.measures.prediction import LinearFit, PiecewiseFit, fit_auto, fit_linear
+from app.models import Dataset
+from app.models.predictors import Predictor
+from app.pagination import decode_cursor, encode_cursor
+from app.predictors import data
+from app.predictors.schemas import FittedRange, LineStats, PredictorCreate, PredictorRead
+
+_LINE_KEYS = ("slope", "intercept", "slope_se", "intercept_se", "r_squared", "slope_pvalue",
+              "loo_rmse", "residual_sd")  # fmt: skip
+_ASSOCIATION_KEYS = ("slope_pvalue", "pearson_r", "spearman_rho", "spearman_pvalue")
+
+
+def known_features() -> list[str]:
+    """Names a predictor can use as its feature."""
+    from app.measures import ALL_MEASURES
+
+    return [*ALL_MEASURES, data.ZERO_SHOT]
+
+
+def check_feature(feature: str) -> None:
+    """422 unless `feature` is a measure name or `zero_shot_accuracy`."""
+    if feature not in known_features():
+        raise InvalidError(f"unknown feature {feature!r}; use one of {known_features()}")
+
+
+def check_method(method: str) -> None:
+    """422 unless `method` is a fine-tuning method of the service."""
+    from app.finetuning.params import METHOD_GRID_AXES
+
+    if method not in METHOD_GRID_AXES:
+        raise InvalidError(f"unknown fine-tuning method {method!r}; use one of "
+                           f"{sorted(METHOD_GRID_AXES)}")  # fmt: skip
+
+
+def check_datasets(session: Session, project_id: str, dataset_ids: list[str]) -> None:
+    """404 for a dataset id that is not in the caller's project."""
+    found = set(
+        session.scalars(
+            select(Dataset.id).where(Dataset.project_id == project_id, Dataset.id.in_(dataset_ids))
+        )
+    )
+    missing = [d for d in dataset_ids if d not in found]
+    if missing:
+        raise NotFoundError(f"dataset {missing[0]} not found")
+
+
+def _fit(
+    points: list[data.TrainingPoint], skipped: list[dict[str, str]], body: PredictorCreate
+) -> LinearFit | PiecewiseFit:
+    xs, ys = [p.x for p in points], [p.y for p in points]
+    names = [p.dataset_id for p in points]
+    try:
+        if body.piecewise == "auto":
+            return fit_auto(xs, ys, names=names)
+        return fit_linear(xs, ys, names=names)
+    except ValueError as exc:
+        why = f"cannot fit {body.target} on {body.feature!r} for method {body.method!r}: {exc}"
+        if skipped:
+            left = "; ".join(f"{s['dataset_id']}: {s['reason']}" for s in skipped[:5])
+            why += f" ({len(skipped)} dataset(s) of the matrix left out: {left})"
+        raise InvalidError(why) from None
+
+
+def _fitted(session: Session, project_id: str, body: PredictorCreate) -> Predictor:
+    """A new (unsaved) predictor fitted on the matrix and the stored zero-shot scores."""
+    models_service.get_model(session=session, project_id=project_id, model_id=body.base_model_id)
+    check_feature(body.feature)
+    check_method(body.method)
+    if body.dataset_ids is not None:
+        check_datasets(session, project_id, body.dataset_ids)
+    matrix = data.load_matrix(
+        session, project_id=project_id, base_model_id=body.base_model_id, method=body.method
+    )
+    rows = data.finetuned_rows(matrix)
+    wanted = set(rows) | set(body.dataset_ids or ())
+    scores = data.load_scores(
+        session, project_id=project_id, model_id=body.base_model_id, dataset_ids=wanted
+    )
+    points, skipped = data.training_points(
+        rows, scores, feature=body.feature, target=body.target, requested=body.dataset_ids
+    )
+    fit = _fit(points, skipped, body)
+    return Predictor(
+        id=new_id("prd"), project_id=project_id, base_model_id=body.base_model_id,
+        method=body.method, feature=body.feature, target=body.target, split=data.SPLIT,
+        piecewise=body.piecewise, kind=fit.kind, n=fit.n, fit=fit.to_dict(),
+        points=[{"dataset_id": p.dataset_id, "x": p.x, "y": p.y} for p in points],
+        skipped=skipped,
+    )  # fmt: skip
+
+
+def _by_key(session: Session, project_id: str, key: str) -> Predictor | None:
+    return session.scalar(
+        select(Predictor).where(
+            Predictor.project_id == project_id, Predictor.idempotency_key == key
+        )
+    )
+
+
+def _replay(existing: Predictor, digest: str) -> tuple[Predictor, bool]:
+    if existing.request_hash != digest:
+        raise InvalidError("Idempotency-Key was already used with a different request body")
+    return existing, False
+
+
+def create_predictor(
+    *, session: Session, project_id: str, body: PredictorCreate, idempotency_key: str | None
+) -> tuple[Predictor, bool]:
+    """Fit and store a predictor, or return the one made with the same key; (row, created)."""
+    digest = jobs_service.request_hash(body.model_dump(mode="json"))
+    if idempotency_key and (existing := _by_key(session, project_id, idempotency_key)):
+        return _replay(existing, digest)
+    row = _fitted(session, project_id, body)
+    row.idempotency_key, row.request_hash = idempotency_key, digest
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        existing = _by_key(session, project_id, idempotency_key or "")
+        if existing is None:
+            raise
+        return _replay(existing, digest)
+    return row, True
+
+
+def get_predictor(*, session: Session, project_id: str, predictor_id: str) -> Predictor:
+    """The caller's predictor (404 for other projects' ids)."""
+    row = session.scalar(
+        select(Predictor).where(Predictor.id == predictor_id, Predictor.project_id == project_id)
+    )
+    if row is None:
+        raise NotFoundError(f"predictor {predictor_id} not found")
+    return row
+
+
+def list_predictors(
+    *,
+    session: Session,
+    project_id: str,
+    filters: dict[str, str | None],
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[Predictor], str | None]:
+    """A page of the caller's predictors, newest first, filtered by column equality."""
+    query = select(Predictor).where(Predictor.project_id == project_id)
+    for name, value in filters.items():
+        if value is not None:
+            query = query.where(getattr(Predictor, name) == value)
+    if cursor:
+        query = query.where(Predictor.id < decode_cursor(cursor))
+    rows = list(session.scalars(query.order_by(Predictor.id.desc()).limit(limit + 1)))
+    more, rows = len(rows) > limit, rows[:limit]
+    return rows, encode_cursor(rows[-1].id) if more and rows else None
+
+
+def delete_predictor(*, session: Session, project_id: str, predictor_id: str) -> None:
+    """Delete a predictor."""
+    session.delete(get_predictor(session=session, project_id=project_id, predictor_id=predictor_id))
+    session.flush()
+
+
+def _hinge_se(fit: dict[str, Any], index: int) -> float | None:
+    s, cov = fit.get("residual_sd"), fit["unscaled_cov"]
+    if s is None or not math.isfinite(cov[index][index]):
+        return None
+    return s * math.sqrt(max(cov[index][index], 0.0))
+
+
+def _stats(fit: dict[str, Any]) -> dict[str, Any]:
+    """The read statistics of a stored fit (`to_dict` output: NaN already None)."""
+    if fit["kind"] == "linear":
+        return {k: fit[k] for k in (*_LINE_KEYS, *_ASSOCIATION_KEYS)}
+    line = fit["linear"]
+    out = {k: fit[k] for k in ("slope", "intercept", "r_squared", "loo_rmse", "residual_sd")}
+    out |= {k: line[k] for k in _ASSOCIATION_KEYS}
+    out |= {"slope_se": _hinge_se(fit, 1), "intercept_se": _hinge_se(fit, 0)}
+    out |= {"breakpoint": fit["breakpoint"], "plateau": fit["plateau"]}
+    out["linear"] = LineStats(**{k: line[k] for k in _LINE_KEYS})
+    return out
+
+
+def links(row: Predictor) -> dict[str, str]:
+    """Links of a predictor: itself, its predictions, base model and matrix."""
+    return {
+        "self": f"/v1/predictors/{row.id}",
+        "predictions": f"/v1/predictors/{row.id}/predictions",
+        "base_model": f"/v1/models/{row.base_model_id}",
+        "matrix": f"/v1/matrices?base_model_id={row.base_model_id}&method={row.method}",
+    }
+
+
+def to_read(row: Predictor) -> PredictorRead:
+    """A predictor as returned by the API."""
+    fit = row.fit
+    return PredictorRead(
+        id=row.id, base_model_id=row.base_model_id, method=row.method, feature=row.feature,
+        target=row.target, split=row.split, piecewise=row.piecewise,  # type: ignore[arg-type]
+        model_form=row.kind, n=row.n,  # type: ignore[arg-type]
+        fitted_range=FittedRange(min=fit["x_min"], max=fit["x_max"]),
+        datasets=[p["dataset_id"] for p in row.points], points=row.points, skipped=row.skipped,
+        created_at=row.created_at, links=links(row), **_stats(fit),
+    )  # fmt: skip

@@ -1,0 +1,222 @@
+"""Shared worker code of `finetune` and `evaluate`: base models, labelled image data,
+checkpoint stores and test-split evaluations (zero-shot ones reuse stored embeddings)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db import new_id, session_scope
+from app.imagedata import ImageDataError
+from app.imagedata.prompts import default_templates
+from app.jobs.types import prompts_hash
+from app.models import BaseModel, Dataset, Embedding, Evaluation
+from workers.tasks.base import JobContext, JobError
+from workers.tasks.datasets import open_layout
+from workers.tasks.score import zero_shot_top1
+
+DATASET_COLUMNS = ("id", "name", "source", "uri", "class_names", "info", "fingerprint", "format")
+
+
+class LabelledImages:
+    """``(preprocess(image), label)`` over the items of one split of a dataset layout."""
+
+    def __init__(self, layout: Any, split: str, preprocess: Callable[[Any], Any]) -> None:
+        rows = layout.split(split)
+        self.source, self.items = layout.source, list(rows.items)
+        self.labels = [int(v) for v in rows.labels]
+        self.preprocess = preprocess
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        return self.preprocess(self.source.open(self.items[index])), self.labels[index]
+
+
+def templates_of(layout: Any) -> list[str]:
+    """The dataset's default prompt templates, in the fine-tuning library's ``{}`` form."""
+    return [t.replace("{c}", "{}") for t in default_templates(layout.name)]
+
+
+def load_base(ctx: JobContext, model_row: dict[str, Any]) -> Any:
+    """The base model (a cached `LoadedModel`: copy `.model` before changing it)."""
+    from app.basemodels.service import spec_of
+    from app.imagedata import ModelSpecError
+    from workers.ml.models import load_model
+
+    view = type("Row", (), dict(model_row))()
+    try:
+        return load_model(spec_of(view), device=ctx.settings.device)
+    except ModelSpecError as exc:
+        raise JobError(str(exc)) from None
+
+
+def base_model_row(ctx: JobContext, model_id: str) -> dict[str, Any]:
+    """A plain copy of the project's base model row."""
+    with session_scope(ctx.sessions) as session:
+        row = session.scalar(
+            select(BaseModel).where(
+                BaseModel.id == model_id, BaseModel.project_id == ctx.project_id
+            )
+        )
+        if row is None:
+            raise JobError(f"base model {model_id} was deleted before the job ran")
+        return {c: getattr(row, c) for c in ("id", "name", "arch", "pretrained", "preset")}
+
+
+def dataset_rows(ctx: JobContext, ids: list[str] | None) -> list[dict[str, Any]]:
+    """Plain copies of the given datasets of the project (all of them, by name, for None)."""
+    with session_scope(ctx.sessions) as session:
+        query = select(Dataset).where(Dataset.project_id == ctx.project_id)
+        if ids is not None:
+            query = query.where(Dataset.id.in_(ids))
+        rows = [{c: getattr(d, c) for c in DATASET_COLUMNS} for d in session.scalars(query)]
+    if ids is not None and len(rows) != len(set(ids)):
+        raise JobError("a dataset of the job was deleted before it ran")
+    return sorted(rows, key=lambda r: r["name"])
+
+
+def checkpoint_store(ctx: JobContext, key: str) -> Any:
+    """Where a run's checkpoints live: a local directory, or the artifact store via fsspec."""
+    if ctx.storage.is_local:
+        path = ctx.storage.path(key)
+        os.makedirs(path, exist_ok=True)
+        return path
+    from fsspec.implementations.dirfs import DirFileSystem
+
+    return DirFileSystem(path=ctx.storage.path(key), fs=ctx.storage.fs)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What is evaluated: the base model's id and, for a fine-tuned one, its id and module."""
+
+    base_model_id: str
+    finetuned_model_id: str | None
+    model: Any
+
+    @property
+    def ref(self) -> str:
+        return self.finetuned_model_id or self.base_model_id
+
+
+def _cached_zero_shot(ctx: JobContext, model_id: str, dataset_id: str, split: str) -> dict | None:
+    with session_scope(ctx.sessions) as session:
+        row = session.scalar(
+            select(Embedding).where(
+                Embedding.project_id == ctx.project_id, Embedding.model_id == model_id,
+                Embedding.dataset_id == dataset_id, Embedding.split == split,
+                Embedding.prompts_hash == prompts_hash(None),
+            )
+        )  # fmt: skip
+        if row is None or zero_shot_top1(row.zero_shot) is None:
+            return None
+        zs = row.zero_shot
+        return {"top1": zero_shot_top1(zs), "top5": zs.get("top5"), "n": row.n,
+                "mean_per_class_recall": zs.get("mean_per_class_recall"),
+                "per_class_recall": [], "reused_embedding_id": row.id}  # fmt: skip
+
+
+def evaluate_one(
+    ctx: JobContext, loaded: Any, target: Target, dataset: dict[str, Any], split: str
+) -> dict[str, Any]:
+    """Metrics of `target` on one dataset split (zero-shot: stored embeddings when present)."""
+    from workers.ml.finetune import evaluate
+
+    if target.finetuned_model_id is None:
+        cached = _cached_zero_shot(ctx, target.base_model_id, dataset["id"], split)
+        if cached is not None:
+            return cached
+    layout = open_layout(ctx, dataset)
+    try:
+        data = LabelledImages(layout, split, loaded.preprocess)
+        result = evaluate(
+            target.model, loaded.tokenizer, data, layout.class_names, templates_of(layout),
+            device=loaded.device, batch_size=max(1, ctx.settings.embed_batch_size),
+        )  # fmt: skip
+    except ImageDataError as exc:
+        raise JobError(f"cannot evaluate on dataset {dataset['id']}: {exc}") from None
+    return result.to_dict()
+
+
+def evaluate_all(
+    ctx: JobContext, loaded: Any, target: Target, datasets: list[dict[str, Any]], split: str,
+    start: float = 0.0,
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:  # fmt: skip
+    """Metrics per dataset id, and the datasets skipped (no such split) with the reason."""
+    done: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, str] = {}
+    for i, dataset in enumerate(datasets):
+        ctx.progress(
+            start + (1 - start) * i / max(len(datasets), 1), f"evaluating {dataset['name']}"[:100]
+        )
+        try:
+            open_layout(ctx, dataset).split(split)
+        except ImageDataError as exc:
+            skipped[dataset["id"]] = str(exc)
+            continue
+        done[dataset["id"]] = evaluate_one(ctx, loaded, target, dataset, split)
+    return done, skipped
+
+
+def evaluation_rows(
+    ctx: JobContext, target: Target, metrics: dict[str, dict[str, Any]], split: str
+) -> list[Evaluation]:
+    """ORM rows of `metrics` (not yet added to a session)."""
+    return [
+        Evaluation(
+            id=new_id("evl"), project_id=ctx.project_id, base_model_id=target.base_model_id,
+            finetuned_model_id=target.finetuned_model_id, model_ref=target.ref,
+            dataset_id=dataset_id, split=split, top1=float(m["top1"]),
+            top5=_num(m.get("top5")), mean_per_class_recall=_num(m.get("mean_per_class_recall")),
+            n=int(m["n"]), per_class_recall=list(m.get("per_class_recall") or []),
+            job_id=ctx.job_id,
+        )
+        for dataset_id, m in metrics.items()
+    ]  # fmt: skip
+
+
+def _num(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def replace_evaluations(session: Session, rows: list[Evaluation]) -> None:
+    """Write `rows`, replacing what was stored for the same (model, dataset, split)."""
+    from sqlalchemy import delete
+
+    for row in rows:
+        session.execute(
+            delete(Evaluation).where(
+                Evaluation.model_ref == row.model_ref, Evaluation.dataset_id == row.dataset_id,
+                Evaluation.split == row.split,
+            )
+        )  # fmt: skip
+        session.add(row)
+    session.flush()
+
+
+def add_missing_evaluations(session: Session, rows: list[Evaluation]) -> None:
+    """Write the rows not stored yet (a concurrent writer's row wins; no error)."""
+    from sqlalchemy.exc import IntegrityError
+
+    for row in rows:
+        exists = session.scalar(
+            select(Evaluation.id).where(
+                Evaluation.model_ref == row.model_ref, Evaluation.dataset_id == row.dataset_id,
+                Evaluation.split == row.split,
+            )
+        )  # fmt: skip
+        if exists is not None:
+            continue
+        try:
+            with session.begin_nested():
+                session.add(row)
+                session.flush()
+        except IntegrityError:
+            pass

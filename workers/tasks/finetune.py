@@ -1,0 +1,149 @@
+"""The `finetune` job: train a base model on a dataset's train split (resumable from its
+checkpoints in the artifact store), record the fine-tuned model, evaluate it everywhere."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.db import new_id
+from app.finetuning.params import FinetuneParams
+from app.imagedata import ImageDataError
+from app.models import FinetunedModel
+from workers.tasks.base import JobContext, JobError, Outcome, handler
+from workers.tasks.datasets import open_layout
+from workers.tasks.evaluation import (
+    LabelledImages,
+    Target,
+    add_missing_evaluations,
+    base_model_row,
+    checkpoint_store,
+    dataset_rows,
+    evaluate_all,
+    evaluation_rows,
+    load_base,
+    replace_evaluations,
+    templates_of,
+)
+
+TRAIN_SHARE = 0.8  # of the job's progress; evaluation takes the rest
+
+
+def checkpoint_key(job_id: str) -> str:
+    """Artifact key of a job's checkpoints: the same on every attempt, so a rerun resumes."""
+    return f"finetune/{job_id}"
+
+
+def _config(p: FinetuneParams) -> Any:
+    from workers.ml.finetune import FinetuneConfig
+
+    hp = p.hyperparameters.model_dump()
+    return FinetuneConfig.from_dict({**hp, "method": p.method}).validate()
+
+
+def _progress(ctx: JobContext, n_train: int, config: Any) -> Any:
+    per_epoch = max(1, math.ceil(n_train / config.batch_size))
+    total = per_epoch * config.epochs
+
+    def report(epoch: int, step: int, loss: float, val_acc: float | None) -> None:
+        acc = "" if val_acc is None else f" val_acc {val_acc:.4f}"
+        stage = f"training epoch {epoch}/{config.epochs} step {step} loss {loss:.4f}{acc}"
+        ctx.progress(TRAIN_SHARE * min(1.0, step / total), stage[:100])
+
+    return report
+
+
+def _train_val(layout: Any, preprocess: Any, dataset_id: str) -> tuple[Any, Any]:
+    """The dataset's `train_no_val` and `val` splits (the paper's 10 %, at most 5000,
+    derived at registration), or the library's `validation_split` of `train` without them."""
+    from workers.ml.finetune import validation_split
+
+    try:
+        if "val" in layout.splits and "train_no_val" in layout.splits:
+            train = LabelledImages(layout, "train_no_val", preprocess)
+            val = LabelledImages(layout, "val", preprocess)
+            if len(train) > 0 and len(val) > 0:
+                return train, val
+        full = LabelledImages(layout, "train", preprocess)
+    except ImageDataError as exc:
+        raise JobError(f"dataset {dataset_id} cannot be fine-tuned on: {exc}") from None
+    if len(full) < 2:
+        raise JobError(f"dataset {dataset_id} has fewer than 2 training samples")
+    return validation_split(full)
+
+
+def _train(ctx: JobContext, loaded: Any, train_row: dict[str, Any], config: Any) -> Any:
+    """Run the library's `finetune` on the train split and the paper's validation split."""
+    from workers.ml.finetune import FinetuneError, finetune
+
+    layout = open_layout(ctx, train_row)
+    train, val = _train_val(layout, loaded.preprocess, train_row["id"])
+    ctx.progress(0.0, "training")
+    store = checkpoint_store(ctx, checkpoint_key(ctx.job_id))
+    try:
+        return finetune(
+            copy.deepcopy(loaded.model), loaded.tokenizer, train, val, layout.class_names,
+            templates_of(layout), config, checkpoint_dir=store,
+            device=loaded.device, progress=_progress(ctx, len(train), config),
+        )  # fmt: skip
+    except FinetuneError as exc:
+        raise JobError(f"{type(exc).__name__}: {exc}") from None
+    except ImageDataError as exc:
+        raise JobError(f"cannot read dataset {train_row['id']}: {exc}") from None
+
+
+def _record(ctx: JobContext, p: FinetuneParams, result: Any, ft_id: str) -> FinetunedModel:
+    summary = result.to_dict()
+    return FinetunedModel(
+        id=ft_id, project_id=ctx.project_id, base_model_id=p.model_id,
+        train_dataset_id=p.dataset_id, method=p.method, hyperparameters=summary["config"],
+        status="ready", best_epoch=result.best_epoch, val_accuracy=result.best_val_acc,
+        checkpoint_uri=checkpoint_key(ctx.job_id), job_id=ctx.job_id,
+        metrics={k: summary[k] for k in ("history", "trainable_params", "grid")},
+    )  # fmt: skip
+
+
+@handler("finetune")
+def run_finetune(ctx: JobContext) -> Outcome:
+    """Fine-tune, then evaluate the fine-tuned and (where missing) the zero-shot model."""
+    p = FinetuneParams.model_validate({"type": "finetune", **ctx.params})
+    model_row = base_model_row(ctx, p.model_id)
+    (train_row,) = dataset_rows(ctx, [p.dataset_id])
+    targets = dataset_rows(ctx, p.evaluate_on)
+    ctx.progress(0.0, "loading model")
+    loaded = load_base(ctx, model_row)
+    result = _train(ctx, loaded, train_row, _config(p))
+    ft_id = new_id("ftm")
+    tuned = Target(p.model_id, ft_id, result.model)
+    ft_metrics, skipped = evaluate_all(ctx, loaded, tuned, targets, "test", TRAIN_SHARE)
+    zs_metrics, _ = evaluate_all(
+        ctx, loaded, Target(p.model_id, None, loaded.model), targets, "test", 0.95
+    )
+    record = _record(ctx, p, result, ft_id)
+    ft_rows = evaluation_rows(ctx, tuned, ft_metrics, "test")
+    zs_rows = evaluation_rows(ctx, Target(p.model_id, None, None), zs_metrics, "test")
+
+    def write(session: Session) -> None:
+        session.add(record)
+        session.flush()
+        replace_evaluations(session, ft_rows)
+        add_missing_evaluations(session, zs_rows)
+
+    out = {"finetuned_model_id": ft_id, **result.to_dict(),
+           "test_top1": {k: v["top1"] for k, v in ft_metrics.items()},
+           "zero_shot_top1": {k: v["top1"] for k, v in zs_metrics.items()},
+           "skipped": skipped}  # fmt: skip
+    return Outcome(out, write)
+
+
+def load_tuned(ctx: JobContext, loaded: Any, checkpoint_uri: str) -> Any:
+    """A stored fine-tuned model, rebuilt on a copy of its base model."""
+    from workers.ml.finetune import load_finetuned
+
+    try:
+        return load_finetuned(copy.deepcopy(loaded.model), checkpoint_store(ctx, checkpoint_uri))
+    except FileNotFoundError as exc:
+        raise JobError(f"the fine-tuned model's checkpoint is missing: {exc}") from None
