@@ -1,14 +1,18 @@
 """Benchmark: images/second of the whole embedding path against the bare forward pass.
 
-The whole path is `workers.ml.embed.embed_dataset` on a generated PNG dataset: decode and
-preprocess in DataLoader workers, forward, float16 write, zero-shot top-5 and the measures'
-statistics. The baseline is `model.encode_image` alone on the same images, preprocessed
-beforehand, in the same process, batch for batch (on the device already). Models are random
-init: the tiny bundled architecture and ViT-B-32.
+The whole path is `workers.ml.embed.embed_dataset` on a generated PNG dataset: decode (and,
+with ``--preprocess cpu``, resize/crop) in DataLoader workers, device-side resize/crop and
+normalisation with ``--preprocess device``, forward, float16 write, zero-shot top-5 and the
+measures' statistics. The baseline is `model.encode_image` alone on the same images,
+preprocessed beforehand, in the same process, batch for batch (on the device already).
+Models are random init: the tiny bundled architecture and ViT-B-32. ``--image-size`` sets the
+generated images' size (default: the model's input size); the paper's datasets are mostly
+small images (CIFAR 32 px, EuroSAT 64 px) upsampled to 224.
 
-    python benchmarks/embed.py                 # CPU, both models
+    python benchmarks/embed.py                 # CPU, both models, cpu preprocessing
     python benchmarks/embed.py --quick         # a smoke run
-    python benchmarks/embed.py --device cuda --dtype bf16 --n 8192 --batch-size 512
+    python benchmarks/embed.py --device cuda --dtype bf16 --n 8192 --batch-size 512 \
+        --workers 15 --preprocess both --image-size 64
 """
 
 from __future__ import annotations
@@ -22,23 +26,24 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+UNIQUE_PER_CLASS = 512
 MODELS = {
     "tiny": str(REPO / "workers" / "ml" / "configs" / "tiny-clip.json"),
     "ViT-B-32": "ViT-B-32@random",
 }
 
 
-def bare_forward(loaded, dataset, split: str, batch_size: int, repeats: int) -> float:
+def bare_forward(
+    loaded, dataset, split: str, batch_size: int, repeats: int, workers: int | None = None
+) -> float:
     """Images/second of encode_image alone on preprocessed tensors already on the device.
 
-    On CPU the best over intra-op thread counts (all cores, one fewer, one) is kept, so the
-    baseline is the fastest bare forward pass this machine gives at the time.
+    The tensors are made once by the device preprocessing (fast; the bare forward does not
+    depend on how they were made). On CPU the best over intra-op thread counts (all cores,
+    one fewer, one) is kept, so the baseline is the fastest bare forward pass this machine
+    gives at the time.
     """
-    items = dataset.split(split).items
-    pixels = torch.stack([loaded.preprocess(dataset.source.open(i)) for i in items])
-    batches = [
-        pixels[a : a + batch_size].to(loaded.device) for a in range(0, len(items), batch_size)
-    ]
+    batches = _preprocessed_batches(loaded, dataset, split, batch_size, workers)
     if loaded.device.type == "cuda":
         batches = [b.contiguous(memory_format=torch.channels_last) for b in batches]
     default = torch.get_num_threads()
@@ -50,7 +55,38 @@ def bare_forward(loaded, dataset, split: str, batch_size: int, repeats: int) -> 
             best = min(best, _time_forward(loaded, batches, repeats))
     finally:
         torch.set_num_threads(default)
-    return len(items) / best
+    return len(dataset.split(split)) / best
+
+
+def _preprocessed_batches(
+    loaded, dataset, split: str, batch_size: int, workers: int | None
+) -> list[torch.Tensor]:
+    """The split's images, model-ready, in batches on the model's device."""
+    from workers.ml.data.native import NativeImageDataset, collate_native
+    from workers.ml.gpu_preprocess import from_transform
+
+    items = dataset.split(split).items
+    step = from_transform(loaded.preprocess)
+    if step is None:  # a transform we do not reproduce: Pillow in this process
+        pixels = torch.stack([loaded.preprocess(dataset.source.open(i)) for i in items])
+        return [
+            pixels[a : a + batch_size].to(loaded.device) for a in range(0, len(items), batch_size)
+        ]
+    loader = torch.utils.data.DataLoader(
+        NativeImageDataset(dataset.source, items),
+        batch_size=batch_size,
+        collate_fn=collate_native,
+        num_workers=min(workers or 0, 8),
+    )
+    batches = []
+    for pixels, _, _ in loader:
+        moved = (
+            pixels.to(loaded.device)
+            if isinstance(pixels, torch.Tensor)
+            else [p.to(loaded.device) for p in pixels]
+        )
+        batches.append(step(moved))
+    return batches
 
 
 def _time_forward(loaded, batches: list[torch.Tensor], repeats: int) -> float:
@@ -69,7 +105,7 @@ def _time_forward(loaded, batches: list[torch.Tensor], repeats: int) -> float:
 
 
 def whole_path(loaded, dataset, split: str, out: Path, batch_size: int, workers: int | None,
-               repeats: int) -> float:  # fmt: skip
+               repeats: int, preprocess: str) -> float:  # fmt: skip
     """Images/second of embed_dataset, fresh output directory each time (best of `repeats`)."""
     from workers.ml.embed import embed_dataset
 
@@ -78,7 +114,8 @@ def whole_path(loaded, dataset, split: str, out: Path, batch_size: int, workers:
         shutil.rmtree(out, ignore_errors=True)
         t0 = time.perf_counter()
         embed_dataset(loaded, dataset, split=split, out_dir=out, batch_size=batch_size,
-                      num_workers=workers, resume=False)  # fmt: skip
+                      num_workers=workers, resume=False, preprocess=preprocess)  # fmt: skip
+        _sync(loaded.device)
         best = min(best, time.perf_counter() - t0)
     return len(dataset.split(split)) / best
 
@@ -89,7 +126,12 @@ def _sync(device: torch.device) -> None:
 
 
 def make_dataset(root: Path, n: int, size: int):
-    """A generated 'textures' task with about n test images of size x size pixels (PNG)."""
+    """A generated 'textures' task with about n test images of size x size pixels (PNG).
+
+    At most `UNIQUE_PER_CLASS` images per class are drawn (generation is single-threaded,
+    about 2 ms an image); the rest are hard links to them, so large n costs no more time
+    to prepare and every file is still read and decoded.
+    """
     from app.imagedata import open_dataset
     from workers.ml.synth import generate_task
 
@@ -97,23 +139,45 @@ def make_dataset(root: Path, n: int, size: int):
     path = root / f"textures-{size}-{per_class}"
     if not (path / "dataset.json").is_file():
         shutil.rmtree(path, ignore_errors=True)
-        generate_task("textures", path, per_class=per_class, seed=0, size=size, test_fraction=0.999)
+        unique = min(per_class, UNIQUE_PER_CLASS)
+        generate_task("textures", path, per_class=unique, seed=0, size=size, test_fraction=0.999)
+        _replicate(path, per_class)
     return open_dataset(path, name="textures", fingerprint_mode="stat")
 
 
-def run_one(name: str, args: argparse.Namespace, root: Path) -> tuple[str, float, float]:
+def _replicate(path: Path, per_class: int) -> None:
+    """Fill every class folder of the test split up to `per_class` files with links."""
+    for folder in sorted(p for p in (path / "test").iterdir() if p.is_dir()):
+        files = sorted(folder.glob("*.png"))
+        for k in range(len(files), per_class if files else 0):
+            target = folder / f"r{k:06d}.png"
+            try:
+                os.link(files[k % len(files)], target)
+            except OSError:
+                shutil.copyfile(files[k % len(files)], target)
+
+
+def run_one(name: str, args: argparse.Namespace, root: Path) -> list[tuple[str, str, float, float]]:
+    """(model, preprocess mode, whole img/s, bare img/s) for each requested mode."""
+    from workers.ml.gpu_preprocess import resolve_preprocess
     from workers.ml.models import load_model
 
     loaded = load_model(MODELS[name], device=args.device, precision=args.dtype)
-    size = loaded.preprocess.transforms[1].size[0]
+    size = args.image_size or loaded.preprocess.transforms[1].size[0]
     n = args.n or (1024 if name == "tiny" else 192) // (4 if args.quick else 1)
     dataset = make_dataset(root, n, size)
     bs = min(args.batch_size, n)
     repeats = 1 if args.quick else 2
-    whole_path(loaded, dataset, "test", root / "warm", bs, args.workers, 1)  # warm-up
-    bare = bare_forward(loaded, dataset, "test", bs, repeats)
-    whole = whole_path(loaded, dataset, "test", root / f"run-{name}", bs, args.workers, repeats)
-    return name, whole, bare
+    bare = bare_forward(loaded, dataset, "test", bs, repeats, args.workers)
+    modes = ["cpu", "device"] if args.preprocess == "both" else [args.preprocess]
+    rows = []
+    for mode in modes:
+        resolved = resolve_preprocess(mode, loaded.preprocess, loaded.device)
+        whole_path(loaded, dataset, "test", root / "warm", bs, args.workers, 1, resolved)
+        out = root / f"run-{name}-{resolved}"
+        whole = whole_path(loaded, dataset, "test", out, bs, args.workers, repeats, resolved)
+        rows.append((name, resolved, whole, bare))
+    return rows
 
 
 def main() -> None:
@@ -124,17 +188,26 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=0, help="images (default 1024 tiny, 192 ViT-B-32)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (auto)")
+    parser.add_argument("--preprocess", default="cpu", choices=["cpu", "device", "auto", "both"])
+    parser.add_argument(
+        "--image-size", type=int, default=0, help="generated image size (default: the model's)"
+    )
     parser.add_argument("--quick", action="store_true", help="a quarter of the images, 1 repeat")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "embed")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"device={args.device} dtype={args.dtype} cpus={os.cpu_count()} "
-          f"torch_threads={torch.get_num_threads()} load={os.getloadavg()[0]:.2f}")  # fmt: skip
-    print(f"{'model':<10} {'whole path img/s':>17} {'bare forward img/s':>19} {'ratio':>7}")
+          f"torch_threads={torch.get_num_threads()} load={os.getloadavg()[0]:.2f} "
+          f"image_size={args.image_size or 'model'} batch={args.batch_size} "
+          f"workers={args.workers}")  # fmt: skip
+    print(f"{'model':<10} {'preprocess':<10} {'whole path img/s':>17} "
+          f"{'bare forward img/s':>19} {'ratio':>7}")  # fmt: skip
+    t0 = time.perf_counter()
     for name in args.models.split(","):
-        model, whole, bare = run_one(name, args, args.out)
-        print(f"{model:<10} {whole:>17.1f} {bare:>19.1f} {whole / bare:>7.1%}", flush=True)
-    print(f"load average after: {os.getloadavg()[0]:.2f}")
+        for model, mode, whole, bare in run_one(name, args, args.out):
+            print(f"{model:<10} {mode:<10} {whole:>17.1f} {bare:>19.1f} {whole / bare:>7.1%}",
+                  flush=True)  # fmt: skip
+    print(f"load average after: {os.getloadavg()[0]:.2f}; total {time.perf_counter() - t0:.0f} s")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,13 @@ def register(sub: Any) -> None:
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: auto)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("--precision", default="auto", help="auto (bf16 on CUDA), fp32, bf16, fp16")
+    p.add_argument(
+        "--preprocess",
+        default="auto",
+        choices=["auto", "cpu", "device"],
+        help="where images are resized and normalised: cpu (DataLoader workers, Pillow), "
+        "device (workers only decode; batched on the GPU) or auto (device on CUDA)",
+    )
     p.add_argument("--shard", help="START:STOP rows of the split (batch-aligned for exact merges)")
     p.add_argument("--skip-errors", action="store_true", help="skip undecodable images")
     p.add_argument("--no-resume", action="store_true", help="start over even if interrupted")
@@ -108,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
             resume=not args.no_resume,
             progress=_progress(args.quiet),
             on_error="skip" if args.skip_errors else "fail",
+            preprocess=args.preprocess,
         )
     except (ImageDataError, ValueError) as exc:
         raise CliError(str(exc)) from None

@@ -24,6 +24,7 @@ import numpy as np
 from app.imagedata.layout import DatasetLayout
 from app.imagedata.prompts import default_templates, render_prompts
 from app.measures import ModalityStats
+from workers.ml.gpu_preprocess import resolve_preprocess
 from workers.ml.loop import BatchLoop, Progress, batch_grid
 from workers.ml.meta import finalise_run
 from workers.ml.models import LoadedModel
@@ -50,6 +51,7 @@ def embed_dataset(
     progress: Progress | None = None,
     on_error: str = "fail",
     checkpoint_every_s: float = 30.0,
+    preprocess: str = "auto",
 ) -> EmbedResult:
     """Embed rows ``shard = (start, stop)`` (default: all) of `split` into `out_dir`.
 
@@ -57,7 +59,11 @@ def embed_dataset(
     several, class embeddings are averaged then renormalised. `on_error` is "fail" (raise,
     naming the undecodable files) or "skip" (drop them, listed in meta.json). A completed
     run with the same inputs is returned as is; an interrupted one continues from its last
-    checkpoint unless ``resume=False``.
+    checkpoint unless ``resume=False``. `preprocess` is "cpu" (decode, resize and crop in
+    the DataLoader workers with Pillow), "device" (workers only decode; resize, crop and
+    normalisation run batched on the model's device) or "auto" (device on CUDA when the
+    model's transform allows it, cpu otherwise); the two give slightly different bytes, so
+    the mode is part of the run key.
     """
     report = progress or (lambda fraction, stage: None)
     rows = dataset.split(split)
@@ -68,7 +74,10 @@ def embed_dataset(
     out.mkdir(parents=True, exist_ok=True)
     templates = list(prompts) if prompts else default_templates(dataset.name)
     render_prompts(templates, dataset.class_names)  # validates the templates early
+    mode = resolve_preprocess(preprocess, model.preprocess, model.device)
     run = _describe_run(model, dataset, split, templates, (start, stop), batch_size, on_error)
+    if mode == "device":  # only then, so the keys of existing "cpu" runs stay valid
+        run = _rekey({**run, "preprocess": mode})
     if (out / META).is_file() and resume:
         done = load_result(out)
         if done.meta.get("run_key") == run["run_key"]:
@@ -81,7 +90,9 @@ def embed_dataset(
     state = state or RunState(
         run["run_key"], 0, ModalityStats(len(dataset.class_names), model.embed_dim)
     )
-    loop = BatchLoop(model, dataset, rows.items, (start, stop), batch_size, num_workers, on_error)
+    loop = BatchLoop(
+        model, dataset, rows.items, (start, stop), batch_size, num_workers, on_error, mode
+    )
     loop.run(arrays, labels, texts, state, out=out, every_s=checkpoint_every_s, report=report)
     report(1.0, "finalising")
     result = finalise_run(out, arrays, texts, state, run, dataset, model, templates)
@@ -119,8 +130,14 @@ def _describe_run(
         "device_type": model.device.type,
         "autocast": str(model.autocast_dtype),
     }
-    run["run_key"] = hashlib.sha256(json.dumps(run, sort_keys=True).encode()).hexdigest()
-    return run
+    return _rekey(run)
+
+
+def _rekey(run: dict[str, Any]) -> dict[str, Any]:
+    """`run` with ``run_key`` set to the hash of its other entries."""
+    body = {k: v for k, v in run.items() if k != "run_key"}
+    key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    return {**body, "run_key": key}
 
 
 def _open_arrays(

@@ -18,7 +18,9 @@ import torch
 from app.imagedata.errors import ImageDataError
 from app.imagedata.layout import DatasetLayout
 from workers.ml.data.dataset import ImageDataset
+from workers.ml.data.native import NativeImageDataset, collate_native
 from workers.ml.data.transforms import split_for_device
+from workers.ml.gpu_preprocess import from_transform
 from workers.ml.models import LoadedModel
 from workers.ml.pipeline import BatchPipeline, Pending
 from workers.ml.store import PROGRESS, RunArrays, RunState, write_json
@@ -61,10 +63,18 @@ class BatchLoop:
     batch_size: int
     num_workers: int | None
     on_error: str
-    worker_transform: Callable = field(init=False)
+    preprocess: str = "cpu"  # "cpu" or "device" (resolved; see workers.ml.gpu_preprocess)
+    worker_transform: Callable | None = field(init=False)
     device_step: Callable | None = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.preprocess == "device":
+            # Workers only decode (uint8, native size); resize, crop and normalisation run
+            # once per batch on the model's device.
+            self.worker_transform, self.device_step = None, from_transform(self.model.preprocess)
+            if self.device_step is None:
+                raise ValueError("this model's preprocessing cannot run on the device")
+            return
         # Workers stop at uint8 tensors and the main process (or the GPU) normalises whole
         # batches: less work per image in the workers and 4x fewer bytes between processes.
         self.worker_transform, self.device_step = split_for_device(self.model.preprocess)
@@ -95,10 +105,15 @@ class BatchLoop:
             report(state.batches_done / len(grid), "embedding")
 
     def _loader(self, todo: list[tuple[int, int]], workers: int) -> torch.utils.data.DataLoader:
-        ds = ImageDataset(self.dataset.source, self.items, self.worker_transform)
         extra: dict[str, Any] = {}
+        ds: torch.utils.data.Dataset
+        if self.worker_transform is None:
+            ds = NativeImageDataset(self.dataset.source, self.items)
+            extra["collate_fn"] = collate_native
+        else:
+            ds = ImageDataset(self.dataset.source, self.items, self.worker_transform)
         if workers > 0:
-            extra = {"prefetch_factor": 4, "persistent_workers": False}
+            extra.update(prefetch_factor=4, persistent_workers=False)
             if self.model.device.type == "cpu":
                 extra["worker_init_fn"] = lower_priority
         return torch.utils.data.DataLoader(

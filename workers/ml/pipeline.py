@@ -43,16 +43,29 @@ class BatchPipeline:
         self.texts, self.stats = texts, stats
         self.cuda = loaded.device.type == "cuda"
         self._buffers: list[torch.Tensor] = []
-        self.device_step: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self.device_step: Callable[[Any], torch.Tensor] | None = None
         self._turn = 0
 
-    def submit(self, pixels: torch.Tensor, start: int, errors: list[tuple[int, str]]) -> Pending:
-        """Start the forward pass of one batch: f(x) normalised, rounded to float16."""
-        x = pixels.to(self.loaded.device, non_blocking=True)
-        if self.cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
+    def submit(
+        self,
+        pixels: torch.Tensor | list[torch.Tensor],
+        start: int,
+        errors: list[tuple[int, str]],
+    ) -> Pending:
+        """Start the forward pass of one batch: f(x) normalised, rounded to float16.
+
+        `pixels` is a batch tensor, or (device preprocessing, mixed sizes) a list of images;
+        the device step (normalisation, or resize + crop + normalisation) runs on the device.
+        """
+        dev = self.loaded.device
+        if isinstance(pixels, torch.Tensor):
+            x: Any = pixels.to(dev, non_blocking=True)
+        else:
+            x = [p.to(dev, non_blocking=True) for p in pixels]
         if self.device_step is not None:
             x = self.device_step(x)
+        if self.cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
         with inference_context(self.loaded.device, self.loaded.autocast_dtype):
             feats = self.loaded.model.encode_image(x)
         half = F.normalize(feats.float(), dim=-1).half()

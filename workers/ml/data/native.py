@@ -1,0 +1,154 @@
+"""Worker-side decoding for device preprocessing: images to uint8 RGB CHW tensors at their
+native resolution, and a collate that stacks same-size batches.
+
+Fast path: ``torchvision.io.decode_image`` on the file bytes, only for files whose header
+shows nothing the project's robust decoder (`app.imagedata.decode`) would treat differently:
+8-bit grey/RGB or opaque palette PNGs without transparency or EXIF chunks; 8-bit JPEGs with
+1 or 3 components that end with an EOI marker (EXIF orientation applied by torchvision).
+Everything else (alpha, 16-bit, CMYK, other formats, images over Pillow's
+decompression-bomb limit, anything the fast decoder rejects) goes through the Pillow path,
+so the robustness guarantees and DecodeError messages are the same as with ``"cpu"``.
+"""
+
+from __future__ import annotations
+
+import struct
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from app.imagedata.errors import DecodeError
+from app.imagedata.layout import FileSource, ImageSource
+from app.imagedata.manifest import ParquetBytesSource
+
+_PNG = b"\x89PNG\r\n\x1a\n"
+_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def png_fast(data: bytes) -> bool:
+    """True for an 8-bit grey/RGB (or palette) PNG with no tRNS/eXIf chunk, within limits."""
+    if len(data) < 33 or not data.startswith(_PNG) or data[12:16] != b"IHDR":
+        return False
+    width, height, depth, colour = struct.unpack(">IIBB", data[16:26])
+    if not _within_limit(width, height) or colour not in (0, 2, 3):
+        return False
+    if colour != 3 and depth != 8:
+        return False
+    pos = 8
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        if kind in (b"tRNS", b"eXIf"):
+            return False
+        if kind in (b"IDAT", b"IEND"):
+            return True
+        pos += 12 + length
+    return False
+
+
+def jpeg_fast(data: bytes) -> bool:
+    """True for a complete 8-bit JPEG with 1 or 3 components (not CMYK), within limits."""
+    if not data.startswith(b"\xff\xd8") or not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+        return False
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return False
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        length = struct.unpack(">H", data[pos + 2 : pos + 4])[0]
+        if marker in _SOF:
+            if pos + 10 > len(data):
+                return False
+            precision, height, width, comps = struct.unpack(">BHHB", data[pos + 4 : pos + 10])
+            return precision == 8 and comps in (1, 3) and _within_limit(width, height)
+        if marker == 0xDA:  # start of scan before any frame header
+            return False
+        pos += 2 + length
+    return False
+
+
+def _within_limit(width: int, height: int) -> bool:
+    limit = Image.MAX_IMAGE_PIXELS
+    return width > 0 and height > 0 and (limit is None or width * height <= limit)
+
+
+def fast_decode(data: bytes) -> torch.Tensor | None:
+    """uint8 3 x H x W from `data` by torchvision's decoders, or None (use Pillow)."""
+    from torchvision.io import ImageReadMode, decode_image
+
+    is_jpeg = jpeg_fast(data)
+    if not (is_jpeg or png_fast(data)):
+        return None
+    raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    try:
+        with warnings.catch_warnings():  # torchvision 0.29 deprecates its decoders (TorchCodec)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            image = decode_image(raw, mode=ImageReadMode.RGB, apply_exif_orientation=is_jpeg)
+    except (RuntimeError, ValueError):
+        return None  # Pillow decides: it decodes the file or names the error
+    return image if image.dtype == torch.uint8 and image.shape[0] == 3 else None
+
+
+def encoded_bytes(source: ImageSource, item: Any) -> bytes | None:
+    """The encoded file bytes of `item` when the source stores them, else None."""
+    try:
+        if isinstance(source, FileSource):
+            return (source.root / item).read_bytes()
+        if isinstance(source, ParquetBytesSource):
+            value = source._column()[int(item)].as_py()
+            data = value.get("bytes") if isinstance(value, dict) else value
+            return bytes(data) if isinstance(data, bytes | bytearray) else None
+    except OSError:
+        return None  # Pillow's path reports missing or unreadable files
+    return None
+
+
+def pil_to_tensor(image: Image.Image) -> torch.Tensor:
+    """An RGB Pillow image as uint8 3 x H x W."""
+    return torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1)
+
+
+class NativeImageDataset(torch.utils.data.Dataset):
+    """Item ``i`` is ``(uint8 3xHxW image_i at native size, i, error)``; ``error`` is "" or a
+    DecodeError's message, in which case the tensor is a placeholder the collate resizes."""
+
+    def __init__(self, source: ImageSource, items: Sequence[Any]) -> None:
+        self.source = source
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
+        item = self.items[index]
+        data = encoded_bytes(self.source, item)
+        image = fast_decode(data) if data is not None else None
+        if image is not None:
+            return image, index, ""
+        try:
+            return pil_to_tensor(self.source.open(item)), index, ""
+        except DecodeError as exc:
+            return torch.zeros(3, 1, 1, dtype=torch.uint8), index, str(exc)
+
+
+def collate_native(
+    batch: Sequence[tuple[torch.Tensor, int, str]],
+) -> tuple[torch.Tensor | list[torch.Tensor], torch.Tensor, list[str]]:
+    """Stack a batch whose images share a size (a list otherwise); failed images become
+    zeros of the first good image's size so they do not break the stack."""
+    images, index, errors = zip(*batch, strict=True)
+    good = [im for im, err in zip(images, errors, strict=True) if not err]
+    shape = good[0].shape if good else (3, 8, 8)
+    images = [
+        torch.zeros(shape, dtype=torch.uint8) if e else im
+        for im, e in zip(images, errors, strict=True)
+    ]
+    same = all(im.shape == images[0].shape for im in images)
+    pixels = torch.stack(images) if same else list(images)
+    return pixels, torch.tensor(index, dtype=torch.int64), list(errors)
