@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session
 from app.basemodels.schemas import ModelCreate
 from app.config import Settings
 from app.db import new_id
-from app.errors import ConflictError, ForbiddenError, InvalidError, NotFoundError
+from app.errors import ConflictError, ForbiddenError, InvalidError
 from app.imagedata import ModelSpecError, resolve_spec
 from app.models import BaseModel
+from app.ownership import get_owned
 from app.pagination import decode_cursor, encode_cursor
 
 BUNDLED_CONFIGS = Path(__file__).resolve().parents[2] / "workers" / "ml" / "configs"
@@ -69,12 +70,7 @@ def create_model(
 
 def get_model(*, session: Session, project_id: str, model_id: str) -> BaseModel:
     """The caller's model (404 for other projects' ids)."""
-    row = session.scalar(
-        select(BaseModel).where(BaseModel.id == model_id, BaseModel.project_id == project_id)
-    )
-    if row is None:
-        raise NotFoundError(f"model {model_id} not found")
-    return row
+    return get_owned(session, BaseModel, model_id, project_id, "model")
 
 
 def list_models(

@@ -18,9 +18,10 @@ from app.config import Settings
 from app.datasets.ingest import open_and_validate
 from app.datasets.schemas import DatasetRef
 from app.db import new_id, on_rollback
-from app.errors import ConflictError, ForbiddenError, InvalidError, NotFoundError, TooLargeError
+from app.errors import ConflictError, ForbiddenError, InvalidError, TooLargeError
 from app.imagedata import DatasetLayout
 from app.models import Dataset
+from app.ownership import get_owned
 from app.pagination import decode_cursor, encode_cursor
 
 _CHUNK = 1 << 20
@@ -208,11 +209,7 @@ def _uri_fp(uri: str) -> str:
 
 def get_dataset(*, session: Session, project_id: str, dataset_id: str) -> Dataset:
     """The caller's dataset (404 for other projects' ids)."""
-    query = select(Dataset).where(Dataset.id == dataset_id, Dataset.project_id == project_id)
-    row = session.scalar(query)
-    if row is None:
-        raise NotFoundError(f"dataset {dataset_id} not found")
-    return row
+    return get_owned(session, Dataset, dataset_id, project_id, "dataset")
 
 
 def list_datasets(

@@ -19,6 +19,7 @@ from app.finetuning.params import (
 from app.jobs.registry import JobType, register
 from app.models import BaseModel as BaseModelRow
 from app.models import Dataset, FinetunedModel
+from app.ownership import get_owned
 
 
 class GridTooLargeError(InvalidError):
@@ -26,14 +27,7 @@ class GridTooLargeError(InvalidError):
 
 
 def _base_model(session: Session, project_id: str, model_id: str) -> BaseModelRow:
-    row = session.scalar(
-        select(BaseModelRow).where(
-            BaseModelRow.id == model_id, BaseModelRow.project_id == project_id
-        )
-    )
-    if row is None:
-        raise NotFoundError(f"model {model_id} not found")
-    return row
+    return get_owned(session, BaseModelRow, model_id, project_id, "model")
 
 
 def _datasets(session: Session, project_id: str, ids: list[str]) -> list[Dataset]:

@@ -7,8 +7,8 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from app.errors import NotFoundError
 from app.models import Evaluation, FinetunedModel
+from app.ownership import get_owned
 from app.pagination import decode_cursor, encode_cursor
 
 
@@ -24,14 +24,7 @@ def _page(
 
 def get_finetuned(*, session: Session, project_id: str, finetuned_id: str) -> FinetunedModel:
     """The project's fine-tuned model `finetuned_id` (404 otherwise)."""
-    row = session.scalar(
-        select(FinetunedModel).where(
-            FinetunedModel.id == finetuned_id, FinetunedModel.project_id == project_id
-        )
-    )
-    if row is None:
-        raise NotFoundError(f"fine-tuned model {finetuned_id} not found")
-    return row
+    return get_owned(session, FinetunedModel, finetuned_id, project_id, "fine-tuned model")
 
 
 def list_finetuned(

@@ -12,11 +12,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.db import after_commit, new_id, utcnow
-from app.errors import ConflictError, InvalidError, NotFoundError
+from app.errors import ConflictError, InvalidError
 from app.jobs import registry
 from app.jobs.relay import wake_relay
 from app.models import Job, JobStatus, OutboxEntry
 from app.models.jobs import FINAL_STATUSES
+from app.ownership import get_owned
 from app.pagination import decode_cursor, encode_cursor
 
 
@@ -91,10 +92,7 @@ def create_job(
 
 def get_job(*, session: Session, project_id: str, job_id: str) -> Job:
     """The caller's job `job_id` (404 for other projects' ids)."""
-    job = session.scalar(select(Job).where(Job.id == job_id, Job.project_id == project_id))
-    if job is None:
-        raise NotFoundError(f"job {job_id} not found")
-    return job
+    return get_owned(session, Job, job_id, project_id, "job")
 
 
 def list_jobs(

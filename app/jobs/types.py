@@ -8,10 +8,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.errors import ConflictError, InvalidError, NotFoundError
+from app.errors import ConflictError, InvalidError
 from app.jobs.registry import JobType, register
 from app.models import BaseModel as BaseModelRow
 from app.models import Dataset, Embedding
+from app.ownership import get_owned
 
 FAST = "fast"
 
@@ -70,18 +71,8 @@ def prompts_hash(prompts: list[str] | None) -> str:
 
 
 def _check_refs(session: Session, project_id: str, model_id: str, dataset_id: str) -> None:
-    model = session.scalar(
-        select(BaseModelRow.id).where(
-            BaseModelRow.id == model_id, BaseModelRow.project_id == project_id
-        )
-    )
-    if model is None:
-        raise NotFoundError(f"model {model_id} not found")
-    dataset = session.scalar(
-        select(Dataset.id).where(Dataset.id == dataset_id, Dataset.project_id == project_id)
-    )
-    if dataset is None:
-        raise NotFoundError(f"dataset {dataset_id} not found")
+    get_owned(session, BaseModelRow, model_id, project_id, "model")
+    get_owned(session, Dataset, dataset_id, project_id, "dataset")
 
 
 def _check_embed(session: Session, project_id: str, params: BaseModel) -> None:

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.errors import NotFoundError
 from app.jobs.types import prompts_hash
 from app.matrices.arithmetic import row_figures
 from app.models import BaseModel, Dataset, Embedding, Evaluation, FinetunedModel
+from app.ownership import get_owned
 
 SPLIT = "test"
 
@@ -98,13 +98,7 @@ def _accuracies(session: Session, ids: list[str]) -> dict[str, dict[str, float]]
 def build_matrix(session: Session, *, project_id: str, base_model_id: str, method: str) -> Matrix:
     """The accuracy matrix of `base_model_id` fine-tuned with `method` (404 for another
     project's model); G and the ood change come from `app.matrices.arithmetic`."""
-    base = session.scalar(
-        select(BaseModel.id).where(
-            BaseModel.id == base_model_id, BaseModel.project_id == project_id
-        )
-    )
-    if base is None:
-        raise NotFoundError(f"model {base_model_id} not found")
+    get_owned(session, BaseModel, base_model_id, project_id, "model")
     zero_shot = _zero_shot(session, project_id, base_model_id)
     tuned = _latest_finetuned(session, project_id, base_model_id, method)
     accuracies = _accuracies(session, [t.id for t in tuned])

@@ -16,6 +16,7 @@ from app.jobs import service as jobs_service
 from app.measures.prediction import LinearFit, PiecewiseFit, fit_auto, fit_linear
 from app.models import Dataset
 from app.models.predictors import Predictor
+from app.ownership import get_owned
 from app.pagination import decode_cursor, encode_cursor
 from app.predictors import data
 from app.predictors.schemas import FittedRange, LineStats, PredictorCreate, PredictorRead
@@ -141,12 +142,7 @@ def create_predictor(
 
 def get_predictor(*, session: Session, project_id: str, predictor_id: str) -> Predictor:
     """The caller's predictor (404 for other projects' ids)."""
-    row = session.scalar(
-        select(Predictor).where(Predictor.id == predictor_id, Predictor.project_id == project_id)
-    )
-    if row is None:
-        raise NotFoundError(f"predictor {predictor_id} not found")
-    return row
+    return get_owned(session, Predictor, predictor_id, project_id, "predictor")
 
 
 def list_predictors(
