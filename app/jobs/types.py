@@ -70,19 +70,20 @@ def prompts_hash(prompts: list[str] | None) -> str:
     return hashlib.sha256(json.dumps(prompts).encode()).hexdigest()[:32]
 
 
-def _check_refs(session: Session, project_id: str, model_id: str, dataset_id: str) -> None:
+def check_refs(session: Session, project_id: str, model_id: str, dataset_id: str) -> None:
+    """404 unless the job's model and dataset both belong to the caller's project."""
     get_owned(session, BaseModelRow, model_id, project_id, "model")
     get_owned(session, Dataset, dataset_id, project_id, "dataset")
 
 
 def _check_embed(session: Session, project_id: str, params: BaseModel) -> None:
     assert isinstance(params, EmbedParams)
-    _check_refs(session, project_id, params.model_id, params.dataset_id)
+    check_refs(session, project_id, params.model_id, params.dataset_id)
 
 
 def _check_score(session: Session, project_id: str, params: BaseModel) -> None:
     assert isinstance(params, ScoreParams)
-    _check_refs(session, project_id, params.model_id, params.dataset_id)
+    check_refs(session, project_id, params.model_id, params.dataset_id)
     if params.measures:
         from app.measures import ALL_MEASURES
 

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from app.jobs.registry import JobType, register
-from app.jobs.types import _check_refs
+from app.jobs.types import check_refs
 
 
 class AssessParams(BaseModel):
@@ -31,7 +31,7 @@ class AssessParams(BaseModel):
 
 def _check_assess(session: Session, project_id: str, params: BaseModel) -> None:
     assert isinstance(params, AssessParams)
-    _check_refs(session, project_id, params.model_id, params.dataset_id)
+    check_refs(session, project_id, params.model_id, params.dataset_id)
 
 
 def _links(job_id: str, params: dict[str, Any], _: dict[str, Any] | None) -> dict[str, str]:
