@@ -137,8 +137,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--classes", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--sizes", help="comma-separated n to run instead of the defaults")
     args = parser.parse_args(argv)
     sizes = [5_000, 20_000] if args.quick else [10_000, 50_000, 100_000, 1_000_000]
+    if args.sizes:
+        sizes = [int(float(v)) for v in args.sizes.split(",")]
     pairwise_max = 20_000 if args.quick else 50_000
     rows = run(sizes, args.dim, args.classes, args.repeats, pairwise_max)
     print(
