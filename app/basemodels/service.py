@@ -15,7 +15,7 @@ from app.errors import ConflictError, ForbiddenError, InvalidError
 from app.imagedata import ModelSpecError, resolve_spec
 from app.models import BaseModel
 from app.ownership import get_owned
-from app.pagination import decode_cursor, encode_cursor
+from app.pagination import page
 
 BUNDLED_CONFIGS = Path(__file__).resolve().parents[2] / "workers" / "ml" / "configs"
 
@@ -78,11 +78,7 @@ def list_models(
 ) -> tuple[list[BaseModel], str | None]:
     """A page of the caller's models, newest first."""
     query = select(BaseModel).where(BaseModel.project_id == project_id)
-    if cursor:
-        query = query.where(BaseModel.id < decode_cursor(cursor))
-    rows = list(session.scalars(query.order_by(BaseModel.id.desc()).limit(limit + 1)))
-    more, rows = len(rows) > limit, rows[:limit]
-    return rows, encode_cursor(rows[-1].id) if more and rows else None
+    return page(session, query, BaseModel.id, cursor, limit)
 
 
 def delete_model(*, session: Session, project_id: str, model_id: str) -> None:

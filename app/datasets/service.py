@@ -22,7 +22,7 @@ from app.errors import ConflictError, ForbiddenError, InvalidError, TooLargeErro
 from app.imagedata import DatasetLayout
 from app.models import Dataset
 from app.ownership import get_owned
-from app.pagination import decode_cursor, encode_cursor
+from app.pagination import page
 
 _CHUNK = 1 << 20
 
@@ -217,11 +217,7 @@ def list_datasets(
 ) -> tuple[list[Dataset], str | None]:
     """A page of the caller's datasets, newest first."""
     query = select(Dataset).where(Dataset.project_id == project_id)
-    if cursor:
-        query = query.where(Dataset.id < decode_cursor(cursor))
-    rows = list(session.scalars(query.order_by(Dataset.id.desc()).limit(limit + 1)))
-    more, rows = len(rows) > limit, rows[:limit]
-    return rows, encode_cursor(rows[-1].id) if more and rows else None
+    return page(session, query, Dataset.id, cursor, limit)
 
 
 def delete_dataset(*, session: Session, storage: Storage, project_id: str, dataset_id: str) -> None:

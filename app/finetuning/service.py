@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import Select, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import Evaluation, FinetunedModel
 from app.ownership import get_owned
-from app.pagination import decode_cursor, encode_cursor
-
-
-def _page(
-    session: Session, query: Select[Any], id_col: Any, cursor: str | None, limit: int
-) -> tuple[list[Any], str | None]:
-    if cursor:
-        query = query.where(id_col > decode_cursor(cursor))
-    rows = list(session.scalars(query.order_by(id_col).limit(limit + 1)))
-    more, rows = len(rows) > limit, rows[:limit]
-    return rows, encode_cursor(rows[-1].id) if more and rows else None
+from app.pagination import page
 
 
 def get_finetuned(*, session: Session, project_id: str, finetuned_id: str) -> FinetunedModel:
@@ -36,7 +24,7 @@ def list_finetuned(
     for name, value in filters.items():
         if value is not None:
             query = query.where(getattr(FinetunedModel, name) == value)
-    return _page(session, query, FinetunedModel.id, cursor, limit)
+    return page(session, query, FinetunedModel.id, cursor, limit, newest_first=False)
 
 
 def list_evaluations(
@@ -50,4 +38,4 @@ def list_evaluations(
     for name, value in filters.items():
         if value is not None:
             query = query.where(columns[name] == value)
-    return _page(session, query, Evaluation.id, cursor, limit)
+    return page(session, query, Evaluation.id, cursor, limit, newest_first=False)

@@ -18,7 +18,7 @@ from app.jobs.relay import wake_relay
 from app.models import Job, JobStatus, OutboxEntry
 from app.models.jobs import FINAL_STATUSES
 from app.ownership import get_owned
-from app.pagination import decode_cursor, encode_cursor
+from app.pagination import page
 
 
 def request_hash(params: dict[str, Any]) -> str:
@@ -102,12 +102,7 @@ def list_jobs(
     query = select(Job).where(Job.project_id == project_id)
     if status:
         query = query.where(Job.status == status)
-    if cursor:
-        query = query.where(Job.id < decode_cursor(cursor))
-    rows = list(session.scalars(query.order_by(Job.id.desc()).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, encode_cursor(rows[-1].id) if more and rows else None
+    return page(session, query, Job.id, cursor, limit)
 
 
 def cancel_job(*, session: Session, project_id: str, job_id: str) -> Job:

@@ -17,7 +17,7 @@ from app.measures.prediction import LinearFit, PiecewiseFit, fit_auto, fit_linea
 from app.models import Dataset
 from app.models.predictors import Predictor
 from app.ownership import get_owned
-from app.pagination import decode_cursor, encode_cursor
+from app.pagination import page
 from app.predictors import data
 from app.predictors.schemas import FittedRange, LineStats, PredictorCreate, PredictorRead
 
@@ -158,11 +158,7 @@ def list_predictors(
     for name, value in filters.items():
         if value is not None:
             query = query.where(getattr(Predictor, name) == value)
-    if cursor:
-        query = query.where(Predictor.id < decode_cursor(cursor))
-    rows = list(session.scalars(query.order_by(Predictor.id.desc()).limit(limit + 1)))
-    more, rows = len(rows) > limit, rows[:limit]
-    return rows, encode_cursor(rows[-1].id) if more and rows else None
+    return page(session, query, Predictor.id, cursor, limit)
 
 
 def delete_predictor(*, session: Session, project_id: str, predictor_id: str) -> None:

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from app.deps import CurrentPrincipal, SessionDep
 from app.errors import problems
 from app.models import Score
-from app.pagination import decode_cursor, encode_cursor
+from app.pagination import page
 from app.scores.schemas import ScoreList, ScoreRead
 
 router = APIRouter(prefix="/v1/scores", tags=["scores"])
@@ -38,13 +38,9 @@ async def list_scores(
     ):
         if value is not None:
             query = query.where(column == value)
-    if cursor:
-        query = query.where(Score.id > decode_cursor(cursor))
 
     def work() -> ScoreList:
-        rows = list(session.scalars(query.order_by(Score.id).limit(limit + 1)))
-        more, rows = len(rows) > limit, rows[:limit]
-        nxt = encode_cursor(rows[-1].id) if more and rows else None
+        rows, nxt = page(session, query, Score.id, cursor, limit, newest_first=False)
         return ScoreList(items=[ScoreRead.model_validate(r) for r in rows], next_cursor=nxt)
 
     return await run_in_threadpool(work)
