@@ -43,6 +43,11 @@ class ApiClient:
 
     def request(self, method: str, path: str, **kw: Any) -> Any:
         """Send a request; returns the decoded JSON (None for 204)."""
+        resp = self.send(method, path, **kw)
+        return None if resp.status_code == 204 else resp.json()
+
+    def send(self, method: str, path: str, **kw: Any) -> Any:
+        """Send a request; the raw response, or CliError with the problem's detail."""
         import httpx
 
         try:
@@ -55,7 +60,7 @@ class ApiClient:
             except ValueError:
                 detail = resp.text
             raise CliError(f"{resp.status_code}: {detail}")
-        return None if resp.status_code == 204 else resp.json()
+        return resp
 
     def wait_job(self, job_id: str, timeout: float = 600.0, poll: float = 0.5) -> dict[str, Any]:
         """Poll a job until it reaches a final state (or raise after `timeout` seconds)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from iimm_cli._common import CliError, print_json
+from iimm_cli._common import print_json
 from iimm_cli.client import ApiClient, add_client_args
 
 
@@ -42,19 +42,7 @@ def format_table(matrix: dict[str, Any]) -> str:
 
 
 def _csv(client: ApiClient, params: dict[str, str]) -> str:
-    import httpx
-
-    try:
-        resp = client.http.get("/v1/matrices", params={**params, "format": "csv"})
-    except httpx.HTTPError as exc:
-        raise CliError(f"cannot reach {client.http.base_url}: {exc}") from None
-    if resp.status_code >= 400:
-        try:
-            detail = resp.json().get("detail", resp.text)
-        except ValueError:
-            detail = resp.text
-        raise CliError(f"{resp.status_code}: {detail}")
-    return resp.text
+    return client.send("GET", "/v1/matrices", params={**params, "format": "csv"}).text
 
 
 def run_matrices(args: argparse.Namespace) -> int:
