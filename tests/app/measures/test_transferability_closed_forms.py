@@ -118,11 +118,14 @@ def test_logme_evidence_matches_explicit_marginal_likelihood(n: int, d: int) -> 
         )
         per_class.append(fit.log_evidence / n)
         # The fixed point maximises the evidence: nearby hyper-parameters do no better. (With
-        # n < d the supremum is approached as beta -> infinity, so only alpha is checked.)
+        # n < d the supremum is approached as beta -> infinity, so only alpha is checked, and
+        # the evidence is so flat there that the fixed point's own tolerance, 1e-6 relative,
+        # bounds how close it gets: the LAPACK build decides which side it stops on.)
         steps = [(1.2, 1.0), (1 / 1.2, 1.0)] + ([(1.0, 1.2), (1.0, 1 / 1.2)] if n > d else [])
+        slack = 1e-9 if n > d else 1e-6 * abs(fit.log_evidence)
         for da, db in steps:
             nearby = brute_force_log_evidence(f, target, fit.alpha * da, fit.beta * db)
-            assert nearby <= fit.log_evidence + 1e-9
+            assert nearby <= fit.log_evidence + slack
     assert logme(f, y) == pytest.approx(np.mean(per_class), rel=1e-10)
 
 
