@@ -10,12 +10,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     IIMM_DATA_DIR=/data
 
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 curl \
+    && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 curl gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
 # Dependencies first, so code changes do not reinstall torch.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 RUN mkdir -p app workers migrations iimm_cli \
     && touch app/__init__.py workers/__init__.py migrations/__init__.py iimm_cli/__init__.py \
     && pip install --extra-index-url "${TORCH_INDEX}" . \

@@ -13,6 +13,9 @@ For n in {1e4, 5e4, 1e5, 1e6} float16 image embeddings (d = 512) are written to 
   (float32 blocks of 4096 rows against all rows, mean over i < j) -- the pairs only;
 - per-row time of the family relative to the smallest n (1.0 = linear scaling).
 
+The passes run through the C kernel when it is built (``--kernel auto``); ``--kernel numpy``
+forces the NumPy path and ``--kernel portable`` the kernel without its AVX2/F16C loops.
+
 Repeats of the three timings are interleaved and the minimum is reported, so load from other
 processes affects them alike. Usage: ``python benchmarks/measures.py`` (full) or
 ``python benchmarks/measures.py --quick`` (n in {5e3, 2e4}, seconds).
@@ -32,7 +35,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.measures import FAST_MEASURES, compute_measures
+from app.measures import FAST_MEASURES, compute_measures, kernel_info
+from app.measures._native import forced
 
 FLOOR_BLOCK = 65_536
 SECOND_PASS = ("silhouette_cosine", "davies_bouldin")
@@ -138,15 +142,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--classes", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sizes", help="comma-separated n to run instead of the defaults")
+    parser.add_argument(
+        "--kernel",
+        choices=["auto", "numpy", "portable"],
+        default="auto",
+        help="the passes' path: the C kernel if built (auto), NumPy, or the kernel's portable C",
+    )
     args = parser.parse_args(argv)
+    if args.kernel == "auto":
+        _run(args)
+    else:
+        with forced(args.kernel == "portable", simd=False):
+            _run(args)
+
+
+def _run(args: argparse.Namespace) -> None:
     sizes = [5_000, 20_000] if args.quick else [10_000, 50_000, 100_000, 1_000_000]
     if args.sizes:
         sizes = [int(float(v)) for v in args.sizes.split(",")]
     pairwise_max = 20_000 if args.quick else 50_000
     rows = run(sizes, args.dim, args.classes, args.repeats, pairwise_max)
     print(
-        f"d = {args.dim}, k = {args.classes}, float16 memmap; numpy {np.__version__}; "
-        f"{platform.machine()}, {platform.python_version()}\n"
+        f"d = {args.dim}, k = {args.classes}, float16 memmap; passes: {kernel_info()}; "
+        f"numpy {np.__version__}; {platform.machine()}, {platform.python_version()}\n"
     )
     print(table(rows))
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from importlib import metadata
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.measures import kernel_info
 from app.models import Job, OutboxEntry
 
 REGISTRY = CollectorRegistry()
@@ -23,6 +25,8 @@ LATENCY = Histogram(
 JOBS = Gauge("iimm_jobs", "Jobs by type and state", ["type", "status"], registry=REGISTRY)
 QUEUE_DEPTH = Gauge("iimm_queue_depth", "Queued jobs by queue", ["queue"], registry=REGISTRY)
 OUTBOX = Gauge("iimm_outbox_pending", "Outbox entries not yet published", registry=REGISTRY)
+BUILD = Info("iimm_build", "Version and the measures' pass implementation", registry=REGISTRY)
+BUILD.info({"version": metadata.version("iimm-service"), "measures_kernel": kernel_info()})
 DURATION = Gauge(
     "iimm_job_duration_seconds_avg",
     "Mean run time of succeeded jobs by type",

@@ -2,9 +2,11 @@
 
 Every function L2-normalises the rows of its inputs itself, accumulates in float64 over row
 blocks (float16/32/64 arrays and memory-mapped ``.npy`` files alike) and never modifies the
-caller's arrays. The formulas are in each docstring and in DESIGN.md §2.
+caller's arrays. The formulas are in each docstring and in DESIGN.md §2. The two O(n·d)
+passes run through an optional C kernel when it is built (:func:`kernel_info`), else NumPy.
 """
 
+from app.measures._native import kernel_info
 from app.measures.clusters import (
     clustering_entropy,
     silhouette_euclidean,
@@ -40,6 +42,7 @@ __all__ = [
     "inter_modal",
     "intra_images",
     "intra_texts",
+    "kernel_info",
     "modality_gap",
     "silhouette_cosine",
     "silhouette_euclidean",

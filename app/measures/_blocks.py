@@ -71,6 +71,18 @@ def iter_blocks(
         yield Block(start, raw, sq, 1.0 / np.sqrt(sq))
 
 
+def rescued_rows(
+    block: np.ndarray, rows: np.ndarray, *, name: str = "images", offset: int = 0
+) -> Block:
+    """The rows ``block[rows]`` as the NumPy path sees them: float64, rescued from norm
+    over/underflow, validated (errors name row ``offset + rows[j]``). For the few rows the
+    C kernel leaves out; ``start`` of the result is meaningless."""
+    raw = np.array(block[rows], dtype=np.float64)
+    sq = row_sq_norms(raw)
+    check_rows(name, raw, sq, offset, index=rows)
+    return Block(0, raw, sq, 1.0 / np.sqrt(sq))
+
+
 def normalised(a: np.ndarray, name: str) -> np.ndarray:
     """Validated float64 copy of a small matrix (e.g. the k x d texts) with unit rows."""
     out = np.array(a, dtype=np.float64)

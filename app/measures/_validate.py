@@ -74,17 +74,25 @@ def as_labels(labels: object, n: int, num_classes: int) -> np.ndarray:
     return y.astype(np.intp, copy=False)
 
 
-def check_rows(name: str, block: np.ndarray, sq_norms: np.ndarray, offset: int) -> None:
+def check_rows(
+    name: str,
+    block: np.ndarray,
+    sq_norms: np.ndarray,
+    offset: int,
+    index: np.ndarray | None = None,
+) -> None:
     """Raise on the first row of ``block`` holding NaN/inf or being a zero vector.
 
     ``sq_norms`` are the squared row norms (already rescued from overflow/underflow);
-    ``offset`` is the index of the block's first row in the caller's array.
+    ``offset`` is the index of the block's first row in the caller's array, and ``index``
+    (optional) the position of each row of ``block`` relative to it, for gathered rows.
     """
+    rows = np.arange(block.shape[0]) if index is None else index
     bad = ~np.isfinite(sq_norms)
     if bad.any():
-        i = int(np.flatnonzero(bad)[0])
+        i = int(rows[np.flatnonzero(bad)[0]])
         raise ValueError(f"{name} row {offset + i} contains NaN or infinite values")
     zero = sq_norms == 0.0
     if zero.any():
-        i = int(np.flatnonzero(zero)[0])
+        i = int(rows[np.flatnonzero(zero)[0]])
         raise ValueError(f"{name} row {offset + i} is a zero vector; it cannot be L2-normalised")

@@ -9,12 +9,14 @@ index need the image sum s = Σ_i x_i first, hence a second O(n·d) pass
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from statistics import NormalDist
 
 import numpy as np
 from scipy.special import logsumexp
 
-from app.measures._blocks import default_block_rows, iter_blocks, normalised
+from app.measures import _native
+from app.measures._blocks import default_block_rows, iter_blocks, normalised, rescued_rows
 
 
 def _silhouette(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -42,11 +44,7 @@ def cluster_pass(
     tau = T.sum(axis=0)
     mu_i, mu_t = s / n, tau / k
     sil_sum, dist_sum = 0.0, 0.0
-    for blk in iter_blocks(images, block_rows):
-        # einsum, not BLAS gemv: single-threaded SIMD loops do not stall on a busy machine.
-        dot_s = np.einsum("ij,j->i", blk.raw, s) * blk.inv_norms
-        dot_t = np.einsum("ij,j->i", blk.raw, tau) * blk.inv_norms
-        qq = blk.sq_norms * blk.inv_norms * blk.inv_norms
+    for dot_s, dot_t, qq in _projections(images, s, tau, block_rows):
         a = 1.0 - (dot_s - qq) / (n - 1)
         sil_sum += float(_silhouette(a, 1.0 - dot_t / k).sum())
         d2 = qq - 2.0 * dot_s / n + float(mu_i @ mu_i)
@@ -60,6 +58,30 @@ def cluster_pass(
         "silhouette_cosine": sil_sum / (n + k),
         "davies_bouldin": _davies_bouldin(dist_sum / n, sigma_t, gap),
     }
+
+
+def _projections(
+    images: np.ndarray, s: np.ndarray, tau: np.ndarray, block_rows: int | None
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per block: x_i·s, x_i·τ and ‖x_i‖² of the unit rows x_i (C kernel or NumPy)."""
+    if not _native.supports(images):
+        for blk in iter_blocks(images, block_rows):
+            # einsum, not BLAS gemv: single-threaded SIMD loops do not stall on a busy machine.
+            dot_s = np.einsum("ij,j->i", blk.raw, s) * blk.inv_norms
+            dot_t = np.einsum("ij,j->i", blk.raw, tau) * blk.inv_norms
+            yield dot_s, dot_t, blk.sq_norms * blk.inv_norms * blk.inv_norms
+        return
+    vecs = np.stack([s, tau])
+    rows = block_rows or _native.KERNEL_BLOCK_ROWS
+    for start in range(0, images.shape[0], rows):
+        block = images[start : start + rows]
+        dots, sq, bad = _native.project(block, vecs)
+        if bad.size:  # zero or non-finite norms: the NumPy path raises or rescues them
+            fixed = rescued_rows(block, bad, offset=start)
+            dots[bad] = fixed.raw @ vecs.T
+            sq[bad] = fixed.sq_norms
+        inv = 1.0 / np.sqrt(sq)
+        yield dots[:, 0] * inv, dots[:, 1] * inv, sq * inv * inv
 
 
 def _davies_bouldin(sigma_i: float, sigma_t: float, gap: float) -> float:

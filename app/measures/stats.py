@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from app.measures._blocks import iter_blocks, normalised
+from app.measures import _native
+from app.measures._blocks import iter_blocks, normalised, rescued_rows
 from app.measures._validate import as_labels, as_matrix
 
 _FORMAT = "iimm.modality_stats/1"
@@ -185,11 +186,44 @@ def accumulate(
     *,
     row_offset: int = 0,
 ) -> ModalityStats:
-    """One streaming pass over shape-checked ``images`` and checked ``labels``."""
+    """One streaming pass over shape-checked ``images`` and checked ``labels``.
+
+    Through the C kernel when it is available (each row read once, see
+    :mod:`app.measures._native`), else NumPy blocks; the two agree to float64 rounding.
+    """
     stats = ModalityStats(num_classes, images.shape[1])
-    for blk in iter_blocks(images, block_rows, offset=row_offset):
-        y = labels[blk.start : blk.start + blk.raw.shape[0]]
-        stats.class_sums += class_sum_matrix(y, blk.inv_norms, num_classes) @ blk.raw
-        stats.sq_norms += float(blk.sq_norms @ (blk.inv_norms * blk.inv_norms))
+    if _native.supports(images):
+        _accumulate_native(stats, images, labels, block_rows, row_offset)
+    else:
+        for blk in iter_blocks(images, block_rows, offset=row_offset):
+            y = labels[blk.start : blk.start + blk.raw.shape[0]]
+            stats.class_sums += class_sum_matrix(y, blk.inv_norms, num_classes) @ blk.raw
+            stats.sq_norms += float(blk.sq_norms @ (blk.inv_norms * blk.inv_norms))
     stats.counts += np.bincount(labels, minlength=num_classes)
     return stats
+
+
+def _accumulate_native(
+    stats: ModalityStats,
+    images: np.ndarray,
+    labels: np.ndarray,
+    block_rows: int | None,
+    row_offset: int,
+) -> None:
+    """The pass of :func:`accumulate` through the kernel; rows it leaves out (zero or
+    non-finite norms) go through the NumPy path, which raises or rescues them."""
+    rows = block_rows or _native.KERNEL_BLOCK_ROWS
+    sq = np.empty(min(rows, images.shape[0]))
+    for start in range(0, images.shape[0], rows):
+        block = images[start : start + rows]
+        y = np.ascontiguousarray(labels[start : start + rows], dtype=np.intp)
+        q = sq[: block.shape[0]]
+        bad = _native.class_sums(block, y, stats.class_sums, q)
+        with np.errstate(divide="ignore", invalid="ignore"):  # bad rows are replaced below
+            inv = 1.0 / np.sqrt(q)
+            unit = q * inv * inv  # ‖x_i‖² · (1/‖x_i‖)², summed like the NumPy path
+        if bad.size:
+            fixed = rescued_rows(block, bad, offset=row_offset + start)
+            np.add.at(stats.class_sums, y[bad], fixed.raw * fixed.inv_norms[:, None])
+            unit[bad] = fixed.sq_norms * fixed.inv_norms * fixed.inv_norms
+        stats.sq_norms += float(unit.sum())
