@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-from typing import Any
-
 from pydantic import BaseModel
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.db import after_commit, new_id, utcnow
 from app.errors import ConflictError, InvalidError
+from app.idempotency import insert_once, replay, request_hash
 from app.jobs import registry
 from app.jobs.relay import wake_relay
 from app.models import Job, JobStatus, OutboxEntry
@@ -21,29 +17,12 @@ from app.ownership import get_owned
 from app.pagination import page
 
 
-def request_hash(params: dict[str, Any]) -> str:
-    """Canonical hash of a job request, to compare bodies sent with the same key."""
-    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
-
-
 def enqueue(*, session: Session, job: Job, use_broker: bool) -> None:
     """Write the outbox entry (broker mode) and wake the relay once committed."""
     job.enqueued_at = utcnow()
     if use_broker:
         session.add(OutboxEntry(job_id=job.id, queue=job.queue))
         after_commit(session, wake_relay)
-
-
-def _find_by_key(session: Session, project_id: str, key: str) -> Job | None:
-    return session.scalar(
-        select(Job).where(Job.project_id == project_id, Job.idempotency_key == key)
-    )
-
-
-def _replay(existing: Job, digest: str) -> Job:
-    if existing.request_hash != digest:
-        raise InvalidError("Idempotency-Key was already used with a different request body")
-    return existing
 
 
 def create_job(
@@ -61,8 +40,8 @@ def create_job(
     if job_type is None:
         raise InvalidError(f"unknown job type {data['type']!r}")
     digest = request_hash(data)
-    if idempotency_key and (existing := _find_by_key(session, project_id, idempotency_key)):
-        return _replay(existing, digest), False
+    if existing := replay(session, Job, project_id, idempotency_key, digest):
+        return existing, False
     if job_type.check is not None:
         job_type.check(session, project_id, params)
     job = Job(
@@ -76,15 +55,9 @@ def create_job(
         idempotency_key=idempotency_key,
         request_hash=digest,
     )
-    try:
-        with session.begin_nested():
-            session.add(job)
-            session.flush()
-    except IntegrityError:
-        existing = _find_by_key(session, project_id, idempotency_key or "")
-        if existing is None:
-            raise
-        return _replay(existing, digest), False
+    job, created = insert_once(session, job, digest)
+    if not created:
+        return job, False
     enqueue(session=session, job=job, use_broker=use_broker)
     session.flush()
     return job, True

@@ -6,13 +6,12 @@ import math
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.basemodels import service as models_service
 from app.db import new_id
 from app.errors import InvalidError, NotFoundError
-from app.jobs import service as jobs_service
+from app.idempotency import insert_once, replay, request_hash
 from app.measures.prediction import LinearFit, PiecewiseFit, fit_auto, fit_linear
 from app.models import Dataset
 from app.models.predictors import Predictor
@@ -105,39 +104,16 @@ def _fitted(session: Session, project_id: str, body: PredictorCreate) -> Predict
     )  # fmt: skip
 
 
-def _by_key(session: Session, project_id: str, key: str) -> Predictor | None:
-    return session.scalar(
-        select(Predictor).where(
-            Predictor.project_id == project_id, Predictor.idempotency_key == key
-        )
-    )
-
-
-def _replay(existing: Predictor, digest: str) -> tuple[Predictor, bool]:
-    if existing.request_hash != digest:
-        raise InvalidError("Idempotency-Key was already used with a different request body")
-    return existing, False
-
-
 def create_predictor(
     *, session: Session, project_id: str, body: PredictorCreate, idempotency_key: str | None
 ) -> tuple[Predictor, bool]:
     """Fit and store a predictor, or return the one made with the same key; (row, created)."""
-    digest = jobs_service.request_hash(body.model_dump(mode="json"))
-    if idempotency_key and (existing := _by_key(session, project_id, idempotency_key)):
-        return _replay(existing, digest)
+    digest = request_hash(body.model_dump(mode="json"))
+    if existing := replay(session, Predictor, project_id, idempotency_key, digest):
+        return existing, False
     row = _fitted(session, project_id, body)
     row.idempotency_key, row.request_hash = idempotency_key, digest
-    try:
-        with session.begin_nested():
-            session.add(row)
-            session.flush()
-    except IntegrityError:
-        existing = _by_key(session, project_id, idempotency_key or "")
-        if existing is None:
-            raise
-        return _replay(existing, digest)
-    return row, True
+    return insert_once(session, row, digest)
 
 
 def get_predictor(*, session: Session, project_id: str, predictor_id: str) -> Predictor:
