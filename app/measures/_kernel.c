@@ -202,6 +202,27 @@ static int check_f64(const Py_buffer *b, const char *name, int ndim, Py_ssize_t 
     return 0;
 }
 
+/* The four buffer arguments of a kernel: two read-only inputs, then two writable outputs.
+   On failure the exception is set and every buffer taken is released. */
+static int take_buffers(PyObject *args, Py_buffer b[4]) {
+    PyObject *o[4];
+    memset(b, 0, 4 * sizeof(Py_buffer));
+    if (!PyArg_ParseTuple(args, "OOOO", &o[0], &o[1], &o[2], &o[3])) return -1;
+    for (int i = 0; i < 4; i++) {
+        if (PyObject_GetBuffer(o[i], &b[i], i < 2 ? PyBUF_RECORDS_RO : PyBUF_RECORDS) < 0) {
+            while (--i >= 0) PyBuffer_Release(&b[i]);
+            memset(b, 0, 4 * sizeof(Py_buffer));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void release_buffers(Py_buffer b[4]) {
+    for (int i = 0; i < 4; i++)
+        if (b[i].obj) PyBuffer_Release(&b[i]);
+}
+
 /* ------------------------------------------------------------------ kernels */
 
 PyDoc_STRVAR(class_sums_doc,
@@ -212,14 +233,10 @@ PyDoc_STRVAR(class_sums_doc,
              "updated in place; sq: float64 (n,). Returns the number of rows left out.");
 
 static PyObject *class_sums(PyObject *self, PyObject *args) {
-    PyObject *ox, *oy, *os, *oq;
-    if (!PyArg_ParseTuple(args, "OOOO", &ox, &oy, &os, &oq)) return NULL;
-    Py_buffer x = {0}, y = {0}, s = {0}, q = {0};
+    Py_buffer b[4];
+    if (take_buffers(args, b) < 0) return NULL;
+    Py_buffer x = b[0], y = b[1], s = b[2], q = b[3];
     PyObject *result = NULL;
-    if (PyObject_GetBuffer(ox, &x, PyBUF_RECORDS_RO) < 0) goto done;
-    if (PyObject_GetBuffer(oy, &y, PyBUF_RECORDS_RO) < 0) goto done;
-    if (PyObject_GetBuffer(os, &s, PyBUF_RECORDS) < 0) goto done;
-    if (PyObject_GetBuffer(oq, &q, PyBUF_RECORDS) < 0) goto done;
     if (check_rows(&x, "x") < 0) goto done;
     Py_ssize_t n = x.shape[0], d = x.shape[1];
     const char *yf = y.format ? y.format : "B";
@@ -267,10 +284,7 @@ static PyObject *class_sums(PyObject *self, PyObject *args) {
     free(buf);
     result = PyLong_FromSsize_t(skipped);
 done:
-    if (x.obj) PyBuffer_Release(&x);
-    if (y.obj) PyBuffer_Release(&y);
-    if (s.obj) PyBuffer_Release(&s);
-    if (q.obj) PyBuffer_Release(&q);
+    release_buffers(b);
     return result;
 }
 
@@ -281,14 +295,10 @@ PyDoc_STRVAR(project_doc,
              "vecs: float64 (m, d); dots: float64 (n, m); sq: float64 (n,).");
 
 static PyObject *project(PyObject *self, PyObject *args) {
-    PyObject *ox, *ov, *od, *oq;
-    if (!PyArg_ParseTuple(args, "OOOO", &ox, &ov, &od, &oq)) return NULL;
-    Py_buffer x = {0}, v = {0}, o = {0}, q = {0};
+    Py_buffer b[4];
+    if (take_buffers(args, b) < 0) return NULL;
+    Py_buffer x = b[0], v = b[1], o = b[2], q = b[3];
     PyObject *result = NULL;
-    if (PyObject_GetBuffer(ox, &x, PyBUF_RECORDS_RO) < 0) goto done;
-    if (PyObject_GetBuffer(ov, &v, PyBUF_RECORDS_RO) < 0) goto done;
-    if (PyObject_GetBuffer(od, &o, PyBUF_RECORDS) < 0) goto done;
-    if (PyObject_GetBuffer(oq, &q, PyBUF_RECORDS) < 0) goto done;
     if (check_rows(&x, "x") < 0) goto done;
     Py_ssize_t n = x.shape[0], d = x.shape[1];
     if (v.ndim != 2) {
@@ -318,10 +328,7 @@ static PyObject *project(PyObject *self, PyObject *args) {
     Py_INCREF(Py_None);
     result = Py_None;
 done:
-    if (x.obj) PyBuffer_Release(&x);
-    if (v.obj) PyBuffer_Release(&v);
-    if (o.obj) PyBuffer_Release(&o);
-    if (q.obj) PyBuffer_Release(&q);
+    release_buffers(b);
     return result;
 }
 
