@@ -18,9 +18,17 @@ from scipy.special import logsumexp
 from app.measures import _native
 from app.measures._blocks import default_block_rows, iter_blocks, normalised, rescued_rows
 
+#: Rounding floor: a squared distance or mean cosine distance computed from sums of unit
+#: vectors (terms of size ~1 that cancel) carries a few ulps of noise, so values below this
+#: are zero distance, not data (scikit-learn, which subtracts coordinates, gets exact zeros).
+NOISE = 64 * float(np.finfo(np.float64).eps)
+
 
 def _silhouette(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-point silhouette (b − a) / max(a, b), 0 where both are 0 (as scikit-learn)."""
+    """Per-point silhouette (b − a) / max(a, b), 0 where both are 0 (as scikit-learn); a and
+    b under the rounding floor :data:`NOISE` count as 0."""
+    a = np.where(a < NOISE, 0.0, a)
+    b = np.where(b < NOISE, 0.0, b)
     top = np.maximum(a, b)
     out = np.zeros_like(top)
     np.divide(b - a, top, out=out, where=top > 0)
@@ -48,7 +56,7 @@ def cluster_pass(
         a = 1.0 - (dot_s - qq) / (n - 1)
         sil_sum += float(_silhouette(a, 1.0 - dot_t / k).sum())
         d2 = qq - 2.0 * dot_s / n + float(mu_i @ mu_i)
-        dist_sum += float(np.sqrt(np.maximum(d2, 0.0)).sum())
+        dist_sum += float(np.sqrt(np.where(d2 < NOISE, 0.0, d2)).sum())
     qt = np.einsum("ij,ij->i", T, T)
     a_t = 1.0 - (T @ tau - qt) / (k - 1)
     sil_sum += float(_silhouette(a_t, 1.0 - (T @ s) / n).sum())
@@ -109,11 +117,11 @@ def _euclidean_sums(
 
 
 def _dist_from_gram(qq: np.ndarray, xx: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """‖q − x‖ = sqrt(max(‖q‖² + ‖x‖² − 2 q·x, 0)), in place on the Gram block ``g``."""
+    """‖q − x‖ = sqrt(‖q‖² + ‖x‖² − 2 q·x), 0 under the rounding floor, in place on ``g``."""
     g *= -2.0
     g += qq[:, None]
     g += xx[None, :]
-    np.maximum(g, 0.0, out=g)
+    g[g < NOISE] = 0.0
     return np.sqrt(g, out=g)
 
 

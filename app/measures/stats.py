@@ -173,7 +173,9 @@ def _calinski_harabasz(
     m = (s + tau) / (n + k)
     between = n * float(np.sum((s / n - m) ** 2)) + k * float(np.sum((tau / k - m) ** 2))
     within = max(q_img - float(s @ s) / n, 0.0) + max(q_txt - float(tau @ tau) / k, 0.0)
-    if within == 0.0:
+    # Every point on its cluster's centroid (scikit-learn's 1.0): within is then rounding
+    # noise of the O(n) terms it cancels, not dispersion.
+    if within <= 64 * float(np.finfo(np.float64).eps) * (q_img + q_txt):
         return 1.0
     return between * (n + k - 2) / within
 

@@ -78,16 +78,37 @@ def test_every_path_matches_sklearn_and_the_others(
             assert got[p][name] == pytest.approx(value, rel=1e-11, abs=1e-12), (p, name)
     Z = np.vstack([unit(X), unit(T)])
     lab = np.r_[np.zeros(n), np.ones(k)]
+    # As in test_fast_measures: scikit-learn subtracts coordinates, the streaming formulas
+    # expand squares, so distances near 0 agree to ~1e-8 only.
     assert got["c-simd"]["silhouette_cosine"] == pytest.approx(
-        silhouette_score(Z, lab, metric="cosine"), rel=1e-9, abs=1e-9
+        silhouette_score(Z, lab, metric="cosine"), rel=1e-7, abs=1e-8
     )
     assert got["c-simd"]["davies_bouldin"] == pytest.approx(
-        davies_bouldin_score(Z, lab), rel=1e-9, abs=1e-9
+        davies_bouldin_score(Z, lab), rel=1e-7, abs=1e-8
     )
     Xn = unit(X)
     assert got["c-simd"]["correct_alignment"] == pytest.approx(
         float(np.mean(np.einsum("ij,ij->i", Xn, unit(T)[y]))), rel=1e-9, abs=1e-12
     )
+
+
+@pytest.mark.parametrize("d", [1, 3])
+def test_identical_points_get_the_definitions_exact_values(path: str, d: int) -> None:
+    # Every image on one point, every text on another: zero spread within each cluster,
+    # which the streaming formulas see only up to rounding. By definition every point's
+    # silhouette is (b - 0)/b = 1, Davies-Bouldin is (0 + 0)/gap = 0 and Calinski-Harabasz
+    # takes scikit-learn's value for zero spread, 1.0. (scikit-learn itself is no reference
+    # here: its centroids leave last-ulp residues, giving ~1e-8 and ~1e31.)
+    rng = np.random.default_rng(d)
+    x = rng.standard_normal(d)
+    t = -x if d == 1 else rng.standard_normal(d)
+    # Norms 2^j: scaling by powers of two is exact, so the unit rows are identical.
+    X = np.outer(2.0 ** rng.integers(-3, 4, 50), x)
+    T = np.outer([1.0, 2.0, 0.5], t)
+    got = am.compute_measures(X, T, np.arange(50) % 3)
+    assert got["silhouette_cosine"] == pytest.approx(1.0, abs=1e-12)
+    assert got["davies_bouldin"] == 0.0
+    assert got["calinski_harabasz"] == 1.0
 
 
 def test_class_sums_equal_the_definition(path: str) -> None:
