@@ -3,8 +3,9 @@ native resolution, and a collate that stacks same-size batches.
 
 Fast path: ``torchvision.io.decode_image`` on the file bytes, only for files whose header
 shows nothing the project's robust decoder (`app.imagedata.decode`) would treat differently:
-8-bit grey/RGB or opaque palette PNGs without transparency or EXIF chunks; 8-bit JPEGs with
-1 or 3 components that end with an EOI marker (EXIF orientation applied by torchvision).
+well-formed 8-bit grey/RGB or opaque palette PNGs without transparency or orientation
+metadata (`png_fast`); 8-bit JPEGs with 1 or 3 components that end with an EOI marker (EXIF
+orientation applied by torchvision).
 Everything else (alpha, 16-bit, CMYK, other formats, images over Pillow's
 decompression-bomb limit, anything the fast decoder rejects) goes through the Pillow path,
 so the robustness guarantees and DecodeError messages are the same as with ``"cpu"``.
@@ -12,8 +13,10 @@ so the robustness guarantees and DecodeError messages are the same as with ``"cp
 
 from __future__ import annotations
 
+import os
 import struct
 import warnings
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,11 +29,17 @@ from app.imagedata.layout import FileSource, ImageSource
 from app.imagedata.manifest import ParquetBytesSource
 
 _PNG = b"\x89PNG\r\n\x1a\n"
+_TEXT = frozenset({b"tEXt", b"zTXt", b"iTXt"})
+# Text keywords Pillow reads an orientation from (Image.getexif): EXIF as hex, and XMP.
+_ORIENTATION_KEYS = (b"Raw profile type", b"XML:com.adobe.xmp\x00")
 _SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 
 
 def png_fast(data: bytes) -> bool:
-    """True for an 8-bit grey/RGB (or palette) PNG with no tRNS/eXIf chunk, within limits."""
+    """True for a well-formed 8-bit grey/RGB (or palette) PNG that Pillow's decode and
+    `to_rgb` would not treat differently from libpng's: within the size limit, every chunk's
+    CRC correct up to IEND, no tRNS, and no orientation Pillow would apply (an eXIf chunk, or
+    a text chunk holding EXIF or XMP, before or after the image data)."""
     if len(data) < 33 or not data.startswith(_PNG) or data[12:16] != b"IHDR":
         return False
     width, height, depth, colour = struct.unpack(">IIBB", data[16:26])
@@ -39,13 +48,18 @@ def png_fast(data: bytes) -> bool:
     if colour != 3 and depth != 8:
         return False
     pos = 8
-    while pos + 8 <= len(data):
+    while pos + 12 <= len(data):
         length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        if kind in (b"tRNS", b"eXIf"):
+        end = pos + 8 + length
+        if end + 4 > len(data) or kind in (b"tRNS", b"eXIf"):
             return False
-        if kind in (b"IDAT", b"IEND"):
+        if kind in _TEXT and data[pos + 8 : end].startswith(_ORIENTATION_KEYS):
+            return False
+        if zlib.crc32(data[pos + 4 : end]) != struct.unpack(">I", data[end : end + 4])[0]:
+            return False
+        if kind == b"IEND":
             return True
-        pos += 12 + length
+        pos = end + 4
     return False
 
 
@@ -78,11 +92,15 @@ def _within_limit(width: int, height: int) -> bool:
     return width > 0 and height > 0 and (limit is None or width * height <= limit)
 
 
-def fast_decode(data: bytes) -> torch.Tensor | None:
-    """uint8 3 x H x W from `data` by torchvision's decoders, or None (use Pillow)."""
+def fast_decode(data: bytes, *, jpeg: bool = True) -> torch.Tensor | None:
+    """uint8 3 x H x W from `data` by torchvision's decoders, or None (use Pillow).
+
+    PNGs decode to exactly Pillow's pixels; JPEGs (only with ``jpeg=True``) to within the
+    rounding of two libjpeg-turbo builds.
+    """
     from torchvision.io import ImageReadMode, decode_image
 
-    is_jpeg = jpeg_fast(data)
+    is_jpeg = jpeg and jpeg_fast(data)
     if not (is_jpeg or png_fast(data)):
         return None
     raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
@@ -99,7 +117,8 @@ def encoded_bytes(source: ImageSource, item: Any) -> bytes | None:
     """The encoded file bytes of `item` when the source stores them, else None."""
     try:
         if isinstance(source, FileSource):
-            return (source.root / item).read_bytes()
+            with open(os.path.join(source.root, item), "rb") as file:
+                return file.read()
         if isinstance(source, ParquetBytesSource):
             value = source._column()[int(item)].as_py()
             data = value.get("bytes") if isinstance(value, dict) else value
