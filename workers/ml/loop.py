@@ -7,7 +7,7 @@ import contextlib
 import itertools
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ import torch
 
 from app.imagedata.errors import ImageDataError
 from app.imagedata.layout import DatasetLayout
-from workers.ml.data.dataset import ImageDataset
+from workers.ml.data.batched import BatchedImageDataset, passthrough
 from workers.ml.data.native import NativeImageDataset, collate_native
 from workers.ml.data.transforms import split_for_device
 from workers.ml.gpu_preprocess import from_transform
@@ -46,10 +46,65 @@ def lower_priority(worker_id: int) -> None:
 
     The forward keeps all its intra-op threads and the workers use the cycles it leaves; on
     a machine with few cores this beats both giving the workers cores of their own and
-    running them at equal priority (threads that spin against each other).
+    running them at equal priority (threads that spin against each other) as long as the
+    forward dominates; `ThreadSplit` gives decoding its own cores when it does not.
     """
     with contextlib.suppress(OSError):
         os.nice(10)
+
+
+@dataclass
+class ThreadSplit:
+    """On CPU, whether the forward pass shares the cores with the DataLoader workers.
+
+    The forward starts with all its intra-op threads, the workers below it at nice +10: right
+    when the forward dominates (ViT-B-32: decoding is about 1% of the work). When the loop
+    instead waits for decoded batches (a tiny model, where a forward costs about what a
+    decode does), the forward's threads and the workers preempt each other and idle threads
+    spin at their barriers, which starves the workers further. The loop's waits are timed
+    over windows of `window` batches (the first batch, with the workers' start-up, not
+    counted; prefetched batches can hide the problem for a while); the first window that
+    spent over `wait_share` of its time waiting drops the forward to ``threads - workers``
+    threads for the rest of the run, so that decoding has cores of its own. Results do not
+    depend on the thread count (the same bytes with 1 and 2 threads, checked in the tests).
+    """
+
+    threads: int  # intra-op threads at the start (restored at the end)
+    fewer: int  # the forward's threads when decoding is the bottleneck
+    window: int = 4
+    wait_share: float = 0.1
+    seen: int = 0
+    waited: float = 0.0
+    since: float = 0.0
+    switched: bool = False
+
+    @classmethod
+    def for_run(cls, device: torch.device, workers: int) -> ThreadSplit:
+        threads = torch.get_num_threads()
+        if device.type != "cpu" or workers < 1:
+            return cls(threads, threads)
+        return cls(threads, max(1, threads - workers))
+
+    def next(self, batches: Iterator[Any]) -> Any | None:
+        """The next batch (None at the end), timing the wait for it until a switch."""
+        if self.fewer == self.threads or self.switched:
+            return next(batches, None)
+        t0 = time.perf_counter()
+        batch = next(batches, None)
+        now = time.perf_counter()
+        self.seen += 1
+        if self.seen > 1:
+            self.waited += now - t0
+        if self.seen % self.window == 1:  # a window ends (or, at the first batch, begins)
+            if self.seen > 1 and self.waited > self.wait_share * (now - self.since):
+                torch.set_num_threads(self.fewer)
+                self.switched = True
+            self.since, self.waited = now, 0.0
+        return batch
+
+    def restore(self) -> None:
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
 
 
 @dataclass
@@ -94,12 +149,21 @@ class BatchLoop:
         pipe.device_step = self.device_step
         pending: Pending | None = None
         saver = _Checkpointer(out, arrays, state, every_s)
-        for pixels, index, errors in self._loader(todo, workers):
-            new = pipe.submit(pixels, int(index[0]) - self.shard[0], self._errors(index, errors))
-            if pending is not None:
-                saver.complete(pipe, pending)
-                report(state.batches_done / len(grid), "embedding")
-            pending = new
+        split = ThreadSplit.for_run(self.model.device, workers)
+        batches = iter(self._loader(todo, workers))
+        try:
+            while (batch := split.next(batches)) is not None:
+                pixels, index, errors = batch
+                if isinstance(pixels, np.ndarray):  # small batches come by value
+                    pixels = torch.from_numpy(pixels)
+                start = int(index[0]) - self.shard[0]
+                new = pipe.submit(pixels, start, self._errors(index, errors))
+                if pending is not None:
+                    saver.complete(pipe, pending)
+                    report(state.batches_done / len(grid), "embedding")
+                pending = new
+        finally:
+            split.restore()
         if pending is not None:
             saver.complete(pipe, pending, force=True)
             report(state.batches_done / len(grid), "embedding")
@@ -110,8 +174,9 @@ class BatchLoop:
         if self.worker_transform is None:
             ds = NativeImageDataset(self.dataset.source, self.items)
             extra["collate_fn"] = collate_native
-        else:
-            ds = ImageDataset(self.dataset.source, self.items, self.worker_transform)
+        else:  # one worker call decodes a whole batch into one tensor
+            ds = BatchedImageDataset(self.dataset.source, self.items, self.worker_transform)
+            extra["collate_fn"] = passthrough
         if workers > 0:
             extra.update(prefetch_factor=4, persistent_workers=False)
             if self.model.device.type == "cpu":
@@ -121,9 +186,11 @@ class BatchLoop:
             pin_memory=self.model.device.type == "cuda", **extra,
         )  # fmt: skip
 
-    def _errors(self, index: torch.Tensor, errors: Sequence[str]) -> list[tuple[int, str]]:
+    def _errors(
+        self, index: torch.Tensor | Sequence[int], errors: Sequence[str]
+    ) -> list[tuple[int, str]]:
         """(row, message) of the batch's undecodable images; raises under on_error="fail"."""
-        rows = (int(i) - self.shard[0] for i in index.tolist())
+        rows = (int(i) - self.shard[0] for i in index)
         bad = [(r, e) for r, e in zip(rows, errors, strict=True) if e]
         if bad and self.on_error == "fail":
             names = "; ".join(e for _, e in bad[:10])
