@@ -4,13 +4,19 @@ The whole path is `workers.ml.embed.embed_dataset` on a generated PNG dataset: d
 with ``--preprocess cpu``, resize/crop) in DataLoader workers, device-side resize/crop and
 normalisation with ``--preprocess device``, forward, float16 write, zero-shot top-5 and the
 measures' statistics. The baseline is `model.encode_image` alone on the same images,
-preprocessed beforehand, in the same process, batch for batch (on the device already).
+preprocessed beforehand, in the same process, batch for batch (on the device already). The
+two are timed alternately, ``--repeats`` times each, and the best of each is kept, so that a
+change of load on a shared machine hits both. ``--cpu-costs`` adds the CPU microseconds per
+image of the workers' decoding and of the forward pass, and the ratio they allow on this
+machine's cores.
+
 Models are random init: the tiny bundled architecture and ViT-B-32. ``--image-size`` sets the
 generated images' size (default: the model's input size); the paper's datasets are mostly
 small images (CIFAR 32 px, EuroSAT 64 px) upsampled to 224.
 
     python benchmarks/embed.py                 # CPU, both models, cpu preprocessing
     python benchmarks/embed.py --quick         # a smoke run
+    python benchmarks/embed.py --models tiny --n 4096 --cpu-costs
     python benchmarks/embed.py --device cuda --dtype bf16 --n 8192 --batch-size 512 \
         --workers 15 --preprocess both --image-size 64
 """
@@ -22,6 +28,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -33,19 +40,12 @@ MODELS = {
 }
 
 
-def bare_forward(
-    loaded, dataset, split: str, batch_size: int, repeats: int, workers: int | None = None
-) -> float:
-    """Images/second of encode_image alone on preprocessed tensors already on the device.
+def bare_forward(loaded, batches: list[torch.Tensor], repeats: int) -> float:
+    """Seconds of encode_image alone on `batches` (preprocessed, already on the device).
 
-    The tensors are made once by the device preprocessing (fast; the bare forward does not
-    depend on how they were made). On CPU the best over intra-op thread counts (all cores,
-    one fewer, one) is kept, so the baseline is the fastest bare forward pass this machine
-    gives at the time.
+    On CPU the best over intra-op thread counts (all cores, one fewer, one) is kept, so the
+    baseline is the fastest bare forward pass this machine gives at the time.
     """
-    batches = _preprocessed_batches(loaded, dataset, split, batch_size, workers)
-    if loaded.device.type == "cuda":
-        batches = [b.contiguous(memory_format=torch.channels_last) for b in batches]
     default = torch.get_num_threads()
     counts = {default} if loaded.device.type == "cuda" else {default, max(1, default - 1), 1}
     best = float("inf")
@@ -55,7 +55,16 @@ def bare_forward(
             best = min(best, _time_forward(loaded, batches, repeats))
     finally:
         torch.set_num_threads(default)
-    return len(dataset.split(split)) / best
+    return best
+
+
+def bare_batches(loaded, dataset, split: str, batch_size: int, workers: int | None):
+    """The split's images preprocessed once, batch for batch, on the device (the tensors are
+    made by the device preprocessing: fast; the bare forward does not depend on how)."""
+    batches = _preprocessed_batches(loaded, dataset, split, batch_size, workers)
+    if loaded.device.type == "cuda":
+        batches = [b.contiguous(memory_format=torch.channels_last) for b in batches]
+    return batches
 
 
 def _preprocessed_batches(
@@ -104,9 +113,54 @@ def _time_forward(loaded, batches: list[torch.Tensor], repeats: int) -> float:
     return best
 
 
+def cpu_costs(loaded, dataset, split: str, batch_size: int, preprocess: str) -> dict[str, float]:
+    """CPU microseconds per image of the workers' decoding and of the bare forward pass, and
+    the ratio the whole path could at most reach on this machine's cores.
+
+    Decoding is the workers' dataset run in this process (``"cpu"``: the batched dataset of
+    the embedding loop; ``"device"``: the native decoder and its collate); the forward is
+    process CPU time at 1 intra-op thread (the least CPU per image). Both must run on
+    ``cores`` cores, so whole / bare <= bare seconds per image x cores / (decode + forward).
+    Main-process work (normalisation, write, top-k, statistics) comes on top.
+    """
+    from workers.ml.data.batched import BatchedImageDataset
+    from workers.ml.data.native import NativeImageDataset, collate_native
+    from workers.ml.data.transforms import split_for_device
+
+    items = dataset.split(split).items
+    cuts = [
+        list(range(a, min(a + batch_size, len(items)))) for a in range(0, len(items), batch_size)
+    ]
+    t0 = time.process_time()
+    if preprocess == "cpu":
+        worker = BatchedImageDataset(dataset.source, items, split_for_device(loaded.preprocess)[0])
+        for batch in cuts:
+            worker.__getitems__(batch)
+    else:
+        native = NativeImageDataset(dataset.source, items)
+        for batch in cuts:
+            collate_native([native[i] for i in batch])
+    decode = (time.process_time() - t0) / len(items) * 1e6
+    batches = _preprocessed_batches(loaded, dataset, split, batch_size, 0)
+    default = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _time_forward(loaded, batches, 1)  # warm-up
+        t0 = time.process_time()
+        _time_forward(loaded, batches, 1)
+        forward = (time.process_time() - t0) / len(items) * 1e6
+    finally:
+        torch.set_num_threads(default)
+    return {"decode_us": decode, "forward_us": forward, "cores": float(_cores())}
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def whole_path(loaded, dataset, split: str, out: Path, batch_size: int, workers: int | None,
                repeats: int, preprocess: str) -> float:  # fmt: skip
-    """Images/second of embed_dataset, fresh output directory each time (best of `repeats`)."""
+    """Seconds of embed_dataset, fresh output directory each time (best of `repeats`)."""
     from workers.ml.embed import embed_dataset
 
     best = float("inf")
@@ -117,7 +171,7 @@ def whole_path(loaded, dataset, split: str, out: Path, batch_size: int, workers:
                       num_workers=workers, resume=False, preprocess=preprocess)  # fmt: skip
         _sync(loaded.device)
         best = min(best, time.perf_counter() - t0)
-    return len(dataset.split(split)) / best
+    return best
 
 
 def _sync(device: torch.device) -> None:
@@ -157,8 +211,9 @@ def _replicate(path: Path, per_class: int) -> None:
                 shutil.copyfile(files[k % len(files)], target)
 
 
-def run_one(name: str, args: argparse.Namespace, root: Path) -> list[tuple[str, str, float, float]]:
-    """(model, preprocess mode, whole img/s, bare img/s) for each requested mode."""
+def run_one(name: str, args: argparse.Namespace, root: Path) -> list[dict[str, Any]]:
+    """One row per preprocessing mode: model, mode, whole and bare img/s (each the best of
+    `repeats`, measured alternately so that a change of load hits both), CPU costs."""
     from workers.ml.gpu_preprocess import resolve_preprocess
     from workers.ml.models import load_model
 
@@ -166,18 +221,37 @@ def run_one(name: str, args: argparse.Namespace, root: Path) -> list[tuple[str, 
     size = args.image_size or loaded.preprocess.transforms[1].size[0]
     n = args.n or (1024 if name == "tiny" else 192) // (4 if args.quick else 1)
     dataset = make_dataset(root, n, size)
-    bs = min(args.batch_size, n)
-    repeats = 1 if args.quick else 2
-    bare = bare_forward(loaded, dataset, "test", bs, repeats, args.workers)
+    n = len(dataset.split("test"))
+    bs = min(args.batch_size or (256 if name == "tiny" else 32), n)
+    repeats = 1 if args.quick else args.repeats
+    batches = bare_batches(loaded, dataset, "test", bs, args.workers)
     modes = ["cpu", "device"] if args.preprocess == "both" else [args.preprocess]
     rows = []
     for mode in modes:
         resolved = resolve_preprocess(mode, loaded.preprocess, loaded.device)
         whole_path(loaded, dataset, "test", root / "warm", bs, args.workers, 1, resolved)
         out = root / f"run-{name}-{resolved}"
-        whole = whole_path(loaded, dataset, "test", out, bs, args.workers, repeats, resolved)
-        rows.append((name, resolved, whole, bare))
+        whole = bare = float("inf")
+        for _ in range(repeats):
+            bare = min(bare, bare_forward(loaded, batches, 1))
+            seconds = whole_path(loaded, dataset, "test", out, bs, args.workers, 1, resolved)
+            whole = min(whole, seconds)
+        row = {"model": name, "mode": resolved, "batch": bs, "whole": n / whole, "bare": n / bare}
+        if args.cpu_costs and loaded.device.type == "cpu":
+            row.update(cpu_costs(loaded, dataset, "test", bs, resolved), bare_s=bare / n)
+        rows.append(row)
     return rows
+
+
+def _print_row(row: dict[str, Any]) -> None:
+    line = (f"{row['model']:<10} {row['mode']:<10} {row['batch']:>5} {row['whole']:>17.1f} "
+            f"{row['bare']:>19.1f} {row['whole'] / row['bare']:>7.1%}")  # fmt: skip
+    if "decode_us" in row:
+        ceiling = row["bare_s"] * 1e6 * row["cores"] / (row["decode_us"] + row["forward_us"])
+        line += (f"   CPU us/img: decode {row['decode_us']:.1f}, forward "
+                 f"{row['forward_us']:.1f} (1 thread); ceiling on {row['cores']:.0f} cores "
+                 f"{min(1.0, ceiling):.0%}")  # fmt: skip
+    print(line, flush=True)
 
 
 def main() -> None:
@@ -186,7 +260,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16", "auto"])
     parser.add_argument("--n", type=int, default=0, help="images (default 1024 tiny, 192 ViT-B-32)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--batch-size", type=int, default=0, help="default 256 for tiny, 32 for ViT-B-32"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="alternate bare/whole runs")
+    parser.add_argument(
+        "--cpu-costs", action="store_true", help="also CPU us/image of decode and forward"
+    )
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (auto)")
     parser.add_argument("--preprocess", default="cpu", choices=["cpu", "device", "auto", "both"])
     parser.add_argument(
@@ -198,15 +278,14 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"device={args.device} dtype={args.dtype} cpus={os.cpu_count()} "
           f"torch_threads={torch.get_num_threads()} load={os.getloadavg()[0]:.2f} "
-          f"image_size={args.image_size or 'model'} batch={args.batch_size} "
+          f"image_size={args.image_size or 'model'} batch={args.batch_size or 'auto'} "
           f"workers={args.workers}")  # fmt: skip
-    print(f"{'model':<10} {'preprocess':<10} {'whole path img/s':>17} "
+    print(f"{'model':<10} {'preprocess':<10} {'batch':>5} {'whole path img/s':>17} "
           f"{'bare forward img/s':>19} {'ratio':>7}")  # fmt: skip
     t0 = time.perf_counter()
     for name in args.models.split(","):
-        for model, mode, whole, bare in run_one(name, args, args.out):
-            print(f"{model:<10} {mode:<10} {whole:>17.1f} {bare:>19.1f} {whole / bare:>7.1%}",
-                  flush=True)  # fmt: skip
+        for row in run_one(name, args, args.out):
+            _print_row(row)
     print(f"load average after: {os.getloadavg()[0]:.2f}; total {time.perf_counter() - t0:.0f} s")
 
 
