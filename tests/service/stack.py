@@ -114,6 +114,12 @@ class Stack:
         self.workers.append(proc)
         return proc
 
+    def signal_workers(self, sig: int) -> None:
+        """Send ``sig`` to every worker's process group (e.g. SIGSTOP/SIGCONT); no wait."""
+        for proc in self.workers:
+            if proc.poll() is None:
+                os.killpg(proc.pid, sig)
+
     def kill_workers(self, sig: int = signal.SIGKILL) -> None:
         for proc in self.workers:
             if proc.poll() is None:

@@ -43,10 +43,10 @@ def big_zip(workdir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def other_zip(workdir: Path) -> Path:
-    """Another dataset of the same size (different content: nothing to reuse)."""
+    """Another, larger dataset (different content: nothing to reuse) for the cancellation."""
     root = workdir / "other"
     root.mkdir(exist_ok=True)
-    return zip_dir(make_task(root / "data", per_class=160, seed=2), root / "o.zip")
+    return zip_dir(make_task(root / "data", per_class=400, seed=2), root / "o.zip")
 
 
 def _wait_running(c: httpx.Client, job_id: str, timeout: float = 120.0) -> dict:
@@ -93,7 +93,16 @@ def _cancel_running(stack: Stack, body: dict) -> None:
     with stack.client() as c:
         job = c.post("/v1/jobs", json=body).json()
         _wait_running(c, job["id"])
-        assert c.post(f"/v1/jobs/{job['id']}:cancel").json()["cancel_requested"]
+        # Freeze the worker across one heartbeat interval (lease 3 s: a heartbeat every 1 s)
+        # while the cancel is requested: on SIGCONT the overdue heartbeat runs at once and
+        # sees it, whatever the embedding's speed (the lease, renewed at most 1 s before the
+        # freeze, still has 0.9 s to spare).
+        stack.signal_workers(signal.SIGSTOP)
+        try:
+            assert c.post(f"/v1/jobs/{job['id']}:cancel").json()["cancel_requested"]
+            time.sleep(1.1)
+        finally:
+            stack.signal_workers(signal.SIGCONT)
         final = wait_job(c, job["id"], timeout=120)
     assert final["status"] == "cancelled", final
 
