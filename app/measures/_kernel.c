@@ -223,6 +223,22 @@ static void release_buffers(Py_buffer b[4]) {
         if (b[i].obj) PyBuffer_Release(&b[i]);
 }
 
+/* Rows of a C-contiguous float64 (rows, cols) operand, or -1 with the exception set. */
+static Py_ssize_t f64_rows(const Py_buffer *b, const char *name, Py_ssize_t cols) {
+    if (b->ndim != 2) {
+        PyErr_Format(PyExc_ValueError, "%s must be 2-D", name);
+        return -1;
+    }
+    return check_f64(b, name, 2, b->shape[0], cols) < 0 ? -1 : b->shape[0];
+}
+
+/* A float64 scratch row of d values (freed by the caller), or NULL with MemoryError set. */
+static double *scratch_row(Py_ssize_t d) {
+    double *buf = malloc((size_t)(d > 0 ? d : 1) * sizeof(double));
+    if (!buf) PyErr_NoMemory();
+    return buf;
+}
+
 /* ------------------------------------------------------------------ kernels */
 
 PyDoc_STRVAR(class_sums_doc,
@@ -247,12 +263,8 @@ static PyObject *class_sums(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "labels must be a contiguous int32/int64 array of length n");
         goto done;
     }
-    if (s.ndim != 2) {
-        PyErr_SetString(PyExc_ValueError, "sums must be 2-D");
-        goto done;
-    }
-    Py_ssize_t k = s.shape[0];
-    if (check_f64(&s, "sums", 2, k, d) < 0 || check_f64(&q, "sq", 1, n, 0) < 0) goto done;
+    Py_ssize_t k = f64_rows(&s, "sums", d);
+    if (k < 0 || check_f64(&q, "sq", 1, n, 0) < 0) goto done;
     for (Py_ssize_t i = 0; i < n; i++) {
         long long c = y64 ? ((const int64_t *)y.buf)[i] : ((const int32_t *)y.buf)[i];
         if (c < 0 || c >= k) {
@@ -260,11 +272,8 @@ static PyObject *class_sums(PyObject *self, PyObject *args) {
             goto done;
         }
     }
-    double *buf = malloc((size_t)(d > 0 ? d : 1) * sizeof(double));
-    if (!buf) {
-        PyErr_NoMemory();
-        goto done;
-    }
+    double *buf = scratch_row(d);
+    if (!buf) goto done;
     int kind = float_kind(&x);
     Py_ssize_t skipped = 0;
     double *sums = (double *)s.buf, *sq = (double *)q.buf;
@@ -301,19 +310,10 @@ static PyObject *project(PyObject *self, PyObject *args) {
     PyObject *result = NULL;
     if (check_rows(&x, "x") < 0) goto done;
     Py_ssize_t n = x.shape[0], d = x.shape[1];
-    if (v.ndim != 2) {
-        PyErr_SetString(PyExc_ValueError, "vecs must be 2-D");
-        goto done;
-    }
-    Py_ssize_t m = v.shape[0];
-    if (check_f64(&v, "vecs", 2, m, d) < 0 || check_f64(&o, "dots", 2, n, m) < 0 ||
-        check_f64(&q, "sq", 1, n, 0) < 0)
-        goto done;
-    double *buf = malloc((size_t)(d > 0 ? d : 1) * sizeof(double));
-    if (!buf) {
-        PyErr_NoMemory();
-        goto done;
-    }
+    Py_ssize_t m = f64_rows(&v, "vecs", d);
+    if (m < 0 || check_f64(&o, "dots", 2, n, m) < 0 || check_f64(&q, "sq", 1, n, 0) < 0) goto done;
+    double *buf = scratch_row(d);
+    if (!buf) goto done;
     int kind = float_kind(&x);
     const double *vecs = (const double *)v.buf;
     double *dots = (double *)o.buf, *sq = (double *)q.buf;
