@@ -59,8 +59,10 @@ class Settings(BaseSettings):
 
     # Worker-side embedding.
     device: str = "auto"
-    embed_batch_size: int = 64
-    embed_num_workers: int = 0
+    embed_batch_size: int = Field(default=64, ge=1)
+    # DataLoader workers; None (unset) = as many as the device wants where the worker process
+    # may start processes (embedded worker, Celery --pool=solo), 0 in Celery prefork children.
+    embed_num_workers: int | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -34,9 +34,12 @@ def batch_grid(start: int, stop: int, batch_size: int) -> list[tuple[int, int]]:
     return list(itertools.pairwise(cuts))
 
 
-def default_workers(device: torch.device) -> int:
+def default_workers(device: torch.device, batches: int | None = None) -> int:
     """DataLoader workers: all cores but one (at most 16) with a GPU, where decoding is the
-    bottleneck; on CPU at most 4, leaving cores to the forward pass."""
+    bottleneck; on CPU at most 4, leaving cores to the forward pass. None for a single batch
+    (``batches`` < 2): with nothing to overlap, starting a process only adds its start-up."""
+    if batches is not None and batches < 2:
+        return 0
     cpus = os.cpu_count() or 1
     return max(1, min(16, cpus - 1)) if device.type == "cuda" else max(1, min(4, cpus - 1))
 
@@ -143,7 +146,9 @@ class BatchLoop:
             return
         assert state.stats is not None
         workers = (
-            default_workers(self.model.device) if self.num_workers is None else self.num_workers
+            default_workers(self.model.device, len(todo))
+            if self.num_workers is None
+            else self.num_workers
         )
         pipe = BatchPipeline(self.model, arrays, labels, texts.astype(np.float32), state.stats)
         pipe.device_step = self.device_step

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import multiprocessing
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,15 @@ def run_embed(ctx: JobContext) -> Outcome:
     return Outcome({**_result(emb_id, n, zero_shot), "reused": False}, write)
 
 
+def loader_workers(setting: int | None) -> int | None:
+    """DataLoader workers of an embed job: the setting when given; else None (the embedding
+    library picks by device: decoding in parallel is what keeps a GPU fed) in a process that
+    may start processes, and 0 in a daemonic one (Celery's prefork pool children cannot)."""
+    if setting is not None:
+        return setting
+    return 0 if multiprocessing.current_process().daemon else None
+
+
 def _embed(ctx: JobContext, model: Any, layout: Any, p: EmbedParams, out: Path) -> None:
     from app.imagedata import ImageDataError
     from workers.ml.embed import embed_dataset
@@ -110,7 +120,8 @@ def _embed(ctx: JobContext, model: Any, layout: Any, p: EmbedParams, out: Path) 
     try:
         embed_dataset(
             model, layout, split=p.split, out_dir=out, prompts=p.prompts,
-            batch_size=ctx.settings.embed_batch_size, num_workers=ctx.settings.embed_num_workers,
+            batch_size=ctx.settings.embed_batch_size,
+            num_workers=loader_workers(ctx.settings.embed_num_workers),
             resume=True, checkpoint_every_s=5.0,
             progress=lambda f, stage=None: ctx.progress(f, stage or "embedding"),
         )  # fmt: skip

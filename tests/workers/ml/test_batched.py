@@ -285,3 +285,14 @@ def test_embeddings_do_not_depend_on_the_thread_count(
         with torch.inference_mode():
             out.append(tiny_model.model.encode_image(x))
     assert torch.equal(out[0], out[1])
+
+
+def test_default_workers_start_no_process_for_a_single_batch() -> None:
+    import os
+
+    from workers.ml.loop import default_workers
+
+    cpus = os.cpu_count() or 1
+    for device, cap in ((torch.device("cpu"), 4), (torch.device("cuda"), 16)):
+        assert default_workers(device, 1) == 0  # nothing to overlap decoding with
+        assert default_workers(device, 2) == default_workers(device) == max(1, min(cap, cpus - 1))
