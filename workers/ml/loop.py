@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -26,6 +27,7 @@ from workers.ml.pipeline import BatchPipeline, Pending
 from workers.ml.store import PROGRESS, RunArrays, RunState, write_json
 
 Progress = Callable[[float, str], None]
+log = logging.getLogger(__name__)
 
 
 def batch_grid(start: int, stop: int, batch_size: int) -> list[tuple[int, int]]:
@@ -111,6 +113,36 @@ class ThreadSplit:
 
 
 @dataclass
+class Stages:
+    """Where an embedding run's wall time went (logged at INFO at the end of the run).
+
+    ``loader``: blocked waiting for decoded batches (decode-bound when large); ``submit``:
+    the host side of a batch's forward (all of it on CPU; transfer, device preprocessing
+    and kernel launches on CUDA); ``device``: waiting for the device to finish a batch
+    (device-bound when large); ``store``: the float16 write, zero-shot top-k, statistics and
+    checkpoints.
+    """
+
+    batches: int = 0
+    images: int = 0
+    loader: float = 0.0
+    submit: float = 0.0
+    device: float = 0.0
+    store: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+
+    def summary(self) -> str:
+        """One line: images, batches, wall time, rate and each stage's seconds and share."""
+        total = max(time.perf_counter() - self.started, 1e-9)
+        parts = ", ".join(
+            f"{name} {getattr(self, name):.2f} s ({getattr(self, name) / total:.0%})"
+            for name in ("loader", "submit", "device", "store")
+        )
+        head = f"{self.images} images in {self.batches} batches, {total:.2f} s"
+        return f"{head} ({self.images / total:.0f}/s): {parts}"
+
+
+@dataclass
 class BatchLoop:
     """Runs the remaining batches of rows ``shard`` of a split through a BatchPipeline."""
 
@@ -155,23 +187,43 @@ class BatchLoop:
         pending: Pending | None = None
         saver = _Checkpointer(out, arrays, state, every_s)
         split = ThreadSplit.for_run(self.model.device, workers)
+        stages = Stages()
         batches = iter(self._loader(todo, workers))
         try:
-            while (batch := split.next(batches)) is not None:
+            while True:
+                t0 = time.perf_counter()
+                batch = split.next(batches)
+                t1 = time.perf_counter()
+                stages.loader += t1 - t0
+                if batch is None:
+                    break
                 pixels, index, errors = batch
                 if isinstance(pixels, np.ndarray):  # small batches come by value
                     pixels = torch.from_numpy(pixels)
                 start = int(index[0]) - self.shard[0]
                 new = pipe.submit(pixels, start, self._errors(index, errors))
+                stages.submit += time.perf_counter() - t1
+                stages.batches += 1
+                stages.images += len(index)
                 if pending is not None:
-                    saver.complete(pipe, pending)
+                    self._complete(saver, pipe, pending, stages)
                     report(state.batches_done / len(grid), "embedding")
                 pending = new
         finally:
             split.restore()
         if pending is not None:
-            saver.complete(pipe, pending, force=True)
+            self._complete(saver, pipe, pending, stages, force=True)
             report(state.batches_done / len(grid), "embedding")
+        stages.device = pipe.device_wait_s
+        log.info("embedding run (%s, %d workers): %s", self.model.device, workers, stages.summary())
+
+    @staticmethod
+    def _complete(saver: _Checkpointer, pipe: BatchPipeline, pending: Pending, stages: Stages,
+                  *, force: bool = False) -> None:  # fmt: skip
+        """Finish a batch, counting the time outside the device wait as storing."""
+        t0, waited = time.perf_counter(), pipe.device_wait_s
+        saver.complete(pipe, pending, force=force)
+        stages.store += time.perf_counter() - t0 - (pipe.device_wait_s - waited)
 
     def _loader(self, todo: list[tuple[int, int]], workers: int) -> torch.utils.data.DataLoader:
         extra: dict[str, Any] = {}

@@ -3,6 +3,7 @@ predictions and statistics on the host, overlapped with the next batch's forward
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,7 @@ class BatchPipeline:
         self._buffers: list[torch.Tensor] = []
         self.device_step: Callable[[Any], torch.Tensor] | None = None
         self._turn = 0
+        self.device_wait_s = 0.0  # time `finish` spent waiting for the device (CUDA)
 
     def submit(
         self,
@@ -89,7 +91,9 @@ class BatchPipeline:
     def finish(self, p: Pending) -> None:
         """Write the batch's rows, their top-k zero-shot predictions and update statistics."""
         if p.event is not None:
+            t0 = time.perf_counter()
             p.event.synchronize()
+            self.device_wait_s += time.perf_counter() - t0
         emb = p.embeddings.numpy()
         stop = p.start + emb.shape[0]
         self.arrays.images[p.start : stop] = emb

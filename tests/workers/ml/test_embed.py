@@ -178,3 +178,22 @@ def test_device_normalisation_equals_the_full_transform(
     assert raw.dtype == torch.uint8
     full = torch.stack([tiny_model.preprocess(im) for im in images])
     assert torch.equal(device_step(raw), full)
+
+
+def test_a_run_logs_where_its_time_went(
+    tiny_model: LoadedModel, shapes: DatasetLayout, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import re
+
+    n = len(shapes.split("train"))
+    with caplog.at_level("INFO", logger="workers.ml.loop"):
+        embed_dataset(tiny_model, shapes, split="train", out_dir=tmp_path, batch_size=5,
+                      num_workers=1, resume=False)  # fmt: skip
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "workers.ml.loop"]
+    batches = -(-n // 5)
+    assert f"(cpu, 1 workers): {n} images in {batches} batches" in line
+    total = float(re.search(r"batches, ([\d.]+) s", line).group(1))
+    stages = {k: float(v) for k, v in re.findall(r"(loader|submit|device|store) ([\d.]+) s", line)}
+    assert set(stages) == {"loader", "submit", "device", "store"}
+    assert stages["device"] == 0.0  # no device to wait for on CPU
+    assert stages["submit"] > 0.0 and sum(stages.values()) <= total + 0.02  # rounding of 4 parts
