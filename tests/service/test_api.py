@@ -138,9 +138,14 @@ def test_torchvision_reference_is_embedded_by_the_worker(stack: Stack) -> None:
         assert ds.json()["format"] == "torchvision" and ds.json()["uri"] == uri
         model = add_tiny(c)
         body = {"type": "embed", "model_id": model["id"], "dataset_id": ds.json()["id"]}
+        assert ds.json()["class_names"] == [] and ds.json()["splits"] == {}  # not opened yet
         job = wait_job(c, c.post("/v1/jobs", json=body).json()["id"])
         assert job["status"] == "succeeded", job
         assert job["result"]["n"] == 10
+        # The worker that opened it recorded what the API could not read at registration.
+        seen = c.get(f"/v1/datasets/{ds.json()['id']}").json()
+        assert seen["splits"]["train"] == 8 and seen["splits"]["test"] == 10
+        assert len(seen["class_names"]) == 10 and seen["class_names"][0].startswith("0")
         bad = {"name": "x", "uri": f"torchvision://ImageNet?root={root}"}
         assert_problem(c.post("/v1/datasets", json=bad), 422, "ImageNet")
         outside = {"name": "x", "uri": "torchvision://MNIST?root=/etc"}

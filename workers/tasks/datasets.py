@@ -7,11 +7,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.db import session_scope
 from app.models import BaseModel, Dataset
 from workers.tasks.base import JobContext, JobError
+
+#: The dataset columns a job reads (plain values, usable outside the session).
+DATASET_COLUMNS = ("id", "name", "source", "uri", "class_names", "splits", "info", "fingerprint",
+                   "format")  # fmt: skip
 
 
 def load_rows(
@@ -31,8 +35,7 @@ def load_rows(
             raise JobError("the job's model or dataset was deleted before it ran")
         cols = ("id", "name", "arch", "pretrained", "preset")
         m = {c: getattr(model, c) for c in cols}
-        d = {c: getattr(dataset, c) for c in ("id", "name", "source", "uri", "class_names",
-                                              "info", "fingerprint", "format")}  # fmt: skip
+        d = {c: getattr(dataset, c) for c in DATASET_COLUMNS}
     return m, d
 
 
@@ -63,9 +66,32 @@ def open_layout(ctx: JobContext, row: dict[str, Any]) -> Any:
             from app.imagedata.references import worker_location
             from workers.ml.data import open_any
 
-            return open_any(worker_location(row["uri"]))
-        return open_dataset(
-            dataset_path(ctx, row), name=row["name"], class_names=row["class_names"] or None
-        )
+            layout = open_any(worker_location(row["uri"]))
+        else:
+            layout = open_dataset(
+                dataset_path(ctx, row), name=row["name"], class_names=row["class_names"] or None
+            )
     except ImageDataError as exc:
         raise JobError(f"cannot read dataset {row['id']}: {exc}") from None
+    _record_layout(ctx, row, layout)
+    return layout
+
+
+def _record_layout(ctx: JobContext, row: dict[str, Any], layout: Any) -> None:
+    """Store the class names and split sizes of a dataset registered by a reference the API
+    could not open (torchvision://, s3://, ...), the first time a worker opens it; values
+    given at registration are kept."""
+    values: dict[str, Any] = {}
+    if not row.get("class_names"):
+        values["class_names"] = list(layout.class_names)
+    if not row.get("splits"):
+        values["splits"] = {name: len(split) for name, split in layout.splits.items()}
+    if not values:
+        return
+    with session_scope(ctx.sessions) as session:
+        session.execute(
+            update(Dataset)
+            .where(Dataset.id == row["id"], Dataset.project_id == ctx.project_id)
+            .values(**values)
+        )
+    row.update(values)

@@ -17,10 +17,8 @@ from app.imagedata.prompts import default_templates
 from app.jobs.types import prompts_hash
 from app.models import BaseModel, Dataset, Embedding, Evaluation
 from workers.tasks.base import JobContext, JobError
-from workers.tasks.datasets import open_layout
+from workers.tasks.datasets import DATASET_COLUMNS, open_layout
 from workers.tasks.score import zero_shot_top1
-
-DATASET_COLUMNS = ("id", "name", "source", "uri", "class_names", "info", "fingerprint", "format")
 
 
 class LabelledImages:
