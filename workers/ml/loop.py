@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import logging
 import os
+import pickle
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -15,11 +16,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from app.imagedata.errors import ImageDataError
 from app.imagedata.layout import DatasetLayout
 from workers.ml.data.batched import BatchedImageDataset, passthrough
-from workers.ml.data.native import NativeImageDataset, collate_native
+from workers.ml.data.native import NativeImageDataset
+from workers.ml.data.pool import shared_pool
 from workers.ml.data.transforms import split_for_device
 from workers.ml.gpu_preprocess import from_transform
 from workers.ml.models import LoadedModel
@@ -184,11 +187,27 @@ class BatchLoop:
         )
         pipe = BatchPipeline(self.model, arrays, labels, texts.astype(np.float32), state.stats)
         pipe.device_step = self.device_step
-        pending: Pending | None = None
         saver = _Checkpointer(out, arrays, state, every_s)
         split = ThreadSplit.for_run(self.model.device, workers)
         stages = Stages()
-        batches = iter(self._loader(todo, workers))
+        with self._batches(todo, workers) as batches:
+            self._encode(batches, pipe, split, stages, saver, report, len(grid))
+        stages.device = pipe.device_wait_s
+        log.info("embedding run (%s, %d workers): %s", self.model.device, workers, stages.summary())
+
+    def _encode(
+        self,
+        batches: Iterator[Any],
+        pipe: BatchPipeline,
+        split: ThreadSplit,
+        stages: Stages,
+        saver: _Checkpointer,
+        report: Progress,
+        total: int,
+    ) -> None:
+        """Submit each decoded batch, finishing the previous one while it is encoded."""
+        state = saver.state
+        pending: Pending | None = None
         try:
             while True:
                 t0 = time.perf_counter()
@@ -207,15 +226,13 @@ class BatchLoop:
                 stages.images += len(index)
                 if pending is not None:
                     self._complete(saver, pipe, pending, stages)
-                    report(state.batches_done / len(grid), "embedding")
+                    report(state.batches_done / total, "embedding")
                 pending = new
         finally:
             split.restore()
         if pending is not None:
             self._complete(saver, pipe, pending, stages, force=True)
-            report(state.batches_done / len(grid), "embedding")
-        stages.device = pipe.device_wait_s
-        log.info("embedding run (%s, %d workers): %s", self.model.device, workers, stages.summary())
+            report(state.batches_done / total, "embedding")
 
     @staticmethod
     def _complete(saver: _Checkpointer, pipe: BatchPipeline, pending: Pending, stages: Stages,
@@ -225,23 +242,44 @@ class BatchLoop:
         saver.complete(pipe, pending, force=force)
         stages.store += time.perf_counter() - t0 - (pipe.device_wait_s - waited)
 
-    def _loader(self, todo: list[tuple[int, int]], workers: int) -> torch.utils.data.DataLoader:
-        extra: dict[str, Any] = {}
+    @contextlib.contextmanager
+    def _batches(self, todo: list[tuple[int, int]], workers: int) -> Iterator[Iterator[Any]]:
+        """The decoded batches `todo`, in order: ``(pixels, index, errors)`` each.
+
+        With workers, from this process's persistent pool (`workers.ml.data.pool`: no
+        forks per run) unless it is busy or the dataset cannot be pickled, in which case
+        from a DataLoader of the run's own.
+        """
         ds: torch.utils.data.Dataset
         if self.worker_transform is None:
             ds = NativeImageDataset(self.dataset.source, self.items)
-            extra["collate_fn"] = collate_native
         else:  # one worker call decodes a whole batch into one tensor
             ds = BatchedImageDataset(self.dataset.source, self.items, self.worker_transform)
-            extra["collate_fn"] = passthrough
-        if workers > 0:
-            extra.update(prefetch_factor=4, persistent_workers=False)
-            if self.model.device.type == "cpu":
-                extra["worker_init_fn"] = lower_priority
-        return torch.utils.data.DataLoader(
-            ds, batch_sampler=[list(range(a, b)) for a, b in todo], num_workers=workers,
-            pin_memory=self.model.device.type == "cuda", **extra,
-        )  # fmt: skip
+        cuda = self.model.device.type == "cuda"
+        init = lower_priority if self.model.device.type == "cpu" else None
+        batches = [range(a, b) for a, b in todo]
+        if workers < 1:
+            yield iter(
+                torch.utils.data.DataLoader(ds, batch_sampler=batches, collate_fn=passthrough)
+            )
+            return
+        with shared_pool(workers, pin_memory=cuda, worker_init_fn=init) as pool:
+            served = None
+            if pool is not None:
+                try:
+                    served = pool.batches(ds, batches)
+                except (pickle.PicklingError, TypeError, AttributeError) as exc:
+                    log.info("decoding in a DataLoader of this run's own: %s", exc)
+            if served is not None:
+                try:
+                    yield served
+                finally:
+                    served.close()  # an early end marks the run's queued batches stale
+                return
+        yield iter(DataLoader(
+            ds, batch_sampler=batches, num_workers=workers, collate_fn=passthrough,
+            pin_memory=cuda, prefetch_factor=4, persistent_workers=False, worker_init_fn=init,
+        ))  # fmt: skip
 
     def _errors(
         self, index: torch.Tensor | Sequence[int], errors: Sequence[str]

@@ -20,14 +20,15 @@ from torchvision import transforms as tvt
 
 from app.imagedata.decode import decode_image
 from app.imagedata.layout import FileSource
-from workers.ml.data.batched import (
-    BY_VALUE_BYTES,
-    BatchedImageDataset,
-    identity_size,
-    passthrough,
-)
+from workers.ml.data.batched import BatchedImageDataset, identity_size, passthrough
 from workers.ml.data.dataset import ImageDataset
-from workers.ml.data.native import NativeImageDataset, fast_decode, pil_to_tensor, png_fast
+from workers.ml.data.native import (
+    BY_VALUE_BYTES,
+    NativeImageDataset,
+    fast_decode,
+    pil_to_tensor,
+    png_fast,
+)
 from workers.ml.data.transforms import split_for_device
 from workers.ml.loop import ThreadSplit
 from workers.ml.models import LoadedModel

@@ -3,8 +3,8 @@
 A DataLoader asks a dataset with ``__getitems__`` for a whole batch at once. The dataset
 here answers with the batch already assembled, ``(pixels, index, errors)``, the pixels written
 straight into one preallocated uint8 array: no per-image tuples to collate, and one transfer
-per batch (by value when small, see `BY_VALUE_BYTES`). With small images this per-sample
-machinery cost more than decoding.
+per batch (by value when small, see `workers.ml.data.native.BY_VALUE_BYTES`). With small
+images this per-sample machinery cost more than decoding.
 
 Pixels and error messages are exactly those of the per-image
 `workers.ml.data.dataset.ImageDataset` (``"cpu"`` preprocessing):
@@ -36,18 +36,9 @@ from app.imagedata.decode import decode_image
 from app.imagedata.errors import DecodeError
 from app.imagedata.layout import FileSource
 from workers.ml.data.dataset import ImageDataset
-from workers.ml.data.native import (
-    encoded_bytes,
-    fast_decode,
-)
+from workers.ml.data.native import encoded_bytes, fast_decode, for_transfer
 
 Batch = tuple[torch.Tensor | np.ndarray, list[int], list[str]]
-
-# A worker returns a tensor through shared memory: per tensor a new file descriptor, sent
-# over a fresh authenticated connection to the worker's resource sharer, about 1 ms of CPU
-# in each process. Small batches (the tiny model's: 96 KiB at 32 px x 32 images) cost less
-# copied through the worker's pipe as a numpy array; the loop wraps them with from_numpy.
-BY_VALUE_BYTES = 1 << 20
 
 
 def passthrough(batch: Batch) -> Batch:
@@ -126,10 +117,7 @@ class BatchedImageDataset(ImageDataset):
         out = torch.empty((len(indices), *self._blank.shape), dtype=self._blank.dtype)
         rows = out.numpy()  # numpy item assignment costs a third of torch's per image
         errors = [self._decode_into(rows, k, self.items[index]) for k, index in enumerate(indices)]
-        pixels: torch.Tensor | np.ndarray = out
-        if torch.utils.data.get_worker_info() is not None and rows.nbytes <= BY_VALUE_BYTES:
-            pixels = rows  # pickled by value: see BY_VALUE_BYTES
-        return pixels, [int(i) for i in indices], errors
+        return for_transfer(out), [int(i) for i in indices], errors
 
     def _decode_into(self, rows: np.ndarray, k: int, item: Any) -> str:
         """Write item's preprocessed pixels (zeros if undecodable) to ``rows[k]``; the error."""
