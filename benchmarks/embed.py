@@ -6,7 +6,10 @@ normalisation with ``--preprocess device``, forward, float16 write, zero-shot to
 measures' statistics. The baseline is `model.encode_image` alone on the same images,
 preprocessed beforehand, in the same process, batch for batch (on the device already). The
 two are timed alternately, ``--repeats`` times each, and the best of each is kept, so that a
-change of load on a shared machine hits both. ``--cpu-costs`` adds the CPU microseconds per
+change of load on a shared machine hits both. Decoding workers persist between the runs of a
+process (`workers.ml.data.pool`, as in a service worker); the process's first run, which
+starts them, is printed under each row, and for ``device`` rows the device preprocessing
+alone. ``--cpu-costs`` adds the CPU microseconds per
 image of the workers' decoding and of the forward pass, and the ratio they allow on this
 machine's cores.
 
@@ -72,7 +75,15 @@ def _preprocessed_batches(
     loaded, dataset, split: str, batch_size: int, workers: int | None
 ) -> list[torch.Tensor]:
     """The split's images, model-ready, in batches on the model's device."""
-    from workers.ml.data.native import NativeImageDataset, collate_native
+    return [step(raw) for step, raw in _raw_batches(loaded, dataset, split, batch_size, workers)]
+
+
+def _raw_batches(loaded, dataset, split: str, batch_size: int, workers: int | None) -> list:
+    """(preprocessing, batch) pairs on the model's device: decoded uint8 images with the
+    device preprocessing when the model's transform allows it, else Pillow-preprocessed
+    tensors with the identity."""
+    from workers.ml.data.batched import passthrough
+    from workers.ml.data.native import NativeImageDataset
     from workers.ml.gpu_preprocess import from_transform
 
     items = dataset.split(split).items
@@ -80,12 +91,13 @@ def _preprocessed_batches(
     if step is None:  # a transform we do not reproduce: Pillow in this process
         pixels = torch.stack([loaded.preprocess(dataset.source.open(i)) for i in items])
         return [
-            pixels[a : a + batch_size].to(loaded.device) for a in range(0, len(items), batch_size)
+            (lambda x: x, pixels[a : a + batch_size].to(loaded.device))
+            for a in range(0, len(items), batch_size)
         ]
     loader = torch.utils.data.DataLoader(
         NativeImageDataset(dataset.source, items),
         batch_size=batch_size,
-        collate_fn=collate_native,
+        collate_fn=passthrough,
         num_workers=min(workers or 0, 8),
     )
     batches = []
@@ -95,8 +107,22 @@ def _preprocessed_batches(
             if isinstance(pixels, torch.Tensor)
             else [p.to(loaded.device) for p in pixels]
         )
-        batches.append(step(moved))
+        batches.append((step, moved))
     return batches
+
+
+def device_step_seconds(loaded, raw: list, repeats: int) -> float:
+    """Seconds of the device preprocessing alone (resize, crop, normalise) over the split's
+    decoded batches, already on the device: its share of a ``device`` run's device time."""
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first pass builds the resize matrices
+        _sync(loaded.device)
+        t0 = time.perf_counter()
+        for step, batch in raw:
+            step(batch)
+        _sync(loaded.device)
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def _time_forward(loaded, batches: list[torch.Tensor], repeats: int) -> float:
@@ -125,7 +151,7 @@ def cpu_costs(loaded, dataset, split: str, batch_size: int, preprocess: str) -> 
     Main-process work (normalisation, write, top-k, statistics) comes on top.
     """
     from workers.ml.data.batched import BatchedImageDataset
-    from workers.ml.data.native import NativeImageDataset, collate_native
+    from workers.ml.data.native import NativeImageDataset
     from workers.ml.data.transforms import split_for_device
 
     items = dataset.split(split).items
@@ -140,7 +166,7 @@ def cpu_costs(loaded, dataset, split: str, batch_size: int, preprocess: str) -> 
     else:
         native = NativeImageDataset(dataset.source, items)
         for batch in cuts:
-            collate_native([native[i] for i in batch])
+            native.__getitems__(batch)
     decode = (time.process_time() - t0) / len(items) * 1e6
     batches = _preprocessed_batches(loaded, dataset, split, batch_size, 0)
     default = torch.get_num_threads()
@@ -230,6 +256,7 @@ def _replicate(path: Path, per_class: int) -> None:
 def run_one(name: str, args: argparse.Namespace, root: Path) -> list[dict[str, Any]]:
     """One row per preprocessing mode: model, mode, whole and bare img/s (each the best of
     `repeats`, measured alternately so that a change of load hits both), CPU costs."""
+    from workers.ml.data.pool import close_pool
     from workers.ml.gpu_preprocess import resolve_preprocess
     from workers.ml.models import load_model
 
@@ -245,7 +272,8 @@ def run_one(name: str, args: argparse.Namespace, root: Path) -> list[dict[str, A
     rows = []
     for mode in modes:
         resolved = resolve_preprocess(mode, loaded.preprocess, loaded.device)
-        whole_path(loaded, dataset, "test", root / "warm", bs, args.workers, 1, resolved)
+        close_pool()  # the first run of a process starts the decoding workers
+        cold = whole_path(loaded, dataset, "test", root / "warm", bs, args.workers, 1, resolved)
         out = root / f"run-{name}-{resolved}"
         whole = bare = float("inf")
         stages = ""
@@ -255,7 +283,11 @@ def run_one(name: str, args: argparse.Namespace, root: Path) -> list[dict[str, A
             if seconds < whole:
                 whole, stages = seconds, STAGES.line
         row = {"model": name, "mode": resolved, "batch": bs, "whole": n / whole, "bare": n / bare,
-               "stages": stages}  # fmt: skip
+               "stages": stages, "cold": n / cold}  # fmt: skip
+        if resolved == "device":
+            raw = _raw_batches(loaded, dataset, "test", bs, args.workers)
+            row["step"] = n / device_step_seconds(loaded, raw, repeats)
+            del raw
         if args.cpu_costs and loaded.device.type == "cpu":
             row.update(cpu_costs(loaded, dataset, "test", bs, resolved), bare_s=bare / n)
         rows.append(row)
@@ -271,6 +303,10 @@ def _print_row(row: dict[str, Any]) -> None:
                  f"{row['forward_us']:.1f} (1 thread); ceiling on {row['cores']:.0f} cores "
                  f"{min(1.0, ceiling):.0%}")  # fmt: skip
     print(line, flush=True)
+    extra = f"    first run of the process (starts the decoding workers): {row['cold']:.1f} img/s"
+    if "step" in row:
+        extra += f"; device preprocessing alone: {row['step']:.1f} img/s"
+    print(extra, flush=True)
     if row.get("stages"):  # where the fastest whole run's time went (workers.ml.loop.Stages)
         print(f"    stages of the fastest run: {row['stages']}", flush=True)
 
