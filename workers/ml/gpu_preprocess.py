@@ -107,7 +107,8 @@ class DevicePreprocess:
                 if channels_last:  # rows of (W x C) pixels: the product is N x H x W x C
                     w_now = y.shape[-1]
                     rows = y.permute(0, 2, 3, 1).reshape(n, height, w_now * c)
-                    y = torch.matmul(m, rows).view(n, crop_h, w_now, c).permute(0, 3, 1, 2)
+                    y = torch.bmm(m.expand(n, -1, -1), rows)  # contiguous: N x H x (W C)
+                    y = y.view(n, crop_h, w_now, c).permute(0, 3, 1, 2)
                 else:
                     y = torch.matmul(m, y)
                 y = _rounded(y)
@@ -136,7 +137,12 @@ def _device_of(x: torch.Tensor | Sequence[torch.Tensor]) -> torch.device:
 def _exact_matmul(device: torch.device) -> bool:
     """Whether float32 matrix products on `device` are IEEE float32 (not TF32, whose 10-bit
     mantissa would move a pixel by a tenth of a level and flip roundings)."""
-    return device.type != "cuda" or torch.backends.cuda.matmul.fp32_precision != "tf32"
+    if device.type != "cuda":
+        return True
+    precision = getattr(torch.backends.cuda.matmul, "fp32_precision", None)  # torch >= 2.9
+    if precision is None:
+        return not torch.backends.cuda.matmul.allow_tf32
+    return precision != "tf32"
 
 
 @functools.lru_cache(maxsize=64)
