@@ -14,6 +14,12 @@ one) and decodes the batch with it. PyTorch's own machinery still does the rest:
 prefetching, pinned memory, worker death and parent death. Between runs the DataLoader's
 epoch reset drains what an interrupted run left queued; tasks of a run that has ended are
 answered without decoding (`STALE`).
+
+Cost: each worker keeps the last dataset it served until another one arrives. For sources
+that read files (image folders, archives, manifests) that is the list of items; a
+torchvision dataset held in memory (CIFAR, MNIST, SVHN: up to 180 MB) is loaded by every
+worker from its files, once, and kept, which makes later runs on it (other models of an
+evaluation matrix) start at once.
 """
 
 from __future__ import annotations
@@ -149,7 +155,7 @@ class DecodePool:
         """Shut the worker processes down (the next run starts new ones)."""
         iterator = self.loader._iterator
         if iterator is not None and self.pid == os.getpid():
-            _watch(iterator, True)  # _shutdown_workers unregisters them itself
+            _watch(iterator, False)  # exiting (or already dead) workers must not raise here
             iterator._shutdown_workers()
         self.loader._iterator = None
 
