@@ -126,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
             "zero_shot": result.zero_shot,
             "measures": result.measures,
             "skipped": len(result.skipped),
+            "timing": result.timing,
         }
     )
     return 0

@@ -172,6 +172,12 @@ def test_embed_score_end_to_end(stack: Stack, shapes_zip: Path) -> None:
         job = wait_job(c, resp.json()["id"])
         assert job["status"] == "succeeded", job
         assert job["progress"] == 1.0 and job["attempts"] == 1 and job["result"]["n"] == 12
+        timing = job["result"]["timing"]  # where the embedding's time went, for operators
+        assert timing["images"] == 12 and timing["device"] == "cpu" and timing["seconds"] > 0
+        parts = sum(timing[f"{k}_s"] for k in ("loader", "submit", "device", "store"))
+        assert timing["submit_s"] > 0 and parts <= timing["seconds"] + 1e-3
+        again = wait_job(c, c.post("/v1/jobs", json=body).json()["id"])
+        assert again["result"]["reused"] is True and "timing" not in again["result"]
         score = c.post("/v1/jobs", json={**body, "type": "score", "bootstrap": 50}).json()
         score = wait_job(c, score["id"])
         assert score["status"] == "succeeded", score

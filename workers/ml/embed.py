@@ -93,9 +93,12 @@ def embed_dataset(
     loop = BatchLoop(
         model, dataset, rows.items, (start, stop), batch_size, num_workers, on_error, mode
     )
-    loop.run(arrays, labels, texts, state, out=out, every_s=checkpoint_every_s, report=report)
+    timing = loop.run(
+        arrays, labels, texts, state, out=out, every_s=checkpoint_every_s, report=report
+    )
     report(1.0, "finalising")
     result = finalise_run(out, arrays, texts, state, run, dataset, model, templates)
+    result.timing = timing
     report(1.0, "done")
     return result
 

@@ -134,6 +134,16 @@ class Stages:
     store: float = 0.0
     started: float = field(default_factory=time.perf_counter)
 
+    def to_dict(self, workers: int) -> dict[str, float | int]:
+        """The figures of `summary` as numbers (seconds; shares are value / ``seconds``)."""
+        total = max(time.perf_counter() - self.started, 1e-9)
+        return {
+            "images": self.images, "batches": self.batches, "workers": workers,
+            "seconds": round(total, 4), "images_per_second": round(self.images / total, 1),
+            **{f"{name}_s": round(getattr(self, name), 4)
+               for name in ("loader", "submit", "device", "store")},
+        }  # fmt: skip
+
     def summary(self) -> str:
         """One line: images, batches, wall time, rate and each stage's seconds and share."""
         total = max(time.perf_counter() - self.started, 1e-9)
@@ -173,12 +183,15 @@ class BatchLoop:
         self.worker_transform, self.device_step = split_for_device(self.model.preprocess)
 
     def run(self, arrays: RunArrays, labels: np.ndarray, texts: np.ndarray, state: RunState,
-            *, out: Path, every_s: float, report: Progress) -> None:  # fmt: skip
-        """Encode the batches not yet done; batch i is stored while batch i+1 is encoded."""
+            *, out: Path, every_s: float, report: Progress) -> dict[str, Any] | None:  # fmt: skip
+        """Encode the batches not yet done; batch i is stored while batch i+1 is encoded.
+
+        Returns where this call's time went (`Stages.to_dict`), None when nothing was left.
+        """
         grid = batch_grid(*self.shard, self.batch_size)
         todo = grid[state.batches_done :]
         if not todo:
-            return
+            return None
         assert state.stats is not None
         workers = (
             default_workers(self.model.device, len(todo))
@@ -194,6 +207,7 @@ class BatchLoop:
             self._encode(batches, pipe, split, stages, saver, report, len(grid))
         stages.device = pipe.device_wait_s
         log.info("embedding run (%s, %d workers): %s", self.model.device, workers, stages.summary())
+        return stages.to_dict(workers)
 
     def _encode(
         self,

@@ -18,6 +18,11 @@ class EmbedResult:
 
     out_dir: Path
     meta: dict[str, Any]
+    # Where this call's embedding time went (workers.ml.loop.Stages.to_dict): images,
+    # seconds, images/s, workers and the loader/submit/device/store seconds. Only for a
+    # call that embedded something (None when the run was already complete); a resumed run
+    # counts only its remaining batches. Not stored: meta.json holds what the bytes depend on.
+    timing: dict[str, Any] | None = None
 
     @property
     def n(self) -> int:

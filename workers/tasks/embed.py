@@ -87,7 +87,7 @@ def run_embed(ctx: JobContext) -> Outcome:
     ).hexdigest()[:40]
     key = f"embeddings/{digest}"
     out = _out_dir(ctx, key)
-    _embed(ctx, model, layout, p, out)
+    timing = _embed(ctx, model, layout, p, out)
     if not ctx.storage.is_local:
         ctx.storage.put_dir(out, key)
     n, k, dim, zero_shot = _read_meta(out)
@@ -100,7 +100,10 @@ def run_embed(ctx: JobContext) -> Outcome:
             zero_shot=zero_shot, job_id=ctx.job_id,
         ))  # fmt: skip
 
-    return Outcome({**_result(emb_id, n, zero_shot), "reused": False}, write)
+    result = {**_result(emb_id, n, zero_shot), "reused": False}
+    if timing is not None:
+        result["timing"] = {**timing, "device": str(model.device)}
+    return Outcome(result, write)
 
 
 def loader_workers(setting: int | None) -> int | None:
@@ -112,13 +115,16 @@ def loader_workers(setting: int | None) -> int | None:
     return 0 if multiprocessing.current_process().daemon else None
 
 
-def _embed(ctx: JobContext, model: Any, layout: Any, p: EmbedParams, out: Path) -> None:
+def _embed(
+    ctx: JobContext, model: Any, layout: Any, p: EmbedParams, out: Path
+) -> dict[str, Any] | None:
+    """Run the embedding; where its time went (None when the files were already complete)."""
     from app.imagedata import ImageDataError
     from workers.ml.embed import embed_dataset
 
     out.mkdir(parents=True, exist_ok=True)
     try:
-        embed_dataset(
+        result = embed_dataset(
             model, layout, split=p.split, out_dir=out, prompts=p.prompts,
             batch_size=ctx.settings.embed_batch_size,
             num_workers=loader_workers(ctx.settings.embed_num_workers),
@@ -127,3 +133,4 @@ def _embed(ctx: JobContext, model: Any, layout: Any, p: EmbedParams, out: Path) 
         )  # fmt: skip
     except ImageDataError as exc:
         raise JobError(f"cannot embed dataset {p.dataset_id}: {exc}") from None
+    return result.timing

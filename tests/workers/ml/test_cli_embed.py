@@ -39,6 +39,7 @@ def test_cli_embed_writes_the_run(
     )
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
+    assert printed["timing"]["images"] == 12 and printed["timing"]["batches"] == 2
     assert printed["n"] == 12 and set(printed["zero_shot"]) == {
         "top1",
         "top5",

@@ -187,8 +187,8 @@ def test_a_run_logs_where_its_time_went(
 
     n = len(shapes.split("train"))
     with caplog.at_level("INFO", logger="workers.ml.loop"):
-        embed_dataset(tiny_model, shapes, split="train", out_dir=tmp_path, batch_size=5,
-                      num_workers=1, resume=False)  # fmt: skip
+        result = embed_dataset(tiny_model, shapes, split="train", out_dir=tmp_path,
+                               batch_size=5, num_workers=1, resume=False)  # fmt: skip
     (line,) = [r.getMessage() for r in caplog.records if r.name == "workers.ml.loop"]
     batches = -(-n // 5)
     assert f"(cpu, 1 workers): {n} images in {batches} batches" in line
@@ -197,3 +197,14 @@ def test_a_run_logs_where_its_time_went(
     assert set(stages) == {"loader", "submit", "device", "store"}
     assert stages["device"] == 0.0  # no device to wait for on CPU
     assert stages["submit"] > 0.0 and sum(stages.values()) <= total + 0.02  # rounding of 4 parts
+    # the same figures come back with the result (the job result, the CLI's output)
+    timing = result.timing
+    assert timing is not None
+    assert (timing["images"], timing["batches"], timing["workers"]) == (n, batches, 1)
+    assert timing["seconds"] == pytest.approx(total, abs=0.02)
+    assert timing["images_per_second"] == pytest.approx(n / timing["seconds"], rel=1e-2)
+    for key, value in stages.items():
+        assert timing[f"{key}_s"] == pytest.approx(value, abs=0.006)
+    again = embed_dataset(tiny_model, shapes, split="train", out_dir=tmp_path, batch_size=5,
+                          num_workers=1)  # fmt: skip
+    assert again.timing is None  # complete already: nothing was embedded

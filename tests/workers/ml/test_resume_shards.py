@@ -87,6 +87,8 @@ def test_resume_after_interruption_equals_uninterrupted(
         progress=lambda f, s: seen.append(f) if s == "embedding" else None,
     )
     assert seen[0] == pytest.approx(4 / 9) and len(seen) == 6  # only the remaining batches ran
+    assert resumed.timing is not None and resumed.timing["batches"] == 6
+    assert resumed.timing["images"] == len(shapes.split("train")) - 3 * 4
     _same_bytes(whole.out_dir, tmp_path)
     _same_stats(whole, resumed)
     assert resumed.zero_shot == whole.zero_shot
