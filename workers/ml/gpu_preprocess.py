@@ -72,9 +72,9 @@ class DevicePreprocess:
             for k, idx in groups.items()
         }
         first = next(iter(parts.values()))
-        out = torch.empty((len(x), *first.shape[1:]), dtype=first.dtype, device=first.device)
-        if channels_last:
-            out = out.contiguous(memory_format=torch.channels_last)
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        out = torch.empty((len(x), *first.shape[1:]), dtype=first.dtype, device=first.device,
+                          memory_format=layout)  # fmt: skip
         for key, idx in groups.items():
             out[torch.tensor(idx, device=first.device)] = parts[key]
         return self.normalise(out)
