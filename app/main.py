@@ -73,6 +73,7 @@ def _is_sqlite(settings: Settings) -> bool:
 def _routers(app: FastAPI) -> None:
     from app.basemodels.router import router as models_router
     from app.comparisons.router import router as comparisons_router
+    from app.dashboard.router import router as dashboard_router
     from app.datasets.router import router as datasets_router
     from app.finetuning.router import router as finetuning_router
     from app.health.router import router as health_router
@@ -93,6 +94,7 @@ def _routers(app: FastAPI) -> None:
         matrices_router,
         predictors_router,
         comparisons_router,
+        dashboard_router,
     ):
         app.include_router(router)
 

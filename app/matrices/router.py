@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from app.dashboard.figures import SVG, matrix_svg, wants
 from app.deps import CurrentPrincipal, SessionDep
 from app.errors import problems
 from app.matrices.schemas import MatrixColumn, MatrixRead, MatrixRowRead
@@ -65,7 +66,10 @@ def to_csv(m: Matrix) -> str:
     response_model=MatrixRead,
     responses={
         **problems(),
-        200: {"content": {CSV: {"schema": {"type": "string"}}}, "description": "The matrix"},
+        200: {
+            "content": {CSV: {"schema": {"type": "string"}}, SVG: {"schema": {"type": "string"}}},
+            "description": "The matrix",
+        },
     },
 )
 async def get_matrix(
@@ -73,19 +77,22 @@ async def get_matrix(
     principal: CurrentPrincipal,
     base_model_id: Annotated[str, Query(max_length=40, description="The base model")],
     method: Annotated[str, Query(max_length=40, description="Fine-tuning method")] = "full",
-    format: Annotated[Literal["json", "csv"] | None, Query(description="Overrides Accept")] = None,
+    format: Annotated[
+        Literal["json", "csv", "svg"] | None, Query(description="Overrides Accept")
+    ] = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> MatrixRead | Response:
     """The accuracy matrix: rows = training dataset (plus the zero-shot row), columns =
     evaluation dataset, cells = test top-1 accuracy, with per row the in-domain gain over
     zero-shot error G and the mean out-of-domain accuracy change. `Accept: text/csv` or
-    `?format=csv` returns CSV."""
+    `?format=csv` returns CSV; `Accept: image/svg+xml` or `?format=svg` a heat map."""
     matrix = await run_in_threadpool(
         lambda: build_matrix(
             session, project_id=principal.project_id, base_model_id=base_model_id, method=method
         )
     )
-    wants_csv = format == "csv" or (format is None and CSV in (accept or ""))
-    if wants_csv:
+    if wants(format, accept, "csv", CSV):
         return Response(to_csv(matrix), media_type=f"{CSV}; charset=utf-8")
+    if wants(format, accept, "svg", SVG):
+        return Response(matrix_svg(matrix), media_type=SVG)
     return to_read(matrix)

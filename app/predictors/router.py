@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Response, status
 from starlette.concurrency import run_in_threadpool
 
+from app.dashboard.figures import SVG, dataset_names, predictor_svg, wants
 from app.deps import CurrentPrincipal, SessionDep
 from app.errors import problems
 from app.predictors import predictions, service
@@ -78,18 +79,37 @@ async def list_predictors(
     return await run_in_threadpool(work)
 
 
-@router.get("/{predictor_id}", response_model=PredictorRead, responses=problems())
+@router.get(
+    "/{predictor_id}",
+    response_model=PredictorRead,
+    responses={
+        **problems(),
+        200: {"content": {SVG: {"schema": {"type": "string"}}}, "description": "The predictor"},
+    },
+)
 async def get_predictor(
-    predictor_id: str, session: SessionDep, principal: CurrentPrincipal
-) -> PredictorRead:
-    """One predictor with its statistics and the points it was fitted on."""
-    return await run_in_threadpool(
-        lambda: service.to_read(
+    predictor_id: str,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    format: Annotated[Literal["json", "svg"] | None, Query(description="Overrides Accept")] = None,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> PredictorRead | Response:
+    """One predictor with its statistics and the points it was fitted on. `Accept:
+    image/svg+xml` or `?format=svg` returns its figure: the training tasks (feature against
+    target) with the fitted line over the fitted range."""
+
+    def work() -> PredictorRead | Response:
+        read = service.to_read(
             service.get_predictor(
                 session=session, project_id=principal.project_id, predictor_id=predictor_id
             )
         )
-    )
+        if not wants(format, accept, "svg", SVG):
+            return read
+        names = dataset_names(session, principal.project_id, read.datasets)
+        return Response(predictor_svg(read, names), media_type=SVG)
+
+    return await run_in_threadpool(work)
 
 
 @router.delete("/{predictor_id}", status_code=204, responses=problems())

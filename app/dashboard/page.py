@@ -1,0 +1,168 @@
+"""The dashboard's three static files, kept as strings so that every install serves them.
+
+The page holds no data and no key: it asks for a project API key (kept in the tab's
+sessionStorage), reads the REST API with it and shows the API's own SVG figures as images
+(blob URLs: an image cannot run script). Content-Security-Policy allows nothing else.
+"""
+
+from __future__ import annotations
+
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+HTML = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>IIMM dashboard</title>
+<link rel="stylesheet" href="/dashboard/app.css">
+<script src="/dashboard/app.js" defer></script>
+</head>
+<body>
+<header>
+  <h1>IIMM dashboard</h1>
+  <form id="connect">
+    <label>Project API key <input id="key" type="password" autocomplete="off" required></label>
+    <button type="submit">Show</button>
+  </form>
+  <p id="status" role="status"></p>
+</header>
+<main>
+  <section><h2>Predictors: gain (or forgetting) against a zero-shot measure</h2>
+    <div id="predictors" class="grid"></div></section>
+  <section><h2>Accuracy matrices</h2><div id="matrices" class="grid"></div></section>
+</main>
+</body>
+</html>
+"""
+
+CSS = """body { font-family: system-ui, sans-serif; margin: 0; color: #222; background: #fafafa; }
+header { padding: 16px 24px; background: white; border-bottom: 1px solid #ddd; }
+h1 { font-size: 20px; margin: 0 0 8px; } h2 { font-size: 16px; margin: 24px 24px 8px; }
+form { display: flex; gap: 8px; align-items: center; }
+input { width: 28em; padding: 4px; } #status { color: #555; margin: 8px 0 0; min-height: 1em; }
+.grid { display: flex; flex-wrap: wrap; gap: 16px; padding: 0 24px; }
+.card { background: white; border: 1px solid #ddd; border-radius: 6px; padding: 8px; }
+.card h3 { font-size: 13px; margin: 0 0 6px; font-weight: 600; }
+.card img { display: block; max-width: 100%; } .error { color: #b00020; }
+"""
+
+JS = """// IIMM dashboard: lists the project's predictors and fine-tuned (base model, method)
+// pairs through the REST API and shows the API's SVG figure of each.
+"use strict";
+
+const KEY = "iimm-api-key";
+
+function predictorFigurePath(p) {
+  return `/v1/predictors/${encodeURIComponent(p.id)}?format=svg`;
+}
+
+function matrixFigurePath(baseModelId, method) {
+  const q = new URLSearchParams({ base_model_id: baseModelId, method, format: "svg" });
+  return `/v1/matrices?${q}`;
+}
+
+// Unique (base model, method) pairs of fine-tuned models, sorted: one matrix each.
+function matrixPairs(finetuned) {
+  const seen = new Map();
+  for (const m of finetuned) seen.set(`${m.base_model_id}\\u0000${m.method}`, m);
+  return [...seen.keys()].sort().map((k) => {
+    const [base, method] = k.split("\\u0000");
+    return { base, method };
+  });
+}
+
+async function problemText(resp) {
+  try {
+    const body = await resp.json();
+    return `${resp.status}: ${body.detail || body.title || resp.statusText}`;
+  } catch (e) {
+    return `${resp.status}: ${resp.statusText}`;
+  }
+}
+
+function makeClient(key, fetchImpl) {
+  return (path) => fetchImpl(path, { headers: { Authorization: `Bearer ${key}` } });
+}
+
+// Every page of a cursor-paginated list.
+async function listAll(get, path) {
+  const items = [];
+  let url = `${path}?limit=100`;
+  for (let page = 0; page < 50; page++) {
+    const resp = await get(url);
+    if (!resp.ok) throw new Error(await problemText(resp));
+    const body = await resp.json();
+    items.push(...body.items);
+    if (!body.next_cursor) return items;
+    url = `${path}?limit=100&cursor=${encodeURIComponent(body.next_cursor)}`;
+  }
+  return items;
+}
+
+async function card(doc, get, title, path) {
+  const box = doc.createElement("div");
+  box.className = "card";
+  const h = doc.createElement("h3");
+  h.textContent = title;
+  box.appendChild(h);
+  const resp = await get(path);
+  if (!resp.ok) {
+    const p = doc.createElement("p");
+    p.className = "error";
+    p.textContent = await problemText(resp);
+    box.appendChild(p);
+    return box;
+  }
+  const img = doc.createElement("img");
+  img.alt = title;
+  img.src = URL.createObjectURL(await resp.blob());
+  box.appendChild(img);
+  return box;
+}
+
+async function show(doc, get) {
+  const status = doc.getElementById("status");
+  const predictorsBox = doc.getElementById("predictors");
+  const matricesBox = doc.getElementById("matrices");
+  predictorsBox.replaceChildren();
+  matricesBox.replaceChildren();
+  status.textContent = "Loading…";
+  try {
+    const predictors = await listAll(get, "/v1/predictors");
+    for (const p of predictors) {
+      const title = `${p.target} vs ${p.feature} · ${p.method} · ${p.base_model_id}`;
+      predictorsBox.appendChild(await card(doc, get, title, predictorFigurePath(p)));
+    }
+    const pairs = matrixPairs(await listAll(get, "/v1/finetuned-models"));
+    for (const { base, method } of pairs) {
+      const title = `${method} · ${base}`;
+      matricesBox.appendChild(await card(doc, get, title, matrixFigurePath(base, method)));
+    }
+    status.textContent = `${predictors.length} predictor(s), ${pairs.length} matrix(es).`;
+  } catch (e) {
+    status.textContent = String(e.message || e);
+    status.className = "error";
+  }
+}
+
+if (typeof document !== "undefined") {
+  document.addEventListener("DOMContentLoaded", () => {
+    const input = document.getElementById("key");
+    input.value = sessionStorage.getItem(KEY) || "";
+    document.getElementById("connect").addEventListener("submit", (event) => {
+      event.preventDefault();
+      sessionStorage.setItem(KEY, input.value.trim());
+      show(document, makeClient(input.value.trim(), fetch.bind(window)));
+    });
+    if (input.value) show(document, makeClient(input.value, fetch.bind(window)));
+  });
+}
+
+if (typeof module !== "undefined") {
+  module.exports = { predictorFigurePath, matrixFigurePath, matrixPairs, makeClient, show };
+}
+"""

@@ -1,0 +1,200 @@
+"""Figures over real HTTP, on both stacks: a predictor's fit and the accuracy matrix as SVG
+(the same numbers as their JSON), and the dashboard page, whose script is run by Node
+against the running service with a minimal DOM."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.dashboard.page import JS
+from tests.service.stack import Stack
+from tests.service.test_api import assert_problem
+from tests.service.test_predictors_api import _name, new_project, plant
+
+NS = {"s": "http://www.w3.org/2000/svg"}
+SVG = "image/svg+xml"
+
+
+@pytest.fixture(scope="module")
+def project(stack: Stack) -> Any:
+    """A project with 5 tasks fine-tuned with `full` (a linear and a hinge predictor) and
+    the same base model fine-tuned on 2 of them with `lora` (a second matrix)."""
+    key, project_id, c = new_project(stack)
+    seed = plant(stack, c, key, project_id, [0.1, 0.2, 0.3, 0.45, 0.6], seed_no=3)
+    from tests.service.test_predictors_api import add_finetuned, db
+
+    with db(stack) as s:
+        for d in seed.datasets[:2]:
+            add_finetuned(s, seed, d, {j: 0.5 for j in seed.datasets}, "lora")
+    line = c.post("/v1/predictors", json={"base_model_id": seed.model_id, "method": "full",
+                                          "piecewise": "never"}).json()  # fmt: skip
+    yield key, seed, c, line
+    c.close()
+
+
+def _names(c: httpx.Client, ids: list[str]) -> dict[str, str]:
+    return {i: c.get(f"/v1/datasets/{i}").json()["name"] for i in ids}
+
+
+def test_predictor_figure_holds_its_points_and_line(project: Any) -> None:
+    _, _, c, line = project
+    resp = c.get(f"/v1/predictors/{line['id']}", params={"format": "svg"})
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith(SVG)
+    root = ET.fromstring(resp.text)
+    names = _names(c, line["datasets"])
+    got = sorted((p.get("data-name"), float(p.get("data-x")), float(p.get("data-y")))
+                 for p in root.findall(".//s:circle[@class='point']", NS))  # fmt: skip
+    want = sorted((names[p["dataset_id"]], p["x"], p["y"]) for p in line["points"])
+    assert got == want and len(got) == line["n"] == 5
+    (fit,) = root.findall(".//s:polyline[@class='fit']", NS)
+    ends = [tuple(map(float, xy.split(","))) for xy in fit.get("data-points").split()]
+    lo, hi = line["fitted_range"]["min"], line["fitted_range"]["max"]
+    a, b = line["intercept"], line["slope"]
+    assert ends == [(lo, a + b * lo), (hi, a + b * hi)]
+    # Accept negotiates the same figure; JSON stays the default
+    assert c.get(f"/v1/predictors/{line['id']}", headers={"Accept": SVG}).text == resp.text
+    assert c.get(f"/v1/predictors/{line['id']}").json()["id"] == line["id"]
+    assert_problem(c.get(f"/v1/predictors/{line['id']}", params={"format": "png"}), 422)
+
+
+def test_a_hinge_is_drawn_as_a_hinge(stack: Stack) -> None:
+    key, project_id, c = new_project(stack)
+    with c:
+        xs = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+        seed = plant(stack, c, key, project_id, xs, gain_of=lambda x: min(2.0 * x, 0.8),
+                     noise=0.01, seed_no=5)  # fmt: skip
+        body = c.post("/v1/predictors", json={"base_model_id": seed.model_id, "method": "full"})
+        p = body.json()
+        assert p["model_form"] == "piecewise", p
+        root = ET.fromstring(c.get(f"/v1/predictors/{p['id']}", params={"format": "svg"}).text)
+        (fit,) = root.findall(".//s:polyline[@class='fit']", NS)
+        pts = [tuple(map(float, xy.split(","))) for xy in fit.get("data-points").split()]
+        lo, hi = p["fitted_range"]["min"], p["fitted_range"]["max"]
+        assert [x for x, _ in pts] == [lo, p["breakpoint"], hi]
+        assert pts[1][1] == pytest.approx(p["plateau"]) and pts[2][1] == pytest.approx(p["plateau"])
+        assert pts[0][1] == pytest.approx(p["intercept"] + p["slope"] * lo)
+
+
+def test_matrix_heat_map_holds_the_matrix(project: Any) -> None:
+    _, seed, c, _ = project
+    params = {"base_model_id": seed.model_id, "method": "full"}
+    matrix = c.get("/v1/matrices", params=params).json()
+    resp = c.get("/v1/matrices", params={**params, "format": "svg"})
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith(SVG)
+    root = ET.fromstring(resp.text)
+    rects = [r for r in root.findall(".//s:rect", NS) if "cell" in (r.get("class") or "")]
+    cells = {(int(r.get("data-row")), int(r.get("data-col"))): r for r in rects}
+    columns = [d["id"] for d in matrix["datasets"]]
+    rows = [matrix["zero_shot"]] + [r["accuracies"] for r in matrix["rows"]]
+    assert set(cells) == {(i, j) for i in range(len(rows)) for j in range(len(columns))}
+    for (i, j), rect in cells.items():
+        want = rows[i].get(columns[j])
+        if want is None:
+            assert rect.get("class") == "cell missing"
+        else:
+            assert float(rect.get("data-value")) == want
+    texts = ["".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    for r in matrix["rows"]:
+        assert r["train_dataset_name"] in texts and f"G {r['gain']:+.2f}" in " ".join(texts)
+    accept = c.get("/v1/matrices", params=params, headers={"Accept": SVG})
+    assert accept.text == resp.text
+
+
+def test_figures_keep_projects_apart(stack: Stack, project: Any) -> None:
+    _, seed, _, line = project
+    with stack.client(stack.new_key(_name("other"))) as other:
+        assert_problem(other.get(f"/v1/predictors/{line['id']}", params={"format": "svg"}), 404)
+        resp = other.get("/v1/matrices", params={"base_model_id": seed.model_id,
+                                                 "format": "svg"})  # fmt: skip
+        assert resp.status_code == 404
+    with httpx.Client(base_url=stack.url) as anonymous:
+        assert anonymous.get(f"/v1/predictors/{line['id']}?format=svg").status_code == 401
+
+
+def test_dashboard_page_and_its_assets(stack: Stack) -> None:
+    with httpx.Client(base_url=stack.url) as c:  # the page needs no key and holds no data
+        page = c.get("/dashboard")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        csp = page.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "default-src 'none'" in csp and "blob:" in csp
+        assert '<script src="/dashboard/app.js"' in page.text and "<script>" not in page.text
+        js = c.get("/dashboard/app.js")
+        assert js.headers["content-type"].startswith("text/javascript") and js.text == JS
+        assert c.get("/dashboard/app.css").headers["content-type"].startswith("text/css")
+
+
+HARNESS = r"""
+// A minimal DOM (elements with the properties app.js uses) and fetch against the service.
+const base = process.argv[2], key = process.argv[3];
+class El {
+  constructor(tag) {
+    this.tag = tag; this.children = []; this.textContent = ""; this.className = "";
+  }
+  appendChild(c) { this.children.push(c); return c; }
+  replaceChildren() { this.children = []; }
+  toJSON() { return { tag: this.tag, cls: this.className, text: this.textContent,
+                      src: this.src, alt: this.alt, children: this.children }; }
+}
+const ids = { status: new El("p"), predictors: new El("div"), matrices: new El("div") };
+const doc = { createElement: (t) => new El(t), getElementById: (i) => ids[i] };
+const app = require(process.argv[4]);
+const seen = [];
+const fetchAbs = async (path, opts) => {
+  seen.push(path);
+  const resp = await fetch(base + path, opts);
+  if (path.includes("format=svg")) {  // keep what the image would show
+    const text = await resp.clone().text();
+    seen.push(text.startsWith("<svg") ? "svg" : `not svg: ${resp.status}`);
+  }
+  return resp;
+};
+app.show(doc, app.makeClient(key, fetchAbs)).then(() => {
+  console.log(JSON.stringify({ ids, seen }));
+});
+"""
+
+
+def test_dashboard_script_shows_every_figure(stack: Stack, project: Any, tmp_path: Path) -> None:
+    """The page's own script, run by Node against the live API with the project's key:
+    one card with an image per predictor, one per (base model, method) matrix."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("Node.js is not installed")
+    key, seed, c, _ = project
+    (tmp_path / "app.js").write_text(JS)
+    (tmp_path / "harness.js").write_text(HARNESS)
+    done = subprocess.run([node, str(tmp_path / "harness.js"), stack.url, key,
+                           str(tmp_path / "app.js")], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    predictors = c.get("/v1/predictors").json()["items"]
+    cards = out["ids"]["predictors"]["children"]
+    assert len(cards) == len(predictors) >= 1
+    for card, p in zip(cards, predictors, strict=True):
+        title, img = card["children"]
+        assert p["feature"] in title["text"] and p["method"] in title["text"]
+        assert img["tag"] == "img" and img["src"].startswith("blob:")
+    matrices = out["ids"]["matrices"]["children"]
+    assert [m["children"][0]["text"] for m in matrices] == [
+        f"full · {seed.model_id}",
+        f"lora · {seed.model_id}",
+    ]
+    assert all(m["children"][1]["src"].startswith("blob:") for m in matrices)
+    assert out["seen"].count("svg") == len(predictors) + 2 and not [
+        s for s in out["seen"] if s.startswith("not svg")
+    ]
+    assert out["ids"]["status"]["text"] == f"{len(predictors)} predictor(s), 2 matrix(es)."
+    bad = subprocess.run([node, str(tmp_path / "harness.js"), stack.url, "wrong-key",
+                          str(tmp_path / "app.js")], capture_output=True, text=True,
+                         timeout=60)  # fmt: skip
+    status = json.loads(bad.stdout)["ids"]["status"]
+    assert status["cls"] == "error" and status["text"].startswith("401")
