@@ -19,7 +19,9 @@ Cost: each worker keeps the last dataset it served until another one arrives. Fo
 that read files (image folders, archives, manifests) that is the list of items; a
 torchvision dataset held in memory (CIFAR, MNIST, SVHN: up to 180 MB) is loaded by every
 worker from its files, once, and kept, which makes later runs on it (other models of an
-evaluation matrix) start at once.
+evaluation matrix) start at once. Workers also share, copy-on-write, the memory the process
+had when they were forked (a model it unloads later stays mapped in them); a configuration
+change or `close_pool` releases them.
 """
 
 from __future__ import annotations
