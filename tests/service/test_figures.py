@@ -17,7 +17,7 @@ import pytest
 from app.dashboard.page import JS
 from tests.service.stack import Stack
 from tests.service.test_api import assert_problem
-from tests.service.test_predictors_api import _name, new_project, plant
+from tests.service.test_predictors_api import _name, new_project, plant, plant_saturating
 
 NS = {"s": "http://www.w3.org/2000/svg"}
 SVG = "image/svg+xml"
@@ -68,9 +68,7 @@ def test_predictor_figure_holds_its_points_and_line(project: Any) -> None:
 def test_a_hinge_is_drawn_as_a_hinge(stack: Stack) -> None:
     key, project_id, c = new_project(stack)
     with c:
-        xs = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
-        seed = plant(stack, c, key, project_id, xs, gain_of=lambda x: min(2.0 * x, 0.8),
-                     noise=0.01, seed_no=5)  # fmt: skip
+        seed = plant_saturating(stack, c, key, project_id)
         body = c.post("/v1/predictors", json={"base_model_id": seed.model_id, "method": "full"})
         p = body.json()
         assert p["model_form"] == "piecewise", p

@@ -422,13 +422,18 @@ def test_tenancy(stack: Stack, planted: tuple[Seed, httpx.Client]) -> None:
         assert_problem(other.post("/v1/jobs", json=job), 404)
 
 
+def plant_saturating(stack: Stack, c: httpx.Client, key: str, project_id: str) -> Seed:
+    """Nine tasks whose G saturates at 0.8 above IIMM 0.4 (a hinge fits them best)."""
+    xs = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    return plant(stack, c, key, project_id, xs, gain_of=lambda x: min(2.0 * x, 0.8),
+                 noise=0.01, seed_no=5)  # fmt: skip
+
+
 def test_piecewise_fit(stack: Stack) -> None:
     """G saturating above a threshold (CoCa, EVA-02 in the paper): the hinge wins LOO."""
     key, project_id, c = new_project(stack)
     with c:
-        xs = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
-        seed = plant(stack, c, key, project_id, xs, gain_of=lambda x: min(2.0 * x, 0.8),
-                     noise=0.01, seed_no=5)  # fmt: skip
+        seed = plant_saturating(stack, c, key, project_id)
         resp = c.post("/v1/predictors", json={"base_model_id": seed.model_id, "method": "full"})
         assert resp.status_code == 201, resp.text
         body = resp.json()
