@@ -273,9 +273,7 @@ class BatchLoop:
         init = lower_priority if self.model.device.type == "cpu" else None
         batches = [range(a, b) for a, b in todo]
         if workers < 1:
-            yield iter(
-                torch.utils.data.DataLoader(ds, batch_sampler=batches, collate_fn=passthrough)
-            )
+            yield iter(DataLoader(ds, batch_sampler=batches, collate_fn=passthrough))
             return
         with shared_pool(workers, pin_memory=cuda, worker_init_fn=init) as pool:
             served = None
