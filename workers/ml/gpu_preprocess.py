@@ -26,6 +26,7 @@ normalisation is one fused multiply-add, so a batch crosses memory about four ti
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -94,7 +95,7 @@ class DevicePreprocess:
         n, c, height, width = x.shape
         new_h, new_w = self.output_size(height, width)
         crop_h, crop_w = self.crop or (new_h, new_w)
-        exact = _exact_matmul(x.device)
+        exact = use_matrices(x.device)
         y = x.float()
         # Pillow's order: horizontal pass, rounded and clipped to uint8, then vertical pass.
         with torch.autocast(x.device.type, enabled=False):
@@ -134,9 +135,13 @@ def _device_of(x: torch.Tensor | Sequence[torch.Tensor]) -> torch.device:
     return x.device if isinstance(x, torch.Tensor) else x[0].device
 
 
-def _exact_matmul(device: torch.device) -> bool:
-    """Whether float32 matrix products on `device` are IEEE float32 (not TF32, whose 10-bit
+def use_matrices(device: torch.device) -> bool:
+    """Whether enlarging runs as matrix products on `device`: unless ``IIMM_DEVICE_RESIZE=
+    interpolate`` asks for PyTorch's resampling kernel (an escape hatch, and the benchmark's
+    reference), and only where float32 products are IEEE float32 (not TF32, whose 10-bit
     mantissa would move a pixel by a tenth of a level and flip roundings)."""
+    if os.environ.get("IIMM_DEVICE_RESIZE", "matrix") == "interpolate":
+        return False
     if device.type != "cuda":
         return True
     precision = getattr(torch.backends.cuda.matmul, "fp32_precision", None)  # torch >= 2.9

@@ -187,16 +187,45 @@ def test_channels_last_output_and_the_fused_normalisation() -> None:
     assert torch.equal(mixed[2], last[2])
 
 
+def test_the_interpolate_kernel_can_be_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """IIMM_DEVICE_RESIZE=interpolate: PyTorch's kernel, as before the matrix form (float32
+    weights: close to, but not always, the same bytes)."""
+    step = from_transform(EVAL_224)
+    assert step is not None
+    x = torch.from_numpy(np.random.default_rng(9).integers(0, 256, (4, 3, 64, 64)))
+    x = x.to(torch.uint8)
+    matrices = step.geometry(x)
+    monkeypatch.setenv("IIMM_DEVICE_RESIZE", "interpolate")
+    kernel = step.geometry(x)
+    expected = (
+        torch.nn.functional.interpolate(
+            x.float(), size=(64, 224), mode="bicubic", antialias=True, align_corners=False
+        )
+        .clamp(0, 255)
+        .round()
+    )
+    expected = (
+        torch.nn.functional.interpolate(
+            expected, size=(224, 224), mode="bicubic", antialias=True, align_corners=False
+        )
+        .clamp(0, 255)
+        .round()
+    )
+    assert torch.equal(kernel, expected)
+    assert not torch.equal(kernel, matrices)  # the float32 kernel's roundings differ somewhere
+    assert (kernel - matrices).abs().max() <= 2
+
+
 def test_tf32_matmuls_fall_back_to_interpolate() -> None:
     """TF32 would move pixels by a tenth of a level; with it on, CUDA uses interpolate.
     Checked in a fresh interpreter: PyTorch refuses to mix its two precision APIs."""
     code = (
         "import torch\n"
-        "from workers.ml.gpu_preprocess import _exact_matmul\n"
+        "from workers.ml.gpu_preprocess import use_matrices\n"
         "cuda, cpu = torch.device('cuda'), torch.device('cpu')\n"
-        "assert _exact_matmul(cuda) and _exact_matmul(cpu)\n"
+        "assert use_matrices(cuda) and use_matrices(cpu)\n"
         "torch.backends.cuda.matmul.fp32_precision = 'tf32'\n"
-        "assert not _exact_matmul(cuda) and _exact_matmul(cpu)\n"
+        "assert not use_matrices(cuda) and use_matrices(cpu)\n"
     )
     import subprocess
     import sys
