@@ -122,6 +122,23 @@ def test_a_worker_killed_between_runs_is_replaced_quietly(
     assert victim not in _pool_pids()
 
 
+def test_a_worker_found_dead_by_the_reset_is_replaced_too(
+    tiny_model: LoadedModel, shapes: DatasetLayout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that dies after the run's liveness check: the epoch reset (which waits for
+    every worker) names it, and the run starts new workers instead of failing."""
+    ref = _embed(tiny_model, shapes, tmp_path / "ref", 0)
+    _embed(tiny_model, shapes, tmp_path / "first", 2)
+    victim = _pool_pids()[0]
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while _status(victim) not in ("Z", "") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    monkeypatch.setattr(pool_module, "_all_alive", lambda iterator: True)  # the check missed it
+    _same_bytes(_embed(tiny_model, shapes, tmp_path / "after", 2), ref)
+    assert victim not in _pool_pids()
+
+
 def test_a_worker_killed_during_a_run_fails_it_and_the_next_run_works(
     tiny_model: LoadedModel, shapes: DatasetLayout, tmp_path: Path
 ) -> None:

@@ -151,12 +151,8 @@ class DecodePool:
         return self._serve(payload, parts)
 
     def _serve(self, payload: Path, parts: list[int]) -> Generator[Any, None, None]:
-        iterator = self.loader._iterator
-        if iterator is not None and not all(w.is_alive() for w in iterator._workers):
-            self.stop_workers()  # one died between runs (OOM killer, kill): start afresh
-            iterator = None
         self.current.value = self.runs
-        iterator = iter(self.loader)  # the first run starts the workers; later ones reset
+        iterator = self._start()
         _watch(iterator, True)
         try:
             for n in parts:
@@ -167,6 +163,21 @@ class DecodePool:
             for old in self.dir.glob("*.pkl"):
                 if old != payload:
                     old.unlink(missing_ok=True)
+
+    def _start(self) -> Any:
+        """The loader's iterator for a new run: the first run starts the workers, later ones
+        reset them; new workers when one died since the last run (OOM killer, kill), found
+        before the reset or by it (the reset waits for every worker and names a dead one)."""
+        iterator = self.loader._iterator
+        if iterator is not None and not _all_alive(iterator):
+            self.stop_workers()
+        try:
+            return iter(self.loader)
+        except RuntimeError as exc:
+            if self.loader._iterator is None or "DataLoader worker" not in str(exc):
+                raise
+            self.stop_workers()
+            return iter(self.loader)
 
     def stop_workers(self) -> None:
         """Shut the worker processes down (the next run starts new ones)."""
@@ -272,9 +283,12 @@ def shared_pool(
 
 
 def _healthy(pool: DecodePool) -> bool:
-    iterator = pool.loader._iterator
-    workers = getattr(iterator, "_workers", None) or []
-    return all(w.is_alive() for w in workers)
+    return pool.loader._iterator is None or _all_alive(pool.loader._iterator)
+
+
+def _all_alive(iterator: Any) -> bool:
+    """Whether every worker process of a DataLoader iterator is alive."""
+    return all(w.is_alive() for w in iterator._workers)
 
 
 @atexit.register
