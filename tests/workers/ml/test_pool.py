@@ -106,18 +106,25 @@ def test_stale_tasks_are_not_decoded(shapes: DatasetLayout) -> None:
         dispatch.__getitems__(Task(run=2, payload=task.payload, key="k", indices=[0]))
 
 
+def _kill_an_idle_worker(model: LoadedModel, ds: DatasetLayout, tmp_path: Path) -> int:
+    """Run once through the pool, SIGKILL one of its (now idle) workers, wait until it is
+    dead; its pid."""
+    _embed(model, ds, tmp_path / "first", 2)
+    victim = _pool_pids()[0]
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while _status(victim) not in ("Z", "") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return victim
+
+
 def test_a_worker_killed_between_runs_is_replaced_quietly(
     tiny_model: LoadedModel, shapes: DatasetLayout, tmp_path: Path
 ) -> None:
     """PyTorch's SIGCHLD handler would raise in whatever the process did next; the pool only
     registers its workers during a run, and the next run starts new ones."""
     ref = _embed(tiny_model, shapes, tmp_path / "ref", 0)
-    _embed(tiny_model, shapes, tmp_path / "first", 2)
-    victim = _pool_pids()[0]
-    os.kill(victim, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while _status(victim) not in ("Z", "") and time.monotonic() < deadline:
-        time.sleep(0.05)  # no exception here: the handler does not watch idle workers
+    victim = _kill_an_idle_worker(tiny_model, shapes, tmp_path)  # no exception meanwhile
     _same_bytes(_embed(tiny_model, shapes, tmp_path / "after", 2), ref)
     assert victim not in _pool_pids()
 
@@ -128,12 +135,7 @@ def test_a_worker_found_dead_by_the_reset_is_replaced_too(
     """A worker that dies after the run's liveness check: the epoch reset (which waits for
     every worker) names it, and the run starts new workers instead of failing."""
     ref = _embed(tiny_model, shapes, tmp_path / "ref", 0)
-    _embed(tiny_model, shapes, tmp_path / "first", 2)
-    victim = _pool_pids()[0]
-    os.kill(victim, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while _status(victim) not in ("Z", "") and time.monotonic() < deadline:
-        time.sleep(0.05)
+    victim = _kill_an_idle_worker(tiny_model, shapes, tmp_path)
     monkeypatch.setattr(pool_module, "_all_alive", lambda iterator: True)  # the check missed it
     _same_bytes(_embed(tiny_model, shapes, tmp_path / "after", 2), ref)
     assert victim not in _pool_pids()
