@@ -43,6 +43,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from workers.ml.data.batched import passthrough
+
 STALE = ("stale", [], [])  # a batch of a run that has ended, returned instead of decoding
 
 
@@ -95,10 +97,6 @@ class _Tasks:
         return len(self.tasks)
 
 
-def _passthrough(batch: Any) -> Any:
-    return batch
-
-
 class DecodePool:
     """Persistent DataLoader workers serving the batches of successive runs in order."""
 
@@ -114,7 +112,7 @@ class DecodePool:
         self.dir = Path(tempfile.mkdtemp(prefix="iimm-decode-"))
         self.loader = torch.utils.data.DataLoader(
             RunDispatch(self.current), batch_sampler=self.tasks, num_workers=workers,
-            collate_fn=_passthrough, pin_memory=pin_memory, persistent_workers=True,
+            collate_fn=passthrough, pin_memory=pin_memory, persistent_workers=True,
             prefetch_factor=4, worker_init_fn=worker_init_fn,
         )  # fmt: skip
 
