@@ -138,7 +138,11 @@ def throwaway_redis(workdir: Path) -> Iterator[tuple[int, list[subprocess.Popen[
         args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--dir", str(workdir)]  # fmt: skip
         procs.append(subprocess.Popen(args, stdout=subprocess.DEVNULL))
-        time.sleep(0.5)
+        ping = ["redis-cli", "-p", str(port), "ping"]
+        deadline = time.monotonic() + 60
+        while subprocess.run(ping, capture_output=True, text=True).stdout.strip() != "PONG":
+            assert time.monotonic() < deadline, "the throwaway redis-server did not start"
+            time.sleep(0.1)
 
     start()
     procs_start = procs

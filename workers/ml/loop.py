@@ -93,21 +93,24 @@ class ThreadSplit:
     waited: float = 0.0
     since: float = 0.0
     switched: bool = False
+    clock: Callable[[], float] = time.perf_counter  # seconds; injected by the tests
 
     @classmethod
-    def for_run(cls, device: torch.device, workers: int) -> ThreadSplit:
+    def for_run(
+        cls, device: torch.device, workers: int, clock: Callable[[], float] = time.perf_counter
+    ) -> ThreadSplit:
         threads = torch.get_num_threads()
         if device.type != "cpu" or workers < 1:
-            return cls(threads, threads)
-        return cls(threads, max(1, threads - workers))
+            return cls(threads, threads, clock=clock)
+        return cls(threads, max(1, threads - workers), clock=clock)
 
     def next(self, batches: Iterator[Any]) -> Any | None:
         """The next batch (None at the end), timing the wait for it until a switch."""
         if self.fewer == self.threads or self.switched:
             return next(batches, None)
-        t0 = time.perf_counter()
+        t0 = self.clock()
         batch = next(batches, None)
-        now = time.perf_counter()
+        now = self.clock()
         self.seen += 1
         if self.seen > 1:
             self.waited += now - t0

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import struct
-import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -229,11 +228,24 @@ def test_a_transform_without_a_shortcut_is_applied_to_every_image(tmp_path: Path
         assert torch.equal(pixels[k], worker(decode_image(tmp_path / name)))
 
 
-def _timed_batches(n: int, delay_s: float, prefetched: int = 0) -> Iterator[int]:
-    """n batches, each after `delay_s`, except the first `prefetched` (ready at once)."""
+class FakeClock:
+    """A clock that moves only when told: the thread split's timing without the scheduler."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _timed_batches(clock: FakeClock, n: int, delay_s: float, prefetched: int = 0) -> Iterator[int]:
+    """n batches, each after `delay_s` of fake waiting, except the first `prefetched`."""
     for i in range(n):
         if i >= prefetched:
-            time.sleep(delay_s)
+            clock.advance(delay_s)
         yield i
 
 
@@ -245,35 +257,52 @@ def two_threads() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-def _drain(split: ThreadSplit, batches: Iterator[int], busy_s: float) -> list[int]:
+def _drain(
+    split: ThreadSplit, batches: Iterator[int], clock: FakeClock, busy_s: float
+) -> list[int]:
     """Consume like the loop does: work `busy_s` per batch; the thread counts seen."""
     seen = []
     while split.next(batches) is not None:
         seen.append(torch.get_num_threads())
-        time.sleep(busy_s)
+        clock.advance(busy_s)
     split.restore()
     return seen
 
 
+def _split(device: str = "cpu", workers: int = 1) -> tuple[ThreadSplit, FakeClock]:
+    clock = FakeClock()
+    return ThreadSplit.for_run(torch.device(device), workers, clock=clock), clock
+
+
 def test_thread_split_gives_decoding_a_core_when_the_loop_waits(two_threads: None) -> None:
-    split = ThreadSplit.for_run(torch.device("cpu"), workers=1)
-    seen = _drain(split, _timed_batches(10, delay_s=0.02), busy_s=0.001)
-    assert seen[: split.window] == [2] * split.window and seen[-1] == 1
+    split, clock = _split()
+    seen = _drain(split, _timed_batches(clock, 10, delay_s=0.02), clock, busy_s=0.001)
+    # the first window (batches 2-5) waited 95% of its time: one thread from batch 5 on
+    assert seen == [2] * split.window + [1] * 6
     assert torch.get_num_threads() == 2  # restored
 
 
 def test_thread_split_sees_waits_behind_prefetched_batches(two_threads: None) -> None:
-    split = ThreadSplit.for_run(torch.device("cpu"), workers=1)
-    seen = _drain(split, _timed_batches(20, delay_s=0.02, prefetched=9), busy_s=0.001)
+    split, clock = _split()
+    seen = _drain(split, _timed_batches(clock, 20, delay_s=0.02, prefetched=9), clock, 0.001)
     assert seen[:9] == [2] * 9 and seen[-1] == 1
 
 
+def test_thread_split_switches_at_the_wait_share_and_not_below(two_threads: None) -> None:
+    # per batch: wait w, work 1 - w; a window's wait share is w (the threshold is 10%)
+    for wait, switches in ((0.09, False), (0.11, True)):
+        split, clock = _split()
+        seen = _drain(split, _timed_batches(clock, 12, delay_s=wait), clock, busy_s=1 - wait)
+        assert (seen[-1] == 1) is switches, (wait, seen)
+
+
 def test_thread_split_keeps_all_threads_when_the_forward_dominates(two_threads: None) -> None:
-    split = ThreadSplit.for_run(torch.device("cpu"), workers=1)
-    assert _drain(split, _timed_batches(10, delay_s=0.0), busy_s=0.005) == [2] * 10
+    split, clock = _split()
+    assert _drain(split, _timed_batches(clock, 10, delay_s=0.0), clock, busy_s=0.005) == [2] * 10
     for device, workers in (("cuda", 1), ("cpu", 0)):
-        split = ThreadSplit.for_run(torch.device(device), workers)
-        assert _drain(split, _timed_batches(8, delay_s=0.01), busy_s=0.0) == [2] * 8
+        split, clock = _split(device, workers)
+        seen = _drain(split, _timed_batches(clock, 8, delay_s=0.01), clock, busy_s=0.0)
+        assert seen == [2] * 8
 
 
 def test_embeddings_do_not_depend_on_the_thread_count(
