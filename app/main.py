@@ -15,6 +15,7 @@ from app.db import API_THREADS, make_engine, make_sessionmaker, session_scope
 from app.errors import install_error_handlers
 from app.health.metrics import metrics_middleware
 from app.limits import BodyLimitMiddleware
+from app.openapi import TAGS, operation_id
 
 log = logging.getLogger("iimm.api")
 
@@ -102,7 +103,14 @@ def _routers(app: FastAPI) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The API application for `settings` (default: from the environment)."""
     settings = settings or get_settings()
-    app = FastAPI(title="IIMM service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="IIMM service",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=TAGS,
+        generate_unique_id_function=operation_id,
+    )
     app.state.settings = settings
     install_error_handlers(app)
     app.middleware("http")(metrics_middleware)

@@ -12,10 +12,12 @@ from app.comparisons.schemas import ComparisonRead, RankingRead
 from app.deps import CurrentPrincipal, SessionDep
 from app.errors import problems
 
-router = APIRouter(prefix="/v1", tags=["comparisons"])
+router = APIRouter(prefix="/v1")
 
 
-@router.get("/comparisons", response_model=ComparisonRead, responses=problems())
+@router.get(
+    "/comparisons", tags=["comparisons"], response_model=ComparisonRead, responses=problems()
+)
 async def compare_measures(
     session: SessionDep,
     principal: CurrentPrincipal,
@@ -36,7 +38,7 @@ async def compare_measures(
     )  # fmt: skip
 
 
-@router.get("/rankings", response_model=RankingRead, responses=problems())
+@router.get("/rankings", tags=["rankings"], response_model=RankingRead, responses=problems())
 async def rank_models(
     session: SessionDep,
     principal: CurrentPrincipal,

@@ -18,13 +18,18 @@ from app.finetuning.schemas import (
 )
 from app.models import Evaluation
 
-router = APIRouter(tags=["fine-tuning"])
+router = APIRouter()
 IdQuery = Annotated[str | None, Query(max_length=40)]
 Cursor = Annotated[str | None, Query(max_length=100)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
-@router.get("/v1/finetuned-models", response_model=FinetunedModelList, responses=problems())
+@router.get(
+    "/v1/finetuned-models",
+    tags=["finetuned-models"],
+    response_model=FinetunedModelList,
+    responses=problems(),
+)
 async def list_finetuned_models(
     session: SessionDep,
     principal: CurrentPrincipal,
@@ -51,7 +56,10 @@ async def list_finetuned_models(
 
 
 @router.get(
-    "/v1/finetuned-models/{finetuned_id}", response_model=FinetunedModelRead, responses=problems()
+    "/v1/finetuned-models/{finetuned_id}",
+    tags=["finetuned-models"],
+    response_model=FinetunedModelRead,
+    responses=problems(),
 )
 async def get_finetuned_model(
     finetuned_id: str, session: SessionDep, principal: CurrentPrincipal
@@ -74,7 +82,9 @@ def _evaluation(row: Evaluation) -> EvaluationRead:
     )  # fmt: skip
 
 
-@router.get("/v1/evaluations", response_model=EvaluationList, responses=problems())
+@router.get(
+    "/v1/evaluations", tags=["evaluations"], response_model=EvaluationList, responses=problems()
+)
 async def list_evaluations(
     session: SessionDep,
     principal: CurrentPrincipal,

@@ -31,7 +31,7 @@ class Readiness(BaseModel):
 
 
 @router.get("/healthz", response_model=Health)
-async def healthz() -> Health:
+async def get_health() -> Health:
     """The process is alive (no dependency is checked)."""
     return Health(status="ok")
 
@@ -60,7 +60,7 @@ def _readiness(request: Request) -> dict[str, str]:
 
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
-async def readyz(request: Request) -> JSONResponse:
+async def get_readiness(request: Request) -> JSONResponse:
     """Ready when the database, the broker (production) and the storage are reachable."""
     checks = await run_in_threadpool(_readiness, request)
     ok = all(v == "ok" for v in checks.values())
@@ -78,7 +78,7 @@ def _metrics(request: Request) -> bytes:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-async def metrics(request: Request) -> PlainTextResponse:
+async def get_metrics(request: Request) -> PlainTextResponse:
     """Prometheus metrics: requests, job counts by state, job durations, queue depth."""
     body = await run_in_threadpool(_metrics, request)
     return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)

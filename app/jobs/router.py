@@ -48,7 +48,7 @@ def to_read(job: Job) -> JobRead:
     response_model=JobRead,
     responses=problems(409),
 )
-async def submit_job(
+async def create_job(
     session: SessionDep,
     principal: CurrentPrincipal,
     settings: SettingsDep,

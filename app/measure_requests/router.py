@@ -78,7 +78,7 @@ async def _read(request: Request) -> tuple[dict[str, np.ndarray], list[str] | No
     responses={202: {"model": JobRead, "description": "Large input: a job"}, **problems(413, 415)},
     openapi_extra=BODY,
 )
-async def measures(
+async def compute_measures(
     request: Request,
     session: SessionDep,
     principal: CurrentPrincipal,

@@ -125,7 +125,11 @@ async def delete_predictor(
     return Response(status_code=204)
 
 
-@router.post("/{predictor_id}/predictions", response_model=PredictionRead, responses=problems(409))
+@router.post(
+    "/{predictor_id}/predictions",
+    response_model=PredictionRead,
+    responses=problems(409),
+)
 async def create_prediction(
     predictor_id: str, body: PredictionCreate, session: SessionDep, principal: CurrentPrincipal
 ) -> PredictionRead:

@@ -1,0 +1,43 @@
+"""The OpenAPI document as a client generator reads it (no server needed)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from app.main import create_app
+from app.openapi import TAGS
+
+METHODS = {"get", "put", "post", "delete", "patch"}
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    return create_app().openapi()
+
+
+def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (method, path, op)
+        for path, item in document["paths"].items()
+        for method, op in item.items()
+        if method in METHODS
+    ]
+
+
+def test_operation_ids_are_short_unique_snake_case(document: dict[str, Any]) -> None:
+    ids = [op["operationId"] for _, _, op in operations(document)]
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+    for op_id in ids:
+        assert re.fullmatch(r"[a-z]+(_[a-z]+)*", op_id), op_id
+        assert len(op_id) <= 32, op_id
+    assert {"list_datasets", "get_job", "cancel_job", "create_job", "create_prediction"} <= set(ids)
+
+
+def test_every_operation_has_one_declared_tag(document: dict[str, Any]) -> None:
+    declared = {t["name"] for t in TAGS}
+    assert [t["name"] for t in document["tags"]] == [t["name"] for t in TAGS]
+    for method, path, op in operations(document):
+        assert len(op["tags"]) == 1 and op["tags"][0] in declared, (method, path, op["tags"])
