@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 import anyio.to_thread
@@ -15,7 +15,7 @@ from app.artifacts import Storage
 from app.auth.service import Principal, authenticate
 from app.config import Settings
 from app.db import end_session, session_scope
-from app.errors import UnauthorizedError
+from app.errors import UnauthorizedError, UnsupportedMediaTypeError
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -86,3 +86,19 @@ def get_principal(
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+JSON, MULTIPART = "application/json", "multipart/form-data"
+
+
+def media_type(*accepted: str, hint: str = "") -> Any:
+    """A route dependency: 415 unless the body's `Content-Type` is one of `accepted`."""
+
+    async def check(request: Request) -> None:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype not in accepted:
+            raise UnsupportedMediaTypeError(
+                f"content type {ctype or 'none'!r} not accepted here: send {' or '.join(accepted)}"
+                + (f"; {hint}" if hint else "")
+            )
+
+    return Depends(check)

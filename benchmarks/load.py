@@ -70,7 +70,7 @@ def setup(client: httpx.Client, work: Path) -> dict[str, str]:
                 zf.write(p, p.relative_to(folder).as_posix())
     name = f"load-{random.randrange(1 << 30)}"
     with archive.open("rb") as fh:
-        ds = client.post("/v1/datasets", data={"name": name}, files={"file": fh}).json()
+        ds = client.post("/v1/datasets:upload", data={"name": name}, files={"file": fh}).json()
     model = client.post(
         "/v1/models", json={"name": name, "arch": TINY, "pretrained": "random"}
     ).json()

@@ -41,7 +41,7 @@ def upload(client: ApiClient, path: Path, name: str) -> dict[str, Any]:
             path = Path(shutil.make_archive(os.path.join(tmp, "dataset"), "zip", path))
         with path.open("rb") as fh:
             files = {"file": (path.name, fh, "application/octet-stream")}
-            return client.request("POST", "/v1/datasets", data={"name": name}, files=files)
+            return client.request("POST", "/v1/datasets:upload", data={"name": name}, files=files)
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)

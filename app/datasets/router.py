@@ -1,25 +1,38 @@
-"""`/v1/datasets`: upload or reference image-classification datasets."""
+"""`/v1/datasets`: register a reference (JSON) or upload an archive (`:upload`, multipart)."""
 
 from __future__ import annotations
 
-import json
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from app.datasets import service
-from app.datasets.schemas import DatasetList, DatasetRead, DatasetRef
-from app.deps import CurrentPrincipal, SessionDep, SettingsDep, StorageDep
-from app.errors import InvalidError, UnsupportedMediaTypeError, problems
+from app.datasets.schemas import NAME_PATTERN, NAME_RULE, DatasetList, DatasetRead, DatasetRef
+from app.deps import (
+    JSON,
+    MULTIPART,
+    CurrentPrincipal,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+    media_type,
+)
+from app.errors import InvalidError, problems
 from app.limits import read_form
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
-_NAME = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"^[\w .-]+$"}
-CREATE_BODY: dict[str, Any] = {
+_NAME = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 200,
+    "pattern": NAME_PATTERN,
+    "description": NAME_RULE,
+}
+UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
@@ -36,7 +49,6 @@ CREATE_BODY: dict[str, Any] = {
                     },
                 }
             },
-            "application/json": {"schema": DatasetRef.model_json_schema()},
         },
     }
 }  # fmt: skip
@@ -45,8 +57,8 @@ CREATE_BODY: dict[str, Any] = {
 async def _form_upload(request: Request) -> tuple[str, UploadFile, UploadFile | None]:
     form = await read_form(request, max_files=2, max_fields=5)
     name, file, manifest = form.get("name"), form.get("file"), form.get("manifest")
-    if not isinstance(name, str) or not name.strip() or len(name) > 200:
-        raise InvalidError("form field `name` (1-200 characters) is required")
+    if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name) or len(name) > 200:
+        raise InvalidError(f"form field `name` is required: {NAME_RULE}")
     if not isinstance(file, UploadFile):
         raise InvalidError("form field `file` must be an uploaded archive (zip, tar, tar.gz)")
     if manifest is not None and not isinstance(manifest, UploadFile):
@@ -54,21 +66,44 @@ async def _form_upload(request: Request) -> tuple[str, UploadFile, UploadFile | 
     return name.strip(), file, manifest
 
 
-async def _json_ref(request: Request) -> DatasetRef:
-    try:
-        return DatasetRef.model_validate(json.loads(await request.body()))
-    except (ValueError, ValidationError) as exc:
-        raise InvalidError(f"invalid dataset reference: {exc}") from None
-
-
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=DatasetRead,
     responses=problems(403, 409, 413, 415),
-    openapi_extra=CREATE_BODY,
+    dependencies=[media_type(JSON, hint="to upload an archive, POST multipart to :upload")],
 )
 async def create_dataset(
+    ref: DatasetRef,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    settings: SettingsDep,
+    response: Response,
+) -> DatasetRead:
+    """Register a dataset the workers read where it lives.
+
+    `{"name", "uri", "format"}` with a `file://` URI under an allowed root, a
+    `torchvision://` URI, or an `s3://`/`https://` URI on an allowed host. To upload an
+    archive instead, use `POST /v1/datasets:upload`.
+    """
+    row = await run_in_threadpool(
+        lambda: service.register_uri(
+            session=session, settings=settings, project_id=principal.project_id, ref=ref
+        )
+    )
+    response.headers["Location"] = f"/v1/datasets/{row.id}"
+    return DatasetRead.model_validate(row)
+
+
+@router.post(
+    ":upload",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DatasetRead,
+    responses=problems(403, 409, 413, 415),
+    openapi_extra=UPLOAD_BODY,
+    dependencies=[media_type(MULTIPART, hint="to register a URI, POST JSON to /v1/datasets")],
+)
+async def upload_dataset(
     request: Request,
     session: SessionDep,
     principal: CurrentPrincipal,
@@ -76,38 +111,22 @@ async def create_dataset(
     storage: StorageDep,
     response: Response,
 ) -> DatasetRead:
-    """Upload a dataset archive (multipart) or register a reference (JSON).
+    """Upload a dataset archive (multipart).
 
-    Multipart: `name`, `file` (zip/tar/tar.gz of `class/*.png` or `split/class/*.png`) and
-    optionally `manifest` (CSV/Parquet with `path`, `label`, optional `split`). Every image is
-    decoded and checked; ingest is atomic (a failed upload leaves no row and no file).
-    JSON: `{"name", "uri", "format"}` with a `file://` URI under an allowed root, or an
-    `s3://`/`https://` URI on an allowed host.
+    `name`, `file` (zip/tar/tar.gz of `class/*.png` or `split/class/*.png`) and optionally
+    `manifest` (CSV/Parquet with `path`, `label`, optional `split`). Every image is decoded
+    and checked; ingest is atomic (a failed upload leaves no row and no file).
     """
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype == "multipart/form-data":
-        name, file, manifest = await _form_upload(request)
-        row = await run_in_threadpool(
-            lambda: service.ingest_upload(
-                session=session, storage=storage, settings=settings,
-                project_id=principal.project_id, name=name, archive=file.file,
-                filename=file.filename or "upload.zip",
-                manifest=manifest.file if manifest else None,
-                manifest_name=manifest.filename if manifest else None,
-            )
-        )  # fmt: skip
-    elif ctype == "application/json":
-        ref = await _json_ref(request)
-        row = await run_in_threadpool(
-            lambda: service.register_uri(
-                session=session, settings=settings, project_id=principal.project_id, ref=ref
-            )
+    name, file, manifest = await _form_upload(request)
+    row = await run_in_threadpool(
+        lambda: service.ingest_upload(
+            session=session, storage=storage, settings=settings,
+            project_id=principal.project_id, name=name, archive=file.file,
+            filename=file.filename or "upload.zip",
+            manifest=manifest.file if manifest else None,
+            manifest_name=manifest.filename if manifest else None,
         )
-    else:
-        raise UnsupportedMediaTypeError(
-            f"content type {ctype or 'none'!r} not accepted: send multipart/form-data (upload)"
-            " or application/json (reference)"
-        )
+    )  # fmt: skip
     response.headers["Location"] = f"/v1/datasets/{row.id}"
     return DatasetRead.model_validate(row)
 

@@ -7,6 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+NAME_PATTERN = r"^[\w .-]+$"
+NAME_RULE = "1-200 letters, digits, spaces, `_`, `.` or `-`"
+
 
 class DatasetRef(BaseModel):
     """A dataset the workers read where it lives (`file://` under an allowed root, ...)."""
@@ -21,7 +24,7 @@ class DatasetRef(BaseModel):
         },
     )
 
-    name: str = Field(min_length=1, max_length=200, pattern=r"^[\w .-]+$")
+    name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN, description=NAME_RULE)
     uri: str = Field(min_length=1, max_length=2000)
     format: Literal["folder", "archive", "csv", "parquet", "torchvision"] | None = None
     class_names: list[str] | None = Field(default=None, max_length=100_000)

@@ -1,21 +1,31 @@
-"""`POST /v1/measures`: synchronous for small inputs, a job above the size limit."""
+"""`POST /v1/measures` (JSON) and `:upload` (.npz): synchronous when small, else a job."""
 
 from __future__ import annotations
 
 import io
-import json
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from app.artifacts import Storage
+from app.auth.service import Principal
+from app.config import Settings
 from app.db import new_id
-from app.deps import CurrentPrincipal, SessionDep, SettingsDep, StorageDep
-from app.errors import InvalidError, UnsupportedMediaTypeError, problems
+from app.deps import (
+    JSON,
+    MULTIPART,
+    CurrentPrincipal,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+    media_type,
+)
+from app.errors import InvalidError, problems
 from app.jobs import service as jobs_service
 from app.jobs.router import to_read
 from app.jobs.schemas import JobRead
@@ -26,11 +36,10 @@ from app.measure_requests.schemas import MeasuresRequest, MeasuresResult
 
 router = APIRouter(prefix="/v1/measures", tags=["measures"])
 
-BODY: dict[str, Any] = {
+NPZ_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": MeasuresRequest.model_json_schema()},
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
@@ -45,52 +54,78 @@ BODY: dict[str, Any] = {
         },
     }
 }  # fmt: skip
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"model": JobRead, "description": "Large input: a `measures` job (`Location`)"},
+    **problems(413, 415),
+}
 
 
-async def _read(request: Request) -> tuple[dict[str, np.ndarray], list[str] | None]:
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype == "application/json":
-        try:
-            body = MeasuresRequest.model_validate(json.loads(await request.body()))
-        except (ValueError, ValidationError) as exc:
-            raise InvalidError(f"invalid measures request: {exc}") from None
-        try:
-            arrays = {k: np.asarray(getattr(body, k)) for k in service.KEYS}
-        except ValueError:
-            raise InvalidError("images and texts must be rectangular arrays of numbers") from None
-        return arrays, body.measures
-    if ctype == "multipart/form-data":
-        form = await read_form(request, max_files=1, max_fields=3)
-        file, names = form.get("file"), form.get("measures")
-        if not isinstance(file, UploadFile):
-            raise InvalidError("form field `file` must be an uploaded .npz file")
-        arrays = await run_in_threadpool(service.load_npz, await file.read())
-        wanted = (
-            [n.strip() for n in names.split(",") if n.strip()] if isinstance(names, str) else None
-        )
-        return arrays, wanted or None
-    raise UnsupportedMediaTypeError("send application/json arrays or a multipart .npz upload")
+async def _npz_form(request: Request) -> tuple[dict[str, np.ndarray], list[str] | None]:
+    form = await read_form(request, max_files=1, max_fields=3)
+    file, names = form.get("file"), form.get("measures")
+    if not isinstance(file, UploadFile):
+        raise InvalidError("form field `file` must be an uploaded .npz file")
+    arrays = await run_in_threadpool(service.load_npz, await file.read())
+    wanted = [n.strip() for n in names.split(",") if n.strip()] if isinstance(names, str) else None
+    return arrays, wanted or None
 
 
 @router.post(
     "",
     response_model=MeasuresResult,
-    responses={202: {"model": JobRead, "description": "Large input: a job"}, **problems(413, 415)},
-    openapi_extra=BODY,
+    responses=RESPONSES,
+    dependencies=[media_type(JSON, hint="to upload an .npz, POST multipart to :upload")],
 )
 async def compute_measures(
+    body: MeasuresRequest,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    settings: SettingsDep,
+    storage: StorageDep,
+) -> Response:
+    """Measures of embeddings you already have, as JSON arrays (images n×d, texts k×d, labels n).
+
+    Up to `IIMM_MEASURES_SYNC_MAX_VALUES` numbers the answer comes at once (200); above it
+    the arrays are stored and a job is returned (202, `Location`) whose result holds them.
+    """
+    try:
+        arrays = {k: np.asarray(getattr(body, k)) for k in service.KEYS}
+    except ValueError:
+        raise InvalidError("images and texts must be rectangular arrays of numbers") from None
+    return await _answer(arrays, body.measures, session, principal, settings, storage)
+
+
+@router.post(
+    ":upload",
+    response_model=MeasuresResult,
+    responses=RESPONSES,
+    openapi_extra=NPZ_BODY,
+    dependencies=[media_type(MULTIPART, hint="to send JSON arrays, POST to /v1/measures")],
+)
+async def compute_measures_npz(
     request: Request,
     session: SessionDep,
     principal: CurrentPrincipal,
     settings: SettingsDep,
     storage: StorageDep,
 ) -> Response:
-    """Measures of embeddings you already have (images n×d, texts k×d, labels n).
+    """Measures of embeddings you already have, as an uploaded `.npz` (`images`, `texts`, `labels`).
 
-    Up to `IIMM_MEASURES_SYNC_MAX_VALUES` numbers the answer comes at once (200); above it
-    the arrays are stored and a job is returned (202, `Location`) whose result holds them.
+    Same answers as `POST /v1/measures`: 200 with the measures, or 202 with a job for
+    large inputs.
     """
-    arrays, names = await _read(request)
+    arrays, names = await _npz_form(request)
+    return await _answer(arrays, names, session, principal, settings, storage)
+
+
+async def _answer(
+    arrays: dict[str, np.ndarray],
+    names: list[str] | None,
+    session: Session,
+    principal: Principal,
+    settings: Settings,
+    storage: Storage,
+) -> Response:
     n, k, d = service.check_arrays(arrays)
     if (n + k) * d <= settings.measures_sync_max_values:
         values = await run_in_threadpool(service.compute, arrays, names)

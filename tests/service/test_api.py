@@ -22,7 +22,7 @@ def _name(prefix: str) -> str:
 def upload(client: httpx.Client, archive: Path, name: str | None = None) -> httpx.Response:
     with archive.open("rb") as fh:
         files = {"file": (archive.name, fh, "application/zip")}
-        return client.post("/v1/datasets", data={"name": name or _name("ds")}, files=files)
+        return client.post("/v1/datasets:upload", data={"name": name or _name("ds")}, files=files)
 
 
 def add_tiny(client: httpx.Client) -> dict[str, Any]:
@@ -259,14 +259,16 @@ def test_measures_sync_and_job(stack: Stack) -> None:
         assert set(resp.json()["measures"]) >= {"iimm", "inter_modal", "intra_images"}
         buf = io.BytesIO()
         np.savez(buf, **_arrays(5000, 10, 1000))
-        big = c.post("/v1/measures", files={"file": ("e.npz", buf.getvalue())})
+        big = c.post("/v1/measures:upload", files={"file": ("e.npz", buf.getvalue())})
         assert big.status_code == 202, big.text
         job = wait_job(c, big.json()["id"])
         assert job["status"] == "succeeded", job
         assert abs(job["result"]["measures"]["iimm"]) < 1
         pickled = io.BytesIO()
         np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
-        assert_problem(c.post("/v1/measures", files={"file": ("x.npz", pickled.getvalue())}), 422)
+        assert_problem(
+            c.post("/v1/measures:upload", files={"file": ("x.npz", pickled.getvalue())}), 422
+        )
         bad = {k: v.tolist() for k, v in small.items()} | {"labels": [0] * 19 + [9]}
         assert_problem(c.post("/v1/measures", json=bad), 422)
         assert_problem(

@@ -119,7 +119,9 @@ def test_hostile_archive(api: Stack, case: str) -> None:
     make, status, word = CASES[case]
     before = _state(api)
     with api.client() as c:
-        resp = c.post("/v1/datasets", data={"name": "hostile"}, files={"file": ("d.zip", make())})
+        resp = c.post(
+            "/v1/datasets:upload", data={"name": "hostile"}, files={"file": ("d.zip", make())}
+        )
     _assert_problem(resp, status, word)
     assert httpx.get(f"{api.url}/healthz").status_code == 200
     assert _state(api) == before
@@ -130,7 +132,7 @@ def test_manifest_naming_missing_files(api: Stack) -> None:
     archive = _zip(_good())
     with api.client() as c:
         resp = c.post(
-            "/v1/datasets",
+            "/v1/datasets:upload",
             data={"name": "manifest"},
             files={"file": ("d.zip", archive), "manifest": ("m.csv", csv)},
         )
@@ -145,8 +147,17 @@ def test_wrong_content_type_and_oversize(api: Stack) -> None:
             415,
             "content type",
         )
+        zipped = _zip(_good())
+        # one body type per operation: each points at the other
+        resp = c.post("/v1/datasets", data={"name": "m"}, files={"file": ("d.zip", zipped)})
+        _assert_problem(resp, 415, ":upload")
+        _assert_problem(c.post("/v1/datasets:upload", json={"name": "j", "uri": "x"}), 415, "JSON")
+        resp = c.post(
+            "/v1/datasets:upload", data={"name": "a/b"}, files={"file": ("d.zip", zipped)}
+        )
+        _assert_problem(resp, 422, "letters, digits")
         big = np.random.default_rng(0).bytes(3_500_000)
-        resp = c.post("/v1/datasets", data={"name": "big"}, files={"file": ("d.zip", big)})
+        resp = c.post("/v1/datasets:upload", data={"name": "big"}, files={"file": ("d.zip", big)})
         _assert_problem(resp, 413, "limit")
         huge_json = b'{"name": "x", "uri": "' + b"a" * 17_000_000 + b'"}'
         resp = c.post(
@@ -160,7 +171,7 @@ def test_wrong_content_type_and_oversize(api: Stack) -> None:
 def test_good_upload_still_works(api: Stack) -> None:
     with api.client() as c:
         resp = c.post(
-            "/v1/datasets", data={"name": "fine"}, files={"file": ("d.zip", _zip(_good()))}
+            "/v1/datasets:upload", data={"name": "fine"}, files={"file": ("d.zip", _zip(_good()))}
         )
     assert resp.status_code == 201, resp.text
     assert resp.json()["class_names"] == ["a", "b"]
