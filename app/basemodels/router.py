@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
-from starlette.concurrency import run_in_threadpool
 
 from app.basemodels import service
 from app.basemodels.schemas import ModelCreate, ModelList, ModelRead
@@ -27,7 +26,7 @@ def to_read(row: BaseModel) -> ModelRead:
 @router.post(
     "", status_code=status.HTTP_201_CREATED, response_model=ModelRead, responses=problems(403, 409)
 )
-async def create_model(
+def create_model(
     body: ModelCreate,
     session: SessionDep,
     principal: CurrentPrincipal,
@@ -39,11 +38,9 @@ async def create_model(
     The spec is checked without loading weights; a missing checkpoint is reported when a job
     first loads the model.
     """
-    read = await run_in_threadpool(
-        lambda: to_read(
-            service.create_model(
-                session=session, settings=settings, project_id=principal.project_id, body=body
-            )
+    read = to_read(
+        service.create_model(
+            session=session, settings=settings, project_id=principal.project_id, body=body
         )
     )
     response.headers["Location"] = f"/v1/models/{read.id}"
@@ -51,39 +48,29 @@ async def create_model(
 
 
 @router.get("", response_model=ModelList, responses=problems())
-async def list_models(
+def list_models(
     session: SessionDep,
     principal: CurrentPrincipal,
     cursor: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> ModelList:
     """List the project's models, newest first (cursor pagination)."""
-
-    def work() -> ModelList:
-        rows, nxt = service.list_models(
-            session=session, project_id=principal.project_id, cursor=cursor, limit=limit
-        )
-        return ModelList(items=[to_read(r) for r in rows], next_cursor=nxt)
-
-    return await run_in_threadpool(work)
+    rows, nxt = service.list_models(
+        session=session, project_id=principal.project_id, cursor=cursor, limit=limit
+    )
+    return ModelList(items=[to_read(r) for r in rows], next_cursor=nxt)
 
 
 @router.get("/{model_id}", response_model=ModelRead, responses=problems())
-async def get_model(model_id: str, session: SessionDep, principal: CurrentPrincipal) -> ModelRead:
+def get_model(model_id: str, session: SessionDep, principal: CurrentPrincipal) -> ModelRead:
     """One model."""
-    return await run_in_threadpool(
-        lambda: to_read(
-            service.get_model(session=session, project_id=principal.project_id, model_id=model_id)
-        )
+    return to_read(
+        service.get_model(session=session, project_id=principal.project_id, model_id=model_id)
     )
 
 
 @router.delete("/{model_id}", status_code=204, responses=problems())
-async def delete_model(model_id: str, session: SessionDep, principal: CurrentPrincipal) -> Response:
+def delete_model(model_id: str, session: SessionDep, principal: CurrentPrincipal) -> Response:
     """Delete a model with its embeddings and scores."""
-    await run_in_threadpool(
-        lambda: service.delete_model(
-            session=session, project_id=principal.project_id, model_id=model_id
-        )
-    )
+    service.delete_model(session=session, project_id=principal.project_id, model_id=model_id)
     return Response(status_code=204)

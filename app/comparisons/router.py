@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from starlette.concurrency import run_in_threadpool
 
 from app.comparisons import service
 from app.comparisons.schemas import ComparisonRead, RankingRead
@@ -18,7 +17,7 @@ router = APIRouter(prefix="/v1")
 @router.get(
     "/comparisons", tags=["comparisons"], response_model=ComparisonRead, responses=problems()
 )
-async def compare_measures(
+def compare_measures(
     session: SessionDep,
     principal: CurrentPrincipal,
     base_model_id: Annotated[str, Query(max_length=40)],
@@ -30,16 +29,14 @@ async def compare_measures(
     against G and against the fine-tuned accuracy, and R² (and slope p-value) of the linear
     fit of G on the measure; best |ρ vs G| first. Needs 3 fine-tuned tasks (422 otherwise).
     """
-    return await run_in_threadpool(
-        lambda: service.compare(
-            session=session, project_id=principal.project_id, base_model_id=base_model_id,
-            method=method,
-        )
+    return service.compare(
+        session=session, project_id=principal.project_id, base_model_id=base_model_id,
+        method=method,
     )  # fmt: skip
 
 
 @router.get("/rankings", tags=["rankings"], response_model=RankingRead, responses=problems())
-async def rank_models(
+def rank_models(
     session: SessionDep,
     principal: CurrentPrincipal,
     dataset_id: Annotated[str, Query(max_length=40)],
@@ -51,8 +48,6 @@ async def rank_models(
     dataset's stored scores, with a prediction interval; the predicted out-of-domain change
     (forgetting) stands beside it. Models that cannot be ranked are listed with the reason.
     """
-    return await run_in_threadpool(
-        lambda: service.rank(
-            session=session, project_id=principal.project_id, dataset_id=dataset_id, level=level
-        )
+    return service.rank(
+        session=session, project_id=principal.project_id, dataset_id=dataset_id, level=level
     )

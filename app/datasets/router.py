@@ -132,46 +132,33 @@ async def upload_dataset(
 
 
 @router.get("", response_model=DatasetList, responses=problems())
-async def list_datasets(
+def list_datasets(
     session: SessionDep,
     principal: CurrentPrincipal,
     cursor: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> DatasetList:
     """List the project's datasets, newest first (cursor pagination)."""
-
-    def work() -> DatasetList:
-        rows, nxt = service.list_datasets(
-            session=session, project_id=principal.project_id, cursor=cursor, limit=limit
-        )
-        return DatasetList(items=[DatasetRead.model_validate(r) for r in rows], next_cursor=nxt)
-
-    return await run_in_threadpool(work)
+    rows, nxt = service.list_datasets(
+        session=session, project_id=principal.project_id, cursor=cursor, limit=limit
+    )
+    return DatasetList(items=[DatasetRead.model_validate(r) for r in rows], next_cursor=nxt)
 
 
 @router.get("/{dataset_id}", response_model=DatasetRead, responses=problems())
-async def get_dataset(
-    dataset_id: str, session: SessionDep, principal: CurrentPrincipal
-) -> DatasetRead:
+def get_dataset(dataset_id: str, session: SessionDep, principal: CurrentPrincipal) -> DatasetRead:
     """One dataset: class names, split sizes, fingerprint, status."""
-    return await run_in_threadpool(
-        lambda: DatasetRead.model_validate(
-            service.get_dataset(
-                session=session, project_id=principal.project_id, dataset_id=dataset_id
-            )
-        )
+    return DatasetRead.model_validate(
+        service.get_dataset(session=session, project_id=principal.project_id, dataset_id=dataset_id)
     )
 
 
 @router.delete("/{dataset_id}", status_code=204, responses=problems())
-async def delete_dataset(
+def delete_dataset(
     dataset_id: str, session: SessionDep, principal: CurrentPrincipal, storage: StorageDep
 ) -> Response:
     """Delete a dataset with its stored files, embeddings and scores."""
-    await run_in_threadpool(
-        lambda: service.delete_dataset(
-            session=session, storage=storage, project_id=principal.project_id,
-            dataset_id=dataset_id,
-        )
-    )  # fmt: skip
+    service.delete_dataset(
+        session=session, storage=storage, project_id=principal.project_id, dataset_id=dataset_id
+    )
     return Response(status_code=204)

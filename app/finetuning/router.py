@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from starlette.concurrency import run_in_threadpool
 
 from app.deps import CurrentPrincipal, SessionDep
 from app.errors import problems
@@ -30,7 +29,7 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
     response_model=FinetunedModelList,
     responses=problems(),
 )
-async def list_finetuned_models(
+def list_finetuned_models(
     session: SessionDep,
     principal: CurrentPrincipal,
     base_model_id: IdQuery = None,
@@ -42,17 +41,13 @@ async def list_finetuned_models(
     """The project's fine-tuned models, filtered by base model, method and training dataset."""
     filters = {"base_model_id": base_model_id, "method": method,
                "train_dataset_id": train_dataset_id}  # fmt: skip
-
-    def work() -> FinetunedModelList:
-        rows, nxt = service.list_finetuned(
-            session=session, project_id=principal.project_id, filters=filters, cursor=cursor,
-            limit=limit,
-        )  # fmt: skip
-        return FinetunedModelList(
-            items=[FinetunedModelRead.model_validate(r) for r in rows], next_cursor=nxt
-        )
-
-    return await run_in_threadpool(work)
+    rows, nxt = service.list_finetuned(
+        session=session, project_id=principal.project_id, filters=filters, cursor=cursor,
+        limit=limit,
+    )  # fmt: skip
+    return FinetunedModelList(
+        items=[FinetunedModelRead.model_validate(r) for r in rows], next_cursor=nxt
+    )
 
 
 @router.get(
@@ -61,14 +56,12 @@ async def list_finetuned_models(
     response_model=FinetunedModelRead,
     responses=problems(),
 )
-async def get_finetuned_model(
+def get_finetuned_model(
     finetuned_id: str, session: SessionDep, principal: CurrentPrincipal
 ) -> FinetunedModelRead:
     """One fine-tuned model: base model, method, hyperparameters, best epoch, checkpoint."""
-    row = await run_in_threadpool(
-        lambda: service.get_finetuned(
-            session=session, project_id=principal.project_id, finetuned_id=finetuned_id
-        )
+    row = service.get_finetuned(
+        session=session, project_id=principal.project_id, finetuned_id=finetuned_id
     )
     return FinetunedModelRead.model_validate(row)
 
@@ -85,7 +78,7 @@ def _evaluation(row: Evaluation) -> EvaluationRead:
 @router.get(
     "/v1/evaluations", tags=["evaluations"], response_model=EvaluationList, responses=problems()
 )
-async def list_evaluations(
+def list_evaluations(
     session: SessionDep,
     principal: CurrentPrincipal,
     model_id: Annotated[
@@ -100,12 +93,8 @@ async def list_evaluations(
     """Stored accuracies (top-1, top-5, mean per-class recall) of models on dataset splits."""
     filters = {"model_id": model_id, "base_model_id": base_model_id, "dataset_id": dataset_id,
                "split": split}  # fmt: skip
-
-    def work() -> EvaluationList:
-        rows, nxt = service.list_evaluations(
-            session=session, project_id=principal.project_id, filters=filters, cursor=cursor,
-            limit=limit,
-        )  # fmt: skip
-        return EvaluationList(items=[_evaluation(r) for r in rows], next_cursor=nxt)
-
-    return await run_in_threadpool(work)
+    rows, nxt = service.list_evaluations(
+        session=session, project_id=principal.project_id, filters=filters, cursor=cursor,
+        limit=limit,
+    )  # fmt: skip
+    return EvaluationList(items=[_evaluation(r) for r in rows], next_cursor=nxt)

@@ -9,7 +9,6 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from sqlalchemy import text
-from starlette.concurrency import run_in_threadpool
 
 from app.db import session_scope
 from app.health.metrics import REGISTRY, refresh_job_gauges
@@ -60,9 +59,9 @@ def _readiness(request: Request) -> dict[str, str]:
 
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
-async def get_readiness(request: Request) -> JSONResponse:
+def get_readiness(request: Request) -> JSONResponse:
     """Ready when the database, the broker (production) and the storage are reachable."""
-    checks = await run_in_threadpool(_readiness, request)
+    checks = _readiness(request)
     ok = all(v == "ok" for v in checks.values())
     body = Readiness(status="ok" if ok else "unavailable", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
@@ -78,7 +77,7 @@ def _metrics(request: Request) -> bytes:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-async def get_metrics(request: Request) -> PlainTextResponse:
+def get_metrics(request: Request) -> PlainTextResponse:
     """Prometheus metrics: requests, job counts by state, job durations, queue depth."""
-    body = await run_in_threadpool(_metrics, request)
+    body = _metrics(request)
     return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)

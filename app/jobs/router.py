@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, Response, status
-from starlette.concurrency import run_in_threadpool
 
 from app.deps import CurrentPrincipal, SessionDep, SettingsDep
 from app.errors import problems
@@ -48,7 +47,7 @@ def to_read(job: Job) -> JobRead:
     response_model=JobRead,
     responses=problems(409),
 )
-async def create_job(
+def create_job(
     session: SessionDep,
     principal: CurrentPrincipal,
     settings: SettingsDep,
@@ -65,18 +64,15 @@ async def create_job(
     told, so it runs even if the broker is down at submission.
     """
 
-    def work() -> tuple[JobRead, bool]:
-        job, created = service.create_job(
-            session=session,
-            project_id=principal.project_id,
-            params=body,
-            idempotency_key=idempotency_key,
-            max_attempts=settings.max_attempts,
-            use_broker=settings.uses_broker,
-        )
-        return to_read(job), created
-
-    read, created = await run_in_threadpool(work)
+    job, created = service.create_job(
+        session=session,
+        project_id=principal.project_id,
+        params=body,
+        idempotency_key=idempotency_key,
+        max_attempts=settings.max_attempts,
+        use_broker=settings.uses_broker,
+    )
+    read = to_read(job)
     response.headers["Location"] = f"/v1/jobs/{read.id}"
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
@@ -84,7 +80,7 @@ async def create_job(
 
 
 @router.get("", response_model=JobList, responses=problems())
-async def list_jobs(
+def list_jobs(
     session: SessionDep,
     principal: CurrentPrincipal,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this state")] = None,
@@ -92,35 +88,25 @@ async def list_jobs(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> JobList:
     """List the project's jobs, newest first, optionally only those in one `status`."""
-
-    def work() -> JobList:
-        rows, next_cursor = service.list_jobs(
-            session=session,
-            project_id=principal.project_id,
-            status=status.value if status else None,
-            cursor=cursor,
-            limit=limit,
-        )
-        return JobList(items=[to_read(j) for j in rows], next_cursor=next_cursor)
-
-    return await run_in_threadpool(work)
+    rows, next_cursor = service.list_jobs(
+        session=session,
+        project_id=principal.project_id,
+        status=status.value if status else None,
+        cursor=cursor,
+        limit=limit,
+    )
+    return JobList(items=[to_read(j) for j in rows], next_cursor=next_cursor)
 
 
 @router.get("/{job_id}", response_model=JobRead, responses=problems())
-async def get_job(job_id: str, session: SessionDep, principal: CurrentPrincipal) -> JobRead:
+def get_job(job_id: str, session: SessionDep, principal: CurrentPrincipal) -> JobRead:
     """One job: status, progress (0..1), stage, attempts, error and links to its results."""
-    return await run_in_threadpool(
-        lambda: to_read(
-            service.get_job(session=session, project_id=principal.project_id, job_id=job_id)
-        )
-    )
+    return to_read(service.get_job(session=session, project_id=principal.project_id, job_id=job_id))
 
 
 @router.post("/{job_id}:cancel", response_model=JobRead, responses=problems(409))
-async def cancel_job(job_id: str, session: SessionDep, principal: CurrentPrincipal) -> JobRead:
+def cancel_job(job_id: str, session: SessionDep, principal: CurrentPrincipal) -> JobRead:
     """Cancel a job: a queued job stops at once, a running one at its next heartbeat."""
-    return await run_in_threadpool(
-        lambda: to_read(
-            service.cancel_job(session=session, project_id=principal.project_id, job_id=job_id)
-        )
+    return to_read(
+        service.cancel_job(session=session, project_id=principal.project_id, job_id=job_id)
     )

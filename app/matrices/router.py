@@ -8,7 +8,6 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 
 from app.dashboard.figures import SVG, matrix_svg, wants
 from app.deps import CurrentPrincipal, SessionDep
@@ -72,7 +71,7 @@ def to_csv(m: Matrix) -> str:
         },
     },
 )
-async def get_matrix(
+def get_matrix(
     session: SessionDep,
     principal: CurrentPrincipal,
     base_model_id: Annotated[str, Query(max_length=40, description="The base model")],
@@ -86,10 +85,8 @@ async def get_matrix(
     evaluation dataset, cells = test top-1 accuracy, with per row the in-domain gain over
     zero-shot error G and the mean out-of-domain accuracy change. `Accept: text/csv` or
     `?format=csv` returns CSV; `Accept: image/svg+xml` or `?format=svg` a heat map."""
-    matrix = await run_in_threadpool(
-        lambda: build_matrix(
-            session, project_id=principal.project_id, base_model_id=base_model_id, method=method
-        )
+    matrix = build_matrix(
+        session, project_id=principal.project_id, base_model_id=base_model_id, method=method
     )
     if wants(format, accept, "csv", CSV):
         return Response(to_csv(matrix), media_type=f"{CSV}; charset=utf-8")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Response, status
-from starlette.concurrency import run_in_threadpool
 
 from app.dashboard.figures import SVG, dataset_names, predictor_svg, wants
 from app.deps import CurrentPrincipal, SessionDep
@@ -26,7 +25,7 @@ router = APIRouter(prefix="/v1/predictors", tags=["predictors"])
 @router.post(
     "", status_code=status.HTTP_201_CREATED, response_model=PredictorRead, responses=problems()
 )
-async def create_predictor(
+def create_predictor(
     body: PredictorCreate,
     session: SessionDep,
     principal: CurrentPrincipal,
@@ -41,15 +40,11 @@ async def create_predictor(
     With `Idempotency-Key`, a repeated request with the same body returns the same predictor
     (`Idempotent-Replayed: true`); the same key with another body is a 422.
     """
-
-    def work() -> tuple[PredictorRead, bool]:
-        row, created = service.create_predictor(
-            session=session, project_id=principal.project_id, body=body,
-            idempotency_key=idempotency_key,
-        )  # fmt: skip
-        return service.to_read(row), created
-
-    read, created = await run_in_threadpool(work)
+    row, created = service.create_predictor(
+        session=session, project_id=principal.project_id, body=body,
+        idempotency_key=idempotency_key,
+    )  # fmt: skip
+    read = service.to_read(row)
     response.headers["Location"] = f"/v1/predictors/{read.id}"
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
@@ -57,7 +52,7 @@ async def create_predictor(
 
 
 @router.get("", response_model=PredictorList, responses=problems())
-async def list_predictors(
+def list_predictors(
     session: SessionDep,
     principal: CurrentPrincipal,
     base_model_id: Annotated[str | None, Query(max_length=40)] = None,
@@ -68,15 +63,11 @@ async def list_predictors(
 ) -> PredictorList:
     """List the project's predictors, newest first (cursor pagination), optionally filtered."""
     filters = {"base_model_id": base_model_id, "method": method, "target": target}
-
-    def work() -> PredictorList:
-        rows, nxt = service.list_predictors(
-            session=session, project_id=principal.project_id, filters=filters, cursor=cursor,
-            limit=limit,
-        )  # fmt: skip
-        return PredictorList(items=[service.to_read(r) for r in rows], next_cursor=nxt)
-
-    return await run_in_threadpool(work)
+    rows, nxt = service.list_predictors(
+        session=session, project_id=principal.project_id, filters=filters, cursor=cursor,
+        limit=limit,
+    )  # fmt: skip
+    return PredictorList(items=[service.to_read(r) for r in rows], next_cursor=nxt)
 
 
 @router.get(
@@ -87,7 +78,7 @@ async def list_predictors(
         200: {"content": {SVG: {"schema": {"type": "string"}}}, "description": "The predictor"},
     },
 )
-async def get_predictor(
+def get_predictor(
     predictor_id: str,
     session: SessionDep,
     principal: CurrentPrincipal,
@@ -97,30 +88,24 @@ async def get_predictor(
     """One predictor with its statistics and the points it was fitted on. `Accept:
     image/svg+xml` or `?format=svg` returns its figure: the training tasks (feature against
     target) with the fitted line over the fitted range."""
-
-    def work() -> PredictorRead | Response:
-        read = service.to_read(
-            service.get_predictor(
-                session=session, project_id=principal.project_id, predictor_id=predictor_id
-            )
+    read = service.to_read(
+        service.get_predictor(
+            session=session, project_id=principal.project_id, predictor_id=predictor_id
         )
-        if not wants(format, accept, "svg", SVG):
-            return read
-        names = dataset_names(session, principal.project_id, read.datasets)
-        return Response(predictor_svg(read, names), media_type=SVG)
-
-    return await run_in_threadpool(work)
+    )
+    if not wants(format, accept, "svg", SVG):
+        return read
+    names = dataset_names(session, principal.project_id, read.datasets)
+    return Response(predictor_svg(read, names), media_type=SVG)
 
 
 @router.delete("/{predictor_id}", status_code=204, responses=problems())
-async def delete_predictor(
+def delete_predictor(
     predictor_id: str, session: SessionDep, principal: CurrentPrincipal
 ) -> Response:
     """Delete a predictor."""
-    await run_in_threadpool(
-        lambda: service.delete_predictor(
-            session=session, project_id=principal.project_id, predictor_id=predictor_id
-        )
+    service.delete_predictor(
+        session=session, project_id=principal.project_id, predictor_id=predictor_id
     )
     return Response(status_code=204)
 
@@ -130,7 +115,7 @@ async def delete_predictor(
     response_model=PredictionRead,
     responses=problems(409),
 )
-async def create_prediction(
+def create_prediction(
     predictor_id: str, body: PredictionCreate, session: SessionDep, principal: CurrentPrincipal
 ) -> PredictionRead:
     """Predict G (or the out-of-domain change) with a prediction interval.
@@ -141,8 +126,6 @@ async def create_prediction(
     true outside the fitted range. A dataset not scored yet is a 409 naming the `assess`
     job to submit.
     """
-    return await run_in_threadpool(
-        lambda: predictions.create_prediction(
-            session=session, project_id=principal.project_id, predictor_id=predictor_id, body=body
-        )
+    return predictions.create_prediction(
+        session=session, project_id=principal.project_id, predictor_id=predictor_id, body=body
     )

@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from sqlalchemy import select
-from starlette.concurrency import run_in_threadpool
 
 from app.deps import CurrentPrincipal, SessionDep
 from app.errors import problems
@@ -18,7 +17,7 @@ router = APIRouter(prefix="/v1/scores", tags=["scores"])
 
 
 @router.get("", response_model=ScoreList, responses=problems())
-async def list_scores(
+def list_scores(
     session: SessionDep,
     principal: CurrentPrincipal,
     model_id: Annotated[str | None, Query(max_length=40)] = None,
@@ -38,9 +37,5 @@ async def list_scores(
     ):
         if value is not None:
             query = query.where(column == value)
-
-    def work() -> ScoreList:
-        rows, nxt = page(session, query, Score.id, cursor, limit, newest_first=False)
-        return ScoreList(items=[ScoreRead.model_validate(r) for r in rows], next_cursor=nxt)
-
-    return await run_in_threadpool(work)
+    rows, nxt = page(session, query, Score.id, cursor, limit, newest_first=False)
+    return ScoreList(items=[ScoreRead.model_validate(r) for r in rows], next_cursor=nxt)
