@@ -103,30 +103,115 @@ def brute_force_log_evidence(f: np.ndarray, t: np.ndarray, alpha: float, beta: f
     return -0.5 * (n * np.log(2 * np.pi) + logdet + t @ np.linalg.inv(cov) @ t)
 
 
-@pytest.mark.parametrize(("n", "d"), [(40, 5), (12, 20)])
-def test_logme_evidence_matches_explicit_marginal_likelihood(n: int, d: int) -> None:
-    f, y = task(7, n=n, d=d, k=3)
-    spec = _spectrum(f, y, 3)
+def numerically_maximised_log_evidence(f: np.ndarray, t: np.ndarray) -> float:
+    """max over (log alpha, log beta) of the explicit n x n evidence, from several starts.
+
+    Searched over (log(alpha / beta), log beta), with log beta up to 40: where the supremum is
+    the beta -> infinity limit (n <= d), the evidence at beta = e^40 is within ~e^-40 of it.
+    The covariance is (I + F F^T beta / alpha) / beta; its condition number stays below
+    cond(F F^T) when n <= d, and alpha / beta >= e^-12 keeps it below ~1e6 when n > d (where
+    the maximum is interior, which is checked).
+    """
+    n, d = f.shape
+    lowest = -30.0 if n <= d else -12.0
+    best = -np.inf
+    for start in [(0.0, 0.0), (-8.0, 12.0), (-2.0, 30.0)]:
+        found = optimize.minimize(
+            lambda p: -brute_force_log_evidence(f, t, np.exp(p[0] + p[1]), np.exp(p[1])),
+            np.array(start),
+            method="L-BFGS-B",
+            bounds=[(lowest, 30.0), (-30.0, 40.0)],
+            options={"ftol": 1e-14, "gtol": 1e-10, "maxiter": 400},
+        )
+        assert n <= d or found.x[0] > lowest + 1.0
+        best = max(best, -float(found.fun))
+    return best
+
+
+@pytest.mark.parametrize(
+    ("n", "d", "seed"),
+    [(40, 5, 7), (60, 60, 3), (12, 20, 7), (8, 30, 11), (20, 64, 5), (3, 4, 0)],
+)
+def test_logme_is_the_numerically_maximised_exact_evidence(n: int, d: int, seed: int) -> None:
+    f, y = task(seed, n=n, d=d, k=3)
+    f = f / np.linalg.norm(f, axis=1, keepdims=True)  # unit rows, like CLIP embeddings
     per_class = []
     for c in range(3):
         target = (y == c).astype(float)
+        per_class.append(numerically_maximised_log_evidence(f, target) / n)
+    assert logme(f, y) == pytest.approx(np.mean(per_class), rel=1e-7, abs=1e-9)
+
+
+def test_logme_of_the_issue_example_is_the_beta_to_infinity_limit() -> None:
+    """n = 3 < d = 4: the old fixed point stopped at the w = 0 solution (-1.030289)."""
+    f = np.array(
+        [
+            [0.568759, -0.242563, -0.342292, -0.707469],
+            [-0.418008, 0.906341, 0.047236, 0.039809],
+            [0.530769, 0.178044, -0.567481, -0.603779],
+        ]
+    )
+    y = np.array([0, 1, 0])
+    assert logme(f, y) == pytest.approx(-0.717637, abs=5e-7)
+    spec = _spectrum(f, y, 2)
+    # Class 0: the maximum is the beta -> infinity limit, whose closed form is the
+    # covariance F F^T / alpha with alpha = n / y^T (F F^T)^-1 y.
+    target = (y == 0).astype(float)
+    alpha = 3 / (target @ np.linalg.solve(f @ f.T, target))
+    _, logdet = np.linalg.slogdet(f @ f.T)
+    limit = 1.5 * np.log(alpha) - 0.5 * logdet - 1.5 - 1.5 * np.log(2 * np.pi)
+    assert fit_evidence(spec, 0, 2.0).log_evidence == pytest.approx(limit, rel=1e-9)
+    assert numerically_maximised_log_evidence(f, target) == pytest.approx(limit, rel=1e-9)
+    # Class 1: an interior maximum.
+    target = (y == 1).astype(float)
+    assert fit_evidence(spec, 1, 1.0).log_evidence == pytest.approx(
+        numerically_maximised_log_evidence(f, target), rel=1e-9
+    )
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_logme_never_below_the_fixed_points_and_limits_at_d_512(seed: int) -> None:
+    """Small datasets with real-sized embeddings (n = 20..200 < d = 512): the returned
+    evidence of every class is at least the exact evidence at any hyper-parameters tried."""
+    rng = np.random.default_rng(seed)
+    n = [20, 35, 50, 200, 20, 50][seed]
+    f = rng.normal(size=(n, 512))
+    f /= np.linalg.norm(f, axis=1, keepdims=True)
+    y = np.arange(n) % 4
+    spec = _spectrum(f, y, 4)
+    for c in range(4):
+        target = (y == c).astype(float)
         fit = fit_evidence(spec, c, float(target.sum()))
-        # With n < d the targets are interpolated and beta grows large, which leaves the
-        # explicit n x n covariance ill-conditioned (cond ~ 1e8): a looser tolerance there.
+        assert np.isfinite(fit.log_evidence)
+        for log_alpha in np.linspace(-4.0, 6.0, 6):
+            for log_beta in (0.0, 5.0, 20.0):
+                tried = brute_force_log_evidence(f, target, np.exp(log_alpha), np.exp(log_beta))
+                assert tried <= fit.log_evidence + 1e-9 * abs(fit.log_evidence)
+
+
+def test_logme_is_infinite_when_the_evidence_is_unbounded() -> None:
+    """Duplicated rows with equal labels and n <= d: y lies in the span of a rank-deficient
+    F, so the evidence grows without bound as beta -> infinity."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(4, 10))
+    f = np.concatenate([base, base])
+    y = np.array([0, 1, 0, 1, 0, 1, 0, 1])
+    assert logme(f, y) == np.inf
+    target = (y == 0).astype(float)
+    assert brute_force_log_evidence(f, target, 1.0, 1e8) > brute_force_log_evidence(
+        f, target, 1.0, 1e4
+    )
+
+
+def test_logme_evidence_matches_explicit_marginal_likelihood() -> None:
+    f, y = task(7, n=40, d=5, k=3)
+    spec = _spectrum(f, y, 3)
+    for c in range(3):
+        target = (y == c).astype(float)
+        fit = fit_evidence(spec, c, float(target.sum()))
         assert fit.log_evidence == pytest.approx(
-            brute_force_log_evidence(f, target, fit.alpha, fit.beta), rel=1e-8 if n > d else 1e-6
+            brute_force_log_evidence(f, target, fit.alpha, fit.beta), rel=1e-10
         )
-        per_class.append(fit.log_evidence / n)
-        # The fixed point maximises the evidence: nearby hyper-parameters do no better. (With
-        # n < d the supremum is approached as beta -> infinity, so only alpha is checked, and
-        # the evidence is so flat there that the fixed point's own tolerance, 1e-6 relative,
-        # bounds how close it gets: the LAPACK build decides which side it stops on.)
-        steps = [(1.2, 1.0), (1 / 1.2, 1.0)] + ([(1.0, 1.2), (1.0, 1 / 1.2)] if n > d else [])
-        slack = 1e-9 if n > d else 1e-6 * abs(fit.log_evidence)
-        for da, db in steps:
-            nearby = brute_force_log_evidence(f, target, fit.alpha * da, fit.beta * db)
-            assert nearby <= fit.log_evidence + slack
-    assert logme(f, y) == pytest.approx(np.mean(per_class), rel=1e-10)
 
 
 # --- GBC -------------------------------------------------------------------------------------
@@ -179,6 +264,27 @@ def test_gbc_matches_pairwise_brute_force(gaussian_type: str) -> None:
                 )
                 total += np.exp(-db)
     assert gbc(x, y, gaussian_type=gaussian_type, pca_dim=None) == pytest.approx(-total, rel=1e-9)
+
+
+def test_gbc_keeps_coefficients_far_below_machine_epsilon() -> None:
+    """Two classes of variance 1/4 with means 10 apart: D_B = 100 / 8 / (1/4) = 50, so
+    GBC = -2 exp(-50); subtracting the self-coefficient 1 from a sum lost it (-0.0)."""
+    x = np.array([[0.0], [1.0], [10.0], [11.0]])
+    y = np.array([0, 0, 1, 1])
+    assert gbc(x, y, pca_dim=None) == pytest.approx(-2.0 * np.exp(-50.0), rel=1e-12)
+    assert gbc(x, y, pca_dim=None) == pytest.approx(-3.8575e-22, rel=1e-4)
+
+
+def test_gbc_orders_a_pool_of_well_separated_models() -> None:
+    """Models whose classes are ever further apart get ever higher (distinct) GBC, even when
+    every coefficient is far below 1e-16."""
+    rng = np.random.default_rng(4)
+    y = np.arange(120) % 4
+    noise = rng.normal(size=(120, 8))
+    centres = rng.normal(size=(4, 8))
+    values = [gbc(centres[y] * scale + noise, y) for scale in (4.0, 6.0, 8.0, 10.0)]
+    assert all(v < 0.0 for v in values)
+    assert values == sorted(values) and len(set(values)) == 4
 
 
 def test_gbc_pca_keeps_at_most_requested_dimensions() -> None:
