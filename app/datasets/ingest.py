@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ from PIL import Image
 from app.config import Settings
 from app.errors import InvalidError, TooLargeError
 from app.imagedata import ArchiveError, ArchiveLimits, DatasetLayout, ImageDataError, open_dataset
+from app.imagedata.decode import ExifOrientationWarning
+from app.imagedata.errors import ArchiveTooLargeError
 
 
 def archive_limits(settings: Settings) -> ArchiveLimits:
@@ -41,13 +44,35 @@ def _check_pixels(layout: DatasetLayout, max_pixels: int) -> None:
 
 
 def _check_decodes(layout: DatasetLayout) -> None:
+    """Decode every image once; images whose EXIF orientation could not be applied are
+    listed in a warning on the layout (they are used unrotated)."""
     seen: set[Any] = set()
+    unrotated: list[str] = []
     for split in layout.splits.values():
         for item in split.items:
             if item in seen:
                 continue
             seen.add(item)
-            layout.source.open(item)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ExifOrientationWarning)
+                layout.source.open(item)
+            if any(issubclass(w.category, ExifOrientationWarning) for w in caught):
+                unrotated.append(layout.source.describe(item))
+    if unrotated:
+        layout.warnings.append({
+            "code": "exif_orientation_not_applied",
+            "detail": f"{len(unrotated)} images have an EXIF orientation that cannot be read; "
+            "they are used as stored, unrotated",
+            "items": unrotated[:50],
+        })  # fmt: skip
+
+
+def user_message(exc: Exception, *paths: Path | str | None) -> str:
+    """`exc`'s message with the server's own folders (`paths`) cut out of it."""
+    text = str(exc)
+    for p in sorted({str(p) for p in paths if p}, key=len, reverse=True):
+        text = text.replace(p + "/", "").replace(p, "<upload>")
+    return text
 
 
 def open_and_validate(
@@ -57,8 +82,10 @@ def open_and_validate(
     name: str,
     class_names: list[str] | None = None,
     extract_dir: Path | None = None,
+    name_encoding: str | None = None,
 ) -> DatasetLayout:
-    """Open `path` as a dataset and decode every image; 4xx errors that say what is wrong."""
+    """Open `path` as a dataset and decode every image; 4xx errors that say what is wrong
+    (naming entries and rows of the upload, never a folder of the server)."""
     Image.MAX_IMAGE_PIXELS = settings.max_image_pixels
     try:
         layout = open_dataset(
@@ -67,13 +94,15 @@ def open_and_validate(
             class_names=class_names,
             extract_dir=extract_dir,
             limits=archive_limits(settings),
+            name_encoding=name_encoding,
         )
         _check_pixels(layout, settings.max_image_pixels)
         _check_decodes(layout)
     except ArchiveError as exc:
-        if "ratio" in str(exc) or "bytes" in str(exc) or "entries" in str(exc):
-            raise TooLargeError(f"archive rejected: {exc}") from None
-        raise InvalidError(f"archive rejected: {exc}") from None
+        msg = user_message(exc, path.parent, extract_dir, settings.data_dir)
+        if isinstance(exc, ArchiveTooLargeError):
+            raise TooLargeError(f"archive rejected: {msg}") from None
+        raise InvalidError(f"archive rejected: {msg}") from None
     except ImageDataError as exc:
-        raise InvalidError(str(exc)) from None
+        raise InvalidError(user_message(exc, path.parent, extract_dir, settings.data_dir)) from None
     return layout

@@ -46,6 +46,11 @@ UPLOAD_BODY: dict[str, Any] = {
                                  "description": "zip, tar or tar.gz of image folders"},
                         "manifest": {"type": "string", "format": "binary",
                                      "description": "optional CSV/Parquet manifest"},
+                        "name_encoding": {
+                            "type": "string", "maxLength": 40,
+                            "description": "encoding of archive member names that declare "
+                            "none (e.g. cp866, cp932); guessed when omitted",
+                        },
                     },
                 }
             },
@@ -54,16 +59,36 @@ UPLOAD_BODY: dict[str, Any] = {
 }  # fmt: skip
 
 
-async def _form_upload(request: Request) -> tuple[str, UploadFile, UploadFile | None]:
-    form = await read_form(request, max_files=2, max_fields=5)
+async def _form_upload(
+    request: Request,
+) -> tuple[str, UploadFile, UploadFile | None, str | None]:
+    form = await read_form(request, max_files=2, max_fields=6)
     name, file, manifest = form.get("name"), form.get("file"), form.get("manifest")
+    encoding = _name_encoding(form.get("name_encoding"))
     if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name) or len(name) > 200:
         raise InvalidError(f"form field `name` is required: {NAME_RULE}")
     if not isinstance(file, UploadFile):
         raise InvalidError("form field `file` must be an uploaded archive (zip, tar, tar.gz)")
     if manifest is not None and not isinstance(manifest, UploadFile):
         raise InvalidError("form field `manifest` must be an uploaded CSV or Parquet file")
-    return name.strip(), file, manifest
+    return name.strip(), file, manifest, encoding
+
+
+def _name_encoding(value: object) -> str | None:
+    """The `name_encoding` form field, checked to name a codec Python knows."""
+    import codecs
+
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str) or len(value) > 40:
+        raise InvalidError("form field `name_encoding` must be an encoding name, e.g. cp866")
+    try:
+        return codecs.lookup(value.strip()).name
+    except LookupError:
+        raise InvalidError(
+            f"unknown name_encoding {value.strip()!r}; use a name such as utf-8, cp437, cp866, "
+            "cp932 or gbk"
+        ) from None
 
 
 @router.post(
@@ -117,7 +142,7 @@ async def upload_dataset(
     `manifest` (CSV/Parquet with `path`, `label`, optional `split`). Every image is decoded
     and checked; ingest is atomic (a failed upload leaves no row and no file).
     """
-    name, file, manifest = await _form_upload(request)
+    name, file, manifest, encoding = await _form_upload(request)
     row = await run_in_threadpool(
         lambda: service.ingest_upload(
             session=session, storage=storage, settings=settings,
@@ -125,6 +150,7 @@ async def upload_dataset(
             filename=file.filename or "upload.zip",
             manifest=manifest.file if manifest else None,
             manifest_name=manifest.filename if manifest else None,
+            name_encoding=encoding,
         )
     )  # fmt: skip
     response.headers["Location"] = f"/v1/datasets/{row.id}"

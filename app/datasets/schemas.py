@@ -30,6 +30,26 @@ class DatasetRef(BaseModel):
     class_names: list[str] | None = Field(default=None, max_length=100_000)
 
 
+class SkippedFiles(BaseModel):
+    """Files of an upload that are not used, for one reason (see the README's rule)."""
+
+    reason: Literal[
+        "macos_metadata", "hidden", "not_image", "outside_class_folders", "not_in_manifest"
+    ]
+    description: str
+    count: int
+    examples: list[str]
+
+
+class DatasetWarning(BaseModel):
+    """Something about the data a user should know (``small_test_split``,
+    ``exif_orientation_not_applied``, ...), with the classes or files it concerns."""
+
+    code: str
+    detail: str
+    items: list[str] = []
+
+
 class DatasetRead(BaseModel):
     """A registered dataset: class names, split sizes and a content fingerprint."""
 
@@ -61,6 +81,8 @@ class DatasetRead(BaseModel):
     fingerprint: str
     size_bytes: int
     info: dict[str, Any]
+    skipped: list[SkippedFiles] = []
+    warnings: list[DatasetWarning] = []
     created_at: datetime
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlparse
@@ -15,11 +16,12 @@ from sqlalchemy.orm import Session
 
 from app.artifacts import Storage
 from app.config import Settings
-from app.datasets.ingest import open_and_validate
+from app.datasets.ingest import archive_limits, open_and_validate, user_message
 from app.datasets.schemas import DatasetRef
 from app.db import new_id, on_rollback
 from app.errors import ConflictError, ForbiddenError, InvalidError, TooLargeError
-from app.imagedata import DatasetLayout
+from app.imagedata import ArchiveError, DatasetLayout, extract_archive
+from app.imagedata.folders import skipped_files
 from app.models import Dataset
 from app.ownership import get_owned
 from app.pagination import page
@@ -48,6 +50,8 @@ def _row(project_id: str, name: str, layout: DatasetLayout, **kw: object) -> Dat
         class_names=list(layout.class_names),
         splits={k: len(v) for k, v in layout.splits.items()},
         fingerprint=layout.fingerprint,
+        skipped=list(layout.skipped),
+        warnings=list(layout.warnings),
         **kw,
     )
 
@@ -81,15 +85,20 @@ def ingest_upload(
     filename: str,
     manifest: BinaryIO | None = None,
     manifest_name: str | None = None,
+    name_encoding: str | None = None,
 ) -> Dataset:
-    """Store an uploaded archive (optionally with a manifest); nothing is left on failure."""
+    """Store an uploaded archive (optionally with a manifest); nothing is left on failure.
+
+    `name_encoding` decodes archive member names that declare no encoding (default: guessed).
+    """
     dataset_id = new_id("dst")
     work = Path(tempfile.mkdtemp(prefix="iimm-upload-", dir=_tmp_root(settings)))
     try:
         suffix = "".join(Path(filename or "upload.zip").suffixes[-2:]) or ".zip"
         upload = work / f"upload{suffix.lower()}"
         size = save_stream(archive, upload, settings.max_upload_bytes)
-        layout, root_rel, fmt = _open_upload(work, upload, manifest, manifest_name, settings, name)
+        opts = _UploadOptions(manifest, manifest_name, name, name_encoding)
+        layout, root_rel, fmt = _open_upload(work, upload, opts, settings)
         os.unlink(upload)
         _ensure_name_free(session, project_id, name)  # after the slow part: short transaction
         key = f"datasets/{dataset_id}"
@@ -109,31 +118,37 @@ def _tmp_root(settings: Settings) -> str:
     return str(path)
 
 
+@dataclass(frozen=True)
+class _UploadOptions:
+    manifest: BinaryIO | None
+    manifest_name: str | None
+    name: str
+    name_encoding: str | None
+
+
 def _open_upload(
-    work: Path,
-    upload: Path,
-    manifest: BinaryIO | None,
-    manifest_name: str | None,
-    settings: Settings,
-    name: str,
+    work: Path, upload: Path, opts: _UploadOptions, settings: Settings
 ) -> tuple[DatasetLayout, str, str]:
     data = work / "data"
-    if manifest is None:
-        layout = open_and_validate(upload, settings=settings, name=name, extract_dir=data)
+    if opts.manifest is None:
+        layout = open_and_validate(
+            upload, settings=settings, name=opts.name, extract_dir=data,
+            name_encoding=opts.name_encoding,
+        )  # fmt: skip
         return layout, os.path.relpath(layout.location, data), "archive"
-    from app.datasets.ingest import archive_limits
-    from app.imagedata import ArchiveError, extract_archive
-
     try:
-        extract_archive(upload, data, limits=archive_limits(settings))
+        limits = archive_limits(settings)
+        extract_archive(upload, data, limits=limits, name_encoding=opts.name_encoding)
     except ArchiveError as exc:
-        raise InvalidError(f"archive rejected: {exc}") from None
-    ext = Path(manifest_name or "manifest.csv").suffix.lower()
+        raise InvalidError(f"archive rejected: {user_message(exc, work)}") from None
+    ext = Path(opts.manifest_name or "manifest.csv").suffix.lower()
     if ext not in (".csv", ".parquet", ".pq"):
         raise InvalidError("manifest must be a .csv or .parquet file")
     target = data / f"manifest{ext}"
-    save_stream(manifest, target, settings.max_json_bytes * 8)
-    layout = open_and_validate(target, settings=settings, name=name)
+    save_stream(opts.manifest, target, settings.max_json_bytes * 8)
+    layout = open_and_validate(target, settings=settings, name=opts.name)
+    used = {str(target)} | {str(data / str(i)) for s in layout.splits.values() for i in s.items}
+    layout.skipped = skipped_files(data, used, manifest=True)
     return layout, target.name, ext.lstrip(".").replace("pq", "parquet")
 
 

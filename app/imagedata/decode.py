@@ -19,6 +19,21 @@ from app.imagedata.errors import DecodeError
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 _HIGH_DEPTH_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 _BACKGROUND = (255, 255, 255)
+_ORIENTATION = 0x0112
+#: EXIF orientation -> the transpose that shows the image upright (as Pillow's exif_transpose).
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+class ExifOrientationWarning(UserWarning):
+    """An image's EXIF orientation could not be read, so it is used as stored (unrotated)."""
 
 
 def decode_image(source: str | Path | bytes, *, name: str | None = None) -> Image.Image:
@@ -51,7 +66,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
     EXIF orientation is applied; alpha is composited over white (so transparent pixels do not
     show whatever colour they happen to store); 16-bit and float images are rescaled to 8 bits.
     """
-    img = ImageOps.exif_transpose(img)
+    img = apply_orientation(img)
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     if img.mode in _HIGH_DEPTH_MODES:
@@ -65,6 +80,27 @@ def to_rgb(img: Image.Image) -> Image.Image:
     if img.mode == "1":
         img = img.convert("L")
     return img.convert("RGB")
+
+
+def apply_orientation(img: Image.Image) -> Image.Image:
+    """`img` turned upright by its EXIF orientation.
+
+    Pillow's ``exif_transpose`` re-writes the EXIF block, which fails on tags Pillow reads but
+    cannot write back (a rational 1/0, say); then the orientation tag alone is applied with a
+    plain transpose. When even that tag cannot be read, the image is used as stored and an
+    :class:`ExifOrientationWarning` says so.
+    """
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception:  # any EXIF Pillow cannot re-write: apply the tag alone
+        pass
+    try:
+        orientation = img.getexif().get(_ORIENTATION)
+    except Exception as exc:  # unreadable EXIF: use the pixels as stored
+        warnings.warn(f"EXIF orientation unreadable ({exc})", ExifOrientationWarning, 2)
+        return img
+    method = _TRANSPOSE.get(orientation) if isinstance(orientation, int) else None
+    return img.transpose(method) if method is not None else img
 
 
 def _to_8bit(img: Image.Image) -> Image.Image:

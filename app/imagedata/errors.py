@@ -15,6 +15,10 @@ class ArchiveError(ImageDataError):
     """An archive is unsafe (path escape, link, too many entries, bomb) or unreadable."""
 
 
+class ArchiveTooLargeError(ArchiveError):
+    """An archive holds too many entries or expands past the size limits."""
+
+
 class DecodeError(ImageDataError):
     """One image could not be decoded; the message names the file."""
 

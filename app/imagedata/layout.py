@@ -71,6 +71,10 @@ class DatasetLayout:
     fingerprint: str = ""
     name: str | None = None
     derived: dict[str, str] = field(default_factory=dict)
+    #: Files of the upload not used, grouped by reason (see ``folders.skipped_files``).
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    #: ``[{"code", "detail", "items"}]``: what a user should know (e.g. tiny test classes).
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def num_classes(self) -> int:
@@ -97,4 +101,6 @@ class DatasetLayout:
                 for name, s in self.splits.items()
             },
             "derived_splits": dict(self.derived),
+            "skipped": list(self.skipped),
+            "warnings": list(self.warnings),
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,12 @@ from app.imagedata.archive import ArchiveLimits, extract_archive, is_archive
 from app.imagedata.classnames import known_folder_names
 from app.imagedata.errors import LayoutError
 from app.imagedata.fingerprint import file_digest, files_digest, layout_fingerprint
-from app.imagedata.folders import find_dataset_root, folder_display_names, read_folder
+from app.imagedata.folders import (
+    find_dataset_root,
+    folder_display_names,
+    read_folder,
+    skipped_files,
+)
 from app.imagedata.layout import DatasetLayout, FileSource, Split
 from app.imagedata.manifest import ParquetBytesSource, read_manifest
 from app.imagedata.prompts import canonical_name
@@ -32,21 +38,26 @@ def open_dataset(
     fingerprint_mode: str = "content",
     allow_absolute_paths: bool = False,
     limits: ArchiveLimits | None = None,
+    name_encoding: str | None = None,
 ) -> DatasetLayout:
     """Open an image folder, a zip/tar archive of one, or a CSV/Parquet manifest.
 
     Splits are train/test as given (a seeded stratified test split when missing), plus the
     paper's validation split (10% of train, at most 5000, seeded) and train_no_val.
     `class_names` overrides the names from folders or manifest (same order as the labels).
+    Files of a folder or archive that are not used are listed in ``layout.skipped``;
+    `name_encoding` decodes archive member names that declare no encoding.
     """
     path = Path(path)
     if not path.exists():
         raise LayoutError(f"dataset not found: {path}")
     name = name or _guess_name(path)
+    skipped: list[dict[str, Any]] = []
     if path.is_dir() or is_archive(path):
-        root = path if path.is_dir() else _extract(path, extract_dir, limits)
-        root = find_dataset_root(root)
+        scan_root = path if path.is_dir() else _extract(path, extract_dir, limits, name_encoding)
+        root = find_dataset_root(scan_root)
         folders, splits = read_folder(root)
+        skipped = skipped_files(scan_root, used_paths(root, splits))
         names = class_names or known_folder_names(canonical_name(name), folders)
         names = names or folder_display_names(root, folders)
         source: Any = FileSource(root)
@@ -60,7 +71,7 @@ def open_dataset(
         content = (lambda: file_digest(path)) if bytes_in_manifest else None
     else:
         raise LayoutError(f"not a dataset folder, archive or manifest: {path.name}")
-    return build_layout(
+    layout = build_layout(
         kind=kind,
         location=str(root),
         name=name,
@@ -71,6 +82,14 @@ def open_dataset(
         test_fraction=test_fraction,
         content=content or (lambda: _files_content(root, splits, fingerprint_mode)),
     )
+    layout.skipped = skipped
+    return layout
+
+
+def used_paths(root: Path, splits: dict[str, Split]) -> set[str]:
+    """The files a folder layout uses, as paths joined to `root` (for ``skipped_files``)."""
+    base = str(root)
+    return {os.path.join(base, str(i)) for s in splits.values() for i in s.items}
 
 
 def build_layout(
@@ -95,7 +114,34 @@ def build_layout(
     splits, derived = derive_splits(splits, seed=seed, test_fraction=test_fraction)
     extra = {"seed": seed, "test_fraction": test_fraction, "derived": derived}
     fp = layout_fingerprint(content=content, class_names=class_names, splits=splits, extra=extra)
-    return DatasetLayout(kind, location, class_names, splits, source, fp, name, derived)
+    layout = DatasetLayout(kind, location, class_names, splits, source, fp, name, derived)
+    layout.warnings = small_split_warnings(class_names, splits)
+    return layout
+
+
+#: A class needs at least this many test images for its accuracy to be measured.
+MIN_TEST_PER_CLASS = 2
+
+
+def small_split_warnings(class_names: list[str], splits: dict[str, Split]) -> list[dict[str, Any]]:
+    """A warning naming the classes with fewer than 2 test images (per-class accuracy and the
+    measures' class statistics rest on one image or none for them)."""
+    test = splits.get("test")
+    if test is None:
+        return []
+    counts = test.class_counts(len(class_names))
+    small = [n for n, c in zip(class_names, counts, strict=True) if c < MIN_TEST_PER_CLASS]
+    if not small:
+        return []
+    return [
+        {
+            "code": "small_test_split",
+            "detail": f"{len(small)} of {len(class_names)} classes have fewer than "
+            f"{MIN_TEST_PER_CLASS} test images; accuracy and measures on the test split rest "
+            "on one image or none for them",
+            "items": small[:50],
+        }
+    ]
 
 
 def check_classes(class_names: list[str], splits: dict[str, Split]) -> None:
@@ -123,7 +169,8 @@ def _files_content(root: Path, splits: dict[str, Split], mode: str) -> str:
     try:
         return files_digest(root, items, mode=mode)
     except FileNotFoundError as exc:
-        raise LayoutError(f"file named by the dataset is missing: {exc.filename}") from None
+        missing = os.path.relpath(str(exc.filename), root) if exc.filename else "?"
+        raise LayoutError(f"file named by the dataset is missing: {missing}") from None
 
 
 def _guess_name(path: Path) -> str:
@@ -134,13 +181,18 @@ def _guess_name(path: Path) -> str:
     return stem
 
 
-def _extract(archive: Path, extract_dir: str | Path | None, limits: ArchiveLimits | None) -> Path:
+def _extract(
+    archive: Path,
+    extract_dir: str | Path | None,
+    limits: ArchiveLimits | None,
+    name_encoding: str | None = None,
+) -> Path:
     """Extract once: a marker holding the archive's digest lets later opens reuse the files."""
     dest = Path(extract_dir) if extract_dir else archive.with_name(archive.name + ".extracted")
     digest = file_digest(archive)
     marker = dest / _MARKER
     if marker.is_file() and json.loads(marker.read_text()).get("sha256") == digest:
         return dest
-    extract_archive(archive, dest, limits=limits)
+    extract_archive(archive, dest, limits=limits, name_encoding=name_encoding)
     marker.write_text(json.dumps({"sha256": digest, "archive": archive.name}))
     return dest

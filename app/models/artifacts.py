@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, RecordMixin
@@ -44,6 +44,10 @@ class Score(RecordMixin, Base):
     split: Mapped[str] = mapped_column(String(40))
     measure: Mapped[str] = mapped_column(String(60))
     value: Mapped[float | None] = mapped_column(Float, default=None)
+    #: Why `value` is null (the measure is undefined on these data), else None.
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    #: What the value rests on that a reader should know (truncated prompts, tiny classes).
+    warnings: Mapped[list[str]] = mapped_column(JSON, default=list)
     ci_low: Mapped[float | None] = mapped_column(Float, default=None)
     ci_high: Mapped[float | None] = mapped_column(Float, default=None)
     n: Mapped[int] = mapped_column(Integer)

@@ -30,6 +30,10 @@ class Dataset(RecordMixin, Base):
     fingerprint: Mapped[str] = mapped_column(String(128))
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: Files of the upload not used, by reason: [{reason, description, count, examples}].
+    skipped: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    #: What a user should know about the data: [{code, detail, items}].
+    warnings: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
 
 class BaseModel(RecordMixin, Base):
