@@ -1,5 +1,5 @@
 """Datasets as users really have them (../shared/cases and generated inputs of the same kinds),
-through `POST /v1/datasets` on the embedded and the production stack."""
+through `POST /v1/datasets:upload` on the embedded and the production stack."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def _upload(
     if manifest is not None:
         files["manifest"] = ("labels.csv", manifest)
     with stack.client() as c:
-        return c.post("/v1/datasets", data={"name": name, **fields}, files=files)
+        return c.post("/v1/datasets:upload", data={"name": name, **fields}, files=files)
 
 
 def _problem(resp: httpx.Response, stack: Stack, *words: str) -> str:
