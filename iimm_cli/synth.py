@@ -1,4 +1,4 @@
-"""`iimm synth`: write a small synthetic image-classification task as an image folder."""
+"""`iimm synth`: write a small synthetic image-classification task (or a suite) as image folders."""
 
 from __future__ import annotations
 
@@ -17,9 +17,18 @@ def register(sub: Any) -> None:
         "synth",
         help="generate a synthetic image-classification task (OUT/{train,test}/CLASS/*.png)",
     )
-    p.add_argument("--task", required=True, choices=TASKS)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--task", choices=TASKS)
+    what.add_argument(
+        "--suite",
+        choices=("reference",),
+        help="every task of a suite, one folder each (reference: the reference model's "
+        "13 tasks, seen concepts to never-captioned ones; docs/reference-model.md)",
+    )
     p.add_argument("--out", required=True, type=Path, help="output directory (created)")
-    p.add_argument("--per-class", type=int, default=40, help="images per class (default 40)")
+    p.add_argument(
+        "--per-class", type=int, default=None, help="images per class (default 40; suite 80)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=32, help="image side in pixels (default 32)")
     p.add_argument("--test-fraction", type=float, default=0.25)
@@ -33,11 +42,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out.exists() and any(args.out.iterdir()):
         raise CliError(f"output directory {args.out} is not empty")
+    if args.suite:
+        return _suite(args)
     try:
         out = generate_task(
             args.task,
             args.out,
-            per_class=args.per_class,
+            per_class=args.per_class or 40,
             seed=args.seed,
             size=args.size,
             test_fraction=args.test_fraction,
@@ -47,3 +58,18 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     print(out)
     return 0
+
+
+def _suite(args: argparse.Namespace) -> int:
+    from workers.ml.reference.suite import generate_suite
+
+    if args.classes is not None:
+        raise CliError("--classes applies to --task only")
+    try:
+        folders = generate_suite(
+            args.out, per_class=args.per_class or 80, seed=args.seed, size=args.size,
+            test_fraction=args.test_fraction, progress=lambda name: print(args.out / name),
+        )  # fmt: skip
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    return 0 if folders else 2

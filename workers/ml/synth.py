@@ -185,16 +185,38 @@ def generate_task(
     """
     if task not in TASKS:
         raise ValueError(f"unknown synthetic task {task!r}; choose from {sorted(TASKS)}")
+    spec = TASKS[task]
+    names = spec.classes[: classes or len(spec.classes)]
+    return write_task(
+        task, spec, out, names=names, key=sorted(TASKS).index(task),
+        per_class=per_class, seed=seed, size=size, test_fraction=test_fraction,
+    )  # fmt: skip
+
+
+def write_task(
+    task: str,
+    spec: Task,
+    out: str | Path,
+    *,
+    names: tuple[str, ...],
+    key: int,
+    per_class: int,
+    seed: int,
+    size: int,
+    test_fraction: float,
+) -> Path:
+    """Draw `spec`'s classes `names` into OUT/{train,test}/CLASS/NNNNN.png plus dataset.json.
+
+    Image i of class c is drawn from the generator seeded by (seed, key, c, i).
+    """
     if per_class < 2:
         raise ValueError("per_class must be at least 2 (one train and one test image)")
-    spec, out = TASKS[task], Path(out)
-    names = spec.classes[: classes or len(spec.classes)]
+    out = Path(out)
     n_test = max(1, round(per_class * test_fraction))
-    task_id = sorted(TASKS).index(task)
     for label, name in enumerate(names):
         for i in range(per_class):
             split = "test" if i < n_test else "train"
-            rng = np.random.default_rng([seed, task_id, label, i])
+            rng = np.random.default_rng([seed, key, label, i])
             path = out / split / name.replace(" ", "_") / f"{i:05d}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             spec.draw(rng, label, size).save(path, optimize=False)

@@ -59,3 +59,16 @@ def test_cli_synth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert len(list(out.rglob("*.png"))) == 6 * 4
     assert main(["synth", "--task", "shapes", "--out", str(out)]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_cli_synth_reference_suite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from workers.ml.reference.suite import SUITE
+
+    out = tmp_path / "suite"
+    assert main(["synth", "--suite", "reference", "--out", str(out), "--per-class", "4"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(t.name for t in SUITE)
+    assert capsys.readouterr().out.split() == [str(out / t.name) for t in SUITE]
+    assert len(list((out / "colours").rglob("*.png"))) == 6 * 4
+    args = ["synth", "--suite", "reference", "--task", "shapes", "--out", str(tmp_path / "x")]
+    with pytest.raises(SystemExit):
+        main(args)
