@@ -43,6 +43,13 @@ class Hyperparameters(_Strict):
     weight_decay: float = Field(default=1e-4, ge=0, le=1)
     momentum: float = Field(default=0.9, ge=0, lt=1)
     epochs: int = Field(default=30, ge=1, le=1000)
+    max_steps: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000_000,
+        description="Budget in optimiser steps instead of epochs (`epochs` is then ignored), "
+        "so tasks of different sizes get equal updates; the last epoch may be partial.",
+    )
     batch_size: int = Field(default=128, ge=1, le=4096)
     schedule: Literal["constant", "cosine"] = "constant"
     seed: int = Field(default=0, ge=0, le=2**31 - 1)

@@ -46,11 +46,11 @@ def _config(p: FinetuneParams) -> Any:
 
 def _progress(ctx: JobContext, n_train: int, config: Any) -> Any:
     per_epoch = max(1, math.ceil(n_train / config.batch_size))
-    total = per_epoch * config.epochs
+    total, epochs = config.total_steps(per_epoch), config.total_epochs(per_epoch)
 
     def report(epoch: int, step: int, loss: float, val_acc: float | None) -> None:
         acc = "" if val_acc is None else f" val_acc {val_acc:.4f}"
-        stage = f"training epoch {epoch}/{config.epochs} step {step} loss {loss:.4f}{acc}"
+        stage = f"training epoch {epoch}/{epochs} step {step} loss {loss:.4f}{acc}"
         ctx.progress(TRAIN_SHARE * min(1.0, step / total), stage[:100])
 
     return report

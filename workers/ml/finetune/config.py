@@ -4,6 +4,10 @@ Defaults follow the paper (IIMM, §3 of DESIGN.md): SGD with momentum 0.9, batch
 epochs, and a grid over lr {1e-2..1e-5}, weight decay {1e-3..1e-5}, LoRA rank {2, 4, 8, 16}
 and CLIP-Adapter reduction {4, 8, 16, 32} when one is asked for. The paper names no learning
 rate schedule, so the default is ``"constant"``; ``"cosine"`` (per step, to zero) is offered.
+
+``max_steps`` sets the budget in optimiser steps instead of epochs (``epochs`` is then
+ignored): tasks of different sizes get the same number of updates, the last epoch may be
+partial, and validation and checkpoints still come at the end of each (partial) epoch.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class FinetuneConfig:
     weight_decay: float = 1e-4
     momentum: float = 0.9
     epochs: int = 30
+    max_steps: int | None = None
     batch_size: int = 128
     schedule: str = "constant"
     seed: int = 0
@@ -65,6 +70,14 @@ class FinetuneConfig:
     eval_batch_size: int = 256
     num_workers: int = 0
 
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """Optimiser steps of the run: ``max_steps``, or ``epochs`` x steps per epoch."""
+        return self.max_steps or self.epochs * steps_per_epoch
+
+    def total_epochs(self, steps_per_epoch: int) -> int:
+        """Epochs of the run, the last one partial when ``max_steps`` is not a multiple."""
+        return -(-self.total_steps(steps_per_epoch) // max(1, steps_per_epoch))
+
     def validate(self) -> FinetuneConfig:
         """Raise :class:`InvalidConfigError` naming the first bad value; return self."""
         checks = [
@@ -72,6 +85,7 @@ class FinetuneConfig:
             (self.weight_decay >= 0, "weight_decay must be >= 0"),
             (0 <= self.momentum < 1, "momentum must be in [0, 1)"),
             (self.epochs >= 1, "epochs must be >= 1"),
+            (self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1 or null"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
             (self.schedule in SCHEDULES, f"schedule must be one of {list(SCHEDULES)}"),
             (self.blocks is None or self.blocks >= 1, "blocks must be >= 1 or null"),

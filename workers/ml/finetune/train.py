@@ -123,8 +123,9 @@ class Trainer:
         self.optimizer = torch.optim.SGD(
             self.params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
         )
-        total = config.epochs * len(self.loader)
-        self.scheduler = make_scheduler(self.optimizer, config.schedule, total)
+        self.total_steps = config.total_steps(len(self.loader))
+        self.total_epochs = config.total_epochs(len(self.loader))
+        self.scheduler = make_scheduler(self.optimizer, config.schedule, self.total_steps)
         self.epoch = self.step = self.best_epoch = 0
         self.best_val: float | None = None
         self.history: list[EpochRecord] = []
@@ -182,6 +183,8 @@ class Trainer:
         self._set_mode()
         total, count = 0.0, 0
         for images, labels in self.loader:
+            if self.step >= self.total_steps:  # a step budget ends mid-epoch
+                break
             loss = self.train_step(images, labels)
             self.step += 1
             total += loss * len(labels)
@@ -218,8 +221,9 @@ class Trainer:
         }
 
     def run(self) -> FinetuneResult:
-        """Train the remaining epochs, keep the best epoch's weights, write ``final.pt``."""
-        while self.epoch < self.config.epochs:
+        """Train the remaining epochs (or steps), keep the best epoch's weights, write
+        ``final.pt``."""
+        while self.epoch < self.total_epochs:
             self._end_epoch(self._epoch())
         if self.val_loader is not None:
             best = load_object(self.store, BEST)

@@ -171,3 +171,19 @@ def test_config_json_round_trip() -> None:
     assert FinetuneConfig.from_json(config.to_json()) == config
     with pytest.raises(InvalidConfigError, match="unknown config keys"):
         FinetuneConfig.from_dict({"method": "full", "learning_rate": 0.1})
+
+
+def test_max_steps_is_a_budget_in_steps_ending_mid_epoch(make_model, tokenizer, tmp_path) -> None:
+    # 32 training images in batches of 8: 4 steps an epoch, so 6 steps end mid-epoch 2
+    config = FinetuneConfig(method="full", epochs=30, max_steps=6, batch_size=8, lr=0.05)
+    result = _run(make_model(), tokenizer, config, tmp_path / "steps")
+    assert [(r.epoch, r.step) for r in result.history] == [(1, 4), (2, 6)]
+    # a budget of one epoch's steps is that epoch, bit for bit
+    one_epoch = _run(make_model(), tokenizer, dataclasses.replace(config, max_steps=None, epochs=1),
+                     tmp_path / "epoch")  # fmt: skip
+    four = _run(make_model(), tokenizer, dataclasses.replace(config, max_steps=4), tmp_path / "4")
+    for name, tensor in one_epoch.model.trainable_state().items():
+        assert torch.equal(four.model.trainable_state()[name], tensor), name
+    assert config.total_epochs(4) == 2 and config.total_steps(4) == 6
+    with pytest.raises(InvalidConfigError, match="max_steps"):
+        dataclasses.replace(config, max_steps=0).validate()
