@@ -8,6 +8,9 @@ from typing import Annotated, Any
 import anyio
 import anyio.to_thread
 from fastapi import Depends, Request, Security
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -102,3 +105,31 @@ def media_type(*accepted: str, hint: str = "") -> Any:
             )
 
     return Depends(check)
+
+
+def _query_params(dependant: Dependant) -> set[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_params(sub)
+    return names
+
+
+async def known_query(request: Request) -> None:
+    """A router dependency: 422 naming any query parameter the operation does not take."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    allowed = _query_params(route.dependant)
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        takes = ", ".join(sorted(allowed)) or "none"
+        raise RequestValidationError(
+            [
+                {"loc": ("query", name), "msg": f"unknown parameter; this operation takes {takes}",
+                 "type": "extra_forbidden"}
+                for name in unknown
+            ]
+        )  # fmt: skip
+
+
+KnownQuery = Depends(known_query)

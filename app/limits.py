@@ -54,7 +54,9 @@ class BodyLimitMiddleware:
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         response: Any = problem_response(
-            413, "Content too large", f"request body is larger than the limit of {limit} bytes"
+            "too-large",
+            f"request body is larger than the limit of {limit} bytes",
+            instance=scope.get("path"),
         )
         await response(scope, receive, send)
 

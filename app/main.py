@@ -12,10 +12,11 @@ from fastapi import FastAPI
 from app.artifacts import Storage
 from app.config import Settings, get_settings
 from app.db import API_THREADS, make_engine, make_sessionmaker, session_scope
+from app.deps import KnownQuery
 from app.errors import install_error_handlers
 from app.health.metrics import metrics_middleware
 from app.limits import BodyLimitMiddleware
-from app.openapi import TAGS, operation_id
+from app.openapi import TAGS, install_openapi, operation_id
 
 log = logging.getLogger("iimm.api")
 
@@ -85,7 +86,6 @@ def _routers(app: FastAPI) -> None:
     from app.scores.router import router as scores_router
 
     for router in (
-        health_router,
         datasets_router,
         models_router,
         jobs_router,
@@ -95,9 +95,10 @@ def _routers(app: FastAPI) -> None:
         matrices_router,
         predictors_router,
         comparisons_router,
-        dashboard_router,
     ):
-        app.include_router(router)
+        app.include_router(router, dependencies=[KnownQuery])
+    app.include_router(health_router)
+    app.include_router(dashboard_router)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    install_openapi(app)
     app.middleware("http")(metrics_middleware)
     app.add_middleware(
         BodyLimitMiddleware,

@@ -1,10 +1,16 @@
-"""The OpenAPI document: short operation ids, one tag per resource."""
+"""The OpenAPI document: short operation ids, one tag per resource, errors as `Problem`."""
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
+from fastapi import APIRouter, FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
+
+from app.errors import DESCRIPTIONS, KINDS, PROBLEM, NotFoundError, Problem, type_uri
 
 TAGS: list[dict[str, Any]] = [
     {"name": "health", "description": "Liveness, readiness and Prometheus metrics."},
@@ -28,3 +34,90 @@ TAGS: list[dict[str, Any]] = [
 def operation_id(route: APIRoute) -> str:
     """The route function's name (`list_datasets`, `create_job`): short and stable."""
     return route.name
+
+
+def _problem_components(schema: dict[str, Any]) -> dict[str, Any]:
+    """Add `Problem` (and `FieldError`) to the components; drop FastAPI's validation schemas."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(problem.pop("$defs", {}))
+    components["Problem"] = problem
+    return {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+
+
+def _declare_problems(schema: dict[str, Any]) -> None:
+    """Every error response as `application/problem+json` `Problem`, nothing else.
+
+    Authenticated operations can answer 401 and 422 (schema validation, unknown query
+    parameters); operations with a body can answer 413 (the body limit middleware).
+    """
+    content = _problem_components(schema)
+    for item in schema.get("paths", {}).values():
+        for op in item.values():
+            responses = op.get("responses", {})
+            if "security" in op:
+                responses.setdefault("401", {"description": DESCRIPTIONS[401]})
+                responses.setdefault("422", {})
+            if "requestBody" in op:
+                responses.setdefault("413", {"description": DESCRIPTIONS[413]})
+            for code, response in responses.items():
+                if int(code) >= 400 and not _other_model(response):
+                    response["content"] = content
+                    if code == "422" or not response.get("description"):
+                        response["description"] = DESCRIPTIONS[int(code)]
+            op["responses"] = dict(sorted(responses.items()))
+
+
+def _other_model(response: dict[str, Any]) -> bool:
+    """A declared error body that is not a problem (e.g. `/readyz`'s 503 `Readiness`)."""
+    refs = [c.get("schema", {}).get("$ref", "") for c in response.get("content", {}).values()]
+    known = ("", "#/components/schemas/Problem", "#/components/schemas/HTTPValidationError")
+    return any(ref not in known for ref in refs)
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Build the document once, with the error responses rewritten by `_declare_problems`."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+                tags=app.openapi_tags,
+            )
+            _declare_problems(schema)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.include_router(pages)
+
+
+pages = APIRouter(include_in_schema=False)
+
+
+def _kind_html(kind: str) -> str:
+    status, title, text = KINDS[kind]
+    return (
+        f'<section id="{kind}"><h2>{status} {escape(title)}: <code>{type_uri(kind)}</code></h2>'
+        f"<p>{escape(text)}</p></section>"
+    )
+
+
+@pages.get("/problems")
+def list_problem_types() -> HTMLResponse:
+    """Every problem `type` the service answers with, and what it means."""
+    body = "".join(_kind_html(kind) for kind in KINDS)
+    return HTMLResponse(f"<!doctype html><title>Problem types</title><h1>Problem types</h1>{body}")
+
+
+@pages.get("/problems/{kind}")
+def get_problem_type(kind: str) -> HTMLResponse:
+    """One problem `type`: what it means and what to do (the `type` URI dereferenced)."""
+    if kind not in KINDS:
+        raise NotFoundError(f"no problem type {kind!r}; see /problems")
+    return HTMLResponse(f"<!doctype html><title>{escape(KINDS[kind][1])}</title>{_kind_html(kind)}")

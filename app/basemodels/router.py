@@ -61,7 +61,7 @@ def list_models(
     return ModelList(items=[to_read(r) for r in rows], next_cursor=nxt)
 
 
-@router.get("/{model_id}", response_model=ModelRead, responses=problems())
+@router.get("/{model_id}", response_model=ModelRead, responses=problems(404))
 def get_model(model_id: str, session: SessionDep, principal: CurrentPrincipal) -> ModelRead:
     """One model."""
     return to_read(
@@ -69,7 +69,7 @@ def get_model(model_id: str, session: SessionDep, principal: CurrentPrincipal) -
     )
 
 
-@router.delete("/{model_id}", status_code=204, responses=problems())
+@router.delete("/{model_id}", status_code=204, responses=problems(404))
 def delete_model(model_id: str, session: SessionDep, principal: CurrentPrincipal) -> Response:
     """Delete a model with its embeddings and scores."""
     service.delete_model(session=session, project_id=principal.project_id, model_id=model_id)

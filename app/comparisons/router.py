@@ -15,7 +15,7 @@ router = APIRouter(prefix="/v1")
 
 
 @router.get(
-    "/comparisons", tags=["comparisons"], response_model=ComparisonRead, responses=problems()
+    "/comparisons", tags=["comparisons"], response_model=ComparisonRead, responses=problems(404)
 )
 def compare_measures(
     session: SessionDep,
@@ -35,7 +35,7 @@ def compare_measures(
     )  # fmt: skip
 
 
-@router.get("/rankings", tags=["rankings"], response_model=RankingRead, responses=problems())
+@router.get("/rankings", tags=["rankings"], response_model=RankingRead, responses=problems(404))
 def rank_models(
     session: SessionDep,
     principal: CurrentPrincipal,

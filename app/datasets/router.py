@@ -6,6 +6,7 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -66,7 +67,8 @@ async def _form_upload(
     name, file, manifest = form.get("name"), form.get("file"), form.get("manifest")
     encoding = _name_encoding(form.get("name_encoding"))
     if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name) or len(name) > 200:
-        raise InvalidError(f"form field `name` is required: {NAME_RULE}")
+        msg = f"required: {NAME_RULE} (pattern {NAME_PATTERN})"
+        raise RequestValidationError([{"loc": ("body", "name"), "msg": msg, "type": "pattern"}])
     if not isinstance(file, UploadFile):
         raise InvalidError("form field `file` must be an uploaded archive (zip, tar, tar.gz)")
     if manifest is not None and not isinstance(manifest, UploadFile):
@@ -124,7 +126,7 @@ async def create_dataset(
     ":upload",
     status_code=status.HTTP_201_CREATED,
     response_model=DatasetRead,
-    responses=problems(403, 409, 413, 415),
+    responses=problems(409, 413, 415),
     openapi_extra=UPLOAD_BODY,
     dependencies=[media_type(MULTIPART, hint="to register a URI, POST JSON to /v1/datasets")],
 )
@@ -171,7 +173,7 @@ def list_datasets(
     return DatasetList(items=[DatasetRead.model_validate(r) for r in rows], next_cursor=nxt)
 
 
-@router.get("/{dataset_id}", response_model=DatasetRead, responses=problems())
+@router.get("/{dataset_id}", response_model=DatasetRead, responses=problems(404))
 def get_dataset(dataset_id: str, session: SessionDep, principal: CurrentPrincipal) -> DatasetRead:
     """One dataset: class names, split sizes, fingerprint, status."""
     return DatasetRead.model_validate(
@@ -179,7 +181,7 @@ def get_dataset(dataset_id: str, session: SessionDep, principal: CurrentPrincipa
     )
 
 
-@router.delete("/{dataset_id}", status_code=204, responses=problems())
+@router.delete("/{dataset_id}", status_code=204, responses=problems(404))
 def delete_dataset(
     dataset_id: str, session: SessionDep, principal: CurrentPrincipal, storage: StorageDep
 ) -> Response:

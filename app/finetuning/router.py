@@ -54,7 +54,7 @@ def list_finetuned_models(
     "/v1/finetuned-models/{finetuned_id}",
     tags=["finetuned-models"],
     response_model=FinetunedModelRead,
-    responses=problems(),
+    responses=problems(404),
 )
 def get_finetuned_model(
     finetuned_id: str, session: SessionDep, principal: CurrentPrincipal

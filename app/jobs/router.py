@@ -45,7 +45,7 @@ def to_read(job: Job) -> JobRead:
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobRead,
-    responses=problems(409),
+    responses=problems(404, 409),
 )
 def create_job(
     session: SessionDep,
@@ -98,13 +98,13 @@ def list_jobs(
     return JobList(items=[to_read(j) for j in rows], next_cursor=next_cursor)
 
 
-@router.get("/{job_id}", response_model=JobRead, responses=problems())
+@router.get("/{job_id}", response_model=JobRead, responses=problems(404))
 def get_job(job_id: str, session: SessionDep, principal: CurrentPrincipal) -> JobRead:
     """One job: status, progress (0..1), stage, attempts, error and links to its results."""
     return to_read(service.get_job(session=session, project_id=principal.project_id, job_id=job_id))
 
 
-@router.post("/{job_id}:cancel", response_model=JobRead, responses=problems(409))
+@router.post("/{job_id}:cancel", response_model=JobRead, responses=problems(404, 409))
 def cancel_job(job_id: str, session: SessionDep, principal: CurrentPrincipal) -> JobRead:
     """Cancel a job: a queued job stops at once, a running one at its next heartbeat."""
     return to_read(

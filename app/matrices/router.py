@@ -64,7 +64,7 @@ def to_csv(m: Matrix) -> str:
     "",
     response_model=MatrixRead,
     responses={
-        **problems(),
+        **problems(404),
         200: {
             "content": {CSV: {"schema": {"type": "string"}}, SVG: {"schema": {"type": "string"}}},
             "description": "The matrix",

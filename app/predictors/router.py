@@ -23,7 +23,7 @@ router = APIRouter(prefix="/v1/predictors", tags=["predictors"])
 
 
 @router.post(
-    "", status_code=status.HTTP_201_CREATED, response_model=PredictorRead, responses=problems()
+    "", status_code=status.HTTP_201_CREATED, response_model=PredictorRead, responses=problems(404)
 )
 def create_predictor(
     body: PredictorCreate,
@@ -74,7 +74,7 @@ def list_predictors(
     "/{predictor_id}",
     response_model=PredictorRead,
     responses={
-        **problems(),
+        **problems(404),
         200: {"content": {SVG: {"schema": {"type": "string"}}}, "description": "The predictor"},
     },
 )
@@ -99,7 +99,7 @@ def get_predictor(
     return Response(predictor_svg(read, names), media_type=SVG)
 
 
-@router.delete("/{predictor_id}", status_code=204, responses=problems())
+@router.delete("/{predictor_id}", status_code=204, responses=problems(404))
 def delete_predictor(
     predictor_id: str, session: SessionDep, principal: CurrentPrincipal
 ) -> Response:
@@ -113,7 +113,7 @@ def delete_predictor(
 @router.post(
     "/{predictor_id}/predictions",
     response_model=PredictionRead,
-    responses=problems(409),
+    responses=problems(404, 409),
 )
 def create_prediction(
     predictor_id: str, body: PredictionCreate, session: SessionDep, principal: CurrentPrincipal

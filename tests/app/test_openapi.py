@@ -41,3 +41,32 @@ def test_every_operation_has_one_declared_tag(document: dict[str, Any]) -> None:
     assert [t["name"] for t in document["tags"]] == [t["name"] for t in TAGS]
     for method, path, op in operations(document):
         assert len(op["tags"]) == 1 and op["tags"][0] in declared, (method, path, op["tags"])
+
+
+def test_errors_are_declared_as_problems_only(document: dict[str, Any]) -> None:
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    schemas = document["components"]["schemas"]
+    assert "HTTPValidationError" not in schemas and "ValidationError" not in schemas
+    assert {"type", "title", "status", "detail", "instance", "errors"} <= set(
+        schemas["Problem"]["properties"]
+    )
+    assert set(schemas["FieldError"]["required"]) == {"loc", "msg", "type"}
+    for method, path, op in operations(document):
+        responses = op["responses"]
+        if "security" in op:
+            assert {"401", "422"} <= set(responses), (method, path)
+        if "requestBody" in op:
+            assert "413" in responses, (method, path)
+        for code, response in responses.items():
+            if int(code) >= 400 and path != "/readyz":
+                assert response["content"] == problem, (method, path, code)
+
+
+def test_one_request_body_type_per_operation(document: dict[str, Any]) -> None:
+    for method, path, op in operations(document):
+        if "requestBody" in op:
+            assert len(op["requestBody"]["content"]) == 1, (method, path)
+    upload = document["paths"]["/v1/datasets:upload"]["post"]["requestBody"]["content"]
+    name = upload["multipart/form-data"]["schema"]["properties"]["name"]
+    ref = document["components"]["schemas"]["DatasetRef"]["properties"]["name"]
+    assert name["pattern"] == ref["pattern"]

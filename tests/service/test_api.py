@@ -38,6 +38,7 @@ def assert_problem(resp: httpx.Response, status: int, *words: str) -> None:
     assert resp.headers["content-type"].startswith(PROBLEM)
     body = resp.json()
     assert body["status"] == status and body["detail"]
+    assert body["type"].startswith("/problems/") and body["instance"].startswith("/")
     for word in words:
         assert word in body["detail"], body["detail"]
 

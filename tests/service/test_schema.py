@@ -18,6 +18,7 @@ from schemathesis.checks import (  # noqa: E402
     status_code_conformance,
 )
 
+from app.errors import KINDS  # noqa: E402
 from tests.service.stack import Stack, embedded_stack  # noqa: E402
 
 CHECKS = [
@@ -59,3 +60,29 @@ def test_openapi_conformance(api_schema: Any, schema_stack: Stack) -> None:
     assert len(operations) >= 14
     for operation in operations:
         _run_operation(operation, headers)
+
+
+def test_problem_types_and_unknown_query(schema_stack: Stack) -> None:
+    """Errors carry a `type` URI that the service documents, and the request path."""
+    with schema_stack.client() as c:
+        missing = c.get("/v1/jobs/job_nope")
+        assert missing.status_code == 404
+        assert missing.headers["content-type"] == "application/problem+json"
+        assert missing.json()["type"] == "/problems/not-found"
+        assert missing.json()["instance"] == "/v1/jobs/job_nope"
+        unknown = c.get("/v1/jobs", params={"type": "embed", "limit": 2})
+        assert unknown.status_code == 422, unknown.text
+        body = unknown.json()
+        assert body["type"] == "/problems/validation" and "cursor, limit, status" in body["detail"]
+        assert [e["loc"] for e in body["errors"]] == [["query", "type"]]
+        bad = c.get("/v1/jobs", params={"limit": 0}).json()
+        assert bad["type"] == "/problems/validation" and bad["errors"][0]["loc"] == [
+            "query",
+            "limit",
+        ]
+        page = c.get(missing.json()["type"])
+        assert page.status_code == 200 and "Not found" in page.text
+        index = c.get("/problems").text
+        for kind in KINDS:
+            assert f"/problems/{kind}" in index
+        assert c.get("/problems/teleport").status_code == 404
