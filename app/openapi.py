@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from html import escape
+from pathlib import Path
 from typing import Any
 
+import fastapi_offline
 from fastapi import APIRouter, FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from fastapi.routing import APIRoute
+from starlette.staticfiles import StaticFiles
 
 from app.errors import DESCRIPTIONS, KINDS, PROBLEM, NotFoundError, Problem, type_uri
 
@@ -77,27 +81,34 @@ def _other_model(response: dict[str, Any]) -> bool:
     return any(ref not in known for ref in refs)
 
 
-def install_openapi(app: FastAPI) -> None:
-    """Build the document once, with the error responses rewritten by `_declare_problems`."""
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title,
-                version=app.version,
-                description=app.description,
-                routes=app.routes,
-                tags=app.openapi_tags,
-            )
-            _declare_problems(schema)
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
-    app.include_router(pages)
-
-
 pages = APIRouter(include_in_schema=False)
+
+# Swagger UI and ReDoc from the files the fastapi-offline package ships: /docs works offline.
+ASSETS = "/docs/assets"
+
+
+@pages.get("/docs")
+def swagger_ui() -> HTMLResponse:
+    """Swagger UI over `/openapi.json`, its scripts and styles served by the app."""
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="IIMM service: API",
+        swagger_js_url=f"{ASSETS}/swagger-ui-bundle.js",
+        swagger_css_url=f"{ASSETS}/swagger-ui.css",
+        swagger_favicon_url=f"{ASSETS}/favicon.png",
+    )
+
+
+@pages.get("/redoc")
+def redoc() -> HTMLResponse:
+    """ReDoc over `/openapi.json`, its script served by the app (no web fonts)."""
+    return get_redoc_html(
+        openapi_url="/openapi.json",
+        title="IIMM service: API",
+        redoc_js_url=f"{ASSETS}/redoc.standalone.js",
+        redoc_favicon_url=f"{ASSETS}/favicon.png",
+        with_google_fonts=False,
+    )
 
 
 def _kind_html(kind: str) -> str:
@@ -121,3 +132,24 @@ def get_problem_type(kind: str) -> HTMLResponse:
     if kind not in KINDS:
         raise NotFoundError(f"no problem type {kind!r}; see /problems")
     return HTMLResponse(f"<!doctype html><title>{escape(KINDS[kind][1])}</title>{_kind_html(kind)}")
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Build the document once, with the error responses rewritten by `_declare_problems`."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+                tags=app.openapi_tags,
+            )
+            _declare_problems(schema)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.include_router(pages)
+    app.mount(ASSETS, StaticFiles(directory=Path(fastapi_offline.__file__).parent / "static"))

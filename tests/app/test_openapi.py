@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.openapi import TAGS
@@ -70,3 +71,19 @@ def test_one_request_body_type_per_operation(document: dict[str, Any]) -> None:
     name = upload["multipart/form-data"]["schema"]["properties"]["name"]
     ref = document["components"]["schemas"]["DatasetRef"]["properties"]["name"]
     assert name["pattern"] == ref["pattern"]
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_docs_pages_work_offline(page: str) -> None:
+    """The pages name no other host; every script, style and icon they load is served."""
+    client = TestClient(create_app())  # no lifespan: the pages need no database
+    html = client.get(page)
+    assert html.status_code == 200 and "/openapi.json" in html.text
+    urls = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", html.text)
+    urls += re.findall(r"""(?:url|Url)\s*:\s*["']([^"']+)["']""", html.text)
+    assert not re.search(r"https?://", html.text), re.findall(r"https?://[^\s\"']+", html.text)
+    assets = [u for u in urls if u.startswith("/docs/assets/")]
+    assert len(assets) >= (3 if page == "/docs" else 2), urls
+    for url in assets:
+        resp = client.get(url)
+        assert resp.status_code == 200 and len(resp.content) > 1000, url
