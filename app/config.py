@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     reaper_interval_s: float = 5.0
     requeue_after_s: float = 600.0
     worker_poll_s: float = 0.5
+    # A running job's progress is written (and its cancel flag read) this often, at most.
+    progress_interval_s: float = Field(default=1.0, gt=0, le=2.0)
     run_maintenance_in_api: bool = True
 
     # Worker-side embedding.

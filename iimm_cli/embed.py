@@ -70,7 +70,7 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 def _progress(quiet: bool) -> Any:
-    def report(fraction: float, stage: str) -> None:
+    def report(fraction: float, stage: str, **units: object) -> None:
         if not quiet:
             print(
                 f"\r{stage:>10} {fraction:6.1%}",

@@ -53,29 +53,45 @@ def worker_env() -> WorkerEnv:
 
 
 class Heartbeat(threading.Thread):
-    """Extends the lease every lease/3 seconds, flushes progress, notices cancellation."""
+    """The job's thread to the database while it runs.
+
+    Every ``progress_interval_s`` (1 s by default, at most 2 s) it reads the cancel flag
+    and, when the handler reported new progress since the last write, writes it (one
+    conditional UPDATE that also extends the lease); with nothing new it extends the lease
+    every lease/3. Handlers report as often as they like: writes are throttled here.
+    """
 
     def __init__(self, env: WorkerEnv, ctx: JobContext) -> None:
         super().__init__(name=f"heartbeat-{ctx.job_id}", daemon=True)
         self.env, self.ctx = env, ctx
         self.stopped = threading.Event()
         self.lost = threading.Event()
+        self.written = -1  # ctx.version last written
+        self.renewed = time.monotonic()
 
     def beat(self) -> None:
-        """One heartbeat."""
+        """One tick: write progress (and the lease) if due, else only read the cancel flag."""
+        ctx = self.ctx
+        version = ctx.version
+        renew = time.monotonic() - self.renewed >= self.env.settings.lease_s / 3
         with session_scope(self.env.sessions) as session:
-            ours, cancel = claims.heartbeat(
-                session=session, job_id=self.ctx.job_id, attempt=self.ctx.attempt,
-                lease_s=self.env.settings.lease_s, progress=self.ctx.progress_value,
-                stage=self.ctx.stage,
-            )  # fmt: skip
+            if version != self.written or renew:
+                ours, cancel = claims.heartbeat(
+                    session=session, job_id=ctx.job_id, attempt=ctx.attempt,
+                    lease_s=self.env.settings.lease_s, progress=ctx.progress_value,
+                    stage=ctx.stage, detail=ctx.units,
+                )  # fmt: skip
+                self.written, self.renewed = version, time.monotonic()
+            else:
+                ours, cancel = claims.poll(session=session, job_id=ctx.job_id, attempt=ctx.attempt)
         if cancel or not ours:
-            self.ctx.cancelled.set()
+            ctx.cancelled.set()
         if not ours:
             self.lost.set()
+            ctx.lost.set()
 
     def run(self) -> None:
-        interval = max(0.2, self.env.settings.lease_s / 3)
+        interval = min(self.env.settings.progress_interval_s, self.env.settings.lease_s / 3)
         while not self.stopped.wait(interval):
             try:
                 self.beat()

@@ -33,6 +33,7 @@ def claim(*, session: Session, job_id: str, worker_id: str, lease_s: float) -> i
             lease_expires_at=now + timedelta(seconds=lease_s),
             started_at=now,
             stage="starting",
+            progress_detail=None,
             updated_at=now,
         )
         .execution_options(synchronize_session=False)
@@ -56,6 +57,7 @@ def heartbeat(
     lease_s: float,
     progress: float | None,
     stage: str | None,
+    detail: dict[str, Any] | None = None,
 ) -> tuple[bool, bool]:
     """Extend the lease and record progress; returns (still ours, cancel requested)."""
     values: dict[str, Any] = {"lease_expires_at": utcnow() + timedelta(seconds=lease_s)}
@@ -63,6 +65,7 @@ def heartbeat(
         values["progress"] = max(0.0, min(1.0, progress))
     if stage is not None:
         values["stage"] = stage[:100]
+        values["progress_detail"] = detail
     values["updated_at"] = utcnow()
     res = session.execute(
         update(Job)
@@ -72,6 +75,16 @@ def heartbeat(
     )
     cancel = bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
     return res.rowcount == 1, cancel  # type: ignore[attr-defined]
+
+
+def poll(*, session: Session, job_id: str, attempt: int) -> tuple[bool, bool]:
+    """Read-only check between heartbeats: (still ours, cancel requested)."""
+    row = session.execute(
+        select(Job.status, Job.attempts, Job.cancel_requested).where(Job.id == job_id)
+    ).first()
+    if row is None:
+        return False, True
+    return row.status == RUNNING and row.attempts == attempt, bool(row.cancel_requested)
 
 
 def finish(
@@ -115,6 +128,7 @@ def release(*, session: Session, job_id: str, attempt: int, reason: str) -> bool
             worker_id=None,
             lease_expires_at=None,
             stage=f"retrying: {reason}"[:100],
+            progress_detail=None,
             enqueued_at=utcnow(),
             updated_at=utcnow(),
         )

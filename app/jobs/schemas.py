@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.jobs import registry
 from app.models.jobs import JobStatus
@@ -21,6 +21,56 @@ def _create_union() -> Any:
 JobCreate = _create_union()
 
 
+class JobProgress(BaseModel):
+    """Where a job is: its stage, the fraction done and the stage's own figures.
+
+    Written by the worker at most every `IIMM_PROGRESS_INTERVAL_S` (1 s by default) while
+    it runs. A queued job's stage is `queued`; a finished job's is its final status.
+    """
+
+    stage: str = Field(examples=["embedding"])
+    fraction: float = Field(ge=0.0, le=1.0, description="Share of the whole job done, 0..1.")
+    done: int | None = Field(default=None, description="Units of the stage done.")
+    total: int | None = Field(default=None, description="Units of the stage in all.")
+    unit: str | None = Field(
+        default=None, description="What `done`/`total` count.", examples=["images", "steps"]
+    )
+    epoch: int | None = Field(default=None, description="Fine-tuning: the epoch (1-based).")
+    epochs: int | None = Field(default=None, description="Fine-tuning: epochs in all.")
+    loss: float | None = Field(
+        default=None, description="Fine-tuning: the last step's training cross-entropy."
+    )
+    val_acc: float | None = Field(
+        default=None,
+        description="Fine-tuning: top-1 accuracy (0..1) on the validation split "
+        "after the last finished epoch.",
+    )
+    updated_at: datetime | None = Field(
+        default=None, description="When the worker last wrote progress (or the job changed)."
+    )
+
+    @classmethod
+    def of(cls, job: Any) -> JobProgress:
+        """The progress of a `Job` row."""
+        status = JobStatus(job.status)
+        if status == JobStatus.queued:
+            stage = "queued"
+        elif status == JobStatus.running:
+            stage = job.stage or "starting"
+        else:
+            stage = status.value
+        detail = job.progress_detail if status != JobStatus.queued else None
+        return cls(
+            stage=stage,
+            fraction=max(0.0, min(1.0, float(job.progress or 0.0))),
+            updated_at=job.updated_at,
+            **{k: v for k, v in (detail or {}).items() if k in _DETAIL},
+        )
+
+
+_DETAIL = ("done", "total", "unit", "epoch", "epochs", "loss", "val_acc")
+
+
 class JobRead(BaseModel):
     """A job: its state, progress and links to what it produced."""
 
@@ -32,8 +82,13 @@ class JobRead(BaseModel):
                     "id": "job_0193c0ffee00a1b2c3d4e5f6",
                     "type": "embed",
                     "status": "running",
-                    "progress": 0.4,
-                    "stage": "embedding images",
+                    "progress": {
+                        "stage": "embedding",
+                        "fraction": 0.4,
+                        "done": 2048,
+                        "total": 5120,
+                        "unit": "images",
+                    },
                     "attempts": 1,
                     "params": {"model_id": "mdl_...", "dataset_id": "dst_...", "split": "test"},
                     "links": {"self": "/v1/jobs/job_0193c0ffee00a1b2c3d4e5f6"},
@@ -45,8 +100,7 @@ class JobRead(BaseModel):
     id: str
     type: str
     status: JobStatus
-    progress: float
-    stage: str | None
+    progress: JobProgress
     attempts: int
     max_attempts: int
     params: dict[str, Any]
@@ -58,6 +112,15 @@ class JobRead(BaseModel):
     finished_at: datetime | None
     updated_at: datetime
     links: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_row(cls, data: Any) -> Any:
+        """A `Job` row's columns, with `progress` gathered from progress, stage and detail."""
+        if isinstance(data, dict):
+            return data
+        names = [n for n in cls.model_fields if n not in ("progress", "links")]
+        return {n: getattr(data, n) for n in names} | {"progress": JobProgress.of(data)}
 
 
 class JobList(BaseModel):

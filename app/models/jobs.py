@@ -42,6 +42,8 @@ class Job(RecordMixin, Base):
     status: Mapped[str] = mapped_column(String(20), default=JobStatus.queued.value)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     stage: Mapped[str | None] = mapped_column(String(100), default=None)
+    # The stage's figures (done/total/unit, epoch, loss, val_acc): see JobContext.progress.
+    progress_detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -172,7 +172,9 @@ def test_embed_score_end_to_end(stack: Stack, shapes_zip: Path) -> None:
         )
         job = wait_job(c, resp.json()["id"])
         assert job["status"] == "succeeded", job
-        assert job["progress"] == 1.0 and job["attempts"] == 1 and job["result"]["n"] == 12
+        assert (
+            job["progress"]["fraction"] == 1.0 and job["attempts"] == 1 and job["result"]["n"] == 12
+        )
         timing = job["result"]["timing"]  # where the embedding's time went, for operators
         assert timing["images"] == 12 and timing["device"] == "cpu" and timing["seconds"] > 0
         parts = sum(timing[f"{k}_s"] for k in ("loader", "submit", "device", "store"))

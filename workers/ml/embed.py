@@ -65,7 +65,7 @@ def embed_dataset(
     model's transform allows it, cpu otherwise); the two give slightly different bytes, so
     the mode is part of the run key.
     """
-    report = progress or (lambda fraction, stage: None)
+    report = progress or (lambda fraction, stage, **units: None)
     rows = dataset.split(split)
     start, stop = _check_shard(shard, len(rows), batch_size)
     if on_error not in ("fail", "skip"):

@@ -29,7 +29,9 @@ from workers.ml.models import LoadedModel
 from workers.ml.pipeline import BatchPipeline, Pending
 from workers.ml.store import PROGRESS, RunArrays, RunState, write_json
 
-Progress = Callable[[float, str], None]
+# report(fraction, stage, done=..., total=..., unit=...): called after every batch; it may
+# raise (a cancelled job's JobCancelledError) to stop the run between batches.
+Progress = Callable[..., None]
 log = logging.getLogger(__name__)
 
 
@@ -215,7 +217,7 @@ class BatchLoop:
         split = ThreadSplit.for_run(self.model.device, workers)
         stages = Stages()
         with self._batches(todo, workers) as batches:
-            self._encode(batches, pipe, split, stages, saver, report, len(grid))
+            self._encode(batches, pipe, split, stages, saver, report, grid)
         stages.device = pipe.device_wait_s
         log.info("embedding run (%s, %d workers): %s", self.model.device, workers, stages.summary())
         return stages.to_dict(workers)
@@ -228,7 +230,7 @@ class BatchLoop:
         stages: Stages,
         saver: _Checkpointer,
         report: Progress,
-        total: int,
+        grid: list[tuple[int, int]],
     ) -> None:
         """Submit each decoded batch, finishing the previous one while it is encoded."""
         state = saver.state
@@ -251,13 +253,19 @@ class BatchLoop:
                 stages.images += len(index)
                 if pending is not None:
                     self._complete(saver, pipe, pending, stages)
-                    report(state.batches_done / total, "embedding")
+                    self._report(report, grid, state.batches_done)
                 pending = new
         finally:
             split.restore()
         if pending is not None:
             self._complete(saver, pipe, pending, stages, force=True)
-            report(state.batches_done / total, "embedding")
+            self._report(report, grid, state.batches_done)
+
+    def _report(self, report: Progress, grid: list[tuple[int, int]], done: int) -> None:
+        """Progress after `done` batches of `grid`, counted in images of the shard."""
+        first = self.shard[0]
+        report(done / len(grid), "embedding", done=grid[done - 1][1] - first,
+               total=self.shard[1] - first, unit="images")  # fmt: skip
 
     @staticmethod
     def _complete(saver: _Checkpointer, pipe: BatchPipeline, pending: Pending, stages: Stages,

@@ -7,11 +7,13 @@ a `WeightsNotFoundError` naming the file or cache directory to provide.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,14 +98,18 @@ def _build(
 
     name = _register_config(spec) if spec.config_path else spec.arch
     cache = str(cache_dir) if cache_dir else None
+    offline = False
+    if spec.kind == "hf-hub":
+        offline = _hub_access(spec, cache, _repo_cached(spec.arch, cache))
     pretrained = _check_weights(spec, cache) if spec.kind in ("tag", "checkpoint") else None
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), _hub_offline(offline):
         torch.manual_seed(seed)
         model, _, preprocess = _create(open_clip, name, spec, pretrained, cache)
     model.eval()
     config = _arch_config(open_clip, name, spec)
     fingerprint = model_fingerprint(model, config=config, preprocess=preprocess, spec=spec)
-    tokenizer = _tokenizer(open_clip, name, spec, model, cache)
+    with _hub_offline(offline):
+        tokenizer = _tokenizer(open_clip, name, spec, model, cache)
     model = model.to(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -171,17 +177,81 @@ def _check_weights(spec: ModelSpec, cache: str | None) -> str | None:
         raise ModelSpecError(
             f"unknown pretrained tag {spec.pretrained!r} for {spec.arch}; known: {tags}"
         )
-    if _offline() and not _in_hf_cache(cfg, cache):
-        raise WeightsNotFoundError(_missing_message(spec, cache, "HF_HUB_OFFLINE is set", cfg))
+    offline = _hub_access(spec, cache, _in_hf_cache(cfg, cache), cfg)
     try:
-        open_clip.download_pretrained(cfg, cache_dir=cache)
+        with _hub_offline(offline):
+            open_clip.download_pretrained(cfg, cache_dir=cache)
     except Exception as exc:  # network, hub and file errors all mean "not available here"
         raise WeightsNotFoundError(_missing_message(spec, cache, type(exc).__name__, cfg)) from None
     return spec.pretrained
 
 
+# One request with this timeout tells whether the hub can be reached: without it, a machine
+# without network spends over a minute in huggingface_hub's retries before failing.
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+def _hub_access(spec: ModelSpec, cache: str | None, cached: bool, cfg: dict | None = None) -> bool:
+    """Whether to load from the cache alone (True: offline, or the hub is unreachable and the
+    files are cached); a `WeightsNotFoundError` at once when they are neither cached nor
+    reachable. One probe of the hub (or the weights' URL host), no retries."""
+    url = (cfg or {}).get("url") if cfg and not cfg.get("hf_hub") else None
+    if _offline():
+        why = "HF_HUB_OFFLINE is set"
+    elif (why := _unreachable(url or _hub_endpoint())) is None:
+        return False
+    if cached:
+        log.info("loading %s from the cache: %s", spec.spec, why)
+        return True
+    raise WeightsNotFoundError(_missing_message(spec, cache, why, cfg))
+
+
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _hub_endpoint() -> str:
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT
+
+
+def _unreachable(url: str) -> str | None:
+    """Why `url`'s server cannot be reached now (any HTTP answer counts as reached), or None."""
+    import httpx
+
+    try:
+        httpx.head(url, timeout=HUB_PROBE_TIMEOUT_S)
+    except httpx.HTTPError as exc:
+        return f"{url} is unreachable: {type(exc).__name__}: {exc}"[:300]
+    return None
+
+
+@contextlib.contextmanager
+def _hub_offline(offline: bool) -> Iterator[None]:
+    """huggingface_hub in offline mode (cached files only, no requests) inside the block.
+
+    Callers hold `_LOCK` (load_model builds under it), so no other load sees the switch.
+    """
+    if not offline:
+        yield
+        return
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
+
+
+def _repo_cached(arch: str, cache: str | None) -> bool:
+    """Whether an ``hf-hub:org/repo`` model's config is in the Hugging Face cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    repo = arch.removeprefix("hf-hub:")
+    return isinstance(try_to_load_from_cache(repo, "open_clip_config.json", cache_dir=cache), str)
 
 
 def _in_hf_cache(cfg: dict[str, Any], cache: str | None) -> bool:
@@ -207,7 +277,7 @@ def _missing_message(
     from huggingface_hub import constants
 
     where = cache or constants.HF_HUB_CACHE
-    reason = str(why).splitlines()[0][:200] if str(why) else type(why).__name__
+    reason = str(why).splitlines()[0][:300] if str(why) else type(why).__name__
     if spec.kind == "local-dir":
         return f"cannot load {spec.spec}: {reason}"
     repo = os.path.split((cfg or {}).get("hf_hub", ""))[0] or spec.arch.removeprefix("hf-hub:")

@@ -24,10 +24,12 @@ class _StepContext(JobContext):
     parent: JobContext | None = None
     span: tuple[float, float] = (0.0, 1.0)
 
-    def progress(self, fraction: float, stage: str | None = None) -> None:
+    def progress(
+        self, fraction: float, stage: str | None = None, **units: int | float | str | None
+    ) -> None:
         assert self.parent is not None
         low, high = self.span
-        self.parent.progress(low + (high - low) * float(fraction), stage)
+        self.parent.progress(low + (high - low) * float(fraction), stage, **units)
 
 
 def _step(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,16 +42,47 @@ class JobContext:
     sessions: sessionmaker[Session]
     storage: Storage
     cancelled: threading.Event = field(default_factory=threading.Event)
+    lost: threading.Event = field(default_factory=threading.Event)  # another attempt has it
     progress_value: float | None = None
     stage: str | None = None
+    units: dict[str, Any] | None = None
+    version: int = 0  # bumped by every report; the heartbeat writes only what changed
 
-    def progress(self, fraction: float, stage: str | None = None) -> None:
-        """Record progress (flushed by the heartbeat); raises JobCancelledError once cancelled."""
+    def progress(
+        self, fraction: float, stage: str | None = None, **units: int | float | str | None
+    ) -> None:
+        """Record progress (written by the heartbeat thread at most every
+        ``settings.progress_interval_s``); raises JobCancelledError once cancelled.
+
+        `fraction` is 0..1 of the whole job; `units` are the figures of the current stage,
+        as `app.jobs.schemas.JobProgress` names them: ``done``/``total`` counted in
+        ``unit`` ("images", "steps", "datasets", "grid points"), and for training ``epoch``,
+        ``epochs``, ``loss`` (the last step's cross-entropy) and ``val_acc`` (top-1, 0..1).
+        A report without units clears the previous stage's.
+        """
+        self.check_cancelled()
         self.progress_value = float(fraction)
         if stage is not None:
             self.stage = stage
+        self.units = {k: v for k, v in units.items() if v is not None} or None
+        self.version += 1
+
+    def check_cancelled(self) -> None:
+        """Raise JobCancelledError if the job was cancelled (loops call this between batches)."""
         if self.cancelled.is_set():
             raise JobCancelledError()
+
+
+@contextlib.contextmanager
+def discard_on_cancel(ctx: JobContext, discard: Callable[[], None]) -> Iterator[None]:
+    """Run `discard` (remove what the block wrote) if the job is cancelled inside the block,
+    unless the claim was lost: then another attempt owns (and may be using) those files."""
+    try:
+        yield
+    except JobCancelledError:
+        if not ctx.lost.is_set():
+            discard()
+        raise
 
 
 Handler = Callable[[JobContext], Outcome]

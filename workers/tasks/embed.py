@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import multiprocessing
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session
 from app.db import new_id
 from app.jobs.types import EmbedParams, prompts_hash
 from app.models import Embedding
-from workers.tasks.base import JobContext, JobError, Outcome, handler
+from workers.tasks.base import JobContext, JobError, Outcome, discard_on_cancel, handler
 from workers.tasks.datasets import load_rows, open_layout
 
 
@@ -87,7 +88,8 @@ def run_embed(ctx: JobContext) -> Outcome:
     ).hexdigest()[:40]
     key = f"embeddings/{digest}"
     out = _out_dir(ctx, key)
-    timing = _embed(ctx, model, layout, p, out)
+    with discard_on_cancel(ctx, lambda: shutil.rmtree(out, ignore_errors=True)):
+        timing = _embed(ctx, model, layout, p, out)
     if not ctx.storage.is_local:
         ctx.storage.put_dir(out, key)
     n, k, dim, zero_shot = _read_meta(out)
@@ -129,7 +131,7 @@ def _embed(
             batch_size=ctx.settings.embed_batch_size,
             num_workers=loader_workers(ctx.settings.embed_num_workers),
             resume=True, checkpoint_every_s=5.0,
-            progress=lambda f, stage=None: ctx.progress(f, stage or "embedding"),
+            progress=lambda f, stage=None, **units: ctx.progress(f, stage or "embedding", **units),
         )  # fmt: skip
     except ImageDataError as exc:
         raise JobError(f"cannot embed dataset {p.dataset_id}: {exc}") from None

@@ -152,8 +152,9 @@ def evaluate_all(
     skipped: dict[str, str] = {}
     for i, dataset in enumerate(datasets):
         ctx.progress(
-            start + (1 - start) * i / max(len(datasets), 1), f"evaluating {dataset['name']}"[:100]
-        )
+            start + (1 - start) * i / max(len(datasets), 1), f"evaluating {dataset['name']}"[:100],
+            done=i, total=len(datasets), unit="datasets",
+        )  # fmt: skip
         try:
             open_layout(ctx, dataset).split(split)
         except ImageDataError as exc:

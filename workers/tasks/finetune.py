@@ -13,7 +13,7 @@ from app.db import new_id
 from app.finetuning.params import FinetuneParams
 from app.imagedata import ImageDataError
 from app.models import FinetunedModel
-from workers.tasks.base import JobContext, JobError, Outcome, handler
+from workers.tasks.base import JobContext, JobError, Outcome, discard_on_cancel, handler
 from workers.tasks.datasets import open_layout
 from workers.tasks.evaluation import (
     LabelledImages,
@@ -45,13 +45,19 @@ def _config(p: FinetuneParams) -> Any:
 
 
 def _progress(ctx: JobContext, n_train: int, config: Any) -> Any:
+    """The trainer's ``progress(epoch, step, loss, val_acc)`` as the job's progress: steps
+    done of all, the epoch, the last step's loss and the last epoch's validation accuracy."""
     per_epoch = max(1, math.ceil(n_train / config.batch_size))
     total, epochs = config.total_steps(per_epoch), config.total_epochs(per_epoch)
+    last_val: list[float | None] = [None]
 
     def report(epoch: int, step: int, loss: float, val_acc: float | None) -> None:
-        acc = "" if val_acc is None else f" val_acc {val_acc:.4f}"
-        stage = f"training epoch {epoch}/{epochs} step {step} loss {loss:.4f}{acc}"
-        ctx.progress(TRAIN_SHARE * min(1.0, step / total), stage[:100])
+        if val_acc is not None:
+            last_val[0] = val_acc
+        ctx.progress(
+            TRAIN_SHARE * min(1.0, step / total), "training", done=step, total=total,
+            unit="steps", epoch=epoch, epochs=epochs, loss=float(loss), val_acc=last_val[0],
+        )  # fmt: skip
 
     return report
 
@@ -115,13 +121,15 @@ def run_finetune(ctx: JobContext) -> Outcome:
     targets = dataset_rows(ctx, p.evaluate_on)
     ctx.progress(0.0, "loading model")
     loaded = load_base(ctx, model_row)
-    result = _train(ctx, loaded, train_row, _config(p))
-    ft_id = new_id("ftm")
-    tuned = Target(p.model_id, ft_id, result.model)
-    ft_metrics, skipped = evaluate_all(ctx, loaded, tuned, targets, "test", TRAIN_SHARE)
-    zs_metrics, _ = evaluate_all(
-        ctx, loaded, Target(p.model_id, None, loaded.model), targets, "test", 0.95
-    )
+    # a cancelled job is final: its checkpoints could never be resumed or used
+    with discard_on_cancel(ctx, lambda: ctx.storage.delete(checkpoint_key(ctx.job_id))):
+        result = _train(ctx, loaded, train_row, _config(p))
+        ft_id = new_id("ftm")
+        tuned = Target(p.model_id, ft_id, result.model)
+        ft_metrics, skipped = evaluate_all(ctx, loaded, tuned, targets, "test", TRAIN_SHARE)
+        zs_metrics, _ = evaluate_all(
+            ctx, loaded, Target(p.model_id, None, loaded.model), targets, "test", 0.95
+        )
     record = _record(ctx, p, result, ft_id)
     ft_rows = evaluation_rows(ctx, tuned, ft_metrics, "test")
     zs_rows = evaluation_rows(ctx, Target(p.model_id, None, None), zs_metrics, "test")

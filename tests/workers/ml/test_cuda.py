@@ -65,7 +65,7 @@ def test_cuda_resume_and_shards_are_bit_identical(
     )
     calls: list[float] = []
 
-    def stop(fraction: float, stage: str) -> None:
+    def stop(fraction: float, stage: str, **units: object) -> None:
         if stage == "embedding":
             calls.append(fraction)
             if len(calls) == 3:

@@ -351,7 +351,7 @@ def test_device_mode_resume_and_shards_are_byte_identical(
     whole = embed_dataset(tiny_model, shapes, out_dir=tmp_path / "w", **kw)
     calls: list[float] = []
 
-    def die(fraction: float, stage: str) -> None:
+    def die(fraction: float, stage: str, **units: object) -> None:
         if stage == "embedding":
             calls.append(fraction)
             if len(calls) == 3:

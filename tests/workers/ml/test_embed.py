@@ -95,7 +95,7 @@ def test_completed_run_is_returned_without_recomputing(
         out_dir=test_run.out_dir,
         batch_size=5,
         num_workers=0,
-        progress=lambda f, s: stages.append(s),
+        progress=lambda f, s, **_: stages.append(s),
     )
     assert stages == [] and again.meta == test_run.meta
 

@@ -85,7 +85,7 @@ def test_an_interrupted_run_leaks_nothing_into_the_next(
 ) -> None:
     ref = _embed(tiny_model, glyphs, tmp_path / "ref", 0)
 
-    def stop(fraction: float, stage: str) -> None:
+    def stop(fraction: float, stage: str, **units: object) -> None:
         if stage == "embedding" and fraction > 0.1:
             raise InterruptError
 
@@ -148,7 +148,7 @@ def test_a_worker_killed_during_a_run_fails_it_and_the_next_run_works(
     _embed(tiny_model, shapes, tmp_path / "first", 2)
     victim = _pool_pids()[0]
 
-    def kill(fraction: float, stage: str) -> None:
+    def kill(fraction: float, stage: str, **units: object) -> None:
         if stage == "embedding":
             os.kill(victim, signal.SIGKILL)
             time.sleep(0.5)  # SIGCHLD arrives; the handler raises here or at the next batch

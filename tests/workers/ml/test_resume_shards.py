@@ -57,7 +57,7 @@ def test_resume_after_interruption_equals_uninterrupted(
 ) -> None:
     calls: list[float] = []
 
-    def die_after_three(fraction: float, stage: str) -> None:
+    def die_after_three(fraction: float, stage: str, **units: object) -> None:
         if stage == "embedding":
             calls.append(fraction)
             if len(calls) == 3:
@@ -84,7 +84,7 @@ def test_resume_after_interruption_equals_uninterrupted(
         out_dir=tmp_path,
         batch_size=4,
         num_workers=0,
-        progress=lambda f, s: seen.append(f) if s == "embedding" else None,
+        progress=lambda f, s, **_: seen.append(f) if s == "embedding" else None,
     )
     assert seen[0] == pytest.approx(4 / 9) and len(seen) == 6  # only the remaining batches ran
     assert resumed.timing is not None and resumed.timing["batches"] == 6
@@ -106,7 +106,7 @@ def test_no_resume_starts_over(
         batch_size=4,
         num_workers=0,
         resume=False,
-        progress=lambda f, s: seen.append(f) if s == "embedding" else None,
+        progress=lambda f, s, **_: seen.append(f) if s == "embedding" else None,
     )
     assert len(seen) == 9
     _same_bytes(whole.out_dir, tmp_path)
