@@ -1,8 +1,8 @@
 """job progress detail: the running stage's figures (done/total/unit, epoch, loss, val_acc)
 
-Revision ID: 0004_job_progress_detail
-Revises: 0003_predictors
-Create Date: 2026-11-29 16:40:00.000000
+Revision ID: 0005_job_progress_detail
+Revises: 0004_data_warnings
+Create Date: 2026-11-29 17:10:00.000000
 """
 
 from collections.abc import Sequence
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004_job_progress_detail"
-down_revision: str | None = "0003_predictors"
+revision: str = "0005_job_progress_detail"
+down_revision: str | None = "0004_data_warnings"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
