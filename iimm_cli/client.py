@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -62,13 +63,21 @@ class ApiClient:
             raise CliError(f"{resp.status_code}: {detail}")
         return resp
 
-    def wait_job(self, job_id: str, timeout: float = 600.0, poll: float = 0.5) -> dict[str, Any]:
-        """Poll a job until it reaches a final state (or raise after `timeout` seconds)."""
+    def wait_job(
+        self, job_id: str, timeout: float = 600.0, poll: float = 0.5, *, bar: bool = False
+    ) -> dict[str, Any]:
+        """Poll a job until it reaches a final state (or raise after `timeout` seconds);
+        with `bar`, draw its progress on stderr (`iimm_cli.progress`) meanwhile."""
+        from iimm_cli.progress import job_bar
+
         deadline = time.monotonic() + timeout
-        while True:
-            job = self.request("GET", f"/v1/jobs/{job_id}")
-            if job["status"] in FINAL:
-                return job
-            if time.monotonic() > deadline:
-                raise CliError(f"job {job_id} still {job['status']} after {timeout:.0f}s")
-            time.sleep(poll)
+        with job_bar(job_id) if bar else contextlib.nullcontext() as shown:
+            while True:
+                job = self.request("GET", f"/v1/jobs/{job_id}")
+                if shown is not None:
+                    shown.update(job)
+                if job["status"] in FINAL:
+                    return job
+                if time.monotonic() > deadline:
+                    raise CliError(f"job {job_id} still {job['status']} after {timeout:.0f}s")
+                time.sleep(poll)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from iimm_cli._common import CliError, print_json
@@ -21,7 +22,12 @@ def register(sub: Any) -> None:
     s.add_argument("--split")
     s.add_argument("--param", action="append", default=[], help="KEY=JSON_VALUE (repeatable)")
     s.add_argument("--idempotency-key")
-    s.add_argument("--wait", action="store_true", help="wait for the job to finish")
+    s.add_argument(
+        "--wait", action="store_true",
+        help="wait for the job, with a progress bar (stage, units, ETA) on a terminal; "
+        "exit 1 unless it succeeds",
+    )  # fmt: skip
+    s.add_argument("--timeout", type=float, default=3600.0, help="seconds to --wait at most")
     add_client_args(s)
     s.set_defaults(handler=run_submit)
     for name, fn in (("show", run_show), ("wait", run_wait), ("cancel", run_cancel)):
@@ -57,10 +63,10 @@ def run_submit(args: argparse.Namespace) -> int:
     client = ApiClient.from_args(args)
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
     job = client.request("POST", "/v1/jobs", json=_body(args), headers=headers)
-    if args.wait:
-        job = client.wait_job(job["id"])
-    print_json(job)
-    return 0 if job["status"] != "failed" else 1
+    if not args.wait:
+        print_json(job)
+        return 0
+    return finished(client.wait_job(job["id"], timeout=args.timeout, bar=True))
 
 
 def run_show(args: argparse.Namespace) -> int:
@@ -71,9 +77,17 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_wait(args: argparse.Namespace) -> int:
     """Wait for a job to finish; exit 1 if it failed."""
-    job = ApiClient.from_args(args).wait_job(args.id, timeout=args.timeout)
+    return finished(ApiClient.from_args(args).wait_job(args.id, timeout=args.timeout, bar=True))
+
+
+def finished(job: dict[str, Any]) -> int:
+    """Print a finished job; 0 if it succeeded, else 1 with its error on stderr."""
     print_json(job)
-    return 0 if job["status"] == "succeeded" else 1
+    if job["status"] == "succeeded":
+        return 0
+    print(f"job {job['id']} {job['status']}: {job.get('error') or ''}".rstrip(": "),
+          file=sys.stderr)  # fmt: skip
+    return 1
 
 
 def run_cancel(args: argparse.Namespace) -> int:

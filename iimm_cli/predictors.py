@@ -135,7 +135,7 @@ def run_assess(args: argparse.Namespace) -> int:
             "bootstrap": args.bootstrap}  # fmt: skip
     job = client.request("POST", "/v1/jobs", json=body)
     if not args.no_wait:
-        job = client.wait_job(job["id"])
+        job = client.wait_job(job["id"], bar=True)
     if args.json or job["status"] != "succeeded":
         print_json(job)
         return 0 if job["status"] in ("succeeded", "queued", "running") else 1

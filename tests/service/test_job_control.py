@@ -1,8 +1,11 @@
-"""Cancelling running jobs over real HTTP with a real worker: the embedding and training
-loops stop between batches, and nothing of the cancelled run is left behind."""
+"""Controlling jobs over real HTTP with a real worker: cancelling a running job stops the
+embedding and training loops between batches and leaves nothing of the run behind;
+missing weights fail the job with the cache to fill; `iimm jobs submit --wait` exits 1."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -12,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.service.stack import Stack, embedded_stack, make_task, wait_job, zip_dir
+from tests.service.stack import ROOT, Stack, embedded_stack, make_task, wait_job, zip_dir
 from tests.service.test_api import add_tiny, upload
 
 
@@ -94,3 +97,24 @@ def test_cancel_stops_embedding_between_batches(stack: Stack, many_zip: Path) ->
         assert score.status_code == 409 and "embed job first" in score.json()["detail"]
     leftovers = stack.data_dir / "artifacts" / "embeddings"
     assert not leftovers.exists() or not any(leftovers.iterdir())
+
+
+def test_missing_weights_fail_the_job_and_wait_exits_1(stack: Stack, many_zip: Path) -> None:
+    """The worker has no network (HF_HUB_OFFLINE here): the job fails with the cache to fill,
+    and `iimm jobs submit --wait` prints it and exits 1."""
+    key = stack.new_key(_name("weights"))
+    with stack.client(key) as c:
+        dataset = upload(c, many_zip).json()["id"]
+        resp = c.post("/v1/models", json={"name": _name("rn50"), "arch": "RN50",
+                                          "pretrained": "openai"})  # fmt: skip
+        assert resp.status_code == 201, resp.text
+        model = resp.json()["id"]
+    out = subprocess.run(
+        [sys.executable, "-m", "iimm_cli", "jobs", "submit", "embed", "--model-id", model,
+         "--dataset-id", dataset, "--wait", "--timeout", "300", "--url", stack.url,
+         "--api-key", key],
+        env=stack.env, cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    assert '"status": "failed"' in out.stdout
+    assert "not on this machine" in out.stderr and "timm/resnet50_clip.openai" in out.stderr
