@@ -1,0 +1,221 @@
+"""Clients generated from the service's own document work untouched.
+
+Python: openapi-python-client (a dev dependency) generates a package that runs the README's
+workflow against a live embedded stack; errors parse into the typed `Problem`. TypeScript:
+openapi-typescript (from the npm registry, cached under `.cache/contract/`, which git
+ignores) generates types that `tsc --strict` checks together with a small program using
+openapi-fetch. Without npm or the registry the TypeScript test is skipped, saying why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from app.main import create_app
+from tests.service.stack import FINAL, ROOT, TINY, Stack, embedded_stack
+
+CACHE = ROOT / ".cache" / "contract"
+NPM_PACKAGES = ("openapi-typescript@7.13.0", "openapi-fetch@0.17.0", "typescript@5.9.3")
+HYPER = {"epochs": 2, "batch_size": 8, "lr": 0.003, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def document(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("contract") / "openapi.json"
+    path.write_text(json.dumps(create_app().openapi()))
+    return path
+
+
+@pytest.fixture(scope="module")
+def client_pkg(document: Path) -> Iterator[ModuleType]:
+    """The generated Python package `iimm_client`, imported from a temporary folder."""
+    pytest.importorskip("openapi_python_client", reason="install the dev extra: pip install .[dev]")
+    out = document.parent / "python"
+    config = document.parent / "generator.yaml"
+    config.write_text("post_hooks: []\n")  # no formatter run: the code is used as generated
+    cmd = [sys.executable, "-m", "openapi_python_client", "generate", "--path", str(document),
+           "--meta", "none", "--output-path", str(out / "iimm_client"), "--config", str(config),
+           "--fail-on-warning"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    sys.path.insert(0, str(out))
+    try:
+        yield importlib.import_module("iimm_client")
+    finally:
+        sys.path.remove(str(out))
+        for name in [m for m in sys.modules if m.split(".")[0] == "iimm_client"]:
+            del sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def live(workdir: Path) -> Iterator[Stack]:
+    data_dir = workdir / f"generated-{uuid.uuid4().hex[:6]}"
+    data_dir.mkdir()
+    stack = embedded_stack(data_dir)
+    stack.start_worker()
+    yield stack
+    stack.stop()
+
+
+def _api(name: str) -> Any:
+    return importlib.import_module(f"iimm_client.api.{name}")
+
+
+def _wait(client: Any, job: Any, timeout: float = 240.0) -> Any:
+    get_job = _api("jobs.get_job")
+    deadline = time.monotonic() + timeout
+    while job.status.value not in FINAL and time.monotonic() < deadline:
+        time.sleep(0.3)
+        job = get_job.sync(job.id, client=client)
+    assert job.status.value == "succeeded", (job.status, job.error)
+    return job
+
+
+def test_python_client_runs_the_workflow(
+    client_pkg: ModuleType, live: Stack, shapes_zip: Path
+) -> None:
+    """Upload, register, embed, score, measures, fine-tune, matrix: all through the client."""
+    from iimm_client import AuthenticatedClient
+    from iimm_client.models import (
+        EmbedParams,
+        FinetuneParams,
+        Hyperparameters,
+        MeasuresRequest,
+        ModelCreate,
+        ScoreParams,
+        UploadDatasetBody,
+    )
+    from iimm_client.types import File
+
+    client = AuthenticatedClient(base_url=live.url, token=live.admin_key)
+    client = client.with_timeout(__import__("httpx").Timeout(120.0))
+    with shapes_zip.open("rb") as fh:
+        body = UploadDatasetBody(name="shapes", file=File(payload=fh, file_name="shapes.zip"))
+        dataset = _api("datasets.upload_dataset").sync(client=client, body=body)
+    assert dataset.name == "shapes" and dataset.splits.additional_properties["test"] == 12
+    model = _api("models.create_model").sync(
+        client=client, body=ModelCreate(name="tiny", arch=TINY, pretrained="random")
+    )
+    assert model.id.startswith("mdl_")
+    refs = {"model_id": model.id, "dataset_id": dataset.id}
+    create_job = _api("jobs.create_job")
+    embed = _wait(client, create_job.sync(client=client, body=EmbedParams(**refs)))
+    assert embed.type_ == "embed" and embed.progress.fraction == 1.0
+    _wait(client, create_job.sync(client=client, body=ScoreParams(**refs)))
+    scores = _api("scores.list_scores").sync(client=client, measure="iimm", **refs)
+    assert [s.measure for s in scores.items] == ["iimm"] and scores.items[0].n == 12
+
+    request = MeasuresRequest(
+        images=[[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]],
+        texts=[[1.0, 0.1], [0.1, 1.0]],
+        labels=[0, 0, 1, 1],
+    )
+    measured = _api("measures.compute_measures").sync(client=client, body=request)
+    assert measured.n == 4 and "iimm" in measured.measures.additional_properties
+
+    finetune = FinetuneParams(
+        method="full", hyperparameters=Hyperparameters.from_dict(HYPER), **refs
+    )
+    tuned = _wait(client, create_job.sync(client=client, body=finetune))
+    ftm_id = tuned.result.additional_properties["finetuned_model_id"]
+    record = _api("finetuned_models.get_finetuned_model").sync(ftm_id, client=client)
+    assert record.train_dataset_id == dataset.id
+    matrix = _api("matrices.get_matrix").sync(client=client, base_model_id=model.id)
+    assert [row.finetuned_model_id for row in matrix.rows] == [ftm_id]
+
+
+def test_python_client_parses_problems(client_pkg: ModuleType, live: Stack) -> None:
+    """A 404 and a 422 arrive as the typed `Problem`, with `type`, `detail` and `errors`."""
+    from iimm_client import AuthenticatedClient
+    from iimm_client.models import Problem
+
+    client = AuthenticatedClient(base_url=live.url, token=live.admin_key)
+    missing = _api("jobs.get_job").sync_detailed("job_nope", client=client)
+    assert missing.status_code == 404 and isinstance(missing.parsed, Problem)
+    assert missing.parsed.type_ == "/problems/not-found" and "job_nope" in missing.parsed.detail
+    invalid = _api("jobs.list_jobs").sync_detailed(client=client, limit=0)
+    assert invalid.status_code == 422 and isinstance(invalid.parsed, Problem)
+    assert invalid.parsed.type_ == "/problems/validation"
+    assert [e.loc for e in invalid.parsed.errors] == [["query", "limit"]]
+
+
+USAGE_TS = """
+import createClient from "openapi-fetch";
+import type { components, paths } from "./schema";
+
+type Problem = components["schemas"]["Problem"];
+type JobRead = components["schemas"]["JobRead"];
+
+const client = createClient<paths>({ baseUrl: "http://localhost:8000" });
+
+export async function jobStatus(jobId: string): Promise<JobRead["status"] | Problem> {
+  const { data, error } = await client.GET("/v1/jobs/{job_id}", {
+    params: { path: { job_id: jobId } },
+  });
+  if (error) {
+    const problem: Problem = error;
+    return problem;
+  }
+  return data.status;
+}
+
+export async function embed(modelId: string, datasetId: string): Promise<string | undefined> {
+  const { data } = await client.POST("/v1/jobs", {
+    body: { type: "embed", model_id: modelId, dataset_id: datasetId, split: "test" },
+  });
+  return data?.id;
+}
+"""
+
+
+def _npm_tools() -> Path:
+    """`node_modules/.bin` with the pinned packages, installed once per set of versions."""
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip("npm is not installed: the TypeScript client cannot be generated")
+    key = hashlib.sha256(" ".join(NPM_PACKAGES).encode()).hexdigest()[:12]
+    prefix = CACHE / f"npm-{key}"
+    bin_dir = prefix / "node_modules" / ".bin"
+    if not (bin_dir / "tsc").exists():
+        prefix.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(
+            [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", *NPM_PACKAGES],
+            capture_output=True, text=True, timeout=600, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            pytest.skip(f"npm registry unreachable: {done.stderr.strip()[-300:]}")
+    return bin_dir
+
+
+def test_typescript_client_type_checks(document: Path) -> None:
+    bin_dir = _npm_tools()
+    out = document.parent / "ts"
+    out.mkdir(exist_ok=True)
+    gen = subprocess.run(
+        [str(bin_dir / "openapi-typescript"), str(document), "-o", str(out / "schema.d.ts")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert gen.returncode == 0, gen.stdout + gen.stderr
+    (out / "usage.ts").write_text(USAGE_TS)
+    # resolve openapi-fetch from the cache
+    (out / "node_modules").symlink_to(bin_dir.parent, target_is_directory=True)
+    check = subprocess.run(
+        [str(bin_dir / "tsc"), "--noEmit", "--strict", "--target", "es2022", "--module",
+         "esnext", "--moduleResolution", "bundler", "--lib", "es2022,dom", "--skipLibCheck",
+         "false", str(out / "usage.ts"), str(out / "schema.d.ts")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
