@@ -47,7 +47,7 @@ def load_array(path: Path, what: str) -> np.ndarray:
 
 def parse_names(spec: str) -> tuple[str, ...] | None:
     """Turn the --measures option into a tuple of names (None means the fast family)."""
-    from app.measures import ALL_MEASURES, FAST_MEASURES
+    from app.measures import ALL_MEASURES, FAST_MEASURES, check_names
 
     spec = spec.strip()
     if spec in ("", "fast"):
@@ -55,10 +55,10 @@ def parse_names(spec: str) -> tuple[str, ...] | None:
     if spec == "all":
         return tuple(ALL_MEASURES)
     names = tuple(n.strip() for n in spec.split(",") if n.strip())
-    unknown = [n for n in names if n not in ALL_MEASURES]
-    if unknown:
-        valid = ", ".join(ALL_MEASURES)
-        raise CliError(f"unknown measure(s) {', '.join(unknown)}; valid names: {valid}")
+    try:
+        check_names(names)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     return names
 
 

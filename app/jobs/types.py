@@ -85,11 +85,12 @@ def _check_score(session: Session, project_id: str, params: BaseModel) -> None:
     assert isinstance(params, ScoreParams)
     check_refs(session, project_id, params.model_id, params.dataset_id)
     if params.measures:
-        from app.measures import ALL_MEASURES
+        from app.measures import check_names
 
-        unknown = sorted(set(params.measures) - set(ALL_MEASURES))
-        if unknown:
-            raise InvalidError(f"unknown measures {unknown}; known: {sorted(ALL_MEASURES)}")
+        try:
+            check_names(params.measures)
+        except ValueError as exc:
+            raise InvalidError(str(exc)) from None
     found = session.scalar(
         select(Embedding.id).where(
             Embedding.model_id == params.model_id,

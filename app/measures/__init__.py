@@ -23,17 +23,27 @@ from app.measures.iimm import (
     modality_gap,
     silhouette_cosine,
 )
-from app.measures.registry import ALL_MEASURES, FAST_MEASURES, compute_measures
+from app.measures.registry import (
+    ALL_MEASURES,
+    BASELINE_VARIANT,
+    FAST_MEASURES,
+    RETIRED,
+    check_names,
+    compute_measures,
+)
 from app.measures.stats import ModalityStats
 from app.measures.uncertainty import SampleSize, bootstrap_ci, stable_sample_size
 
 __all__ = [
     "ALL_MEASURES",
+    "BASELINE_VARIANT",
     "FAST_MEASURES",
+    "RETIRED",
     "ModalityStats",
     "SampleSize",
     "bootstrap_ci",
     "calinski_harabasz",
+    "check_names",
     "clustering_entropy",
     "compute_measures",
     "correct_alignment",

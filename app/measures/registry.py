@@ -26,9 +26,24 @@ FAST_MEASURES: tuple[str, ...] = (
 )
 #: Costly measures of this package (O(n²·d), sampled for large n).
 _COSTLY = ("silhouette_euclidean", "entropy")
-#: Transferability baselines, resolved in ``app.measures.transferability``.
-BASELINES: tuple[str, ...] = ("transrate", "sfda", "ncti", "emms", "logme", "hscore", "gbc")
+#: Transferability baselines, resolved in ``app.measures.transferability``. NCTI is relative to
+#: a set of candidate models, so the per-model measures are its three raw terms.
+NCTI_TERMS: tuple[str, ...] = ("ncti_seli", "ncti_ncc", "ncti_vc")
+BASELINES: tuple[str, ...] = ("transrate", "sfda", *NCTI_TERMS, "emms", "logme", "hscore", "gbc")
 ALL_MEASURES: tuple[str, ...] = FAST_MEASURES + _COSTLY + BASELINES
+#: The variant of every baseline that :func:`compute_measures` computes (and the service
+#: stores): each method's paper, computed exactly (see ``app.measures.transferability``).
+BASELINE_VARIANT = "definition"
+#: Names no longer offered, with what to use instead.
+RETIRED: dict[str, str] = {
+    "ncti": (
+        "'ncti' is no longer a per-model measure: NCTI (Wang et al., 2023) min-max normalises "
+        "its terms across a set of candidate models, and a single-model normalisation does not "
+        "rank models as NCTI does. Request its raw terms 'ncti_seli', 'ncti_ncc' and 'ncti_vc' "
+        "for every candidate model; GET /v1/comparisons combines them into NCTI across the "
+        "project's base models"
+    ),
+}
 
 #: compute_measures scores the Euclidean silhouette exactly up to this many points (n + k),
 #: and by the stratified sampled estimate of this many images above it.
@@ -43,15 +58,24 @@ def _resolve_names(names: Iterable[str] | None) -> list[str]:
     if names is None:
         return list(FAST_MEASURES)
     wanted = [names] if isinstance(names, str) else list(dict.fromkeys(names))
-    unknown = [n for n in wanted if n not in ALL_MEASURES]
+    check_names(wanted)
+    if not wanted:
+        raise ValueError(f"no measure requested; valid names: {', '.join(ALL_MEASURES)}")
+    return wanted
+
+
+def check_names(names: Iterable[str]) -> None:
+    """ValueError naming what to use instead for a retired name, or the valid names."""
+    names = list(names)
+    for name in names:
+        if name in RETIRED:
+            raise ValueError(RETIRED[name])
+    unknown = [n for n in names if n not in ALL_MEASURES]
     if unknown:
         raise ValueError(
             f"unknown measure(s) {', '.join(map(repr, unknown))}; "
             f"valid names: {', '.join(ALL_MEASURES)}"
         )
-    if not wanted:
-        raise ValueError(f"no measure requested; valid names: {', '.join(ALL_MEASURES)}")
-    return wanted
 
 
 def _fast(
@@ -70,8 +94,15 @@ def _baseline(name: str, X: np.ndarray, T: np.ndarray, y: object) -> float:
     module = importlib.import_module("app.measures.transferability")
     fn = getattr(module, name)
     if name == "emms":
-        return float(fn(X, np.asarray(y), T))
-    return float(fn(X, np.asarray(y)))
+        return float(fn(X, np.asarray(y), T, variant=BASELINE_VARIANT))
+    return float(fn(X, np.asarray(y), variant=BASELINE_VARIANT))
+
+
+def _ncti_terms(X: np.ndarray, y: object) -> dict[str, float]:
+    """The three raw NCTI terms, from one fit."""
+    module = importlib.import_module("app.measures.transferability")
+    terms = module.ncti_terms(X, np.asarray(y), variant=BASELINE_VARIANT)
+    return {"ncti_seli": terms.seli, "ncti_ncc": terms.ncc, "ncti_vc": terms.vc}
 
 
 def compute_measures(
@@ -89,8 +120,10 @@ def compute_measures(
     ``silhouette_cosine`` or ``davies_bouldin`` is requested. ``silhouette_euclidean`` is
     exact up to :data:`EXACT_EUCLIDEAN_MAX_POINTS` points and sampled above; ``entropy`` is
     :func:`~app.measures.clusters.clustering_entropy` with its defaults. Baselines
-    (``transrate``, ``sfda``, ``ncti``, ``emms``, ``logme``, ``hscore``, ``gbc``) receive the
-    caller's image array and labels (``emms`` also the texts) as given.
+    (``transrate``, ``sfda``, ``emms``, ``logme``, ``hscore``, ``gbc`` and NCTI's raw terms
+    ``ncti_seli``, ``ncti_ncc``, ``ncti_vc``) receive the caller's image array and labels
+    (``emms`` also the texts) as given, and are computed with :data:`BASELINE_VARIANT`. A
+    retired name (:data:`RETIRED`) raises ValueError saying what to use instead.
     """
     wanted = _resolve_names(names)
     X, T = check_pair(images, texts)
@@ -106,6 +139,9 @@ def compute_measures(
             values[name] = silhouette_euclidean(X, T, sample=sample, block_rows=block_rows)
         elif name == "entropy":
             values[name] = clustering_entropy(X, T)
+        elif name in NCTI_TERMS:
+            if name not in values:
+                values.update(_ncti_terms(X, y))
         elif name in BASELINES:
             values[name] = _baseline(name, X, T, y)
     return {name: float(values[name]) for name in wanted}

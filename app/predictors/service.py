@@ -34,6 +34,10 @@ def known_features() -> list[str]:
 
 def check_feature(feature: str) -> None:
     """422 unless `feature` is a measure name or `zero_shot_accuracy`."""
+    from app.measures import RETIRED
+
+    if feature in RETIRED:
+        raise InvalidError(RETIRED[feature])
     if feature not in known_features():
         raise InvalidError(f"unknown feature {feature!r}; use one of {known_features()}")
 

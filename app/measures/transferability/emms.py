@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from ._common import FloatArray, IntArray, as_float64_features, orthonormal_range
 
+EMMSVariant = Literal["definition", "iimm_reference", "authors"]
+#: The published program adds this to each column's standard deviation when z-scoring.
+PUBLISHED_STD_EPSILON = 1e-8
+
 
 def _label_targets(
-    labels: npt.ArrayLike, n: int, label_embeddings: npt.ArrayLike | Sequence[npt.ArrayLike]
+    labels: npt.ArrayLike,
+    n: int,
+    label_embeddings: npt.ArrayLike | Sequence[npt.ArrayLike],
+    *,
+    normalise_rows: bool = True,
 ) -> list[FloatArray]:
-    """Row-normalised label embeddings indexed by the labels: one n x D matrix per source."""
+    """(Row-normalised) label embeddings indexed by the labels: one n x D matrix per source."""
     if isinstance(label_embeddings, np.ndarray):
         is_stack = label_embeddings.ndim == 3
         sources: list[npt.ArrayLike] = list(label_embeddings) if is_stack else [label_embeddings]
@@ -36,9 +45,9 @@ def _label_targets(
     targets = []
     for e in embeddings:
         norms = np.linalg.norm(e, axis=1, keepdims=True)
-        if np.any(norms == 0):
+        if normalise_rows and np.any(norms == 0):
             raise ValueError("label_embeddings contain a zero row")
-        targets.append((e / norms)[y])
+        targets.append((e / norms)[y] if normalise_rows else e[y])
     return targets
 
 
@@ -89,6 +98,7 @@ def emms(
     *,
     max_iter: int = 100,
     tol: float = 1e-10,
+    variant: EMMSVariant = "definition",
 ) -> float:
     """EMMS of Meng, Shao et al., "Foundation Model is Efficient Multimodal Multitask Model
     Selector", NeurIPS 2023 (cited by the IIMM paper as Shao et al. 2024).
@@ -106,12 +116,30 @@ def emms(
     is unique; the default (``max_iter=100``, stop when the objective changes by less than
     ``tol`` relatively) runs to convergence, and ``max_iter=1`` mimics a single alternation.
     ``labels`` must be integers in 0..k-1 (they index the embedding rows; not remapped).
+
+    ``variant="iimm_reference"`` is what the IIMM paper's code computes (mit-ll/IIMM ``EMMS``,
+    borrowed from the EMMS authors' OpenGVLab/Multitask-Model-Selector, so ``"authors"``
+    is accepted as the same computation). Differences from the definition: the label
+    embeddings are not row-normalised; features and each source's F-labels are z-scored
+    per column (``(v - mean) / (std + 1e-8)``); exactly one alternation from equal weights
+    (W by least squares on ``sum_m Z_m / M``, then t by unconstrained least squares of the
+    fitted values on the sources projected onto the simplex), and the residual is that of
+    the first W against the new ``sum_m t_m Z_m``; the reported score is
+    ``-||X W - Z t||_F^2 / n * D`` (the program's ``/ N*D2``, D the label-embedding width)
+    instead of ``/ n``. ``max_iter`` and ``tol`` are ignored.
     """
+    if variant not in ("definition", "iimm_reference", "authors"):
+        raise ValueError(
+            f"emms variant must be 'definition', 'iimm_reference' or 'authors', got {variant!r}"
+        )
     x = as_float64_features(features)
     if x.shape[0] < 2:
         raise ValueError(f"emms needs at least 2 samples, got {x.shape[0]}")
     if max_iter < 0:
         raise ValueError(f"max_iter must be non-negative, got {max_iter}")
+    if variant != "definition":
+        raw = _label_targets(labels, x.shape[0], label_embeddings, normalise_rows=False)
+        return _published(x, raw)
     targets = _label_targets(labels, x.shape[0], label_embeddings)
     objective = _alternating_minimisation(x, targets, max_iter, tol)
     return float(-objective / x.shape[0])
@@ -139,3 +167,21 @@ def _alternating_minimisation(
         if converged:
             break
     return objective
+
+
+def _z_scored(v: FloatArray) -> FloatArray:
+    return (v - v.mean(axis=0)) / (v.std(axis=0) + PUBLISHED_STD_EPSILON)
+
+
+def _published(x: FloatArray, raw_targets: list[FloatArray]) -> float:
+    """EMMS as the published program computes it (see :func:`emms`, ``"iimm_reference"``)."""
+    n = x.shape[0]
+    xz = _z_scored(x)
+    targets = np.stack([_z_scored(z) for z in raw_targets], axis=2)  # n x D x M
+    m = targets.shape[2]
+    u = orthonormal_range(xz)
+    start = targets @ np.full(m, 1.0 / m)
+    fitted = u @ (u.T @ start)  # X W for the least-squares W of the first alternation
+    weights, *_ = np.linalg.lstsq(targets.reshape(-1, m), fitted.reshape(-1), rcond=None)
+    combined = targets @ project_simplex(weights)
+    return float(-(np.sum((fitted - combined) ** 2) / n * targets.shape[1]))

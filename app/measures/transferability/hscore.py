@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import numpy.typing as npt
 
 from ._common import FloatArray, class_means, validate
+
+HScoreVariant = Literal["definition", "iimm_reference", "authors"]
+#: numpy ``pinv``'s cutoff in the published programs (relative to the largest eigenvalue).
+PUBLISHED_RCOND = 1e-15
 
 
 def ledoit_wolf_shrinkage(centred: FloatArray) -> float:
@@ -30,6 +36,7 @@ def hscore(
     *,
     shrinkage: bool = False,
     rcond: float = 1e-10,
+    variant: HScoreVariant = "definition",
 ) -> float:
     """H-score of Bao et al., "An Information-Theoretic Approach to Transferability in Task
     Transfer Learning", ICIP 2019: ``H(f) = tr(cov(f)^+ cov(E[f | Y]))``.
@@ -43,7 +50,27 @@ def hscore(
     ``tr(((1 - a) cov(f) + a (tr cov(f) / d) I)^-1 (1 - a) cov(E[f|Y]))`` with a the
     Ledoit-Wolf shrinkage, which is better behaved when n is small relative to d.
     Higher is more transferable (at most k - 1 without shrinkage). Labels may be arbitrary.
+
+    ``variant="definition"`` (default) is the above. ``variant="iimm_reference"`` is the IIMM
+    paper's code (mit-ll/IIMM ``H_Score``, from Bao et al.'s released code): covariances with
+    the ``n - 1`` denominator (which cancels in the ratio) and ``pinv`` with ``rcond=1e-15``
+    instead of ``rcond``; it has no shrinkage form. ``variant="authors"``: without shrinkage,
+    Bao et al.'s released code, the same computation as ``"iimm_reference"``; with
+    ``shrinkage=True``, the regularised H-score as published in thuml's Transfer-Learning-
+    Library (``regularized_h_score``): the Ledoit-Wolf covariance of the centred features
+    (``1/n``) but ``cov(E[f|Y])`` with ``1/(n - 1)``, which scales the score by n / (n - 1).
     """
+    if variant not in ("definition", "iimm_reference", "authors"):
+        raise ValueError(
+            f"hscore variant must be 'definition', 'iimm_reference' or 'authors', got {variant!r}"
+        )
+    if variant == "iimm_reference" and shrinkage:
+        raise ValueError(
+            "the IIMM paper's code has no shrinkage H-score; use variant='definition' or "
+            "variant='authors' with shrinkage=True"
+        )
+    if variant != "definition":
+        rcond = PUBLISHED_RCOND
     data = validate(features, labels, method="hscore")
     x = data.features - data.features.mean(axis=0)
     n, d = x.shape
@@ -55,6 +82,8 @@ def hscore(
         a = ledoit_wolf_shrinkage(x)
         cov_f = (1.0 - a) * cov_f + a * (np.trace(cov_f) / d) * np.eye(d)
         cov_g = (1.0 - a) * cov_g
+        if variant == "authors":
+            cov_g = cov_g * n / (n - 1)
     eigvals, eigvecs = np.linalg.eigh(cov_f)
     keep = eigvals > rcond * max(float(eigvals.max()), 1e-300)
     whitened = eigvecs[:, keep].T @ cov_g @ eigvecs[:, keep]

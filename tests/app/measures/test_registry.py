@@ -25,7 +25,7 @@ def test_name_lists() -> None:
         "davies_bouldin",
         "calinski_harabasz",
     )
-    extra = ("silhouette_euclidean", "entropy", "transrate", "sfda", "ncti", "emms")
+    extra = ("silhouette_euclidean", "entropy", "transrate", "sfda", "emms", *registry.NCTI_TERMS)
     assert set(am.ALL_MEASURES) == set(am.FAST_MEASURES) | {*extra, "logme", "hscore", "gbc"}
 
 
@@ -53,12 +53,12 @@ def test_one_pass_unless_a_second_pass_measure_is_asked(monkeypatch: pytest.Monk
 
 def test_baselines_resolve_lazily(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = types.ModuleType("app.measures.transferability")
-    fake.logme = lambda features, labels: float(len(features))  # type: ignore[attr-defined]
-    fake.emms = lambda f, labels, emb: float(emb.shape[0])  # type: ignore[attr-defined]
+    fake.logme = lambda features, labels, variant: float(len(features)) + (variant == "definition")  # type: ignore[attr-defined]
+    fake.emms = lambda f, labels, emb, variant: float(emb.shape[0])  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "app.measures.transferability", fake)
     rng = np.random.default_rng(2)
     X, T, y = rng.standard_normal((12, 4)), rng.standard_normal((3, 4)), rng.integers(0, 3, 12)
-    assert am.compute_measures(X, T, y, ["logme", "emms"]) == {"logme": 12.0, "emms": 3.0}
+    assert am.compute_measures(X, T, y, ["logme", "emms"]) == {"logme": 13.0, "emms": 3.0}
 
 
 def test_importing_the_package_loads_no_heavy_framework() -> None:
@@ -66,3 +66,26 @@ def test_importing_the_package_loads_no_heavy_framework() -> None:
     code = f"import sys, app.measures; print(','.join(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_retired_ncti_name_says_what_to_use_instead() -> None:
+    rng = np.random.default_rng(1)
+    X, T, y = rng.standard_normal((30, 4)), rng.standard_normal((3, 4)), np.arange(30) % 3
+    with pytest.raises(ValueError, match="'ncti_seli', 'ncti_ncc' and 'ncti_vc'"):
+        am.compute_measures(X, T, y, ["iimm", "ncti"])
+    assert "ncti" not in am.ALL_MEASURES
+
+
+def test_baselines_are_the_definition_variant_and_ncti_terms_come_from_one_fit() -> None:
+    from app.measures import transferability as tr
+
+    rng = np.random.default_rng(2)
+    y = np.arange(60) % 3
+    X = rng.standard_normal((3, 8))[y] * 2 + rng.standard_normal((60, 8))
+    T = rng.standard_normal((3, 8))
+    out = am.compute_measures(X, T, y, ["ncti_vc", "logme", "ncti_seli", "ncti_ncc", "emms"])
+    terms = tr.ncti_terms(X, y, variant="definition")
+    assert (out["ncti_seli"], out["ncti_ncc"], out["ncti_vc"]) == (terms.seli, terms.ncc, terms.vc)
+    assert out["logme"] == tr.logme(X, y, variant="definition")
+    assert out["emms"] == tr.emms(X, y, T, variant="definition")
+    assert am.BASELINE_VARIANT == "definition"

@@ -15,7 +15,6 @@ from app.measures.transferability import (
     gbc,
     hscore,
     logme,
-    ncti,
     ncti_relative,
     sfda,
     transrate,
@@ -26,16 +25,19 @@ Score = Callable[[np.ndarray, np.ndarray, np.ndarray], float]
 # Every score in the call form the registry uses; the third argument is the label embeddings T.
 SCORES: dict[str, Score] = {
     "transrate": lambda x, y, t: transrate(x, y),
-    "transrate_code": lambda x, y, t: transrate(x, y, variant="code"),
+    "transrate_iimm_reference": lambda x, y, t: transrate(x, y, variant="iimm_reference"),
+    "transrate_authors": lambda x, y, t: transrate(x, y, variant="authors"),
     "sfda": lambda x, y, t: sfda(x, y),
-    "ncti": lambda x, y, t: ncti(x, y),
+    "sfda_iimm_reference": lambda x, y, t: sfda(x, y, variant="iimm_reference"),
     "emms": lambda x, y, t: emms(x, y, t),
     "emms_two_sources": lambda x, y, t: emms(x, y, [t, np.roll(t, 1, axis=1)]),
     "logme": lambda x, y, t: logme(x, y),
+    "logme_authors": lambda x, y, t: logme(x, y, variant="authors"),
     "hscore": lambda x, y, t: hscore(x, y),
     "hscore_shrinkage": lambda x, y, t: hscore(x, y, shrinkage=True),
     "gbc": lambda x, y, t: gbc(x, y),
     "gbc_diagonal": lambda x, y, t: gbc(x, y, gaussian_type="diagonal"),
+    "gbc_iimm_reference": lambda x, y, t: gbc(x, y, variant="iimm_reference"),
 }
 # EMMS indexes T with the labels, so it is invariant to relabelling only when T follows.
 RELABEL_INVARIANT = [name for name in SCORES if not name.startswith("emms")]
@@ -143,6 +145,26 @@ def test_ncti_relative_normalises_across_candidates() -> None:
     assert scores[0] > scores[1]
     assert all(-1.0 <= s <= 2.0 for s in scores)
     assert ncti_relative([(x, y), (x.copy(), y)]) == [0.0, 0.0]
+    published = ncti_relative([(x, y), (noisy, y)], variant="authors")
+    assert published[0] > published[1]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda x, y, t: transrate(x, y, variant="paper"),
+        lambda x, y, t: sfda(x, y, variant="code"),
+        lambda x, y, t: emms(x, y, t, variant="x"),
+        lambda x, y, t: logme(x, y, variant="iimm_reference"),
+        lambda x, y, t: hscore(x, y, variant="other"),
+        lambda x, y, t: gbc(x, y, variant="google"),
+        lambda x, y, t: ncti_relative([(x, y), (x, y)], variant="paper"),
+    ],
+)
+def test_unknown_variants_are_refused_with_the_valid_names(call: Callable) -> None:
+    x, y, t = make_task(3)
+    with pytest.raises(ValueError, match="variant must be 'definition'"):
+        call(x, y, t)
 
 
 VALIDATION_CASES = [

@@ -9,7 +9,7 @@ from sklearn.covariance import ledoit_wolf, ledoit_wolf_shrinkage
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
 from app.measures.transferability import emms, gbc, hscore, logme, ncti_terms, sfda, transrate
-from app.measures.transferability._common import class_means
+from app.measures.transferability._common import class_means, pca_project
 from app.measures.transferability.emms import project_simplex
 from app.measures.transferability.gbc import bhattacharyya_coefficient
 from app.measures.transferability.hscore import ledoit_wolf_shrinkage as our_shrinkage
@@ -39,7 +39,7 @@ def test_coding_rate_matches_slogdet(n: int, d: int) -> None:
     assert coding_rate(z, 1e-2) == pytest.approx(0.5 * logdet, rel=1e-10)
 
 
-@pytest.mark.parametrize("variant", ["paper", "code"])
+@pytest.mark.parametrize("variant", ["definition", "iimm_reference"])
 def test_transrate_matches_explicit_formula(variant: str) -> None:
     x, y = task(1, n=90, d=6, k=3, imbalanced=True)
     eps = 1e-3
@@ -49,14 +49,14 @@ def test_transrate_matches_explicit_formula(variant: str) -> None:
         return 0.5 * np.linalg.slogdet(np.eye(6) + m.T @ m / (len(m) * eps))[1]
 
     counts = np.bincount(y)
-    weights = counts / counts.sum() if variant == "paper" else np.full(3, 1 / 3)
+    weights = counts / counts.sum() if variant == "definition" else np.full(3, 1 / 3)
     expected = rate(z) - sum(w * rate(z[y == c]) for c, w in enumerate(weights))
     assert transrate(x, y, eps=eps, variant=variant) == pytest.approx(expected, rel=1e-10)
 
 
 def test_transrate_variants_agree_on_balanced_classes() -> None:
     x, y = task(2, n=60, d=5, k=3)
-    assert transrate(x, y, variant="paper") == pytest.approx(transrate(x, y, variant="code"))
+    assert transrate(x, y) == pytest.approx(transrate(x, y, variant="iimm_reference"))
 
 
 # --- H-score ---------------------------------------------------------------------------------
@@ -360,9 +360,15 @@ def test_regularised_fda_posterior_matches_shrinkage_lda() -> None:
 def test_ncti_terms_are_on_their_documented_scales() -> None:
     x, y = task(13, n=90, d=8, k=3)
     terms = ncti_terms(x, y)
-    assert 0.0 < terms.seli_normalised <= 1.0 + 1e-12
+    model = fit_regularised_fda(pca_project(x, 64), y, 3)
+    h = model.transform(pca_project(x, 64))
+    h = h - h.mean(axis=0)
+    assert terms.seli == pytest.approx(np.linalg.norm(h, ord="nuc"), rel=1e-10)
+    proba = model.predict_proba(pca_project(x, 64))
+    assert terms.ncc == pytest.approx(np.mean(proba[np.arange(90), y]), rel=1e-12)
     assert 0.0 <= terms.ncc <= 1.0
-    assert terms.vc == pytest.approx(terms.vc_normalised + np.log(np.sum(np.sqrt([30] * 3))))
+    nuclear = sum(np.linalg.norm(proba[y == c], ord="nuc") for c in range(3))
+    assert terms.vc == pytest.approx(np.log(nuclear), rel=1e-10)
 
 
 def test_sfda_matches_a_pipeline_of_shrinkage_lda() -> None:
