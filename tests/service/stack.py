@@ -149,11 +149,16 @@ class Stack:
         return out.stdout.strip()
 
 
+# Short enough that a lost worker is found in seconds, long enough that a heartbeat (every
+# lease/3) delayed by a saturated machine does not look like a lost worker.
+LEASE_S = 12.0
+
+
 def base_env(data_dir: Path, **extra: str) -> dict[str, str]:
     """Environment of a test stack: short leases so faults are found in seconds."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("IIMM_")}
     env.update(
-        IIMM_DATA_DIR=str(data_dir), IIMM_LEASE_S="3", IIMM_REAPER_INTERVAL_S="1",
+        IIMM_DATA_DIR=str(data_dir), IIMM_LEASE_S=str(LEASE_S), IIMM_REAPER_INTERVAL_S="1",
         IIMM_RELAY_INTERVAL_S="0.5", IIMM_WORKER_POLL_S="0.2", IIMM_EMBED_BATCH_SIZE="16",
         IIMM_ALLOWED_ROOTS=f'["{data_dir}"]', OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
     )  # fmt: skip

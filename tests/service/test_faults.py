@@ -17,6 +17,7 @@ from sqlalchemy import create_engine, func, select
 from app.models import Embedding
 from tests.service.conftest import _postgres_up, _redis_up, redis_db
 from tests.service.stack import (
+    LEASE_S,
     Stack,
     drop_database,
     embedded_stack,
@@ -93,14 +94,14 @@ def _cancel_running(stack: Stack, body: dict) -> None:
     with stack.client() as c:
         job = c.post("/v1/jobs", json=body).json()
         _wait_running(c, job["id"])
-        # Freeze the worker across one heartbeat interval (lease 3 s: a heartbeat every 1 s)
-        # while the cancel is requested: on SIGCONT the overdue heartbeat runs at once and
-        # sees it, whatever the embedding's speed (the lease, renewed at most 1 s before the
-        # freeze, still has 0.9 s to spare).
+        # Freeze the worker across one heartbeat interval (a heartbeat every lease/3) while
+        # the cancel is requested: on SIGCONT the overdue heartbeat runs at once and sees it,
+        # whatever the embedding's speed (the lease, renewed at most lease/3 before the
+        # freeze, still has time to spare).
         stack.signal_workers(signal.SIGSTOP)
         try:
             assert c.post(f"/v1/jobs/{job['id']}:cancel").json()["cancel_requested"]
-            time.sleep(1.1)
+            time.sleep(LEASE_S / 3 + 0.1)
         finally:
             stack.signal_workers(signal.SIGCONT)
         final = wait_job(c, job["id"], timeout=120)
