@@ -17,8 +17,11 @@ $(STAMP): pyproject.toml setup.py app/measures/_kernel.c
 demo: $(STAMP)
 	$(BIN)/iimm demo
 
+# Two pytest workers (pytest-xdist), one test file each at a time: most service tests wait on
+# the processes they start, so two files overlap well on two cores; a file's module-scoped
+# stacks stay in one worker.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
