@@ -144,11 +144,14 @@ def run_assess(args: argparse.Namespace) -> int:
             ("iimm", f"{_fmt(doc['iimm']['value'])}  [{_fmt(doc['iimm']['ci_low'])}, "
                      f"{_fmt(doc['iimm']['ci_high'])}]")]  # fmt: skip
     for method, entry in doc["methods"].items():
-        gain, forgetting = entry["gain"], entry["forgetting"]
+        gain, ood_change = entry["gain"], entry["ood_change"]
         rows += [
             (f"{method}: gain", _interval(gain and gain["prediction"])),
             (f"{method}: finetuned accuracy", _interval(entry["finetuned_accuracy"])),
-            (f"{method}: forgetting", _interval(forgetting and forgetting["prediction"])),
+            (
+                f"{method}: ood_change (<0: forgotten)",
+                _interval(ood_change and ood_change["prediction"]),
+            ),
         ]
     print_table(rows, ("quantity", "value [interval]"))
     return 0

@@ -52,10 +52,12 @@ class RankingItem(BaseModel):
     zero_shot_accuracy: float
     finetuned_accuracy: Interval
     gain: Interval
-    forgetting: Interval | None
+    ood_change: Interval | None = Field(
+        description="Predicted out-of-domain accuracy change; negative = forgotten."
+    )
     extrapolated: bool
     gain_predictor_id: str
-    forgetting_predictor_id: str | None
+    ood_change_predictor_id: str | None
 
 
 class Unranked(BaseModel):

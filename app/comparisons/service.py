@@ -133,13 +133,13 @@ def _candidates_of(
         candidate = Candidate(
             base_model=model.id, method=method, gain_fit=fit_from_dict(gp.fit), feature=x,
             acc_zs=task.zero_shot_accuracy,
-            forgetting_fit=None if fp is None else fit_from_dict(fp.fit),
-            forgetting_feature=None if fp is None else task.value(fp.feature),
+            ood_change_fit=None if fp is None else fit_from_dict(fp.fit),
+            ood_change_feature=None if fp is None else task.value(fp.feature),
         )  # fmt: skip
         meta = {
             "model": model,
             "gain": gp,
-            "forgetting": fp,
+            "ood_change": fp,
             "x": x,
             "acc": task.zero_shot_accuracy,
         }
@@ -195,8 +195,8 @@ def rank(*, session: Session, project_id: str, dataset_id: str, level: float) ->
             rank=r.rank, base_model_id=r.base_model, base_model_name=m["model"].name,
             method=r.method, feature=m["gain"].feature, feature_value=m["x"],
             zero_shot_accuracy=m["acc"], finetuned_accuracy=_interval(r.accuracy),
-            gain=_interval(r.gain), forgetting=None if r.forgetting is None else _interval(
-                r.forgetting), extrapolated=r.gain.extrapolated, gain_predictor_id=m["gain"].id,
-            forgetting_predictor_id=None if m["forgetting"] is None else m["forgetting"].id,
+            gain=_interval(r.gain), ood_change=None if r.ood_change is None else _interval(
+                r.ood_change), extrapolated=r.gain.extrapolated, gain_predictor_id=m["gain"].id,
+            ood_change_predictor_id=None if m["ood_change"] is None else m["ood_change"].id,
         ))  # fmt: skip
     return RankingRead(dataset_id=dataset_id, level=level, items=items, unranked=unranked)

@@ -63,7 +63,7 @@ def _per_method(
     for (method, target), p in sorted(chosen.items()):
         pred = done[p.id]
         entry = out.setdefault(
-            method, {"gain": None, "finetuned_accuracy": None, "forgetting": None}
+            method, {"gain": None, "finetuned_accuracy": None, "ood_change": None}
         )
         if target == "gain":
             entry["gain"] = pred.model_dump(mode="json", exclude={"finetuned_accuracy"})
@@ -71,7 +71,7 @@ def _per_method(
                 None if pred.finetuned_accuracy is None else pred.finetuned_accuracy.model_dump()
             )
         else:
-            entry["forgetting"] = pred.model_dump(mode="json", exclude={"finetuned_accuracy"})
+            entry["ood_change"] = pred.model_dump(mode="json", exclude={"finetuned_accuracy"})
     return out
 
 

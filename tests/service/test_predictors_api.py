@@ -395,7 +395,7 @@ def test_rankings(stack: Stack) -> None:
             assert got["rank"] == exp.rank
             for k in ("value", "lower", "upper"):
                 _close(got["finetuned_accuracy"][k], getattr(exp.accuracy, k))
-                _close(got["forgetting"][k], getattr(exp.forgetting, k))
+                _close(got["ood_change"][k], getattr(exp.ood_change, k))
         assert [u["base_model_id"] for u in body["unranked"]] == [lonely]
         unscored = c.get("/v1/rankings", params={"dataset_id": a.datasets[0]}).json()
         reasons = {u["base_model_id"]: u["reason"] for u in unscored["unranked"]}

@@ -67,7 +67,7 @@ def _check_assessment(doc: dict[str, Any], prediction: dict[str, Any]) -> None:
     full = doc["methods"]["full"]
     assert full["gain"]["prediction"] == prediction["prediction"]
     assert full["finetuned_accuracy"] == prediction["finetuned_accuracy"]
-    assert full["forgetting"] is None
+    assert full["ood_change"] is None
 
 
 def test_finetune_fit_and_predict_held_out(

@@ -17,8 +17,8 @@ class Candidate:
     """What is known before fine-tuning ``base_model`` with ``method`` on the dataset.
 
     ``gain_fit`` predicts G from the measure; ``feature`` is that measure (e.g. IIMM) of the
-    dataset under this base model; ``acc_zs`` its zero-shot accuracy. ``forgetting_fit``
-    predicts the out-of-domain change from ``forgetting_feature`` (default: ``feature``).
+    dataset under this base model; ``acc_zs`` its zero-shot accuracy. ``ood_change_fit``
+    predicts the out-of-domain change from ``ood_change_feature`` (default: ``feature``).
     """
 
     base_model: str
@@ -26,20 +26,20 @@ class Candidate:
     gain_fit: Fit
     feature: float
     acc_zs: float
-    forgetting_fit: Fit | None = None
-    forgetting_feature: float | None = None
+    ood_change_fit: Fit | None = None
+    ood_change_feature: float | None = None
 
 
 @dataclass(frozen=True)
 class RankedCandidate:
-    """A candidate's rank (1 = best), predicted accuracy, gain and forgetting."""
+    """A candidate's rank (1 = best), predicted accuracy, gain and out-of-domain change."""
 
     rank: int
     base_model: str
     method: str
     accuracy: ImpliedAccuracy
     gain: Prediction
-    forgetting: Prediction | None
+    ood_change: Prediction | None
 
 
 def _assess(
@@ -47,15 +47,15 @@ def _assess(
 ) -> tuple[ImpliedAccuracy, Prediction, Prediction | None]:
     gain = predict(candidate.gain_fit, candidate.feature, level=level)
     accuracy = implied_accuracy_interval(candidate.acc_zs, gain)
-    forgetting = None
-    if candidate.forgetting_fit is not None:
+    ood_change = None
+    if candidate.ood_change_fit is not None:
         x = (
             candidate.feature
-            if candidate.forgetting_feature is None
-            else candidate.forgetting_feature
+            if candidate.ood_change_feature is None
+            else candidate.ood_change_feature
         )
-        forgetting = predict(candidate.forgetting_fit, x, level=level)
-    return accuracy, gain, forgetting
+        ood_change = predict(candidate.ood_change_fit, x, level=level)
+    return accuracy, gain, ood_change
 
 
 def rank_candidates(
@@ -77,7 +77,7 @@ def rank_candidates(
             method=c.method,
             accuracy=acc,
             gain=gain,
-            forgetting=forgetting,
+            ood_change=ood_change,
         )
-        for i, (c, acc, gain, forgetting) in enumerate(assessed)
+        for i, (c, acc, gain, ood_change) in enumerate(assessed)
     ]

@@ -83,15 +83,15 @@ def test_compare_errors_are_clear() -> None:
 
 def _fits() -> tuple:
     gain_fit = fit_linear([0.2, 0.3, 0.4, 0.5, 0.6], [0.35, 0.5, 0.62, 0.8, 0.88])
-    forget_fit = fit_linear([0.2, 0.3, 0.4, 0.5, 0.6], [-0.01, -0.03, -0.06, -0.07, -0.1])
-    return gain_fit, forget_fit
+    ood_fit = fit_linear([0.2, 0.3, 0.4, 0.5, 0.6], [-0.01, -0.03, -0.06, -0.07, -0.1])
+    return gain_fit, ood_fit
 
 
 def test_rank_orders_by_predicted_accuracy_with_intervals() -> None:
-    gain_fit, forget_fit = _fits()
+    gain_fit, ood_fit = _fits()
     candidates = [
-        Candidate("clip", "full", gain_fit, feature=0.3, acc_zs=0.6, forgetting_fit=forget_fit),
-        Candidate("siglip", "full", gain_fit, feature=0.5, acc_zs=0.5, forgetting_fit=forget_fit),
+        Candidate("clip", "full", gain_fit, feature=0.3, acc_zs=0.6, ood_change_fit=ood_fit),
+        Candidate("siglip", "full", gain_fit, feature=0.5, acc_zs=0.5, ood_change_fit=ood_fit),
         Candidate("coca", "lora", gain_fit, feature=0.45, acc_zs=0.7),
     ]
     ranked = rank_candidates(candidates)
@@ -103,24 +103,24 @@ def test_rank_orders_by_predicted_accuracy_with_intervals() -> None:
         assert r.gain == predict(gain_fit, c.feature)
         assert r.accuracy.value == pytest.approx(implied_accuracy(c.acc_zs, r.gain.value))
         assert r.accuracy.lower <= r.accuracy.value <= r.accuracy.upper
-        has_forgetting = c.forgetting_fit is not None
-        assert (r.forgetting is not None) is has_forgetting
+        has_forgetting = c.ood_change_fit is not None
+        assert (r.ood_change is not None) is has_forgetting
         if has_forgetting:
-            assert r.forgetting == predict(forget_fit, c.feature)
+            assert r.ood_change == predict(ood_fit, c.feature)
 
 
 def test_rank_uses_the_forgetting_feature_and_breaks_ties_stably() -> None:
-    gain_fit, forget_fit = _fits()
+    gain_fit, ood_fit = _fits()
     twin = {"gain_fit": gain_fit, "feature": 0.4, "acc_zs": 0.5}
     ranked = rank_candidates(
         [
-            Candidate("b", "full", **twin, forgetting_fit=forget_fit, forgetting_feature=0.6),
+            Candidate("b", "full", **twin, ood_change_fit=ood_fit, ood_change_feature=0.6),
             Candidate("a", "full", **twin),
         ],
         level=0.8,
     )
     assert [r.base_model for r in ranked] == ["a", "b"]
-    assert ranked[1].forgetting == predict(forget_fit, 0.6, level=0.8)
+    assert ranked[1].ood_change == predict(ood_fit, 0.6, level=0.8)
     assert rank_candidates([]) == []
 
 
