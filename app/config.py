@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     # may start processes (embedded worker, Celery --pool=solo), 0 in Celery prefork children.
     embed_num_workers: int | None = Field(default=None, ge=0)
 
+    # Escape hatches of the numerical paths (same results, another implementation):
+    # ``numpy`` bypasses the measures' C kernel; ``interpolate`` resizes on the device with
+    # PyTorch's resampling kernel instead of the matrix products.
+    measures_kernel: Literal["auto", "numpy"] = "auto"
+    device_resize: Literal["matrix", "interpolate"] = "matrix"
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if not self.task_hard_limit_s < self.broker_visibility_timeout_s < self.job_max_runtime_s:

@@ -36,6 +36,8 @@ from typing import Any
 
 import torch
 
+from app.config import get_settings
+
 REPO = Path(__file__).resolve().parents[1]
 UNIQUE_PER_CLASS = 512
 MODELS = {
@@ -288,10 +290,12 @@ def run_one(name: str, args: argparse.Namespace, root: Path) -> list[dict[str, A
             raw = _raw_batches(loaded, dataset, "test", bs, args.workers)
             row["step"] = n / device_step_seconds(loaded, raw, repeats)
             os.environ["IIMM_DEVICE_RESIZE"] = "interpolate"  # the previous implementation
+            get_settings.cache_clear()
             try:
                 row["step_kernel"] = n / device_step_seconds(loaded, raw, repeats)
             finally:
                 del os.environ["IIMM_DEVICE_RESIZE"]
+                get_settings.cache_clear()
             del raw
         if args.cpu_costs and loaded.device.type == "cpu":
             row.update(cpu_costs(loaded, dataset, "test", bs, resolved), bare_s=bare / n)

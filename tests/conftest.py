@@ -3,9 +3,26 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+
+import pytest
 
 # Keep the 2-core CI machine responsive when several libraries start thread pools.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # No network at test time: make hub libraries fail fast instead of trying to download.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def settings_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, str], None]]:
+    """Set an `IIMM_*` variable for one test: `get_settings()` sees it, and forgets it after."""
+    from app.config import get_settings
+
+    def setenv(name: str, value: str) -> None:
+        monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+
+    yield setenv
+    monkeypatch.undo()
+    get_settings.cache_clear()

@@ -16,10 +16,11 @@ runs when it is built and the setting ``IIMM_MEASURES_KERNEL`` is not ``numpy``;
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 
 import numpy as np
+
+from app.config import get_settings
 
 try:  # built by `pip install` when a C compiler is present
     from app.measures import _kernel
@@ -43,7 +44,7 @@ def enabled() -> bool:
     """Whether the passes use the kernel now (built, and not switched off)."""
     if _forced is not None:
         return _forced and _kernel is not None
-    return _kernel is not None and os.environ.get("IIMM_MEASURES_KERNEL", "auto") != "numpy"
+    return _kernel is not None and get_settings().measures_kernel != "numpy"
 
 
 @contextlib.contextmanager

@@ -26,13 +26,14 @@ normalisation is one fused multiply-add, so a batch crosses memory about four ti
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F  # noqa: N812 (the universal alias)
 from torchvision import transforms as tvt
+
+from app.config import get_settings
 
 MODES = ("auto", "cpu", "device")
 _INTERPOLATION = {
@@ -140,7 +141,7 @@ def use_matrices(device: torch.device) -> bool:
     interpolate`` asks for PyTorch's resampling kernel (an escape hatch, and the benchmark's
     reference), and only where float32 products are IEEE float32 (not TF32, whose 10-bit
     mantissa would move a pixel by a tenth of a level and flip roundings)."""
-    if os.environ.get("IIMM_DEVICE_RESIZE", "matrix") == "interpolate":
+    if get_settings().device_resize == "interpolate":
         return False
     if device.type != "cuda":
         return True

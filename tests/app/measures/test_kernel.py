@@ -7,7 +7,7 @@ rows whose squared norm over- or underflows.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -42,11 +42,11 @@ def data(n: int = 300, k: int = 5, d: int = 37, dtype: type = np.float16, seed: 
     return X, T, rng.integers(0, k, n)
 
 
-def test_the_kernel_is_built_and_used_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_kernel_is_built_and_used_by_default(settings_env: Callable[[str, str], None]) -> None:
     # The install builds it (setup.py); a silently failed build would lose the speed.
     assert _native.available()
     assert am.kernel_info().startswith("c/")
-    monkeypatch.setenv("IIMM_MEASURES_KERNEL", "numpy")
+    settings_env("IIMM_MEASURES_KERNEL", "numpy")
     assert am.kernel_info() == "numpy"
     assert not _native.supports(np.ones((3, 4), dtype=np.float32))
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -187,7 +188,7 @@ def test_channels_last_output_and_the_fused_normalisation() -> None:
     assert torch.equal(mixed[2], last[2])
 
 
-def test_the_interpolate_kernel_can_be_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_interpolate_kernel_can_be_asked_for(settings_env: Callable[[str, str], None]) -> None:
     """IIMM_DEVICE_RESIZE=interpolate: PyTorch's kernel, as before the matrix form (float32
     weights: close to, but not always, the same bytes)."""
     step = from_transform(EVAL_224)
@@ -195,7 +196,7 @@ def test_the_interpolate_kernel_can_be_asked_for(monkeypatch: pytest.MonkeyPatch
     x = torch.from_numpy(np.random.default_rng(9).integers(0, 256, (4, 3, 64, 64)))
     x = x.to(torch.uint8)
     matrices = step.geometry(x)
-    monkeypatch.setenv("IIMM_DEVICE_RESIZE", "interpolate")
+    settings_env("IIMM_DEVICE_RESIZE", "interpolate")
     kernel = step.geometry(x)
     expected = (
         torch.nn.functional.interpolate(
