@@ -22,6 +22,7 @@ import torch
 from app.imagedata import DatasetLayout, open_dataset
 from app.imagedata.layout import FileSource
 from workers.ml.data import pool as pool_module
+from workers.ml.data import torch_internals as internals
 from workers.ml.data.native import NativeImageDataset
 from workers.ml.data.pool import STALE, RunDispatch, Task, close_pool, shared_pool
 from workers.ml.embed import embed_dataset
@@ -47,8 +48,9 @@ def glyphs(tmp_path_factory: pytest.TempPathFactory) -> DatasetLayout:
 
 def _pool_pids() -> list[int]:
     pool = pool_module._POOL
-    assert pool is not None and pool.loader._iterator is not None
-    return sorted(w.pid for w in pool.loader._iterator._workers)
+    iterator = None if pool is None else internals.current_iterator(pool.loader)
+    assert iterator is not None
+    return sorted(w.pid for w in internals.worker_processes(iterator))
 
 
 def _embed(model: LoadedModel, ds: DatasetLayout, out: Path, workers: int, **kw: Any) -> Path:

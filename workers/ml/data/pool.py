@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from workers.ml.data import torch_internals as internals
 from workers.ml.data.batched import passthrough
 
 STALE = ("stale", [], [])  # a batch of a run that has ended, returned instead of decoding
@@ -166,24 +167,26 @@ class DecodePool:
         """The loader's iterator for a new run: the first run starts the workers, later ones
         reset them; new workers when one died since the last run (OOM killer, kill), found
         before the reset or by it (the reset waits for every worker and names a dead one)."""
-        iterator = self.loader._iterator
+        iterator = internals.current_iterator(self.loader)
         if iterator is not None and not _all_alive(iterator):
             self.stop_workers()
         try:
             return iter(self.loader)
         except RuntimeError as exc:
-            if self.loader._iterator is None or "DataLoader worker" not in str(exc):
+            if internals.current_iterator(self.loader) is None or "DataLoader worker" not in str(
+                exc
+            ):
                 raise
             self.stop_workers()
             return iter(self.loader)
 
     def stop_workers(self) -> None:
         """Shut the worker processes down (the next run starts new ones)."""
-        iterator = self.loader._iterator
+        iterator = internals.current_iterator(self.loader)
         if iterator is not None and self.pid == os.getpid():
             _watch(iterator, False)  # exiting (or already dead) workers must not raise here
-            iterator._shutdown_workers()
-        self.loader._iterator = None
+            internals.shutdown_workers(iterator)
+        internals.forget_iterator(self.loader)
 
     def close(self) -> None:
         """Stop the workers and remove the payload files."""
@@ -227,13 +230,7 @@ def _watch(iterator: Any, on: bool) -> None:
     the worker), wrong between runs (it would raise in whatever the process does next), so
     the pids are registered only while a run is served, and a run first checks its workers.
     """
-    if on and not iterator._worker_pids_set:
-        pids = tuple(w.pid for w in iterator._workers)
-        torch.utils.data._utils.signal_handling._set_worker_pids(id(iterator), pids)
-        iterator._worker_pids_set = True
-    elif not on and iterator._worker_pids_set:
-        torch.utils.data._utils.signal_handling._remove_worker_pids(id(iterator))
-        iterator._worker_pids_set = False
+    internals.watch_workers(iterator, on)
 
 
 _POOL: DecodePool | None = None
@@ -281,12 +278,13 @@ def shared_pool(
 
 
 def _healthy(pool: DecodePool) -> bool:
-    return pool.loader._iterator is None or _all_alive(pool.loader._iterator)
+    iterator = internals.current_iterator(pool.loader)
+    return iterator is None or _all_alive(iterator)
 
 
 def _all_alive(iterator: Any) -> bool:
     """Whether every worker process of a DataLoader iterator is alive."""
-    return all(w.is_alive() for w in iterator._workers)
+    return all(w.is_alive() for w in internals.worker_processes(iterator))
 
 
 @atexit.register
