@@ -11,6 +11,20 @@ class MeasureComparisonRead(BaseModel):
     """One measure against G and against the fine-tuned accuracy over `n` tasks."""
 
     measure: str
+    variant: str | None = Field(
+        description=(
+            "For a transferability baseline, the variant it was computed with: 'definition' "
+            "(the method's paper, computed exactly); null for the other measures."
+        )
+    )
+    relative_to: list[str] | None = Field(
+        default=None,
+        description=(
+            "For 'ncti', which is relative to a set of candidate models: the base models whose "
+            "stored raw terms it was normalised across (per dataset, those with all three "
+            "terms); null otherwise."
+        ),
+    )
     n: int
     spearman_gain: float | None
     spearman_gain_pvalue: float | None
@@ -48,6 +62,9 @@ class RankingItem(BaseModel):
     base_model_name: str
     method: str
     feature: str
+    feature_variant: str | None = Field(
+        description="The variant of a baseline feature ('definition'); null for the others."
+    )
     feature_value: float
     zero_shot_accuracy: float
     finetuned_accuracy: Interval

@@ -35,26 +35,87 @@ from app.predictors.predictions import assess_request
 from app.predictors.schemas import Interval
 
 MIN_TASKS = 3
+#: NCTI, combined from its stored raw terms across the project's base models per dataset.
+NCTI = "ncti"
 
 
 def _measure_order(scores: dict[str, data.TaskScores]) -> list[str]:
     from app.measures import ALL_MEASURES
+    from app.measures.registry import NCTI_TERMS
 
     order = {name: i for i, name in enumerate(ALL_MEASURES)}
+    order[NCTI] = order[NCTI_TERMS[0]] - 0.5
     names = {m for task in scores.values() for m in task.measures}
+    if any(t in names for t in NCTI_TERMS):
+        names.add(NCTI)
     return [*sorted(names, key=lambda m: (order.get(m, len(order)), m)), data.ZERO_SHOT]
+
+
+def baseline_variant(measure: str) -> str | None:
+    """The variant the service computed `measure` with (None for the non-baselines)."""
+    from app.measures import BASELINE_VARIANT
+    from app.measures.registry import BASELINES
+
+    return BASELINE_VARIANT if measure in BASELINES or measure == NCTI else None
+
+
+def _ncti_values(
+    session: Session, project_id: str, base_model_id: str, dataset_ids: list[str]
+) -> tuple[dict[str, float], list[str]]:
+    """NCTI of the base model on each dataset, relative to the project's base models.
+
+    On each dataset, every base model of the project whose three raw terms (``ncti_seli``,
+    ``ncti_ncc``, ``ncti_vc``) are stored and finite is a candidate; with at least 2
+    candidates (this model among them), each term is min-max normalised across them and
+    NCTI = S_seli + S_ncc - S_vc (Wang et al., 2023; :func:`ncti_from_terms`). Returns
+    the values and every base model that served as a candidate.
+    """
+    from app.measures.registry import NCTI_TERMS
+    from app.measures.transferability import NCTITerms, ncti_from_terms
+    from app.models import Score
+
+    rows = session.scalars(
+        select(Score).where(
+            Score.project_id == project_id,
+            Score.split == data.SPLIT,
+            Score.dataset_id.in_(dataset_ids),
+            Score.measure.in_(NCTI_TERMS),
+        )
+    )
+    terms: dict[str, dict[str, dict[str, float | None]]] = {}
+    for row in rows:
+        per_model = terms.setdefault(row.dataset_id, {}).setdefault(row.model_id, {})
+        per_model[row.measure] = data.finite(row.value)
+    values: dict[str, float] = {}
+    candidates: set[str] = set()
+    for dataset_id, per_model in terms.items():
+        complete = {
+            model: NCTITerms(*(found[t] for t in NCTI_TERMS))  # type: ignore[arg-type]
+            for model, found in sorted(per_model.items())
+            if all(found.get(t) is not None for t in NCTI_TERMS)
+        }
+        if base_model_id not in complete or len(complete) < 2:
+            continue
+        models = list(complete)
+        scores = ncti_from_terms([complete[m] for m in models])
+        values[dataset_id] = scores[models.index(base_model_id)]
+        candidates.update(models)
+    return values, sorted(candidates)
 
 
 def _nan(value: float | None) -> float:
     return math.nan if value is None else value
 
 
-def _read(c: MeasureComparison, names: list[str]) -> MeasureComparisonRead:
+def _read(
+    c: MeasureComparison, names: list[str], relative_to: list[str] | None = None
+) -> MeasureComparisonRead:
     def out(v: float) -> float | None:
         return v if math.isfinite(v) else None
 
     return MeasureComparisonRead(
-        measure=c.measure, n=c.n, spearman_gain=out(c.spearman_gain),
+        measure=c.measure, variant=baseline_variant(c.measure), relative_to=relative_to,
+        n=c.n, spearman_gain=out(c.spearman_gain),
         spearman_gain_pvalue=out(c.spearman_gain_pvalue),
         spearman_accuracy=out(c.spearman_accuracy),
         spearman_accuracy_pvalue=out(c.spearman_accuracy_pvalue),
@@ -94,15 +155,25 @@ def compare(
     )
     gain = [data.target_of(rows[d], "gain") for d in names]
     accuracy = [data.finetuned_accuracy(rows[d]) for d in names]
+    ncti, ncti_models = _ncti_values(session, project_id, base_model_id, names)
     items, skipped = [], []
     for measure in _measure_order(scores):
-        values = [_nan(scores[d].value(measure) if d in scores else None) for d in names]
+        if measure == NCTI:
+            values = [_nan(ncti.get(d)) for d in names]
+        else:
+            values = [_nan(scores[d].value(measure) if d in scores else None) for d in names]
         try:
             found = compare_measures({measure: values}, gain, accuracy, names=names)
         except ValueError as exc:
-            skipped.append({"measure": measure, "reason": str(exc)})
+            reason = str(exc)
+            if measure == NCTI and not ncti:
+                reason = (
+                    "NCTI is relative to a set of candidate models: store ncti_seli, ncti_ncc "
+                    "and ncti_vc for at least 2 base models on the same datasets"
+                )
+            skipped.append({"measure": measure, "reason": reason})
             continue
-        items.append(_read(found[0], names))
+        items.append(_read(found[0], names, ncti_models if measure == NCTI else None))
     items.sort(key=lambda c: -abs(c.spearman_gain) if c.spearman_gain is not None else 1.0)
     return ComparisonRead(
         base_model_id=base_model_id, method=method, split=data.SPLIT, n_tasks=len(names),
@@ -193,7 +264,8 @@ def rank(*, session: Session, project_id: str, dataset_id: str, level: float) ->
         m = meta[(r.base_model, r.method)]
         items.append(RankingItem(
             rank=r.rank, base_model_id=r.base_model, base_model_name=m["model"].name,
-            method=r.method, feature=m["gain"].feature, feature_value=m["x"],
+            method=r.method, feature=m["gain"].feature,
+            feature_variant=baseline_variant(m["gain"].feature), feature_value=m["x"],
             zero_shot_accuracy=m["acc"], finetuned_accuracy=_interval(r.accuracy),
             gain=_interval(r.gain), ood_change=None if r.ood_change is None else _interval(
                 r.ood_change), extrapolated=r.gain.extrapolated, gain_predictor_id=m["gain"].id,

@@ -393,6 +393,7 @@ def test_rankings(stack: Stack) -> None:
         assert [i["base_model_id"] for i in body["items"]] == [w.base_model for w in want]
         for got, exp in zip(body["items"], want, strict=True):
             assert got["rank"] == exp.rank
+            assert got["feature"] == "iimm" and got["feature_variant"] is None
             for k in ("value", "lower", "upper"):
                 _close(got["finetuned_accuracy"][k], getattr(exp.accuracy, k))
                 _close(got["ood_change"][k], getattr(exp.ood_change, k))
@@ -449,3 +450,67 @@ def test_piecewise_fit(stack: Stack) -> None:
         _close(got.json()["prediction"]["upper"], predict(want, 0.85).upper)
         line = {"base_model_id": seed.model_id, "method": "full", "piecewise": "never"}
         assert c.post("/v1/predictors", json=line).json()["model_form"] == "linear"
+
+
+def test_comparisons_and_rankings_name_the_baseline_variant(stack: Stack) -> None:
+    """Baselines carry the variant they were computed with; NCTI is combined from its raw
+    terms across the project's base models that have them on each dataset (min-max
+    normalised per dataset, S_seli + S_ncc - S_vc), and the models it used are named."""
+    key, project_id, c = new_project(stack)
+    with c:
+        a = plant(stack, c, key, project_id, [0.2, 0.35, 0.3, 0.5], seed_no=5)
+        b = Seed(key=key, project_id=project_id, model_id=add_tiny(c)["id"])
+        third = Seed(key=key, project_id=project_id, model_id=add_tiny(c)["id"])
+        rng = np.random.default_rng(6)
+        terms: dict[str, dict[str, tuple[float, float, float]]] = {}
+        with db(stack) as s:
+            for i, d in enumerate(a.datasets):
+                add_scores(s, a, d, {"logme": 0.1 * i + float(rng.normal(0, 0.01))}, None)
+                pool = (a, b) if i == 0 else (a, b, third)  # 2 candidates on the first task
+                for sd in pool:
+                    t = (float(rng.uniform(50, 900)), float(rng.uniform(0.3, 1.0)),
+                         float(rng.uniform(2.0, 4.0)))  # fmt: skip
+                    terms.setdefault(d, {})[sd.model_id] = t
+                    names = ("ncti_seli", "ncti_ncc", "ncti_vc")
+                    add_scores(s, sd, d, dict(zip(names, t, strict=True)), 0.3)
+        resp = c.get("/v1/comparisons", params={"base_model_id": a.model_id, "method": "full"})
+        assert resp.status_code == 200, resp.text
+        by_measure = {m["measure"]: m for m in resp.json()["items"]}
+        assert by_measure["iimm"]["variant"] is None and by_measure["logme"]["variant"] == (
+            "definition"
+        )
+        ncti = by_measure["ncti"]
+        assert ncti["variant"] == "definition"
+        assert ncti["relative_to"] == sorted([a.model_id, b.model_id, third.model_id])
+        assert by_measure["ncti_seli"]["relative_to"] is None
+        tuned = sorted(a.datasets)
+        values = []
+        for d in tuned:
+            models = sorted(terms[d])
+            cols = np.array([terms[d][m] for m in models])
+            span = cols.max(axis=0) - cols.min(axis=0)
+            scaled = (cols - cols.min(axis=0)) / span
+            mine = scaled[models.index(a.model_id)]
+            values.append(float(mine[0] + mine[1] - mine[2]))
+        (want,) = compare_measures(
+            {"ncti": values},
+            [a.gain(d) for d in tuned],
+            [a.finetuned[d][d] for d in tuned],
+            names=tuned,
+        )
+        for k in ("spearman_gain", "spearman_accuracy", "r_squared", "slope_pvalue"):
+            _close(ncti[k], getattr(want, k))
+
+        refused = c.post(
+            "/v1/predictors",
+            json={"base_model_id": a.model_id, "method": "full", "feature": "ncti"},
+        )
+        assert_problem(refused, 422, "ncti_seli", "candidate models")
+        body = {"base_model_id": a.model_id, "method": "full", "feature": "logme",
+                "piecewise": "never"}  # fmt: skip
+        assert c.post("/v1/predictors", json=body).status_code == 201
+        with db(stack) as s:
+            target = add_dataset(s, project_id)
+            add_scores(s, a, target, {"logme": 0.15}, 0.4)
+        ranked = c.get("/v1/rankings", params={"dataset_id": target}).json()["items"]
+        assert [(i["feature"], i["feature_variant"]) for i in ranked] == [("logme", "definition")]
