@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -16,7 +16,7 @@ from app.finetuning.params import (
     FinetuneParams,
     grid_size,
 )
-from app.jobs.registry import JobType, register
+from app.jobs.registry import JobResult, JobType, register
 from app.models import BaseModel as BaseModelRow
 from app.models import Dataset, FinetunedModel
 from app.ownership import get_owned
@@ -120,13 +120,55 @@ def _evaluate_links(
     return {"evaluations": f"/v1/evaluations?model_id={params['model_id']}"}
 
 
+class FinetuneResult(JobResult):
+    """A `finetune` job's outcome: the fine-tuned model, its training history and accuracies."""
+
+    type: Literal["finetune"] = "finetune"
+    finetuned_model_id: str
+    method: str
+    config: dict[str, Any] = Field(description="The training settings used (after the grid).")
+    best_epoch: int
+    best_val_acc: float | None = Field(description="Validation top-1 (0..1) at `best_epoch`.")
+    history: list[dict[str, Any]] = Field(description="Per epoch: loss, val_acc, lr, ...")
+    trainable_params: int
+    resumed_from_epoch: int
+    grid: list[dict[str, Any]] | None = None
+    test_top1: dict[str, float | None] = Field(
+        description="Fine-tuned top-1 (0..1) on each evaluated dataset's test split, by id."
+    )
+    zero_shot_top1: dict[str, float | None] = Field(
+        description="The base model's zero-shot top-1 on the same datasets, by id."
+    )
+    skipped: dict[str, str] = Field(default_factory=dict, description="Dataset id: reason.")
+
+
+class EvaluateResult(JobResult):
+    """An `evaluate` job's accuracies per dataset id (rows of `/v1/evaluations`)."""
+
+    type: Literal["evaluate"] = "evaluate"
+    model_id: str
+    zero_shot: bool = Field(description="True when `model_id` is a base model.")
+    split: str
+    metrics: dict[str, dict[str, Any]] = Field(
+        description="Per dataset id: top1, top5, mean_per_class_recall, n, per_class_recall."
+    )
+    skipped: dict[str, str] = Field(default_factory=dict, description="Dataset id: reason.")
+
+
 register(
     JobType(
-        "finetune", FinetuneParams, "gpu", check_finetune, _finetune_links, description="finetune"
+        "finetune",
+        FinetuneParams,
+        "gpu",
+        check_finetune,
+        _finetune_links,
+        description="finetune",
+        result=FinetuneResult,
     )
 )
 register(
     JobType(
-        "evaluate", EvaluateParams, "gpu", check_evaluate, _evaluate_links, description="evaluate"
+        "evaluate", EvaluateParams, "gpu", check_evaluate, _evaluate_links,
+        description="evaluate", result=EvaluateResult,
     )
-)
+)  # fmt: skip

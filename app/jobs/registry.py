@@ -11,13 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
 
 @dataclass(frozen=True)
 class JobType:
-    """One kind of job: `params` has a `type: Literal[name]` field; `check` raises on bad refs."""
+    """One kind of job: `params` has a `type: Literal[name]` field; `check` raises on bad refs;
+    `result` (a `JobResult` with the same `type` literal) is the shape of what it returns."""
 
     name: str
     params: type[BaseModel]
@@ -27,6 +28,16 @@ class JobType:
     internal: bool = False
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    result: type[BaseModel] | None = None
+
+
+class JobResult(BaseModel):
+    """Base of a job type's result: `type` names the job type (the union's discriminator).
+
+    Extra keys are kept: the fields declared are the contract, a worker may add figures.
+    """
+
+    model_config = ConfigDict(extra="allow")
 
 
 _REGISTRY: dict[str, JobType] = {}

@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from app.jobs import registry
+from app.jobs.registry import JobResult
 from app.models.jobs import JobStatus
 
 
-def _create_union() -> Any:
-    params = tuple(t.params for t in registry.all_types(public_only=True))
-    if len(params) == 1:
-        return params[0]
-    return Annotated[Union[params], Field(discriminator="type")]  # noqa: UP007
+def _union(models: tuple[type[BaseModel], ...]) -> Any:
+    if len(models) == 1:
+        return models[0]
+    return Annotated[Union[models], Field(discriminator="type")]  # noqa: UP007
 
 
-JobCreate = _create_union()
+def _result_model(job_type: registry.JobType) -> type[BaseModel]:
+    """The job type's result model, or an open one carrying only its `type`."""
+    if job_type.result is not None:
+        return job_type.result
+    name = "".join(part.title() for part in job_type.name.split("_")) + "Result"
+    return create_model(name, __base__=JobResult, type=(Literal[job_type.name], job_type.name))
+
+
+JobCreate = _union(tuple(t.params for t in registry.all_types(public_only=True)))
+JobParams = _union(tuple(t.params for t in registry.all_types()))
+JobResultUnion = _union(tuple(_result_model(t) for t in registry.all_types()))
+JobTypeName = Literal[tuple(t.name for t in registry.all_types())]  # type: ignore[valid-type]
 
 
 class JobProgress(BaseModel):
@@ -90,7 +101,12 @@ class JobRead(BaseModel):
                         "unit": "images",
                     },
                     "attempts": 1,
-                    "params": {"model_id": "mdl_...", "dataset_id": "dst_...", "split": "test"},
+                    "params": {
+                        "type": "embed",
+                        "model_id": "mdl_...",
+                        "dataset_id": "dst_...",
+                        "split": "test",
+                    },
                     "links": {"self": "/v1/jobs/job_0193c0ffee00a1b2c3d4e5f6"},
                 }
             ]
@@ -98,14 +114,14 @@ class JobRead(BaseModel):
     )
 
     id: str
-    type: str
+    type: JobTypeName = Field(description="The job type; `params` and `result` follow it.")
     status: JobStatus
     progress: JobProgress
     attempts: int
     max_attempts: int
-    params: dict[str, Any]
+    params: JobParams
     error: str | None
-    result: dict[str, Any] | None
+    result: JobResultUnion | None = Field(description="What the job returned, once it succeeded.")
     cancel_requested: bool
     created_at: datetime
     started_at: datetime | None
@@ -120,7 +136,12 @@ class JobRead(BaseModel):
         if isinstance(data, dict):
             return data
         names = [n for n in cls.model_fields if n not in ("progress", "links")]
-        return {n: getattr(data, n) for n in names} | {"progress": JobProgress.of(data)}
+        row = {n: getattr(data, n) for n in names} | {"progress": JobProgress.of(data)}
+        # stored without their discriminator: the row's type is it
+        row["params"] = {**(data.params or {}), "type": data.type}
+        if data.result is not None:
+            row["result"] = {**data.result, "type": data.type}
+        return row
 
 
 class JobList(BaseModel):

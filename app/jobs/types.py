@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import ConflictError, InvalidError
-from app.jobs.registry import JobType, register
+from app.jobs.registry import JobResult, JobType, register
 from app.models import BaseModel as BaseModelRow
 from app.models import Dataset, Embedding
 from app.ownership import get_owned
@@ -58,6 +58,38 @@ class MeasuresParams(_Params):
     type: Literal["measures"] = "measures"
     artifact: str = Field(max_length=500)
     measures: list[str] | None = None
+
+
+class EmbedResult(JobResult):
+    """What an `embed` job stored: the embedding's id, its size and zero-shot accuracy."""
+
+    type: Literal["embed"] = "embed"
+    embedding_id: str
+    n: int = Field(description="Images embedded.")
+    zero_shot: dict[str, Any] = Field(description="Zero-shot accuracy: `top1`, `top5` (0..1).")
+    reused: bool = Field(default=False, description="True when stored embeddings were reused.")
+    timing: dict[str, Any] | None = Field(
+        default=None, description="Where the time went: images/s, loader/device seconds."
+    )
+
+
+class ScoreResult(JobResult):
+    """The measures a `score` job stored (null where undefined), with the sample size."""
+
+    type: Literal["score"] = "score"
+    measures: dict[str, float | None]
+    n: int
+    zero_shot_accuracy: float | None
+
+
+class MeasuresJobResult(JobResult):
+    """Measures of caller-supplied embeddings (a large `POST /v1/measures`)."""
+
+    type: Literal["measures"] = "measures"
+    measures: dict[str, float | None]
+    n: int
+    k: int
+    dim: int
 
 
 def prompts_hash(prompts: list[str] | None) -> str:
@@ -115,6 +147,31 @@ def _score_links(job_id: str, params: dict[str, Any], _: dict[str, Any] | None) 
     }
 
 
-register(JobType("embed", EmbedParams, "gpu", _check_embed, _score_links, description="embed"))
-register(JobType("score", ScoreParams, "cpu", _check_score, _score_links, description="score"))
-register(JobType("measures", MeasuresParams, "cpu", internal=True, description="measures"))
+register(
+    JobType(
+        "embed",
+        EmbedParams,
+        "gpu",
+        _check_embed,
+        _score_links,
+        description="embed",
+        result=EmbedResult,
+    )
+)
+register(
+    JobType(
+        "score",
+        ScoreParams,
+        "cpu",
+        _check_score,
+        _score_links,
+        description="score",
+        result=ScoreResult,
+    )
+)
+register(
+    JobType(
+        "measures", MeasuresParams, "cpu", internal=True, description="measures",
+        result=MeasuresJobResult,
+    )
+)  # fmt: skip

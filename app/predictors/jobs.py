@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from app.jobs.registry import JobType, register
+from app.jobs.registry import JobResult, JobType, register
 from app.jobs.types import check_refs
 
 
@@ -45,4 +45,33 @@ def _links(job_id: str, params: dict[str, Any], _: dict[str, Any] | None) -> dic
     }
 
 
-register(JobType("assess", AssessParams, "gpu", _check_assess, _links, description="assess"))
+class AssessResult(JobResult):
+    """An `assess` job's document: zero-shot accuracy, IIMM with its interval, every measure,
+    and per fine-tuning method the predicted gain, fine-tuned accuracy and `ood_change`."""
+
+    type: Literal["assess"] = "assess"
+    model_id: str
+    dataset_id: str
+    split: str
+    n: int
+    zero_shot_accuracy: float | None
+    iimm: dict[str, float | None] = Field(description="`value`, `ci_low`, `ci_high`.")
+    measures: dict[str, float | None]
+    methods: dict[str, dict[str, Any]] = Field(
+        description="Per method: `gain`, `finetuned_accuracy`, `ood_change` (negative ="
+        " forgotten), each a prediction with its interval or null."
+    )
+    predictions: list[dict[str, Any]]
+    unavailable: list[dict[str, str]] = Field(
+        default_factory=list, description="Predictors that could not predict: id, feature, reason."
+    )
+    embedding_id: str | None = None
+    embeddings_reused: bool = False
+
+
+register(
+    JobType(
+        "assess", AssessParams, "gpu", _check_assess, _links, description="assess",
+        result=AssessResult,
+    )
+)  # fmt: skip

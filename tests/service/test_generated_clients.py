@@ -91,11 +91,14 @@ def test_python_client_runs_the_workflow(
     from iimm_client import AuthenticatedClient
     from iimm_client.models import (
         EmbedParams,
+        EmbedResult,
         FinetuneParams,
+        FinetuneResult,
         Hyperparameters,
         MeasuresRequest,
         ModelCreate,
         ScoreParams,
+        ScoreResult,
         UploadDatasetBody,
     )
     from iimm_client.types import File
@@ -113,8 +116,11 @@ def test_python_client_runs_the_workflow(
     refs = {"model_id": model.id, "dataset_id": dataset.id}
     create_job = _api("jobs.create_job")
     embed = _wait(client, create_job.sync(client=client, body=EmbedParams(**refs)))
-    assert embed.type_ == "embed" and embed.progress.fraction == 1.0
-    _wait(client, create_job.sync(client=client, body=ScoreParams(**refs)))
+    assert embed.type_.value == "embed" and embed.progress.fraction == 1.0
+    assert isinstance(embed.result, EmbedResult) and embed.result.n == 12  # typed per job type
+    assert isinstance(embed.params, EmbedParams) and embed.params.split == "test"
+    score = _wait(client, create_job.sync(client=client, body=ScoreParams(**refs)))
+    assert isinstance(score.result, ScoreResult) and score.result.n == 12
     scores = _api("scores.list_scores").sync(client=client, measure="iimm", **refs)
     assert [s.measure for s in scores.items] == ["iimm"] and scores.items[0].n == 12
 
@@ -130,7 +136,9 @@ def test_python_client_runs_the_workflow(
         method="full", hyperparameters=Hyperparameters.from_dict(HYPER), **refs
     )
     tuned = _wait(client, create_job.sync(client=client, body=finetune))
-    ftm_id = tuned.result.additional_properties["finetuned_model_id"]
+    assert isinstance(tuned.result, FinetuneResult)
+    ftm_id = tuned.result.finetuned_model_id
+    assert [h["epoch"] for h in tuned.result.history] == [1, 2]
     record = _api("finetuned_models.get_finetuned_model").sync(ftm_id, client=client)
     assert record.train_dataset_id == dataset.id
     matrix = _api("matrices.get_matrix").sync(client=client, base_model_id=model.id)
