@@ -118,15 +118,15 @@ def emms(
     ``labels`` must be integers in 0..k-1 (they index the embedding rows; not remapped).
 
     ``variant="iimm_reference"`` is what the IIMM paper's code computes (mit-ll/IIMM ``EMMS``,
-    borrowed from the EMMS authors' OpenGVLab/Multitask-Model-Selector, so ``"authors"``
-    is accepted as the same computation). Differences from the definition: the label
-    embeddings are not row-normalised; features and each source's F-labels are z-scored
-    per column (``(v - mean) / (std + 1e-8)``); exactly one alternation from equal weights
-    (W by least squares on ``sum_m Z_m / M``, then t by unconstrained least squares of the
-    fitted values on the sources projected onto the simplex), and the residual is that of
-    the first W against the new ``sum_m t_m Z_m``; the reported score is
-    ``-||X W - Z t||_F^2 / n * D`` (the program's ``/ N*D2``, D the label-embedding width)
-    instead of ``/ n``. ``max_iter`` and ``tol`` are ignored.
+    borrowed unchanged from the EMMS authors' OpenGVLab/Multitask-Model-Selector
+    ``metrics.py``, so ``"authors"`` is the same computation). Differences from the
+    definition: the label embeddings are not row-normalised; features and each source's
+    F-labels are z-scored per column (``(v - mean) / (std + 1e-8)``); exactly one
+    alternation from equal weights (W by least squares on ``sum_m Z_m / M``, then t by
+    unconstrained least squares of the fitted values on the sources, projected onto the
+    simplex), and the residual is that of the first W against the new ``sum_m t_m Z_m``;
+    the reported score is ``-||X W - Z t||_F^2 / n * D`` (the program's ``/ N*D2``, D the
+    label-embedding width) instead of ``/ n``. ``max_iter`` and ``tol`` are ignored.
     """
     if variant not in ("definition", "iimm_reference", "authors"):
         raise ValueError(

@@ -221,3 +221,14 @@ def test_method_specific_validation() -> None:
         transrate(x, y, eps=0.0)
     with pytest.raises(ValueError, match="at least 2 candidate"):
         ncti_relative([(x, y)])
+
+
+def test_variant_specific_refusals_say_what_to_use() -> None:
+    x, y, _ = make_task(5)
+    with pytest.raises(ValueError, match="no shrinkage H-score"):
+        hscore(x, y, shrinkage=True, variant="iimm_reference")
+    with pytest.raises(ValueError, match="IIMM paper's code has no LogME"):
+        logme(x, y, variant="iimm_reference")  # type: ignore[arg-type]
+    x[3] = 0.0
+    with pytest.raises(ValueError, match="zero row"):
+        transrate(x, y, variant="authors")

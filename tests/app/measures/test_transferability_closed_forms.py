@@ -316,6 +316,28 @@ def test_emms_single_source_is_least_squares_residual() -> None:
     assert emms(x, y, t) == pytest.approx(expected, rel=1e-9)
 
 
+def test_emms_iimm_reference_is_one_alternation_on_z_scored_data() -> None:
+    """Two sources: W by least squares on the equal-weight target, then the weights by
+    unconstrained least squares projected on the simplex, residual of that W against the
+    re-weighted target, times D / n (the program's `/ N*D2`)."""
+    x, y = task(21, n=50, d=6, k=4)
+    rng = np.random.default_rng(22)
+    sources = [rng.normal(size=(4, 5)), rng.normal(size=(4, 5))]
+
+    def z(v: np.ndarray) -> np.ndarray:
+        return (v - v.mean(axis=0)) / (v.std(axis=0) + 1e-8)
+
+    xz = z(x)
+    targets = np.stack([z(s[y]) for s in sources], axis=2)
+    start = targets.mean(axis=2)
+    w = np.linalg.lstsq(xz, start, rcond=None)[0]
+    t = np.linalg.lstsq(targets.reshape(-1, 2), (xz @ w).reshape(-1), rcond=None)[0]
+    combined = targets @ project_simplex(t)
+    expected = -np.sum((xz @ w - combined) ** 2) / 50 * 5
+    assert emms(x, y, sources, variant="iimm_reference") == pytest.approx(expected, rel=1e-10)
+    assert emms(x, y, sources, variant="authors") == emms(x, y, sources, variant="iimm_reference")
+
+
 def test_emms_matches_exact_simplex_optimum() -> None:
     x, y = task(11, n=60, d=5, k=4)
     rng = np.random.default_rng(2)
