@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     # A running job's progress is written (and its cancel flag read) this often, at most.
     progress_interval_s: float = Field(default=1.0, gt=0, le=2.0)
     run_maintenance_in_api: bool = True
+    # On SIGTERM/SIGINT a worker cancels its job and gives it back to the queue; after this
+    # many seconds it gives the job back and exits even if the job has not stopped.
+    worker_stop_grace_s: float = Field(default=6.0, ge=0)
 
     # Worker-side embedding.
     device: str = "auto"
@@ -65,6 +68,10 @@ class Settings(BaseSettings):
     # DataLoader workers; None (unset) = as many as the device wants where the worker process
     # may start processes (embedded worker, Celery --pool=solo), 0 in Celery prefork children.
     embed_num_workers: int | None = Field(default=None, ge=0)
+    # A worker keeps at most this many loaded models, and at most this many bytes of their
+    # parameters and buffers (the least recently used go first; GPU memory is released).
+    model_cache_max_models: int = Field(default=4, ge=1)
+    model_cache_max_bytes: int = Field(default=8 * 1024 * MiB, ge=0)
 
     # Escape hatches of the numerical paths (same results, another implementation):
     # ``numpy`` bypasses the measures' C kernel; ``interpolate`` resizes on the device with

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 
@@ -32,38 +36,92 @@ def _env(data_dir: str | None) -> dict[str, str]:
 
 
 class WorkerSupervisor:
-    """Keeps one embedded worker process alive (restarted if it dies) until stopped."""
+    """Keeps one embedded worker process alive until stopped.
 
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env, self.proc = env, None
+    A worker that crashed or was killed is started again (after a pause that grows while
+    restarts keep failing); one that exited with status 0 was told to stop (SIGTERM, SIGINT:
+    `workers.runner`) and is not. After `request_stop` nothing new is started. The worker
+    knows our pid (``IIMM_PARENT_PID``) and stops when this process dies, even by SIGKILL.
+    """
+
+    def __init__(self, env: dict[str, str], grace_s: float) -> None:
+        self.env = {**env, "IIMM_PARENT_PID": str(os.getpid())}
+        self.grace_s = grace_s
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="iimm-worker-supervisor")
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "workers.runner"], env=self.env)
+    def _spawn(self) -> subprocess.Popen[bytes] | None:
+        with self._lock:  # no start after (or during) a stop request
+            if self._stop.is_set():
+                return None
+            self.proc = subprocess.Popen([sys.executable, "-m", "workers.runner"], env=self.env)
+            return self.proc
 
     def _loop(self) -> None:
+        failures = 0
         while not self._stop.is_set():
-            self.proc = self._spawn()
-            while self.proc.poll() is None and not self._stop.wait(1.0):
+            started = time.monotonic()
+            proc = self._spawn()
+            if proc is None:
+                return
+            while proc.poll() is None and not self._stop.wait(0.5):
                 pass
+            if self._stop.is_set() or proc.poll() == 0:
+                return
+            failures = 0 if time.monotonic() - started > 60 else failures + 1
+            print(f"iimm: worker exited with status {proc.returncode}; restarting", flush=True)
+            self._stop.wait(min(30.0, 0.5 * 2**failures) if failures > 1 else 0.0)
 
     def start(self) -> None:
+        """Start the worker (and the thread that watches it)."""
         self._thread.start()
 
+    def request_stop(self) -> None:
+        """Ask the worker to stop (SIGTERM: it gives its job back) and start no other."""
+        with self._lock:
+            self._stop.set()
+            proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=3)
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+        """`request_stop`, then wait for the worker (killed if it outlives its grace)."""
+        self.request_stop()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
             try:
-                self.proc.wait(timeout=10)
+                proc.wait(timeout=self.grace_s + 3)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                proc.kill()
+                proc.wait()
+
+
+def _with_worker(app: Any, supervisor: WorkerSupervisor) -> None:
+    """Run `supervisor` for the lifetime of `app` (its lifespan): started after the API's
+    start-up, stopped before its shutdown. uvicorn re-raises SIGTERM once it has shut down,
+    so code after `uvicorn.run` never runs; the lifespan's shutdown does."""
+    import anyio.to_thread
+
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app_: Any) -> AsyncIterator[Any]:
+        async with inner(app_) as state:
+            supervisor.start()
+            try:
+                yield state
+            finally:
+                await anyio.to_thread.run_sync(supervisor.stop)
+
+    app.router.lifespan_context = lifespan
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    """Migrate (embedded), start the worker, serve the API until interrupted."""
+    """Migrate (embedded), start the worker, serve the API until SIGTERM or SIGINT."""
     import uvicorn
 
     from app.config import get_settings
@@ -74,16 +132,23 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = get_settings()
     if settings.mode == "embedded":
         prepare_database(settings)
+    app = create_app(settings)
     supervisor = None
     if not args.no_worker and not settings.uses_broker:
-        supervisor = WorkerSupervisor(env)
-        supervisor.start()
+        supervisor = WorkerSupervisor(env, settings.worker_stop_grace_s)
+        _with_worker(app, supervisor)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if supervisor is not None:  # at once: the worker stops while requests drain
+                supervisor.request_stop()
+            super().handle_exit(sig, frame)
+
     print(f"IIMM API on http://{args.host}:{args.port} (docs: /docs); data in {settings.data_dir}")
-    try:
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning")
-    finally:
-        if supervisor is not None:
-            supervisor.stop()
+    config = uvicorn.Config(
+        app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5
+    )
+    Server(config).run()
     return 0
 
 
@@ -96,7 +161,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
     get_settings.cache_clear()
     logging.basicConfig(level=get_settings().log_level)
-    from workers.runner import poll_forever
+    from workers.runner import serve_worker
 
-    poll_forever(list(args.queues))
+    serve_worker(list(args.queues), get_settings())
     return 0

@@ -2,13 +2,20 @@
 
 Production: the Celery task `iimm.run_job(job_id)` calls `execute`. Embedded: `poll_forever`
 finds queued jobs in the database and calls the same `execute` (no broker at all).
+
+Stopping (embedded worker, `main`): SIGTERM or SIGINT cancels the running job and gives it
+back to the queue at once (the attempt is refunded), so that another worker takes it; a job
+that has not stopped after `worker_stop_grace_s` is given back anyway and the process exits
+(its decoding processes die with it, `workers.lifeline`). A second signal exits at once.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -44,11 +51,21 @@ def worker_env() -> WorkerEnv:
     """The process's settings, session factory and storage (lazily, after fork)."""
     settings = get_settings()
     load_handlers()
+    _bound_model_cache(settings)
     return WorkerEnv(
         settings=settings,
         sessions=make_sessionmaker(make_engine(settings.db_url)),
         storage=Storage(settings.artifacts_url, cache_dir=settings.data_dir / "cache"),
         worker_id=f"{socket.gethostname()}:{os.getpid()}",
+    )
+
+
+def _bound_model_cache(settings: Settings) -> None:
+    """Apply the settings' bounds to this process's model cache (`workers.ml.models`)."""
+    from workers.ml.models import configure_model_cache
+
+    configure_model_cache(
+        max_models=settings.model_cache_max_models, max_bytes=settings.model_cache_max_bytes
     )
 
 
@@ -130,9 +147,13 @@ def execute(job_id: str) -> str:
         return "skipped: job vanished"
     beat = Heartbeat(env, ctx)
     beat.start()
+    STOP.running = ctx
     try:
+        if STOP.requested.is_set():
+            ctx.cancelled.set()
         return _run(env, ctx, job_type, beat)
     finally:
+        STOP.running = None
         beat.stopped.set()
         beat.join(timeout=5)
 
@@ -154,12 +175,16 @@ def _run(env: WorkerEnv, ctx: JobContext, job_type: str, beat: Heartbeat) -> str
     except JobCancelledError:
         if beat.lost.is_set():
             return "lost: lease taken over"
+        if STOP.requested.is_set():
+            return give_back(env, ctx)
         _finish(env, ctx, JobStatus.cancelled)
         return "cancelled"
     except JobError as exc:
         _finish(env, ctx, JobStatus.failed, error=str(exc))
         return f"failed: {exc}"
     except Exception as exc:
+        if STOP.requested.is_set():  # interrupted by the stop (a decoding worker's signal)
+            return give_back(env, ctx)
         log.exception("job %s attempt %s crashed", ctx.job_id, ctx.attempt)
         return _retry_or_fail(env, ctx, exc)
     with session_scope(env.sessions) as session:
@@ -193,10 +218,87 @@ def _retry_or_fail(env: WorkerEnv, ctx: JobContext, exc: Exception) -> str:
     return f"failed: {reason}"
 
 
+def give_back(env: WorkerEnv, ctx: JobContext) -> str:
+    """Return our running attempt to the queue because this worker is stopping (refunded)."""
+    with session_scope(env.sessions) as session:
+        if not claims.release(
+            session=session, job_id=ctx.job_id, attempt=ctx.attempt,
+            reason="worker stopped", refund=True,
+        ):  # fmt: skip
+            return "lost: lease taken over"
+        job = session.scalar(select(Job).where(Job.id == ctx.job_id))
+        if job is not None:
+            enqueue(session=session, job=job, use_broker=env.settings.uses_broker)
+    return "given back: worker stopping"
+
+
+class Stopper:
+    """SIGTERM/SIGINT handling of an embedded worker process (see the module docstring).
+
+    The signals are read from a wakeup fd by a thread, so a stop is noticed even while the
+    main thread is inside a long C call that delays Python signal handlers.
+    """
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self.running: JobContext | None = None
+        self.done = threading.Event()
+
+    def install(self, grace_s: float) -> None:
+        """Handle SIGTERM and SIGINT in this (main) thread's process."""
+        read, write = os.pipe()
+        os.set_blocking(write, False)
+        signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: None)  # the watcher thread does the work
+        threading.Thread(
+            target=self._watch, args=(read, grace_s), name="stopper", daemon=True
+        ).start()
+
+    def request(self) -> None:
+        """Stop: no new job; the running one is cancelled (and given back)."""
+        self.requested.set()
+        ctx = self.running
+        if ctx is not None:
+            ctx.cancelled.set()
+
+    def _watch(self, read: int, grace_s: float) -> None:
+        os.read(read, 1)
+        log.info("stop requested: giving back the running job")
+        self.request()
+        signalled = threading.Event()
+        threading.Thread(target=lambda: (os.read(read, 1), signalled.set()), daemon=True).start()
+        deadline = time.monotonic() + grace_s
+        while not self.done.is_set() and not signalled.is_set():
+            if time.monotonic() >= deadline:
+                break
+            self.done.wait(0.1)
+        if not self.done.is_set():
+            self._hard_stop()
+
+    def _hard_stop(self) -> None:
+        """The job did not stop in time (or a second signal came): give it back and exit."""
+        ctx = self.running
+        if ctx is not None:
+            try:
+                outcome = give_back(worker_env(), ctx)
+                log.warning("job %s did not stop in time: %s", ctx.job_id, outcome)
+            except Exception as exc:  # the reaper will requeue it when the lease expires
+                log.warning("could not give back job %s: %s", ctx.job_id, exc)
+        pool = sys.modules.get("workers.ml.data.pool")
+        if pool is not None:
+            pool.remove_payload_dir()
+        logging.shutdown()
+        os._exit(0)
+
+
+STOP = Stopper()
+
+
 def poll_forever(queues: list[str], stop: threading.Event | None = None) -> None:
     """Embedded worker: claim queued jobs straight from the database, one at a time."""
     env = worker_env()
-    stop = stop or threading.Event()
+    stop = stop or STOP.requested
     log.info("embedded worker %s polling queues %s", env.worker_id, queues)
     while not stop.is_set():
         try:
@@ -215,10 +317,26 @@ def poll_forever(queues: list[str], stop: threading.Event | None = None) -> None
 
 def main() -> None:
     """`python -m workers.runner [QUEUE ...]`: the embedded worker process."""
-    import sys
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(message)s")
+    serve_worker(sys.argv[1:] or ["gpu", "cpu"], settings)
 
-    logging.basicConfig(level=get_settings().log_level, format="%(asctime)s %(name)s %(message)s")
-    poll_forever(sys.argv[1:] or ["gpu", "cpu"])
+
+def serve_worker(queues: list[str], settings: Settings) -> None:
+    """The embedded worker's main loop, stopped by SIGTERM/SIGINT (and, when started by
+    `iimm serve`, by the death of that process: ``IIMM_PARENT_PID``)."""
+    STOP.install(settings.worker_stop_grace_s)
+    parent = os.environ.get("IIMM_PARENT_PID")
+    if parent and parent.isdigit():
+        from workers.lifeline import die_with_parent
+
+        die_with_parent(
+            int(parent), sig=signal.SIGTERM, on_orphan=lambda: os.kill(os.getpid(), signal.SIGTERM)
+        )
+    try:
+        poll_forever(queues)
+    finally:
+        STOP.done.set()
 
 
 if __name__ == "__main__":

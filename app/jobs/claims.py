@@ -118,12 +118,21 @@ def finish(
     return res.rowcount == 1  # type: ignore[attr-defined]
 
 
-def release(*, session: Session, job_id: str, attempt: int, reason: str) -> bool:
-    """Give a running attempt back to the queue (transient failure); False if not ours."""
+def release(
+    *, session: Session, job_id: str, attempt: int, reason: str, refund: bool = False
+) -> bool:
+    """Give a running attempt back to the queue (transient failure); False if not ours.
+
+    `refund`: the attempt does not count against `max_attempts` (the worker was stopped,
+    the job did not fail); attempt numbers stay unique, so a late write of the stopped
+    attempt still matches nothing.
+    """
+    extra: dict[str, Any] = {"max_attempts": Job.max_attempts + 1} if refund else {}
     res = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == RUNNING, Job.attempts == attempt)
         .values(
+            **extra,
             status=QUEUED,
             worker_id=None,
             lease_expires_at=None,

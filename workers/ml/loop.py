@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from app.imagedata.errors import ImageDataError
 from app.imagedata.layout import DatasetLayout
+from workers.lifeline import DecodeWorkerInit
 from workers.ml.data.batched import BatchedImageDataset, passthrough
 from workers.ml.data.native import NativeImageDataset
 from workers.ml.data.pool import shared_pool
@@ -309,7 +310,8 @@ class BatchLoop:
                 return
         yield iter(DataLoader(
             ds, batch_sampler=batches, num_workers=workers, collate_fn=passthrough,
-            pin_memory=cuda, prefetch_factor=4, persistent_workers=False, worker_init_fn=init,
+            pin_memory=cuda, prefetch_factor=4, persistent_workers=False,
+            worker_init_fn=DecodeWorkerInit(init, os.getpid()),
         ))  # fmt: skip
 
     def _errors(

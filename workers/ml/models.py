@@ -1,6 +1,8 @@
 """open_clip model loading: presets, tags, checkpoints, hf-hub ids, architecture JSON files.
 
-`load_model` builds a model once per process and returns the cached instance afterwards.
+`load_model` builds a model once per process and returns the cached instance afterwards;
+the cache is bounded (`configure_model_cache`: count and bytes of parameters and buffers,
+least recently used out first, CUDA memory returned to the device on eviction).
 Weights are never fetched silently on a machine without network: a missing checkpoint is
 a `WeightsNotFoundError` naming the file or cache directory to provide.
 """
@@ -8,11 +10,13 @@ a `WeightsNotFoundError` naming the file or cache directory to provide.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import logging
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,14 +33,16 @@ __all__ = [
     "LoadedModel",
     "WeightsNotFoundError",
     "clear_model_cache",
+    "configure_model_cache",
     "load_model",
     "model_fingerprint",
     "resolve_spec",
 ]
 
 log = logging.getLogger(__name__)
-_CACHE: dict[tuple[Any, ...], LoadedModel] = {}
+_CACHE: OrderedDict[tuple[Any, ...], LoadedModel] = OrderedDict()  # least recently used first
 _LOCK = threading.Lock()
+_LIMITS = {"models": 4, "bytes": 8 << 30}
 
 
 class WeightsNotFoundError(ModelSpecError):
@@ -80,15 +86,65 @@ def load_model(
     dev = resolve_device(device)
     key = (parsed.canonical, str(dev), precision, str(cache_dir or ""), seed)
     with _LOCK:
-        if key not in _CACHE:
-            _CACHE[key] = _build(parsed, dev, precision, cache_dir, seed)
-        return _CACHE[key]
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+        _evict(keep=_LIMITS["models"] - 1, max_bytes=None)  # room before building
+        loaded = _CACHE[key] = _build(parsed, dev, precision, cache_dir, seed)
+        _evict(keep=_LIMITS["models"], max_bytes=_LIMITS["bytes"])
+        return loaded
+
+
+def configure_model_cache(*, max_models: int, max_bytes: int) -> None:
+    """Bound the cache: at most `max_models` models and `max_bytes` bytes of parameters and
+    buffers (the model just loaded stays even when alone over the bytes); evicts now."""
+    with _LOCK:
+        _LIMITS.update(models=max(1, int(max_models)), bytes=max(0, int(max_bytes)))
+        _evict(keep=_LIMITS["models"], max_bytes=_LIMITS["bytes"])
+
+
+def cached_models() -> list[LoadedModel]:
+    """The cached models, least recently used first."""
+    with _LOCK:
+        return list(_CACHE.values())
+
+
+def model_nbytes(model: torch.nn.Module) -> int:
+    """Bytes of a module's parameters and buffers (on whatever device they are)."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _evict(*, keep: int, max_bytes: int | None) -> None:
+    """Drop least recently used models (caller holds `_LOCK`) until at most `keep` remain
+    and, when `max_bytes` is given, their bytes fit (the newest always stays)."""
+    dropped: list[LoadedModel] = []
+    while len(_CACHE) > max(keep, 0):
+        dropped.append(_CACHE.popitem(last=False)[1])
+    if max_bytes is not None:
+        sizes = {k: model_nbytes(m.model) for k, m in _CACHE.items()}
+        while len(_CACHE) > 1 and sum(sizes.values()) > max_bytes:
+            key, model = _CACHE.popitem(last=False)
+            sizes.pop(key)
+            dropped.append(model)
+    if dropped:
+        log.info("model cache: evicted %s", ", ".join(m.name for m in dropped))
+        _release([m.device for m in dropped])
+
+
+def _release(devices: list[torch.device]) -> None:
+    """Return freed CUDA memory to the device once the evicted models are unreferenced."""
+    if any(d.type == "cuda" for d in devices) and torch.cuda.is_available():
+        gc.collect()
+        torch.cuda.empty_cache()
 
 
 def clear_model_cache() -> None:
     """Forget every loaded model (tests; freeing GPU memory)."""
     with _LOCK:
+        devices = [m.device for m in _CACHE.values()]
         _CACHE.clear()
+        _release(devices)
 
 
 def _build(

@@ -75,3 +75,32 @@ def test_json_name_clash_with_a_different_config_is_refused(tmp_path: Path) -> N
     clash.write_text(TINY_JSON.read_text())
     with pytest.raises(ModelSpecError, match="rename the JSON file"):
         load_model(str(clash), device="cpu")
+
+
+def test_model_cache_is_bounded_by_count_and_bytes() -> None:
+    """Least recently used models go first; the bytes bound counts parameters and buffers."""
+    from workers.ml.models import (
+        cached_models,
+        clear_model_cache,
+        configure_model_cache,
+        model_nbytes,
+    )
+
+    clear_model_cache()
+    try:
+        configure_model_cache(max_models=2, max_bytes=1 << 40)
+        a, b = (load_model(str(TINY_JSON), device="cpu", seed=s) for s in (0, 1))
+        assert load_model(str(TINY_JSON), device="cpu", seed=0) is a  # a is now the newest
+        c = load_model(str(TINY_JSON), device="cpu", seed=2)
+        assert cached_models() == [a, c]  # b, least recently used, was evicted
+        size = model_nbytes(a.model)
+        tensors = [*a.model.parameters(), *a.model.buffers()]  # incl. non-persistent buffers
+        assert size == sum(t.nbytes for t in tensors) > 6_000_000
+        configure_model_cache(max_models=4, max_bytes=size + size // 2)
+        assert cached_models() == [c]  # two would exceed the bytes
+        assert load_model(str(TINY_JSON), device="cpu", seed=1) is not b  # rebuilt
+        configure_model_cache(max_models=4, max_bytes=0)
+        assert len(cached_models()) == 1  # the newest stays even alone over the bound
+    finally:
+        configure_model_cache(max_models=4, max_bytes=8 << 30)
+        clear_model_cache()

@@ -43,10 +43,34 @@ from typing import Any
 import numpy as np
 import torch
 
+from workers.lifeline import DecodeWorkerInit
 from workers.ml.data import torch_internals as internals
 from workers.ml.data.batched import passthrough
 
 STALE = ("stale", [], [])  # a batch of a run that has ended, returned instead of decoding
+DIR_PREFIX = "iimm-decode-"  # + the owning process's pid + "-": payload files of one pool
+
+
+def sweep_payload_dirs(root: str | None = None) -> list[Path]:
+    """Remove the payload folders of pools whose process is gone (killed with SIGKILL: no
+    clean-up ran); returns what was removed. `root` defaults to the temp directory."""
+    removed = []
+    for path in Path(root or tempfile.gettempdir()).glob(f"{DIR_PREFIX}*-*"):
+        pid = path.name[len(DIR_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)) and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 @dataclass(frozen=True)
@@ -110,11 +134,12 @@ class DecodePool:
         self.current = multiprocessing.RawValue("q", 0)
         self.runs = 0
         self.tasks = _Tasks()
-        self.dir = Path(tempfile.mkdtemp(prefix="iimm-decode-"))
+        sweep_payload_dirs()
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{self.pid}-"))
         self.loader = torch.utils.data.DataLoader(
             RunDispatch(self.current), batch_sampler=self.tasks, num_workers=workers,
             collate_fn=passthrough, pin_memory=pin_memory, persistent_workers=True,
-            prefetch_factor=4, worker_init_fn=worker_init_fn,
+            prefetch_factor=4, worker_init_fn=DecodeWorkerInit(worker_init_fn, self.pid),
         )  # fmt: skip
 
     def batches(
@@ -285,6 +310,14 @@ def _healthy(pool: DecodePool) -> bool:
 def _all_alive(iterator: Any) -> bool:
     """Whether every worker process of a DataLoader iterator is alive."""
     return all(w.is_alive() for w in internals.worker_processes(iterator))
+
+
+def remove_payload_dir() -> None:
+    """Remove this process's payload folder without stopping the workers (a process about to
+    exit with ``os._exit``: its workers die with it)."""
+    pool = _POOL
+    if pool is not None and pool.pid == os.getpid():
+        shutil.rmtree(pool.dir, ignore_errors=True)
 
 
 @atexit.register

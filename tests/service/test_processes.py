@@ -1,0 +1,208 @@
+"""Process hygiene: `iimm serve` stops everything it started on SIGTERM/SIGINT, and the
+decoding processes of a worker killed with SIGKILL die with it.
+
+Real processes throughout (`iimm serve`, `workers.runner`, Celery), listed with psutil.
+Nothing here measures time: every wait polls for a condition and fails after a generous
+limit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.service.conftest import _postgres_up, _redis_up, redis_db
+from tests.service.stack import (
+    ROOT,
+    Stack,
+    base_env,
+    drop_database,
+    embedded_stack,
+    free_port,
+    make_task,
+    production_stack,
+    wait_http,
+    wait_job,
+    zip_dir,
+)
+from tests.service.test_api import add_tiny, upload
+
+GONE_WITHIN_S = 60.0  # generous: the machine is shared; the service aims at a few seconds
+
+
+@pytest.fixture(scope="module")
+def slow_zip(workdir: Path) -> Path:
+    """A dataset whose train split takes seconds to embed with batches of 2."""
+    root = workdir / "slow"
+    root.mkdir(exist_ok=True)
+    return zip_dir(make_task(root / "data", per_class=64, seed=3), root / "slow.zip")
+
+
+def wait_for(what: str, check: Callable[[], object], timeout: float = 120.0) -> object:
+    """Poll `check` until it returns something true; fail naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def alive(procs: list[psutil.Process]) -> list[psutil.Process]:
+    """The processes of `procs` still running (zombies count as gone)."""
+    out = []
+    for p in procs:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def start_embed(c: httpx.Client, archive: Path) -> str:
+    ds, model = upload(c, archive).json(), add_tiny(c)
+    body = {"type": "embed", "model_id": model["id"], "dataset_id": ds["id"], "split": "train"}
+    resp = c.post("/v1/jobs", json=body)
+    assert resp.status_code in (201, 202), resp.text
+    return str(resp.json()["id"])
+
+
+def running_with_decoders(c: httpx.Client, job_id: str, worker_pid: int) -> bool:
+    """The job runs and the worker has started its decoding process(es)."""
+    job = c.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] in ("queued", "running"), job
+    return job["status"] == "running" and bool(descendants(worker_pid))
+
+
+def our_temp_entries(tmp: Path) -> list[str]:
+    return sorted(p.name for p in tmp.iterdir() if p.name.startswith("iimm-"))
+
+
+def start_serve(data_dir: Path, tmp: Path, port: int) -> subprocess.Popen[bytes]:
+    env = base_env(data_dir, IIMM_EMBED_BATCH_SIZE="2", TMPDIR=str(tmp))
+    log = (data_dir / "serve.log").open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "iimm_cli", "serve", "--port", str(port)],
+        env=env, cwd=ROOT, stdout=log, stderr=log, start_new_session=True,
+    )  # fmt: skip
+    wait_http(f"http://127.0.0.1:{port}/healthz", proc=proc)
+    return proc
+
+
+def admin_client(data_dir: Path, port: int) -> httpx.Client:
+    key = (data_dir / "admin.key").read_text().strip()
+    return httpx.Client(
+        base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"}, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    ("sig", "target"),
+    [(signal.SIGTERM, "pid"), (signal.SIGINT, "pid"), (signal.SIGTERM, "group")],
+    ids=["sigterm", "sigint", "sigterm-group"],
+)
+def test_serve_stops_everything(
+    sig: signal.Signals, target: str, workdir: Path, slow_zip: Path
+) -> None:
+    """Mid-embedding, a signal to `iimm serve` (its pid as `kill` does, or its process group
+    as `docker stop`/a terminal do) ends the API, the worker and its decoding processes,
+    removes their temp folders, and gives the job back: a new `iimm serve` finishes it."""
+    data_dir = Path(tempfile.mkdtemp(prefix=f"serve-{sig.name}-", dir=workdir))
+    tmp = data_dir / "tmp"
+    tmp.mkdir()
+    port = free_port()
+    serve = start_serve(data_dir, tmp, port)
+    started: list[psutil.Process] = []
+    try:
+        with admin_client(data_dir, port) as c:
+            job_id = start_embed(c, slow_zip)
+            worker = wait_for("the embedded worker", lambda: descendants(serve.pid))
+            pid = worker[0].pid  # type: ignore[index]
+            wait_for("decoding", lambda: running_with_decoders(c, job_id, pid))
+        started = [psutil.Process(serve.pid), *descendants(serve.pid)]
+        assert len(started) >= 3  # serve, worker, decoding process(es)
+        if target == "pid":
+            serve.send_signal(sig)
+        else:
+            os.killpg(serve.pid, sig)
+        wait_for("every process to end", lambda: not alive(started), GONE_WITHIN_S)
+        serve.wait(timeout=10)
+        assert our_temp_entries(tmp) == []
+    finally:
+        for p in alive(started):
+            p.kill()
+    if target == "group":
+        return
+    port = free_port()
+    serve = start_serve(data_dir, tmp, port)
+    try:
+        with admin_client(data_dir, port) as c:
+            given_back = c.get(f"/v1/jobs/{job_id}").json()
+            final = wait_job(c, job_id, timeout=240)
+        assert final["status"] == "succeeded", final
+        # the stopped attempt was refunded: the job keeps its whole retry budget
+        assert final["attempts"] == 2 and final["max_attempts"] == 4, (given_back, final)
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(timeout=GONE_WITHIN_S)
+
+
+@pytest.mark.parametrize("kind", ["embedded", "production"])
+def test_sigkill_worker_leaves_no_decoder(kind: str, workdir: Path, slow_zip: Path) -> None:
+    """SIGKILL of a worker (its pid only, as the OOM killer does) mid-embedding: its
+    decoding processes end too, and the retried job succeeds on another worker."""
+    data_dir = Path(tempfile.mkdtemp(prefix=f"kill-{kind}-", dir=workdir))
+    tmp = data_dir / "tmp"
+    tmp.mkdir()
+    extra = {"IIMM_EMBED_BATCH_SIZE": "2", "TMPDIR": str(tmp)}
+    db_url = None
+    stack: Stack
+    if kind == "embedded":
+        stack = embedded_stack(data_dir, **extra)
+    else:
+        if not (_postgres_up() and _redis_up()):
+            pytest.skip("Postgres or Redis is not running")
+        stack, db_url = production_stack(data_dir, f"redis://127.0.0.1:6379/{redis_db()}", **extra)
+    orphans: list[psutil.Process] = []
+    try:
+        first = stack.start_worker()
+        with stack.client() as c:
+            job_id = start_embed(c, slow_zip)
+            wait_for("decoding", lambda: running_with_decoders(c, job_id, first.pid))
+            orphans = descendants(first.pid)
+            first.kill()  # the worker alone, not its process group
+            first.wait(timeout=30)
+            stack.workers.remove(first)
+            stack.start_worker()
+            final = wait_job(c, job_id, timeout=240)
+        assert final["status"] == "succeeded", final
+        assert final["attempts"] == 2
+        wait_for("the killed worker's decoders to end", lambda: not alive(orphans), GONE_WITHIN_S)
+        # the killed worker's payload folder is swept by the next pool of this temp dir
+        assert not [n for n in our_temp_entries(tmp) if n.startswith(f"iimm-decode-{first.pid}-")]
+    finally:
+        for p in alive(orphans):
+            p.kill()
+        stack.stop()
+        if db_url:
+            drop_database(db_url)

@@ -1,0 +1,83 @@
+"""Child processes that die with their parent, even when the parent is killed with SIGKILL.
+
+A process killed with SIGKILL runs no clean-up, so its children must notice on their own.
+On Linux, ``prctl(PR_SET_PDEATHSIG, sig)`` makes the kernel send `sig` to the child when the
+parent thread that created it exits; everywhere, a daemon thread of the child compares
+``os.getppid()`` with the parent's pid once a second (a re-parented orphan sees another pid)
+and ends the process. The thread is the fallback for systems without ``prctl`` and covers a
+parent that died before the child asked for the signal.
+
+Used by the decoding workers (`workers.ml.data.pool`, DataLoader ``worker_init_fn``) and by
+the embedded worker that `iimm serve` starts (`workers.runner`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+CHECK_INTERVAL_S = 1.0
+
+
+def _set_pdeathsig(sig: int) -> bool:
+    """Ask the kernel for `sig` when our parent exits; False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def die_with_parent(
+    parent_pid: int, *, sig: int = signal.SIGKILL, on_orphan: Callable[[], None] | None = None
+) -> None:
+    """Make this process end when process `parent_pid` (its parent) ends.
+
+    `sig` is what the kernel sends (SIGKILL: no clean-up; SIGTERM: the process's own
+    handler runs). If the parent is already gone, or goes later without the kernel's signal
+    arriving, the watch thread calls `on_orphan` (default: ``os._exit(1)``, which waits
+    for nothing: a decoding worker may be blocked writing to a pipe nobody reads).
+    """
+    _set_pdeathsig(sig)
+    act = on_orphan or _exit_now
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            threading.Event().wait(CHECK_INTERVAL_S)
+        log.warning("parent process %s is gone: exiting", parent_pid)
+        act()
+
+    if os.getppid() != parent_pid:  # it died before we asked for the signal
+        act()
+        return
+    threading.Thread(target=watch, name="lifeline", daemon=True).start()
+
+
+def _exit_now() -> None:
+    os._exit(1)
+
+
+class DecodeWorkerInit:
+    """A DataLoader ``worker_init_fn``: dies with the loader's process (SIGKILL), then `inner`.
+
+    Picklable (for the spawn start method) when `inner` is a module-level function.
+    """
+
+    def __init__(self, inner: Callable[[int], None] | None, parent_pid: int) -> None:
+        self.inner, self.parent_pid = inner, parent_pid
+
+    def __call__(self, worker_id: int) -> None:
+        die_with_parent(self.parent_pid)
+        if self.inner is not None:
+            self.inner(worker_id)
