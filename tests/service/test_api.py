@@ -274,6 +274,11 @@ def test_measures_sync_and_job(stack: Stack) -> None:
         )
         bad = {k: v.tolist() for k, v in small.items()} | {"labels": [0] * 19 + [9]}
         assert_problem(c.post("/v1/measures", json=bad), 422)
+        retired = {k: v.tolist() for k, v in small.items()} | {"measures": ["iimm", "ncti"]}
+        assert_problem(c.post("/v1/measures", json=retired), 422, "'ncti_seli', 'ncti_ncc'")
+        terms = {k: v.tolist() for k, v in small.items()} | {"measures": ["ncti_seli", "ncti_vc"]}
+        resp = c.post("/v1/measures", json=terms)
+        assert resp.status_code == 200 and set(resp.json()["measures"]) == {"ncti_seli", "ncti_vc"}
         assert_problem(
             c.post("/v1/measures", content=b"x", headers={"content-type": "text/plain"}), 415
         )
