@@ -10,6 +10,7 @@ from app.comparisons import service
 from app.comparisons.schemas import ComparisonRead, RankingRead
 from app.deps import CurrentPrincipal, SessionDep
 from app.errors import problems
+from app.finetuning.params import Method
 
 router = APIRouter(prefix="/v1")
 
@@ -21,7 +22,7 @@ def compare_measures(
     session: SessionDep,
     principal: CurrentPrincipal,
     base_model_id: Annotated[str, Query(max_length=40)],
-    method: Annotated[str, Query(min_length=1, max_length=40)],
+    method: Annotated[Method, Query(description="Fine-tuning method")],
 ) -> ComparisonRead:
     """Every stored measure (and the zero-shot accuracy) as a predictor of fine-tuning.
 

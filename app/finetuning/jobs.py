@@ -17,6 +17,7 @@ from app.finetuning.params import (
     grid_size,
 )
 from app.jobs.registry import JobResult, JobType, register
+from app.jobs.types import require_split
 from app.models import BaseModel as BaseModelRow
 from app.models import Dataset, FinetunedModel
 from app.ownership import get_owned
@@ -41,14 +42,6 @@ def _datasets(session: Session, project_id: str, ids: list[str]) -> list[Dataset
     if missing:
         raise NotFoundError(f"dataset {missing[0]} not found")
     return [rows[i] for i in ids]
-
-
-def _require_split(dataset: Dataset, split: str, why: str) -> None:
-    # Datasets registered by URI have unknown splits ({}) until a worker reads them.
-    if dataset.splits and split not in dataset.splits:
-        raise InvalidError(
-            f"dataset {dataset.id} has no {split!r} split ({why}); it has {sorted(dataset.splits)}"
-        )
 
 
 def _check_method(params: FinetuneParams) -> None:
@@ -77,11 +70,11 @@ def check_finetune(session: Session, project_id: str, params: BaseModel) -> None
     if (reason := unsupported_reason(model.arch, params.method)) is not None:
         raise InvalidError(f"model {model.id}: {reason}")
     (train,) = _datasets(session, project_id, [params.dataset_id])
-    _require_split(train, "train", "fine-tuning needs one")
+    require_split(train, "train", "fine-tuning needs one")
     if train.splits and train.splits["train"] < 2:
         raise InvalidError(f"dataset {train.id} has fewer than 2 training samples")
     for target in _datasets(session, project_id, list(params.evaluate_on or [])):
-        _require_split(target, "test", "evaluation uses the test split")
+        require_split(target, "test", "evaluation uses the test split")
 
 
 def check_evaluate(session: Session, project_id: str, params: BaseModel) -> None:
@@ -95,7 +88,7 @@ def check_evaluate(session: Session, project_id: str, params: BaseModel) -> None
     if ft is None:
         _base_model(session, project_id, params.model_id)
     for target in _datasets(session, project_id, list(params.dataset_ids or [])):
-        _require_split(target, params.split, "the split to evaluate")
+        require_split(target, params.split, "the split to evaluate")
 
 
 def _finetune_links(

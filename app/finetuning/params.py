@@ -6,7 +6,7 @@ from `hyperparameters`; the API cannot import that package (it imports torch).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,6 +19,11 @@ METHOD_GRID_AXES: dict[str, tuple[str, ...]] = {
     "adapter": ("adapter_reduction",),
     "probe": (),
 }
+# The same names as a type, for query parameters (FastAPI answers 422 naming them).
+Method = Literal["full", "bitfit", "attention", "lora", "adapter", "probe"]
+assert set(get_args(Method)) == set(METHOD_GRID_AXES)
+# Body fields keep `str` (their 422 says which methods exist) and declare the enum.
+METHOD_ENUM: dict[str, Any] = {"enum": list(METHOD_GRID_AXES)}
 MAX_GRID_POINTS = 64
 ID = Field(max_length=40, examples=["mdl_0193c0ffee00a1b2c3d4e5f6"])
 
@@ -76,6 +81,7 @@ class FinetuneParams(_Strict):
         max_length=40,
         description=f"One of {sorted(METHOD_GRID_AXES)}.",
         examples=["full"],
+        json_schema_extra=METHOD_ENUM,
     )
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     evaluate_on: list[str] | None = Field(

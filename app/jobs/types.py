@@ -102,20 +102,36 @@ def prompts_hash(prompts: list[str] | None) -> str:
     return hashlib.sha256(json.dumps(prompts).encode()).hexdigest()[:32]
 
 
-def check_refs(session: Session, project_id: str, model_id: str, dataset_id: str) -> None:
-    """404 unless the job's model and dataset both belong to the caller's project."""
+def require_split(dataset: Dataset, split: str, why: str) -> None:
+    """422 naming the dataset's splits unless it has `split` (the field is `split`)."""
+    # Datasets registered by URI have unknown splits ({}) until a worker reads them.
+    if dataset.splits and split not in dataset.splits:
+        raise InvalidError(
+            f"dataset {dataset.id} has no {split!r} split ({why}); it has {sorted(dataset.splits)}",
+            errors=[{"loc": ["body", "split"], "type": "enum",
+                     "msg": f"no such split; allowed: {', '.join(sorted(dataset.splits))}"}],
+        )  # fmt: skip
+
+
+def check_refs(
+    session: Session, project_id: str, model_id: str, dataset_id: str, split: str | None = None
+) -> None:
+    """404 unless the job's model and dataset both belong to the caller's project; 422 unless
+    the dataset has `split` (when given)."""
     get_owned(session, BaseModelRow, model_id, project_id, "model")
-    get_owned(session, Dataset, dataset_id, project_id, "dataset")
+    dataset = get_owned(session, Dataset, dataset_id, project_id, "dataset")
+    if split is not None:
+        require_split(dataset, split, "the split to read")
 
 
 def _check_embed(session: Session, project_id: str, params: BaseModel) -> None:
     assert isinstance(params, EmbedParams)
-    check_refs(session, project_id, params.model_id, params.dataset_id)
+    check_refs(session, project_id, params.model_id, params.dataset_id, params.split)
 
 
 def _check_score(session: Session, project_id: str, params: BaseModel) -> None:
     assert isinstance(params, ScoreParams)
-    check_refs(session, project_id, params.model_id, params.dataset_id)
+    check_refs(session, project_id, params.model_id, params.dataset_id, params.split)
     if params.measures:
         from app.measures import check_names
 

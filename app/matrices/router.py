@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from app.dashboard.figures import SVG, matrix_svg, wants
 from app.deps import CurrentPrincipal, SessionDep
 from app.errors import problems
+from app.finetuning.params import Method
 from app.matrices.schemas import MatrixColumn, MatrixRead, MatrixRowRead
 from app.matrices.service import Matrix, build_matrix
 
@@ -75,7 +76,7 @@ def get_matrix(
     session: SessionDep,
     principal: CurrentPrincipal,
     base_model_id: Annotated[str, Query(max_length=40, description="The base model")],
-    method: Annotated[str, Query(max_length=40, description="Fine-tuning method")] = "full",
+    method: Annotated[Method, Query(description="Fine-tuning method")] = "full",
     format: Annotated[
         Literal["json", "csv", "svg"] | None, Query(description="Overrides Accept")
     ] = None,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Query, Response, status
 from app.dashboard.figures import SVG, dataset_names, predictor_svg, wants
 from app.deps import CurrentPrincipal, SessionDep
 from app.errors import problems
+from app.finetuning.params import Method
 from app.predictors import predictions, service
 from app.predictors.schemas import (
     PredictionCreate,
@@ -56,7 +57,7 @@ def list_predictors(
     session: SessionDep,
     principal: CurrentPrincipal,
     base_model_id: Annotated[str | None, Query(max_length=40)] = None,
-    method: Annotated[str | None, Query(max_length=40)] = None,
+    method: Annotated[Method | None, Query(description="Fine-tuning method")] = None,
     target: Target | None = None,
     cursor: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,

@@ -7,6 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.finetuning.params import METHOD_ENUM
+from app.measures import ALL_MEASURES
+
 Target = Literal["gain", "ood_change"]
 ID = Field(max_length=40, examples=["mdl_0193c0ffee00a1b2c3d4e5f6"])
 
@@ -22,12 +25,15 @@ class PredictorCreate(BaseModel):
     )
 
     base_model_id: str = ID
-    method: str = Field(min_length=1, max_length=40, examples=["full"])
+    method: str = Field(
+        min_length=1, max_length=40, examples=["full"], json_schema_extra=METHOD_ENUM
+    )
     feature: str = Field(
         default="iimm",
         min_length=1,
         max_length=60,
         description="A stored measure (see `/v1/scores`) or `zero_shot_accuracy`.",
+        json_schema_extra={"enum": [*ALL_MEASURES, "zero_shot_accuracy"]},
     )
     target: Target = Field(
         default="gain", description="`gain` = G over zero-shot error, or `ood_change`."

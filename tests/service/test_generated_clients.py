@@ -93,6 +93,7 @@ def test_python_client_runs_the_workflow(
         EmbedParams,
         EmbedResult,
         FinetuneParams,
+        FinetuneParamsMethod,
         FinetuneResult,
         Hyperparameters,
         MeasuresRequest,
@@ -133,7 +134,7 @@ def test_python_client_runs_the_workflow(
     assert measured.n == 4 and "iimm" in measured.measures.additional_properties
 
     finetune = FinetuneParams(
-        method="full", hyperparameters=Hyperparameters.from_dict(HYPER), **refs
+        method=FinetuneParamsMethod.FULL, hyperparameters=Hyperparameters.from_dict(HYPER), **refs
     )
     tuned = _wait(client, create_job.sync(client=client, body=finetune))
     assert isinstance(tuned.result, FinetuneResult)
