@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     broker_key_prefix: str = ""
     storage_url: str | None = None
     bootstrap_api_key: SecretStr | None = None
+    # Seconds an API process may keep using a looked-up key: the bound on how long a revoked
+    # key keeps working there (0: look the key up on every request).
+    auth_cache_s: float = Field(default=5.0, ge=0)
     log_level: str = "INFO"
 
     # Dataset references: file:// paths must lie under one of these roots; s3:// and

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import functools
+import inspect
+import typing
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import anyio
@@ -15,9 +18,9 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.artifacts import Storage
-from app.auth.service import Principal, authenticate
+from app.auth.service import Principal, PrincipalCache, authenticate, hash_key
 from app.config import Settings
-from app.db import end_session, session_scope
+from app.db import end_session, session_ended
 from app.errors import UnauthorizedError, UnsupportedMediaTypeError
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
@@ -42,7 +45,9 @@ def _end_limiter() -> anyio.CapacityLimiter:
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:
-    """One transaction per request: committed after the handler, rolled back on error."""
+    """One session and one transaction per request: committed after the handler, rolled back
+    on error. A plain `def` handler (see `TransactionalRoute`) ends it in its own thread;
+    otherwise it ends here, after the handler."""
     state = request.app.state
     reading = request.method in ("GET", "HEAD")
     factory: sessionmaker[Session] = state.read_sessionmaker if reading else state.sessionmaker
@@ -50,9 +55,18 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     try:
         yield session
     except BaseException as exc:
-        await anyio.to_thread.run_sync(end_session, session, exc, limiter=_end_limiter())
+        await _end(session, exc)
         raise
-    await anyio.to_thread.run_sync(end_session, session, None, limiter=_end_limiter())
+    await _end(session, None)
+
+
+async def _end(session: Session, error: BaseException | None) -> None:
+    if session_ended(session):
+        return
+    if not session.in_transaction():  # never touched the database: nothing to wait for
+        end_session(session, error)
+        return
+    await anyio.to_thread.run_sync(end_session, session, error, limiter=_end_limiter())
 
 
 async def get_storage(request: Request) -> Storage:
@@ -66,26 +80,40 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 
 
-def get_principal(
+async def get_principal(
     request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     header: Annotated[str | None, Security(_header)],
+    session: SessionDep,
 ) -> Principal:
     """The caller's project, from `Authorization: Bearer` or `X-API-Key`.
 
-    Uses its own short transaction: a request never holds a pooled connection while it
-    waits for a worker thread, so a burst of requests cannot starve the pool.
+    Served from the process's `PrincipalCache` (`IIMM_AUTH_CACHE_S`, the bound on how long a
+    revoked key keeps working); a miss reads the key in the request's session.
     """
     key = bearer.credentials if bearer is not None else header
     if not key:
         raise UnauthorizedError(
             "missing API key: send `Authorization: Bearer <key>`", headers=_CHALLENGE
         )
-    with session_scope(request.app.state.read_sessionmaker) as session:
-        principal = authenticate(session=session, key=key)
+    digest = hash_key(key)
+    cache: PrincipalCache = request.app.state.principals
+    principal = cache.get(digest)
     if principal is None:
-        raise UnauthorizedError("invalid or revoked API key", headers=_CHALLENGE)
+        principal = await anyio.to_thread.run_sync(_look_up, session, digest)
+        if principal is None:
+            raise UnauthorizedError("invalid or revoked API key", headers=_CHALLENGE)
+        cache.put(digest, principal)
     return principal
+
+
+def _look_up(session: Session, digest: str) -> Principal | None:
+    try:
+        return authenticate(session=session, digest=digest)
+    finally:
+        # The handler runs in another thread: it starts its own transaction rather than
+        # inherit this one (on SQLite, never hold the write lock across a thread hop).
+        session.rollback()
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
@@ -133,3 +161,39 @@ async def known_query(request: Request) -> None:
 
 
 KnownQuery = Depends(known_query)
+
+
+class TransactionalRoute(APIRoute):
+    """A route whose plain `def` handler, when it takes the request's `SessionDep`, commits
+    (or on error rolls back) that transaction in the handler's own thread, right after it.
+
+    So a request's database work is one thread hop, and a transaction (on SQLite, the write
+    lock) is never held while waiting for another thread. Handlers that return ORM rows get
+    them with their loaded attributes (sessions keep them after commit).
+    """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        name = _session_param(endpoint)
+        if name is not None and not inspect.iscoroutinefunction(endpoint):
+            endpoint = _ending(endpoint, name)
+        super().__init__(path, endpoint, **kwargs)
+
+
+def _session_param(endpoint: Callable[..., Any]) -> str | None:
+    hints = typing.get_type_hints(endpoint, include_extras=True)
+    return next((n for n, hint in hints.items() if hint == SessionDep and n != "return"), None)
+
+
+def _ending(endpoint: Callable[..., Any], name: str) -> Callable[..., Any]:
+    @functools.wraps(endpoint)
+    def run(**kwargs: Any) -> Any:
+        session: Session = kwargs[name]
+        try:
+            result = endpoint(**kwargs)
+        except BaseException as exc:
+            end_session(session, exc)
+            raise
+        end_session(session, None)
+        return result
+
+    return run

@@ -10,11 +10,12 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from app.artifacts import Storage
+from app.auth.service import PrincipalCache
 from app.config import Settings, get_settings
 from app.db import API_THREADS, make_engine, make_sessionmaker, session_scope
 from app.deps import KnownQuery
 from app.errors import install_error_handlers
-from app.health.metrics import metrics_middleware
+from app.health.metrics import MetricsMiddleware
 from app.limits import BodyLimitMiddleware
 from app.openapi import TAGS, install_openapi, operation_id
 
@@ -115,9 +116,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.principals = PrincipalCache(settings.auth_cache_s)
     install_error_handlers(app)
     install_openapi(app)
-    app.middleware("http")(metrics_middleware)
+    app.add_middleware(MetricsMiddleware)
     app.add_middleware(
         BodyLimitMiddleware,
         upload_limit=settings.max_upload_bytes,

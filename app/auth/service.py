@@ -6,9 +6,13 @@ import hashlib
 import hmac
 import os
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from cachetools import TTLCache
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -66,17 +70,50 @@ def create_key(
     return key
 
 
-def authenticate(*, session: Session, key: str) -> Principal | None:
-    """The principal owning `key`, or None if it is unknown or revoked."""
-    digest = hash_key(key)
-    row = session.execute(
-        select(ApiKey, Project.name)
-        .join(Project, Project.id == ApiKey.project_id)
-        .where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
-    ).first()
-    if row is None or not hmac.compare_digest(row[0].key_hash, digest):
+_AUTHENTICATE = (
+    select(ApiKey.key_hash, ApiKey.project_id, Project.name, ApiKey.is_admin)
+    .join(Project, Project.id == ApiKey.project_id)
+    .where(ApiKey.key_hash == bindparam("digest"), ApiKey.revoked_at.is_(None))
+)
+
+
+def authenticate(*, session: Session, digest: str) -> Principal | None:
+    """The principal owning the key whose `hash_key` is `digest`; None if unknown or revoked."""
+    row = session.execute(_AUTHENTICATE, {"digest": digest}).first()
+    if row is None or not hmac.compare_digest(row.key_hash, digest):
         return None
-    return Principal(project_id=row[0].project_id, project_name=row[1], is_admin=row[0].is_admin)
+    return Principal(project_id=row.project_id, project_name=row.name, is_admin=row.is_admin)
+
+
+class PrincipalCache:
+    """Key hash → principal for `ttl_s` seconds (0: no caching); thread-safe.
+
+    The bound on revocation: a key revoked (or deleted) in the database stops working in an
+    API process at most `ttl_s` seconds after that process last looked it up. Unknown keys
+    are never cached. `clock` (seconds, monotonic) is injectable for tests.
+    """
+
+    def __init__(
+        self, ttl_s: float, *, maxsize: int = 4096, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl_s = ttl_s
+        self._cache: TTLCache[str, Principal] | None = (
+            TTLCache(maxsize=maxsize, ttl=ttl_s, timer=clock) if ttl_s > 0 else None
+        )
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> Principal | None:
+        """The cached principal of `digest`, or None (never cached or expired)."""
+        if self._cache is None:
+            return None
+        with self._lock:
+            return self._cache.get(digest)
+
+    def put(self, digest: str, principal: Principal) -> None:
+        """Remember `principal` for `digest` for `ttl_s` seconds."""
+        if self._cache is not None:
+            with self._lock:
+                self._cache[digest] = principal
 
 
 def ensure_bootstrap_key(*, session: Session, settings: Settings) -> str | None:

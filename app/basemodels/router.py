@@ -8,11 +8,11 @@ from fastapi import APIRouter, Query, Response, status
 
 from app.basemodels import service
 from app.basemodels.schemas import ModelCreate, ModelList, ModelRead
-from app.deps import CurrentPrincipal, SessionDep, SettingsDep
+from app.deps import CurrentPrincipal, SessionDep, SettingsDep, TransactionalRoute
 from app.errors import problems
 from app.models import BaseModel
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], route_class=TransactionalRoute)
 
 
 def to_read(row: BaseModel) -> ModelRead:

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Query
 
 from app.comparisons import service
 from app.comparisons.schemas import ComparisonRead, RankingRead
-from app.deps import CurrentPrincipal, SessionDep
+from app.deps import CurrentPrincipal, SessionDep, TransactionalRoute
 from app.errors import problems
 from app.finetuning.params import Method
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=TransactionalRoute)
 
 
 @router.get(

@@ -19,12 +19,13 @@ from app.deps import (
     SessionDep,
     SettingsDep,
     StorageDep,
+    TransactionalRoute,
     media_type,
 )
 from app.errors import InvalidError, problems
 from app.limits import read_form
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"], route_class=TransactionalRoute)
 
 _NAME = {
     "type": "string",

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.deps import CurrentPrincipal, SessionDep
+from app.deps import CurrentPrincipal, SessionDep, TransactionalRoute
 from app.errors import problems
 from app.finetuning import service
 from app.finetuning.schemas import (
@@ -17,7 +17,7 @@ from app.finetuning.schemas import (
 )
 from app.models import Evaluation
 
-router = APIRouter()
+router = APIRouter(route_class=TransactionalRoute)
 IdQuery = Annotated[str | None, Query(max_length=40)]
 Cursor = Annotated[str | None, Query(max_length=100)]
 Limit = Annotated[int, Query(ge=1, le=1000)]

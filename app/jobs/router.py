@@ -6,13 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, Response, status
 
-from app.deps import CurrentPrincipal, SessionDep, SettingsDep
+from app.deps import CurrentPrincipal, SessionDep, SettingsDep, TransactionalRoute
 from app.errors import problems
 from app.jobs import service
 from app.jobs.schemas import JobCreate, JobList, JobRead
 from app.models import Job, JobStatus
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=TransactionalRoute)
 
 EMBED_EXAMPLE = {
     "summary": "Embed the test split of a dataset",

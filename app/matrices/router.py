@@ -10,13 +10,13 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
 
 from app.dashboard.figures import SVG, matrix_svg, wants
-from app.deps import CurrentPrincipal, SessionDep
+from app.deps import CurrentPrincipal, SessionDep, TransactionalRoute
 from app.errors import problems
 from app.finetuning.params import Method
 from app.matrices.schemas import MatrixColumn, MatrixRead, MatrixRowRead
 from app.matrices.service import Matrix, build_matrix
 
-router = APIRouter(prefix="/v1/matrices", tags=["matrices"])
+router = APIRouter(prefix="/v1/matrices", tags=["matrices"], route_class=TransactionalRoute)
 CSV = "text/csv"
 
 

@@ -23,6 +23,7 @@ from app.deps import (
     SessionDep,
     SettingsDep,
     StorageDep,
+    TransactionalRoute,
     media_type,
 )
 from app.errors import InvalidError, problems
@@ -34,7 +35,7 @@ from app.limits import read_form
 from app.measure_requests import service
 from app.measure_requests.schemas import MeasuresRequest, MeasuresResult
 
-router = APIRouter(prefix="/v1/measures", tags=["measures"])
+router = APIRouter(prefix="/v1/measures", tags=["measures"], route_class=TransactionalRoute)
 
 NPZ_BODY: dict[str, Any] = {
     "requestBody": {

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, Query, Response, status
 
 from app.dashboard.figures import SVG, dataset_names, predictor_svg, wants
-from app.deps import CurrentPrincipal, SessionDep
+from app.deps import CurrentPrincipal, SessionDep, TransactionalRoute
 from app.errors import problems
 from app.finetuning.params import Method
 from app.predictors import predictions, service
@@ -20,7 +20,7 @@ from app.predictors.schemas import (
     Target,
 )
 
-router = APIRouter(prefix="/v1/predictors", tags=["predictors"])
+router = APIRouter(prefix="/v1/predictors", tags=["predictors"], route_class=TransactionalRoute)
 
 
 @router.post(

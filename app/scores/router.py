@@ -7,13 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
-from app.deps import CurrentPrincipal, SessionDep
+from app.deps import CurrentPrincipal, SessionDep, TransactionalRoute
 from app.errors import problems
 from app.models import Score
 from app.pagination import page
 from app.scores.schemas import ScoreList, ScoreRead
 
-router = APIRouter(prefix="/v1/scores", tags=["scores"])
+router = APIRouter(prefix="/v1/scores", tags=["scores"], route_class=TransactionalRoute)
 
 
 @router.get("", response_model=ScoreList, responses=problems())
