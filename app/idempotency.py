@@ -52,7 +52,12 @@ def replay(
 
 def insert_once(session: Session, row: RowT, digest: str) -> tuple[RowT, bool]:
     """Insert ``row`` (its key and hash already set) in a savepoint; (row, True), or the row
-    a concurrent request with the same key committed first and False."""
+    a concurrent request with the same key committed first and False. Without a key there
+    is no race to lose: a plain insert, no savepoint."""
+    if not row.idempotency_key:
+        session.add(row)
+        session.flush()
+        return row, True
     try:
         with session.begin_nested():
             session.add(row)

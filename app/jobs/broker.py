@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from celery import Celery
@@ -65,10 +67,18 @@ def _client(settings: Settings) -> Celery:
         return _CLIENTS[key]
 
 
-def publish(settings: Settings, job_id: str, queue: str) -> None:
-    """Send the run-job message for `job_id` to `queue` (raises if the broker is down)."""
+@contextmanager
+def publisher(settings: Settings) -> Iterator[Callable[[str, str], None]]:
+    """`send(job_id, queue)` for a batch of run-job messages over one pooled producer (one
+    broker connection), instead of acquiring one per message; `send` raises if the broker
+    is down."""
     client = _client(settings)
-    client.send_task(RUN_JOB_TASK, args=[job_id], queue=queue)
+    with client.producer_or_acquire() as producer:
+
+        def send(job_id: str, queue: str) -> None:
+            client.send_task(RUN_JOB_TASK, args=[job_id], queue=queue, producer=producer)
+
+        yield send
 
 
 def ping(settings: Settings) -> None:

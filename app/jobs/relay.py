@@ -37,20 +37,26 @@ def _pending(session: Session, batch: int) -> list[OutboxEntry]:
 
 
 def relay_once(factory: sessionmaker[Session], settings: Settings, batch: int = 200) -> int:
-    """Publish up to `batch` pending entries; returns how many were sent."""
-    sent = 0
+    """Publish up to `batch` pending entries over one broker connection; returns how many
+    were sent. A broker outage stops the pass and records the error on the next entry."""
     with session_scope(factory) as session:
-        for entry in _pending(session, batch):
-            try:
-                broker.publish(settings, entry.job_id, entry.queue)
-            except Exception as exc:  # the broker is down: keep the entry for the next pass
+        entries = _pending(session, batch)
+        sent = 0
+        if not entries:
+            return sent
+        try:
+            with broker.publisher(settings) as send:
+                for entry in entries:
+                    send(entry.job_id, entry.queue)
+                    entry.published_at = utcnow()
+                    sent += 1
+        except Exception as exc:  # the broker is down: the rest wait for the next pass
+            if sent < len(entries):
                 session.execute(
                     update(OutboxEntry)
-                    .where(OutboxEntry.id == entry.id)
+                    .where(OutboxEntry.id == entries[sent].id)
                     .values(tries=OutboxEntry.tries + 1, last_error=str(exc)[:1000])
                 )
-                log.warning("broker unavailable, %s job(s) wait in the outbox: %s", "some", exc)
-                break
-            entry.published_at = utcnow()
-            sent += 1
-    return sent
+            log.warning("broker unavailable, %d job(s) wait in the outbox: %s",
+                        len(entries) - sent, exc)  # fmt: skip
+        return sent
