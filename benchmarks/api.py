@@ -172,20 +172,29 @@ def _ms(text: str) -> float:
     return float(value) * UNITS[unit]
 
 
-def wrk(url: str, scenario: str, key: str, body: str, seconds: int, conns: int,
-        work: Path) -> dict[str, float]:  # fmt: skip
-    """One wrk run; requests/s, p50 and p99 latency (ms). Raises on any non-2xx answer."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far (Linux `/proc`)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, scenario: str, key: str, body: str, seconds: int, conns: int, work: Path,
+        pid: int | None = None) -> dict[str, float]:  # fmt: skip
+    """One wrk run; requests/s, p50 and p99 latency (ms), and with `pid` the server's CPU
+    milliseconds per request. Raises on any non-2xx answer."""
     script = work / f"{scenario}.lua"
     lines = [f'wrk.headers["Authorization"] = "Bearer {key}"']
     if scenario == "submit":
         lines += ['wrk.method = "POST"', 'wrk.headers["Content-Type"] = "application/json"',
                   f"wrk.body = [[{body}]]"]  # fmt: skip
     script.write_text("\n".join(lines) + "\n")
+    cpu0 = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(
         ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "--timeout", "30s",
          "-s", str(script), url],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
+    cpu = cpu_seconds(pid) - cpu0 if pid else float("nan")
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
     if bad or errors:
@@ -193,10 +202,12 @@ def wrk(url: str, scenario: str, key: str, body: str, seconds: int, conns: int,
     pct = dict(re.findall(r"^\s+(50|99)(?:\.000)?%\s+(\S+)\s*$", out, re.M))
     if set(pct) != {"50", "99"}:
         raise RuntimeError(f"no latency percentiles in wrk's output:\n{out}")
+    done = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
         "p50_ms": _ms(pct["50"]),
         "p99_ms": _ms(pct["99"]),
+        "cpu_ms": 1000.0 * cpu / max(done, 1),
     }
 
 
@@ -240,7 +251,8 @@ def run_stack(stack: str, args: argparse.Namespace, work: Path) -> list[dict[str
                     order = servers if rnd % 2 == 0 else servers[::-1]
                     for server in order:
                         url = server.url + paths[scenario].format(job_ids[server.name])
-                        res = wrk(url, scenario, key, body, args.duration, args.connections, work)
+                        res = wrk(url, scenario, key, body, args.duration, args.connections,
+                                  work, server.proc.pid)  # fmt: skip
                         rows.append({"stack": stack, "round": rnd, "scenario": scenario,
                                      "target": server.name, **res})  # fmt: skip
                         print(json.dumps(rows[-1]), flush=True)
@@ -264,8 +276,9 @@ def contextlib_both(stack: str) -> Iterator[tuple[str | None, str | None]]:
 def table(rows: list[dict[str, Any]]) -> str:
     """Markdown: per stack and scenario, medians over rounds and the within-round ratios."""
     out = ["| stack | scenario | service req/s | baseline req/s | ratio (median, range) |"
-           " service p50 / p99 (ms) | baseline p50 / p99 (ms) | p99 ratio |",
-           "| --- | --- | ---: | ---: | --- | --- | --- | ---: |"]  # fmt: skip
+           " service p50 / p99 (ms) | baseline p50 / p99 (ms) | p99 ratio |"
+           " CPU ms/request service / baseline |",
+           "| --- | --- | ---: | ---: | --- | --- | --- | ---: | --- |"]  # fmt: skip
     keys = sorted({(r["stack"], r["scenario"]) for r in rows}, key=lambda k: (
         k[0], SCENARIOS.index(k[1])))  # fmt: skip
     for stack, scenario in keys:
@@ -283,7 +296,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             f" | **{statistics.median(ratios):.2f}** ({min(ratios):.2f}–{max(ratios):.2f})"
             f" | {med('service', 'p50_ms'):.1f} / {med('service', 'p99_ms'):.1f}"
             f" | {med('baseline', 'p50_ms'):.1f} / {med('baseline', 'p99_ms'):.1f}"
-            f" | {statistics.median(p99r):.2f} |"
+            f" | {statistics.median(p99r):.2f}"
+            f" | {med('service', 'cpu_ms'):.2f} / {med('baseline', 'cpu_ms'):.2f} |"
         )
     return "\n".join(out)
 
