@@ -78,12 +78,27 @@ def _terms(sigma: FloatArray, x2: FloatArray, outside: float, t: float) -> tuple
     ``n_range - gamma = sum_i t / (sigma_i + t)`` is summed directly rather than subtracted,
     so it keeps its relative accuracy when t << sigma (where gamma rounds to the rank).
     """
-    shrink = sigma + t
-    gamma = float(np.sum(sigma / shrink))
-    free = float(np.sum(t / shrink))
-    m2 = float(np.sum(sigma * x2 / shrink**2))
-    res2 = float(np.sum(x2 * (t / shrink) ** 2) + outside)
+    inv = 1.0 / (sigma + t)
+    inv2 = inv * inv
+    gamma = float(sigma @ inv)
+    free = t * float(inv.sum())
+    m2 = float((sigma * x2) @ inv2)
+    res2 = t * t * float(x2 @ inv2) + outside
     return gamma, free, m2, res2
+
+
+def _evidence(spec: Spectrum, alpha: float, beta: float, m2: float, res2: float) -> float:
+    """The log evidence at (alpha, beta) from ||m||^2 and ||y - F m||^2 at t = alpha / beta."""
+    log_det_a = float(np.log(alpha + beta * spec.sigma).sum())
+    log_det_a += (spec.d - spec.sigma.size) * np.log(alpha)
+    return float(
+        0.5 * spec.d * np.log(alpha)
+        + 0.5 * spec.n * np.log(beta)
+        - 0.5 * spec.n * np.log(2.0 * np.pi)
+        - 0.5 * beta * res2
+        - 0.5 * alpha * m2
+        - 0.5 * log_det_a
+    )
 
 
 def log_evidence(
@@ -96,16 +111,7 @@ def log_evidence(
     with ``A = a I + b F^T F`` (its ``d - rank`` null directions contribute ``log a`` each).
     """
     _, _, m2, res2 = _terms(spec.sigma, x2, outside, alpha / beta)
-    log_det_a = float(np.sum(np.log(alpha + beta * spec.sigma)))
-    log_det_a += (spec.d - spec.sigma.size) * np.log(alpha)
-    return float(
-        0.5 * spec.d * np.log(alpha)
-        + 0.5 * spec.n * np.log(beta)
-        - 0.5 * spec.n * np.log(2.0 * np.pi)
-        - 0.5 * beta * res2
-        - 0.5 * alpha * m2
-        - 0.5 * log_det_a
-    )
+    return _evidence(spec, alpha, beta, m2, res2)
 
 
 def _interpolating_limit(spec: Spectrum, x2: FloatArray) -> EvidenceFit:
@@ -156,19 +162,21 @@ def fit_evidence(
         limit = _interpolating_limit(spec, x2)
         if limit.log_evidence > best.log_evidence:
             best = limit
-    alpha, beta = 1.0, 1.0
-    for _ in range(max_iter):
+    alpha, beta, previous = 1.0, 1.0, 1.0
+    for step in range(max_iter + 1):
         t = alpha / beta
         gamma, free, m2, res2 = _terms(spec.sigma, x2, outside, t)
+        if step > 0:  # the evidence of the pair the last update produced
+            value = _evidence(spec, alpha, beta, m2, res2)
+            if value > best.log_evidence:
+                best = EvidenceFit(alpha, beta, value)
+            if abs(t - previous) <= tol * previous or step == max_iter:
+                break
         if m2 <= 0.0 or res2 <= 0.0:
             break
+        previous = t
         alpha = gamma / m2
         beta = (n - r + free) / res2
-        value = log_evidence(spec, x2, outside, alpha, beta)
-        if value > best.log_evidence:
-            best = EvidenceFit(alpha, beta, value)
-        if abs(alpha / beta - t) <= tol * t:
-            break
     return best
 
 
