@@ -29,6 +29,15 @@ def register(sub: Any) -> None:
         default="fast",
         help="comma-separated measure names, 'fast' (the O(n*d) family, default) or 'all'",
     )
+    p.add_argument(
+        "--variant",
+        default="definition",
+        choices=("definition", "iimm_reference", "authors"),
+        help=(
+            "how the transferability baselines are computed: as their papers define them "
+            "(default), as the IIMM paper's code did, or as their authors' released code does"
+        ),
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object name -> value")
     p.set_defaults(handler=run)
 
@@ -71,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     texts = load_array(args.texts, "texts")
     labels = load_array(args.labels, "labels")
     try:
-        values = compute_measures(images, texts, labels, names=names)
+        values = compute_measures(images, texts, labels, names=names, variant=args.variant)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     if args.json:

@@ -34,6 +34,7 @@ ALL_MEASURES: tuple[str, ...] = FAST_MEASURES + _COSTLY + BASELINES
 #: The variant of every baseline that :func:`compute_measures` computes (and the service
 #: stores): each method's paper, computed exactly (see ``app.measures.transferability``).
 BASELINE_VARIANT = "definition"
+VARIANTS: tuple[str, ...] = ("definition", "iimm_reference", "authors")
 #: Names no longer offered, with what to use instead.
 RETIRED: dict[str, str] = {
     "ncti": (
@@ -89,19 +90,19 @@ def _fast(
     return out
 
 
-def _baseline(name: str, X: np.ndarray, T: np.ndarray, y: object) -> float:
+def _baseline(name: str, X: np.ndarray, T: np.ndarray, y: object, variant: str) -> float:
     """A transferability score from ``app.measures.transferability`` (imported lazily)."""
     module = importlib.import_module("app.measures.transferability")
     fn = getattr(module, name)
     if name == "emms":
-        return float(fn(X, np.asarray(y), T, variant=BASELINE_VARIANT))
-    return float(fn(X, np.asarray(y), variant=BASELINE_VARIANT))
+        return float(fn(X, np.asarray(y), T, variant=variant))
+    return float(fn(X, np.asarray(y), variant=variant))
 
 
-def _ncti_terms(X: np.ndarray, y: object) -> dict[str, float]:
+def _ncti_terms(X: np.ndarray, y: object, variant: str) -> dict[str, float]:
     """The three raw NCTI terms, from one fit."""
     module = importlib.import_module("app.measures.transferability")
-    terms = module.ncti_terms(X, np.asarray(y), variant=BASELINE_VARIANT)
+    terms = module.ncti_terms(X, np.asarray(y), variant=variant)
     return {"ncti_seli": terms.seli, "ncti_ncc": terms.ncc, "ncti_vc": terms.vc}
 
 
@@ -112,6 +113,7 @@ def compute_measures(
     names: Iterable[str] | None = None,
     *,
     block_rows: int | None = None,
+    variant: str = BASELINE_VARIANT,
 ) -> dict[str, float]:
     """Compute the named measures (default :data:`FAST_MEASURES`) and return name -> value.
 
@@ -122,10 +124,14 @@ def compute_measures(
     :func:`~app.measures.clusters.clustering_entropy` with its defaults. Baselines
     (``transrate``, ``sfda``, ``emms``, ``logme``, ``hscore``, ``gbc`` and NCTI's raw terms
     ``ncti_seli``, ``ncti_ncc``, ``ncti_vc``) receive the caller's image array and labels
-    (``emms`` also the texts) as given, and are computed with :data:`BASELINE_VARIANT`. A
-    retired name (:data:`RETIRED`) raises ValueError saying what to use instead.
+    (``emms`` also the texts) as given, and are computed with ``variant`` (default
+    :data:`BASELINE_VARIANT`, ``"definition"``; ``"iimm_reference"`` and ``"authors"``
+    reproduce the published programs, see ``app.measures.transferability``). A retired name
+    (:data:`RETIRED`) raises ValueError saying what to use instead.
     """
     wanted = _resolve_names(names)
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {', '.join(VARIANTS)}; got {variant!r}")
     X, T = check_pair(images, texts)
     y = as_labels(labels, X.shape[0], T.shape[0])
     Tn = normalised(T, "texts")
@@ -141,7 +147,7 @@ def compute_measures(
             values[name] = clustering_entropy(X, T)
         elif name in NCTI_TERMS:
             if name not in values:
-                values.update(_ncti_terms(X, y))
+                values.update(_ncti_terms(X, y, variant))
         elif name in BASELINES:
-            values[name] = _baseline(name, X, T, y)
+            values[name] = _baseline(name, X, T, y, variant)
     return {name: float(values[name]) for name in wanted}

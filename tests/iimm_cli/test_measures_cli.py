@@ -116,3 +116,20 @@ def test_user_errors_exit_2_with_a_message_on_stderr(
     assert message in proc.stderr.lower()
     assert "Traceback" not in proc.stderr
     assert proc.stdout == ""
+
+
+def test_variant_computes_the_baselines_as_the_published_programs(
+    embedding_files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from app.measures.transferability import gbc, transrate
+
+    args = _args(embedding_files, "--measures", "transrate,gbc,iimm", "--json")
+    assert main([*args, "--variant", "iimm_reference"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    x, y = np.load(embedding_files["images"]), np.load(embedding_files["labels"])
+    assert out["transrate"] == pytest.approx(transrate(x, y, variant="iimm_reference"), rel=1e-12)
+    assert out["gbc"] == pytest.approx(gbc(x, y, variant="iimm_reference"), rel=1e-12)
+    assert main(args) == 0
+    default = json.loads(capsys.readouterr().out)
+    assert default["iimm"] == out["iimm"]
+    assert default["transrate"] == pytest.approx(transrate(x, y), rel=1e-12)

@@ -89,3 +89,20 @@ def test_baselines_are_the_definition_variant_and_ncti_terms_come_from_one_fit()
     assert out["logme"] == tr.logme(X, y, variant="definition")
     assert out["emms"] == tr.emms(X, y, T, variant="definition")
     assert am.BASELINE_VARIANT == "definition"
+
+
+def test_variant_is_passed_to_the_baselines_and_checked() -> None:
+    from app.measures import transferability as tr
+
+    rng = np.random.default_rng(3)
+    y = np.arange(60) % 3
+    X = rng.standard_normal((3, 8))[y] * 2 + rng.standard_normal((60, 8))
+    T = rng.standard_normal((3, 8))
+    out = am.compute_measures(X, T, y, ["sfda", "emms", "ncti_seli"], variant="iimm_reference")
+    assert out["sfda"] == tr.sfda(X, y, variant="iimm_reference")
+    assert out["emms"] == tr.emms(X, y, T, variant="iimm_reference")
+    assert out["ncti_seli"] == tr.ncti_terms(X, y, variant="iimm_reference").seli
+    with pytest.raises(ValueError, match="variant must be one of definition, iimm_reference"):
+        am.compute_measures(X, T, y, ["iimm"], variant="paper")
+    with pytest.raises(ValueError, match="has no LogME"):
+        am.compute_measures(X, T, y, ["logme"], variant="iimm_reference")
