@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     # A running job's progress is written (and its cancel flag read) this often, at most.
     progress_interval_s: float = Field(default=1.0, gt=0, le=2.0)
     run_maintenance_in_api: bool = True
+    # Artifacts no row points to (left by a crash between a delete's commit and its file
+    # removal) and untouched for `orphan_min_age_s` are removed every `orphan_sweep_interval_s`.
+    orphan_sweep_interval_s: float = Field(default=3600.0, gt=0)
+    orphan_min_age_s: float = Field(default=3600.0, ge=0)
     # On SIGTERM/SIGINT a worker cancels its job and gives it back to the queue; after this
     # many seconds it gives the job back and exits even if the job has not stopped.
     worker_stop_grace_s: float = Field(default=6.0, ge=0)

@@ -66,6 +66,11 @@ class Problem(BaseModel):
     detail: str
     instance: str | None = Field(default=None, description="The request path")
     errors: list[FieldError] | None = Field(default=None, description="Invalid fields (422)")
+    dependents: dict[str, int] | None = Field(
+        default=None,
+        description="What a refused delete would remove, counted by kind (409)",
+        examples=[{"finetuned_models": 2, "evaluations": 10, "scores": 4}],
+    )
 
 
 class AppError(Exception):
@@ -81,11 +86,13 @@ class AppError(Exception):
         *,
         headers: dict[str, str] | None = None,
         errors: list[dict[str, Any]] | None = None,
+        extensions: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.headers = headers
         self.errors = errors
+        self.extensions = extensions or {}
 
 
 class NotFoundError(AppError):
@@ -128,8 +135,10 @@ def problem_response(
     instance: str | None = None,
     headers: dict[str, str] | None = None,
     errors: list[dict[str, Any]] | None = None,
+    extensions: dict[str, Any] | None = None,
 ) -> JSONResponse:
-    """A problem+json response of `kind` (a key of `KINDS`)."""
+    """A problem+json response of `kind` (a key of `KINDS`); `extensions` are members of
+    the `Problem` schema beyond the standard ones (RFC 9457 section 3.2)."""
     code, title, _ = KINDS[kind]
     body = Problem(
         type=type_uri(kind),
@@ -138,6 +147,7 @@ def problem_response(
         detail=detail,
         instance=instance,
         errors=[FieldError.model_validate(e) for e in errors] if errors else None,
+        **(extensions or {}),
     )
     return JSONResponse(
         body.model_dump(exclude_none=True),
@@ -161,7 +171,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
         return problem_response(
             exc.kind, exc.detail, status=exc.status, instance=request.url.path,
-            headers=exc.headers, errors=exc.errors,
+            headers=exc.headers, errors=exc.errors, extensions=exc.extensions,
         )  # fmt: skip
 
     @app.exception_handler(StarletteHTTPException)

@@ -26,6 +26,8 @@ def register(sub: Any) -> None:
         p = dsub.add_parser(name)
         if name != "list":
             p.add_argument("id")
+        if name == "delete":
+            p.add_argument("--cascade", action="store_true", help="also delete its results")
         add_client_args(p)
         p.set_defaults(handler=fn)
 
@@ -66,6 +68,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_delete(args: argparse.Namespace) -> int:
-    """Delete one dataset."""
-    ApiClient.from_args(args).request("DELETE", f"/v1/datasets/{args.id}")
+    """Delete one dataset (with `--cascade`, also what was computed from it)."""
+    params = {"cascade": "true"} if args.cascade else {}
+    ApiClient.from_args(args).request("DELETE", f"/v1/datasets/{args.id}", params=params)
     return 0

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query, Response, status
 
 from app.basemodels import service
 from app.basemodels.schemas import ModelCreate, ModelList, ModelRead
-from app.deps import CurrentPrincipal, SessionDep, SettingsDep, TransactionalRoute
+from app.deletion import CASCADE_DOC
+from app.deps import CurrentPrincipal, SessionDep, SettingsDep, StorageDep, TransactionalRoute
 from app.errors import problems
 from app.models import BaseModel
 
@@ -69,8 +70,18 @@ def get_model(model_id: str, session: SessionDep, principal: CurrentPrincipal) -
     )
 
 
-@router.delete("/{model_id}", status_code=204, responses=problems(404))
-def delete_model(model_id: str, session: SessionDep, principal: CurrentPrincipal) -> Response:
-    """Delete a model with its embeddings and scores."""
-    service.delete_model(session=session, project_id=principal.project_id, model_id=model_id)
+@router.delete("/{model_id}", status_code=204, responses=problems(404, 409))
+def delete_model(
+    model_id: str,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    storage: StorageDep,
+    cascade: Annotated[bool, Query(description=CASCADE_DOC)] = False,
+) -> Response:
+    """Delete a model. One with results (fine-tuned models, evaluations, scores, predictors,
+    embeddings) is refused with 409 counting them by kind (`dependents`), unless `cascade`."""
+    service.delete_model(
+        session=session, storage=storage, project_id=principal.project_id, model_id=model_id,
+        cascade=cascade,
+    )  # fmt: skip
     return Response(status_code=204)

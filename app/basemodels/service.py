@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.artifacts import Storage
 from app.basemodels.schemas import ModelCreate
 from app.config import Settings
 from app.db import new_id
@@ -81,7 +82,12 @@ def list_models(
     return page(session, query, BaseModel.id, cursor, limit)
 
 
-def delete_model(*, session: Session, project_id: str, model_id: str) -> None:
-    """Delete a model and what was computed with it."""
-    session.delete(get_model(session=session, project_id=project_id, model_id=model_id))
-    session.flush()
+def delete_model(
+    *, session: Session, storage: Storage, project_id: str, model_id: str, cascade: bool = False
+) -> None:
+    """Delete a model; with results computed from it, 409 unless `cascade` (see
+    `app.deletion`)."""
+    from app.deletion import delete_model as delete
+
+    row = get_model(session=session, project_id=project_id, model_id=model_id)
+    delete(session=session, storage=storage, row=row, cascade=cascade)

@@ -12,6 +12,7 @@ from starlette.datastructures import UploadFile
 
 from app.datasets import service
 from app.datasets.schemas import NAME_PATTERN, NAME_RULE, DatasetList, DatasetRead, DatasetRef
+from app.deletion import CASCADE_DOC
 from app.deps import (
     JSON,
     MULTIPART,
@@ -182,12 +183,19 @@ def get_dataset(dataset_id: str, session: SessionDep, principal: CurrentPrincipa
     )
 
 
-@router.delete("/{dataset_id}", status_code=204, responses=problems(404))
+@router.delete("/{dataset_id}", status_code=204, responses=problems(404, 409))
 def delete_dataset(
-    dataset_id: str, session: SessionDep, principal: CurrentPrincipal, storage: StorageDep
+    dataset_id: str,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    storage: StorageDep,
+    cascade: Annotated[bool, Query(description=CASCADE_DOC)] = False,
 ) -> Response:
-    """Delete a dataset with its stored files, embeddings and scores."""
+    """Delete a dataset and its stored files. One with results (fine-tuned models trained on
+    it, evaluations, scores, embeddings) is refused with 409 counting them by kind
+    (`dependents`), unless `cascade`; predictors fitted on it are kept and read as stale."""
     service.delete_dataset(
-        session=session, storage=storage, project_id=principal.project_id, dataset_id=dataset_id
-    )
+        session=session, storage=storage, project_id=principal.project_id,
+        dataset_id=dataset_id, cascade=cascade,
+    )  # fmt: skip
     return Response(status_code=204)

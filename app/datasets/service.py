@@ -235,12 +235,12 @@ def list_datasets(
     return page(session, query, Dataset.id, cursor, limit)
 
 
-def delete_dataset(*, session: Session, storage: Storage, project_id: str, dataset_id: str) -> None:
-    """Delete a dataset, its stored files (uploads only) and what was computed from it."""
-    row = get_dataset(session=session, project_id=project_id, dataset_id=dataset_id)
-    session.delete(row)
-    session.flush()
-    if row.source == "upload":
-        from app.db import after_commit
+def delete_dataset(
+    *, session: Session, storage: Storage, project_id: str, dataset_id: str, cascade: bool = False
+) -> None:
+    """Delete a dataset and its stored files (uploads only); with results computed from it,
+    409 unless `cascade` (see `app.deletion`)."""
+    from app.deletion import delete_dataset as delete
 
-        after_commit(session, lambda: storage.delete(row.uri))
+    row = get_dataset(session=session, project_id=project_id, dataset_id=dataset_id)
+    delete(session=session, storage=storage, row=row, cascade=cascade)

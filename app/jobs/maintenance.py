@@ -1,4 +1,4 @@
-"""A background thread that runs the outbox relay and the reaper periodically."""
+"""A background thread that runs the outbox relay, the reaper and the orphan sweep."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
+from app.db import session_scope
 from app.jobs.reaper import reap_once
 from app.jobs.relay import relay_once, wait_for_wake
 
@@ -23,6 +24,7 @@ class Maintenance:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="iimm-maintenance", daemon=True)
         self._last_reap = 0.0
+        self._last_sweep = 0.0
 
     def start(self) -> None:
         """Start the thread."""
@@ -37,12 +39,26 @@ class Maintenance:
         self._thread.join(timeout=10)
 
     def tick(self) -> None:
-        """One pass: publish the outbox, and reap when due."""
+        """One pass: publish the outbox; reap and sweep orphaned artifacts when due."""
         if self.settings.uses_broker:
             relay_once(self.factory, self.settings)
         if time.monotonic() - self._last_reap >= self.settings.reaper_interval_s:
             self._last_reap = time.monotonic()
             reap_once(self.factory, self.settings)
+        if not self._last_sweep or (
+            time.monotonic() - self._last_sweep >= self.settings.orphan_sweep_interval_s
+        ):
+            self._last_sweep = time.monotonic()
+            self.sweep()
+
+    def sweep(self) -> list[str]:
+        """Remove orphaned artifacts (`app.deletion.sweep_orphans`); returns their keys."""
+        from app.artifacts import Storage
+        from app.deletion import sweep_orphans
+
+        storage = Storage(self.settings.artifacts_url, cache_dir=self.settings.data_dir / "cache")
+        with session_scope(self.factory) as session:
+            return sweep_orphans(session, storage, min_age_s=self.settings.orphan_min_age_s)
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -45,7 +45,7 @@ def create_predictor(
         session=session, project_id=principal.project_id, body=body,
         idempotency_key=idempotency_key,
     )  # fmt: skip
-    read = service.to_read(row)
+    read = service.to_read(row, service.existing_datasets(session, principal.project_id, [row]))
     response.headers["Location"] = f"/v1/predictors/{read.id}"
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
@@ -68,7 +68,8 @@ def list_predictors(
         session=session, project_id=principal.project_id, filters=filters, cursor=cursor,
         limit=limit,
     )  # fmt: skip
-    return PredictorList(items=[service.to_read(r) for r in rows], next_cursor=nxt)
+    existing = service.existing_datasets(session, principal.project_id, rows)
+    return PredictorList(items=[service.to_read(r, existing) for r in rows], next_cursor=nxt)
 
 
 @router.get(
@@ -89,11 +90,10 @@ def get_predictor(
     """One predictor with its statistics and the points it was fitted on. `Accept:
     image/svg+xml` or `?format=svg` returns its figure: the training tasks (feature against
     target) with the fitted line over the fitted range."""
-    read = service.to_read(
-        service.get_predictor(
-            session=session, project_id=principal.project_id, predictor_id=predictor_id
-        )
+    row = service.get_predictor(
+        session=session, project_id=principal.project_id, predictor_id=predictor_id
     )
+    read = service.to_read(row, service.existing_datasets(session, principal.project_id, [row]))
     if not wants(format, accept, "svg", SVG):
         return read
     names = dataset_names(session, principal.project_id, read.datasets)

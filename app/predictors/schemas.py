@@ -121,6 +121,12 @@ class PredictorRead(BaseModel):
     datasets: list[str]
     points: list[Point]
     skipped: list[Skipped]
+    stale: bool = Field(
+        default=False, description="True when a dataset it was fitted on has been deleted"
+    )
+    missing_dataset_ids: list[str] = Field(
+        default_factory=list, description="The deleted datasets among `datasets`"
+    )
     created_at: datetime
     links: dict[str, str] = Field(default_factory=dict)
 

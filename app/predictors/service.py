@@ -177,10 +177,23 @@ def links(row: Predictor) -> dict[str, str]:
     }
 
 
-def to_read(row: Predictor) -> PredictorRead:
-    """A predictor as returned by the API."""
+def existing_datasets(session: Session, project_id: str, rows: list[Predictor]) -> set[str]:
+    """The datasets the predictors `rows` were fitted on that still exist."""
+    ids = {p["dataset_id"] for row in rows for p in row.points}
+    if not ids:
+        return set()
+    query = select(Dataset.id).where(Dataset.project_id == project_id, Dataset.id.in_(ids))
+    return set(session.scalars(query))
+
+
+def to_read(row: Predictor, existing: set[str] | None = None) -> PredictorRead:
+    """A predictor as returned by the API; `existing` (`existing_datasets`) marks it stale
+    when a dataset it was fitted on is gone (None: not checked)."""
     fit = row.fit
+    names = [p["dataset_id"] for p in row.points]
+    missing = [] if existing is None else [d for d in names if d not in existing]
     return PredictorRead(
+        stale=bool(missing), missing_dataset_ids=missing,
         id=row.id, base_model_id=row.base_model_id, method=row.method, feature=row.feature,
         target=row.target, split=row.split, piecewise=row.piecewise,  # type: ignore[arg-type]
         model_form=row.kind, n=row.n,  # type: ignore[arg-type]

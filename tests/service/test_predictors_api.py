@@ -514,3 +514,40 @@ def test_comparisons_and_rankings_name_the_baseline_variant(stack: Stack) -> Non
             add_scores(s, a, target, {"logme": 0.15}, 0.4)
         ranked = c.get("/v1/rankings", params={"dataset_id": target}).json()["items"]
         assert [(i["feature"], i["feature_variant"]) for i in ranked] == [("logme", "definition")]
+
+
+def test_deleting_fitted_data_refused_then_cascaded_leaves_a_stale_predictor(
+    stack: Stack,
+) -> None:
+    """A dataset with fine-tuning results is a 409 counting them; the cascade removes them
+    and the predictor fitted on it reads as stale, naming the missing dataset."""
+    key, project_id, c = new_project(stack)
+    with c:
+        seed = plant(stack, c, key, project_id, [0.2, 0.35, 0.3, 0.5], seed_no=7)
+        pred = c.post("/v1/predictors", json={"base_model_id": seed.model_id, "method": "full"})
+        assert pred.status_code == 201 and pred.json()["stale"] is False, pred.text
+        gone, n = seed.datasets[0], len(seed.datasets)
+        resp = c.delete(f"/v1/datasets/{gone}")
+        assert_problem(resp, 409, "cascade=true")
+        # the model tuned on it (with its n evaluations), the zero-shot evaluation on it and
+        # the other n - 1 tuned models' evaluations on it, its 3 measures
+        want = {"finetuned_models": 1, "evaluations": n + 1 + (n - 1), "scores": len(MEASURES)}
+        assert resp.json()["dependents"] == want
+        resp = c.delete(f"/v1/models/{seed.model_id}")
+        assert_problem(resp, 409)
+        assert resp.json()["dependents"] == {
+            "finetuned_models": n, "evaluations": n * n + n, "scores": n * len(MEASURES),
+            "predictors": 1,
+        }  # fmt: skip
+        assert c.delete(f"/v1/datasets/{gone}", params={"cascade": "true"}).status_code == 204
+        with db(stack) as s:
+            left = s.scalars(select(Evaluation.dataset_id).where(
+                Evaluation.project_id == project_id)).all()  # fmt: skip
+            tuned = s.scalars(select(FinetunedModel.train_dataset_id).where(
+                FinetunedModel.project_id == project_id)).all()  # fmt: skip
+        assert gone not in left and len(left) == (n - 1) * (n - 1) + (n - 1)
+        assert sorted(tuned) == sorted(seed.datasets[1:])
+        read = c.get(f"/v1/predictors/{pred.json()['id']}").json()
+        assert read["stale"] is True and read["missing_dataset_ids"] == [gone]
+        listed = c.get("/v1/predictors").json()["items"]
+        assert [p["missing_dataset_ids"] for p in listed] == [[gone]]

@@ -1,0 +1,220 @@
+"""Deleting base models and datasets without wiping results by surprise, and the orphan sweep.
+
+A delete that would remove results (fine-tuned models, evaluations, scores, predictors,
+embeddings) is refused with 409 and the dependents counted by kind, unless the caller asks
+for the cascade. A cascade deletes the rows in the request's one transaction and the
+artifacts they pointed to (uploads, embeddings, checkpoints) after the commit, each only if no
+live row still points to it (embeddings are content-addressed: two rows may share one). A
+crash between the commit and the file removal leaves orphans: artifacts no row points to,
+removed by `sweep_orphans` (run by the maintenance loop and `iimm maintenance`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select
+from sqlalchemy.orm import Session
+
+from app.artifacts import Storage
+from app.db import after_commit
+from app.errors import ConflictError
+from app.models import (
+    BaseModel,
+    Dataset,
+    Embedding,
+    Evaluation,
+    FinetunedModel,
+    Job,
+    JobStatus,
+    Predictor,
+    Score,
+)
+
+log = logging.getLogger("iimm.deletion")
+
+#: Top-level artifact prefixes and the column of the row that owns an artifact under each.
+#: `finetune/<job id>`: a fine-tune's checkpoints, owned by its fine-tuned model or, while
+#: the job is not final, by the job.
+PREFIXES = ("datasets", "embeddings", "finetune")
+CASCADE_DOC = "Also delete the results that depend on it (otherwise such a delete is a 409)"
+
+
+class DependentsError(ConflictError):
+    """409: the delete would remove results; `dependents` counts them by kind."""
+
+    def __init__(self, what: str, dependents: dict[str, int]) -> None:
+        listed = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in dependents.items())
+        super().__init__(
+            f"{what} has results that a delete would remove ({listed}); delete with"
+            " ?cascade=true to remove them too",
+            extensions={"dependents": dependents},
+        )
+
+
+def _count(session: Session, model: Any, *where: Any) -> int:
+    return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+def _model_filters(model_id: str) -> dict[Any, list[Any]]:
+    return {
+        FinetunedModel: [FinetunedModel.base_model_id == model_id],
+        Evaluation: [Evaluation.base_model_id == model_id],
+        Score: [Score.model_id == model_id],
+        Predictor: [Predictor.base_model_id == model_id],
+        Embedding: [Embedding.model_id == model_id],
+    }
+
+
+def _dataset_filters(dataset_id: str) -> dict[Any, list[Any]]:
+    tuned = select(FinetunedModel.id).where(FinetunedModel.train_dataset_id == dataset_id)
+    return {
+        FinetunedModel: [FinetunedModel.train_dataset_id == dataset_id],
+        Evaluation: [
+            or_(Evaluation.dataset_id == dataset_id, Evaluation.finetuned_model_id.in_(tuned))
+        ],
+        Score: [Score.dataset_id == dataset_id],
+        Embedding: [Embedding.dataset_id == dataset_id],
+    }
+
+
+_KIND = {
+    FinetunedModel: "finetuned_models",
+    Evaluation: "evaluations",
+    Score: "scores",
+    Predictor: "predictors",
+    Embedding: "embeddings",
+}
+
+
+def _dependents(session: Session, filters: dict[Any, list[Any]]) -> dict[str, int]:
+    counts = {_KIND[m]: _count(session, m, *where) for m, where in filters.items()}
+    return {k: n for k, n in counts.items() if n}
+
+
+def _remove(session: Session, storage: Storage, filters: dict[Any, list[Any]]) -> None:
+    """Delete the dependents' rows (children first) and schedule their artifacts."""
+    keys = set(session.scalars(select(Embedding.uri).where(*filters[Embedding])))
+    keys |= {
+        k
+        for k in session.scalars(
+            select(FinetunedModel.checkpoint_uri).where(*filters[FinetunedModel])
+        )
+        if k
+    }
+    for model in (Evaluation, Predictor, Score, Embedding, FinetunedModel):
+        if model in filters:
+            session.execute(delete(model).where(*filters[model]).execution_options(
+                synchronize_session=False))  # fmt: skip
+    remove_artifacts_after_commit(session, storage, keys)
+
+
+def remove_artifacts_after_commit(session: Session, storage: Storage, keys: set[str]) -> None:
+    """After the commit, remove the artifacts `keys` that no live row points to (the check
+    runs in this transaction, after its deletes)."""
+    free = sorted(k for k in keys if not _referenced(session, k))
+
+    def remove() -> None:
+        for key in free:
+            try:
+                storage.delete(key)
+            except Exception as exc:  # the sweep removes it later
+                log.warning("could not remove artifact %s: %s", key, exc)
+
+    if free:
+        after_commit(session, remove)
+
+
+def _referenced(session: Session, key: str) -> bool:
+    return bool(
+        _count(session, Embedding, Embedding.uri == key)
+        or _count(session, FinetunedModel, FinetunedModel.checkpoint_uri == key)
+        or _count(session, Dataset, Dataset.source == "upload", Dataset.uri == key)
+    )
+
+
+def delete_model(*, session: Session, storage: Storage, row: BaseModel, cascade: bool) -> None:
+    """Delete base model `row`; with dependents, 409 unless `cascade`."""
+    filters = _model_filters(row.id)
+    found = _dependents(session, filters)
+    if found and not cascade:
+        raise DependentsError(f"model {row.name!r} ({row.id})", found)
+    _remove(session, storage, filters)
+    session.delete(row)
+    session.flush()
+
+
+def delete_dataset(*, session: Session, storage: Storage, row: Dataset, cascade: bool) -> None:
+    """Delete dataset `row` (its upload after the commit); with dependents, 409 unless
+    `cascade`. Predictors fitted on it are kept and read as stale."""
+    filters = _dataset_filters(row.id)
+    found = _dependents(session, filters)
+    if found and not cascade:
+        raise DependentsError(f"dataset {row.name!r} ({row.id})", found)
+    _remove(session, storage, filters)
+    upload = row.uri if row.source == "upload" else None
+    session.delete(row)
+    session.flush()
+    if upload:
+        remove_artifacts_after_commit(session, storage, {upload})
+
+
+def sweep_orphans(session: Session, storage: Storage, *, min_age_s: float) -> list[str]:
+    """Remove artifacts no live row points to, untouched for `min_age_s` seconds (a job may
+    be writing one whose row comes at its end); returns the removed keys.
+
+    A fine-tune's checkpoints (`finetune/<job id>`) are kept while the job is not final.
+    Artifacts whose age the storage cannot tell are kept.
+    """
+    live = set(session.scalars(select(Embedding.uri)))
+    live |= {k for k in session.scalars(select(FinetunedModel.checkpoint_uri)) if k}
+    live |= set(session.scalars(select(Dataset.uri).where(Dataset.source == "upload")))
+    final = (JobStatus.succeeded.value, JobStatus.failed.value, JobStatus.cancelled.value)
+    active = {
+        f"finetune/{j}" for j in session.scalars(select(Job.id).where(Job.status.not_in(final)))
+    }
+    removed = []
+    now = time.time()
+    for prefix in PREFIXES:
+        for key in _children(storage, prefix):
+            if key in live or key in active:
+                continue
+            newest = _newest_mtime(storage, key)
+            if newest is None or now - newest < min_age_s:
+                continue
+            storage.delete(key)
+            removed.append(key)
+    if removed:
+        log.info("removed %d orphaned artifact(s): %s", len(removed), ", ".join(removed[:20]))
+    return removed
+
+
+def _children(storage: Storage, prefix: str) -> list[str]:
+    root = storage.path(prefix)
+    if not storage.fs.exists(root):
+        return []
+    base = storage.root.rstrip("/") + "/"
+    out = []
+    for path in storage.fs.ls(root, detail=False):
+        path = str(path)
+        out.append(
+            path[len(base) :] if path.startswith(base) else f"{prefix}/{path.rsplit('/', 1)[-1]}"
+        )
+    return out
+
+
+def _newest_mtime(storage: Storage, key: str) -> float | None:
+    """Latest modification time (epoch seconds) under `key`; None when unknown."""
+    try:
+        infos = storage.fs.find(storage.path(key), detail=True, withdirs=True)
+    except Exception:
+        return None
+    times = []
+    for info in [*infos.values(), storage.fs.info(storage.path(key))]:
+        mtime = info.get("mtime") or info.get("LastModified") or info.get("last_modified")
+        if mtime is None:
+            return None
+        times.append(mtime.timestamp() if hasattr(mtime, "timestamp") else float(mtime))
+    return max(times) if times else None
