@@ -102,7 +102,7 @@ def _name_encoding(value: object) -> str | None:
     responses=problems(403, 409, 413, 415),
     dependencies=[media_type(JSON, hint="to upload an archive, POST multipart to :upload")],
 )
-async def create_dataset(
+def create_dataset(
     ref: DatasetRef,
     session: SessionDep,
     principal: CurrentPrincipal,
@@ -115,10 +115,8 @@ async def create_dataset(
     `torchvision://` URI, or an `s3://`/`https://` URI on an allowed host. To upload an
     archive instead, use `POST /v1/datasets:upload`.
     """
-    row = await run_in_threadpool(
-        lambda: service.register_uri(
-            session=session, settings=settings, project_id=principal.project_id, ref=ref
-        )
+    row = service.register_uri(
+        session=session, settings=settings, project_id=principal.project_id, ref=ref
     )
     response.headers["Location"] = f"/v1/datasets/{row.id}"
     return DatasetRead.model_validate(row)

@@ -77,7 +77,7 @@ async def _npz_form(request: Request) -> tuple[dict[str, np.ndarray], list[str] 
     responses=RESPONSES,
     dependencies=[media_type(JSON, hint="to upload an .npz, POST multipart to :upload")],
 )
-async def compute_measures(
+def compute_measures(
     body: MeasuresRequest,
     session: SessionDep,
     principal: CurrentPrincipal,
@@ -93,7 +93,7 @@ async def compute_measures(
         arrays = {k: np.asarray(getattr(body, k)) for k in service.KEYS}
     except ValueError:
         raise InvalidError("images and texts must be rectangular arrays of numbers") from None
-    return await _answer(arrays, body.measures, session, principal, settings, storage)
+    return _answer(arrays, body.measures, session, principal, settings, storage)
 
 
 @router.post(
@@ -116,10 +116,10 @@ async def compute_measures_npz(
     large inputs.
     """
     arrays, names = await _npz_form(request)
-    return await _answer(arrays, names, session, principal, settings, storage)
+    return await run_in_threadpool(_answer, arrays, names, session, principal, settings, storage)
 
 
-async def _answer(
+def _answer(
     arrays: dict[str, np.ndarray],
     names: list[str] | None,
     session: Session,
@@ -129,17 +129,14 @@ async def _answer(
 ) -> Response:
     n, k, d = service.check_arrays(arrays)
     if (n + k) * d <= settings.measures_sync_max_values:
-        values = await run_in_threadpool(service.compute, arrays, names)
+        values = service.compute(arrays, names)
         return JSONResponse(MeasuresResult(measures=values, n=n, k=k, dim=d).model_dump())
     key = f"measures/{new_id('upl')}"
-    await run_in_threadpool(_store, storage, key, arrays)
+    _store(storage, key, arrays)
     params = MeasuresParams(artifact=key, measures=names)
-    job, _ = await run_in_threadpool(
-        lambda: jobs_service.create_job(
-            session=session, project_id=principal.project_id, params=params,
-            idempotency_key=None, max_attempts=settings.max_attempts,
-            use_broker=settings.uses_broker,
-        )
+    job, _ = jobs_service.create_job(
+        session=session, project_id=principal.project_id, params=params, idempotency_key=None,
+        max_attempts=settings.max_attempts, use_broker=settings.uses_broker,
     )  # fmt: skip
     body = to_read(job).model_dump(mode="json")
     return JSONResponse(body, status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
