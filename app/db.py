@@ -58,7 +58,8 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is not None and value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
-        return value
+        # in UTC whatever the session's time zone: one timestamp format in every response
+        return value.astimezone(UTC) if value is not None else None
 
 
 class Base(DeclarativeBase):

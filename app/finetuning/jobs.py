@@ -16,7 +16,7 @@ from app.finetuning.params import (
     FinetuneParams,
     grid_size,
 )
-from app.jobs.registry import JobResult, JobType, register
+from app.jobs.registry import JobResult, JobType, NamedResult, register
 from app.jobs.types import require_split
 from app.models import BaseModel as BaseModelRow
 from app.models import Dataset, FinetunedModel
@@ -113,7 +113,7 @@ def _evaluate_links(
     return {"evaluations": f"/v1/evaluations?model_id={params['model_id']}"}
 
 
-class FinetuneResult(JobResult):
+class FinetuneResult(NamedResult):
     """A `finetune` job's outcome: the fine-tuned model, its training history and accuracies."""
 
     type: Literal["finetune"] = "finetune"

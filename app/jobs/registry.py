@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 
@@ -38,6 +38,13 @@ class JobResult(BaseModel):
     """
 
     model_config = ConfigDict(extra="allow")
+
+
+class NamedResult(JobResult):
+    """A result that names the job's model and dataset beside their ids in `params`."""
+
+    model_name: str | None = Field(default=None, description="The model's name.")
+    dataset_name: str | None = Field(default=None, description="The dataset's name.")
 
 
 _REGISTRY: dict[str, JobType] = {}

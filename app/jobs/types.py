@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import ConflictError, InvalidError
-from app.jobs.registry import JobResult, JobType, register
+from app.jobs.registry import JobResult, JobType, NamedResult, register
 from app.models import BaseModel as BaseModelRow
 from app.models import Dataset, Embedding
 from app.ownership import get_owned
@@ -60,7 +60,7 @@ class MeasuresParams(_Params):
     measures: list[str] | None = None
 
 
-class EmbedResult(JobResult):
+class EmbedResult(NamedResult):
     """What an `embed` job stored: the embedding's id, its size and zero-shot accuracy."""
 
     type: Literal["embed"] = "embed"
@@ -73,7 +73,7 @@ class EmbedResult(JobResult):
     )
 
 
-class ScoreResult(JobResult):
+class ScoreResult(NamedResult):
     """The measures a `score` job stored (null where undefined), with the sample size."""
 
     type: Literal["score"] = "score"

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from app.jobs.registry import JobResult, JobType, register
+from app.jobs.registry import JobType, NamedResult, register
 from app.jobs.types import check_refs
 
 
@@ -45,7 +45,7 @@ def _links(job_id: str, params: dict[str, Any], _: dict[str, Any] | None) -> dic
     }
 
 
-class AssessResult(JobResult):
+class AssessResult(NamedResult):
     """An `assess` job's document: zero-shot accuracy, IIMM with its interval, every measure,
     and per fine-tuning method the predicted gain, fine-tuned accuracy and `ood_change`."""
 

@@ -119,6 +119,8 @@ def test_python_client_runs_the_workflow(
     embed = _wait(client, create_job.sync(client=client, body=EmbedParams(**refs)))
     assert embed.type_.value == "embed" and embed.progress.fraction == 1.0
     assert isinstance(embed.result, EmbedResult) and embed.result.n == 12  # typed per job type
+    assert (embed.result.model_name, embed.result.dataset_name) == ("tiny", "shapes")
+    assert embed.created_at.tzinfo is not None and embed.created_at.utcoffset().total_seconds() == 0
     assert isinstance(embed.params, EmbedParams) and embed.params.split == "test"
     score = _wait(client, create_job.sync(client=client, body=ScoreParams(**refs)))
     assert isinstance(score.result, ScoreResult) and score.result.n == 12
@@ -140,6 +142,7 @@ def test_python_client_runs_the_workflow(
     assert isinstance(tuned.result, FinetuneResult)
     ftm_id = tuned.result.finetuned_model_id
     assert [h["epoch"] for h in tuned.result.history] == [1, 2]
+    assert tuned.result.model_name == "tiny" and tuned.result.dataset_name == "shapes"
     record = _api("finetuned_models.get_finetuned_model").sync(ftm_id, client=client)
     assert record.train_dataset_id == dataset.id
     matrix = _api("matrices.get_matrix").sync(client=client, base_model_id=model.id)

@@ -85,5 +85,7 @@ def run_assess(ctx: JobContext) -> Outcome:
             )  # fmt: skip
     except ValueError as exc:
         raise JobError(str(exc)) from None
-    return Outcome({**doc, "embedding_id": embedded.get("embedding_id"),
+    return Outcome({**doc, "model_name": embedded.get("model_name"),
+                    "dataset_name": embedded.get("dataset_name"),
+                    "embedding_id": embedded.get("embedding_id"),
                     "embeddings_reused": bool(embedded.get("reused"))})  # fmt: skip

@@ -39,6 +39,11 @@ def load_rows(
     return m, d
 
 
+def ref_names(model: dict[str, Any], dataset: dict[str, Any]) -> dict[str, str]:
+    """The names beside the ids in a job's result (no second call for a log or dashboard)."""
+    return {"model_name": model["name"], "dataset_name": dataset["name"]}
+
+
 def dataset_path(ctx: JobContext, row: dict[str, Any]) -> Path:
     """A local path to open the dataset from (downloading remote references once)."""
     if row["source"] == "upload":

@@ -17,7 +17,7 @@ from app.db import new_id
 from app.jobs.types import EmbedParams, prompts_hash
 from app.models import Embedding
 from workers.tasks.base import JobContext, JobError, Outcome, discard_on_cancel, handler
-from workers.tasks.datasets import load_rows, open_layout
+from workers.tasks.datasets import load_rows, open_layout, ref_names
 
 
 def _existing(ctx: JobContext, p: EmbedParams) -> dict[str, Any] | None:
@@ -77,9 +77,10 @@ def _read_meta(out: Path) -> tuple[int, int, int, dict[str, Any]]:
 def run_embed(ctx: JobContext) -> Outcome:
     """Embed (model, dataset, split, prompts) unless already stored; resumable and idempotent."""
     p = EmbedParams.model_validate({"type": "embed", **ctx.params})
-    if (done := _existing(ctx, p)) is not None:
-        return Outcome({**done, "reused": True})
     model_row, dataset_row = load_rows(ctx, p.model_id, p.dataset_id)
+    names = ref_names(model_row, dataset_row)
+    if (done := _existing(ctx, p)) is not None:
+        return Outcome({**done, **names, "reused": True})
     ctx.progress(0.0, "loading model")
     model = _load_model(ctx, model_row)
     layout = open_layout(ctx, dataset_row)
@@ -102,7 +103,7 @@ def run_embed(ctx: JobContext) -> Outcome:
             zero_shot=zero_shot, job_id=ctx.job_id,
         ))  # fmt: skip
 
-    result = {**_result(emb_id, n, zero_shot), "reused": False}
+    result = {**_result(emb_id, n, zero_shot), **names, "reused": False}
     if timing is not None:
         result["timing"] = {**timing, "device": str(model.device)}
     return Outcome(result, write)

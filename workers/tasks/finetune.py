@@ -14,7 +14,7 @@ from app.finetuning.params import FinetuneParams
 from app.imagedata import ImageDataError
 from app.models import FinetunedModel
 from workers.tasks.base import JobContext, JobError, Outcome, discard_on_cancel, handler
-from workers.tasks.datasets import open_layout
+from workers.tasks.datasets import open_layout, ref_names
 from workers.tasks.evaluation import (
     LabelledImages,
     Target,
@@ -140,7 +140,7 @@ def run_finetune(ctx: JobContext) -> Outcome:
         replace_evaluations(session, ft_rows)
         add_missing_evaluations(session, zs_rows)
 
-    out = {"finetuned_model_id": ft_id, **result.to_dict(),
+    out = {"finetuned_model_id": ft_id, **result.to_dict(), **ref_names(model_row, train_row),
            "test_top1": {k: v["top1"] for k, v in ft_metrics.items()},
            "zero_shot_top1": {k: v["top1"] for k, v in zs_metrics.items()},
            "skipped": skipped}  # fmt: skip

@@ -13,6 +13,7 @@ from app.db import new_id, session_scope
 from app.jobs.types import ScoreParams, prompts_hash
 from app.models import Embedding, Score
 from workers.tasks.base import JobContext, JobError, Outcome, handler
+from workers.tasks.datasets import load_rows, ref_names
 
 
 def _embedding(ctx: JobContext, p: ScoreParams) -> dict[str, Any]:
@@ -58,6 +59,7 @@ def run_score(ctx: JobContext) -> Outcome:
 
     p = ScoreParams.model_validate({"type": "score", **ctx.params})
     emb = _embedding(ctx, p)
+    names = ref_names(*load_rows(ctx, p.model_id, p.dataset_id))
     images, texts, labels = _load(ctx, emb["uri"])
     ctx.progress(0.1, "computing measures")
     try:
@@ -88,5 +90,5 @@ def run_score(ctx: JobContext) -> Outcome:
         session.add_all(rows)
 
     result = {"measures": {k: _finite(v) for k, v in values.items()}, "n": emb["n"],
-              "zero_shot_accuracy": acc}  # fmt: skip
+              "zero_shot_accuracy": acc, **names}  # fmt: skip
     return Outcome(result, write)
