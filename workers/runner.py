@@ -30,7 +30,7 @@ from app.db import make_engine, make_sessionmaker, session_scope
 from app.jobs import claims
 from app.jobs.service import enqueue
 from app.models import Job, JobStatus
-from workers.tasks import HANDLERS, JobContext, JobError, load_handlers
+from workers.tasks import HANDLERS, JobContext, JobError
 from workers.tasks.base import JobCancelledError
 
 log = logging.getLogger("iimm.worker")
@@ -50,7 +50,6 @@ class WorkerEnv:
 def worker_env() -> WorkerEnv:
     """The process's settings, session factory and storage (lazily, after fork)."""
     settings = get_settings()
-    load_handlers()
     _bound_model_cache(settings)
     return WorkerEnv(
         settings=settings,

@@ -16,7 +16,7 @@ from app.finetuning.params import (
     FinetuneParams,
     grid_size,
 )
-from app.jobs.registry import JobResult, JobType, NamedResult, register
+from app.jobs.jobtype import JobResult, JobType, NamedResult
 from app.jobs.types import require_split
 from app.models import BaseModel as BaseModelRow
 from app.models import Dataset, FinetunedModel
@@ -148,20 +148,9 @@ class EvaluateResult(JobResult):
     skipped: dict[str, str] = Field(default_factory=dict, description="Dataset id: reason.")
 
 
-register(
-    JobType(
-        "finetune",
-        FinetuneParams,
-        "gpu",
-        check_finetune,
-        _finetune_links,
-        description="finetune",
-        result=FinetuneResult,
-    )
+FINETUNE = JobType(
+    "finetune", FinetuneParams, "gpu", check_finetune, _finetune_links, result=FinetuneResult
 )
-register(
-    JobType(
-        "evaluate", EvaluateParams, "gpu", check_evaluate, _evaluate_links,
-        description="evaluate", result=EvaluateResult,
-    )
-)  # fmt: skip
+EVALUATE = JobType(
+    "evaluate", EvaluateParams, "gpu", check_evaluate, _evaluate_links, result=EvaluateResult
+)

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import ConflictError, InvalidError
-from app.jobs.registry import JobResult, JobType, NamedResult, register
+from app.jobs.jobtype import JobResult, JobType, NamedResult
 from app.models import BaseModel as BaseModelRow
 from app.models import Dataset, Embedding
 from app.ownership import get_owned
@@ -163,31 +163,6 @@ def _score_links(job_id: str, params: dict[str, Any], _: dict[str, Any] | None) 
     }
 
 
-register(
-    JobType(
-        "embed",
-        EmbedParams,
-        "gpu",
-        _check_embed,
-        _score_links,
-        description="embed",
-        result=EmbedResult,
-    )
-)
-register(
-    JobType(
-        "score",
-        ScoreParams,
-        "cpu",
-        _check_score,
-        _score_links,
-        description="score",
-        result=ScoreResult,
-    )
-)
-register(
-    JobType(
-        "measures", MeasuresParams, "cpu", internal=True, description="measures",
-        result=MeasuresJobResult,
-    )
-)  # fmt: skip
+EMBED = JobType("embed", EmbedParams, "gpu", _check_embed, _score_links, result=EmbedResult)
+SCORE = JobType("score", ScoreParams, "cpu", _check_score, _score_links, result=ScoreResult)
+MEASURES = JobType("measures", MeasuresParams, "cpu", internal=True, result=MeasuresJobResult)

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from app.jobs.registry import JobType, NamedResult, register
+from app.jobs.jobtype import JobType, NamedResult
 from app.jobs.types import check_refs
 
 
@@ -69,9 +69,4 @@ class AssessResult(NamedResult):
     embeddings_reused: bool = False
 
 
-register(
-    JobType(
-        "assess", AssessParams, "gpu", _check_assess, _links, description="assess",
-        result=AssessResult,
-    )
-)  # fmt: skip
+ASSESS = JobType("assess", AssessParams, "gpu", _check_assess, _links, result=AssessResult)

@@ -1,30 +1,26 @@
-"""Job handlers by type name. Each module registers its handlers with `@handler("type")`.
+"""Job handlers by type name: the worker half of `app.jobs.registry.JOB_TYPES`.
 
 Handlers take a `JobContext` (ids and params only: they re-fetch what they need) and return
 an `Outcome`, whose `write` runs in the same transaction that marks the job succeeded, so
-result rows exist if and only if the job succeeded.
+result rows exist if and only if the job succeeded. A new job type adds one line here and
+one in `JOB_TYPES`; `tests/workers/tasks/test_registry.py` checks that they agree.
 """
 
 from __future__ import annotations
 
-import importlib
+from app.finetuning.jobs import EVALUATE, FINETUNE
+from app.jobs.types import EMBED, MEASURES, SCORE
+from app.predictors.jobs import ASSESS
+from workers.tasks import assess, embed, evaluate, finetune, measures, score
+from workers.tasks.base import Handler, JobContext, JobError, Outcome
 
-from workers.tasks.base import HANDLERS, JobContext, JobError, Outcome, handler
+HANDLERS: dict[str, Handler] = {
+    EMBED.name: embed.run_embed,
+    SCORE.name: score.run_score,
+    MEASURES.name: measures.run_measures,
+    FINETUNE.name: finetune.run_finetune,
+    EVALUATE.name: evaluate.run_evaluate,
+    ASSESS.name: assess.run_assess,
+}
 
-MODULES = (
-    "workers.tasks.embed",
-    "workers.tasks.score",
-    "workers.tasks.measures",
-    "workers.tasks.finetune",
-    "workers.tasks.evaluate",
-    "workers.tasks.assess",
-)
-
-
-def load_handlers() -> None:
-    """Import every handler module (later issues append theirs to MODULES)."""
-    for module in MODULES:
-        importlib.import_module(module)
-
-
-__all__ = ["HANDLERS", "JobContext", "JobError", "Outcome", "handler", "load_handlers"]
+__all__ = ["HANDLERS", "Handler", "JobContext", "JobError", "Outcome"]

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.db import session_scope
 from app.predictors.jobs import AssessParams
-from workers.tasks.base import JobContext, JobError, Outcome, handler
+from workers.tasks.base import JobContext, JobError, Outcome
 from workers.tasks.embed import run_embed
 from workers.tasks.score import run_score
 
@@ -65,7 +65,6 @@ def _measures(ctx: JobContext, model_id: str) -> list[str]:
     return [*FAST_MEASURES, *sorted(used & (set(ALL_MEASURES) - set(FAST_MEASURES)))]
 
 
-@handler("assess")
 def run_assess(ctx: JobContext) -> Outcome:
     """Embed (reusing stored embeddings), score with an IIMM interval, predict."""
     from app.predictors.assess import assess_document

@@ -86,14 +86,3 @@ def discard_on_cancel(ctx: JobContext, discard: Callable[[], None]) -> Iterator[
 
 
 Handler = Callable[[JobContext], Outcome]
-HANDLERS: dict[str, Handler] = {}
-
-
-def handler(name: str) -> Callable[[Handler], Handler]:
-    """Register the handler of job type `name`."""
-
-    def wrap(fn: Handler) -> Handler:
-        HANDLERS[name] = fn
-        return fn
-
-    return wrap

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from app.db import new_id
 from app.jobs.types import EmbedParams, prompts_hash
 from app.models import Embedding
-from workers.tasks.base import JobContext, JobError, Outcome, discard_on_cancel, handler
+from workers.tasks.base import JobContext, JobError, Outcome, discard_on_cancel
 from workers.tasks.datasets import load_rows, open_layout, ref_names
 
 
@@ -73,7 +73,6 @@ def _read_meta(out: Path) -> tuple[int, int, int, dict[str, Any]]:
     return int(images.shape[0]), int(texts.shape[0]), int(images.shape[1]), zero_shot
 
 
-@handler("embed")
 def run_embed(ctx: JobContext) -> Outcome:
     """Embed (model, dataset, split, prompts) unless already stored; resumable and idempotent."""
     p = EmbedParams.model_validate({"type": "embed", **ctx.params})

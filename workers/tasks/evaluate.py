@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from app.db import session_scope
 from app.finetuning.params import EvaluateParams
 from app.models import FinetunedModel
-from workers.tasks.base import JobContext, JobError, Outcome, handler
+from workers.tasks.base import JobContext, JobError, Outcome
 from workers.tasks.evaluation import (
     Target,
     base_model_row,
@@ -37,7 +37,6 @@ def _finetuned(ctx: JobContext, model_id: str) -> dict[str, Any] | None:
         return {"base_model_id": row.base_model_id, "checkpoint_uri": row.checkpoint_uri}
 
 
-@handler("evaluate")
 def run_evaluate(ctx: JobContext) -> Outcome:
     """Evaluate; rows replace earlier ones of the same (model, dataset, split)."""
     p = EvaluateParams.model_validate({"type": "evaluate", **ctx.params})

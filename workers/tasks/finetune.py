@@ -13,7 +13,7 @@ from app.db import new_id
 from app.finetuning.params import FinetuneParams
 from app.imagedata import ImageDataError
 from app.models import FinetunedModel
-from workers.tasks.base import JobContext, JobError, Outcome, discard_on_cancel, handler
+from workers.tasks.base import JobContext, JobError, Outcome, discard_on_cancel
 from workers.tasks.datasets import open_layout, ref_names
 from workers.tasks.evaluation import (
     LabelledImages,
@@ -112,7 +112,6 @@ def _record(ctx: JobContext, p: FinetuneParams, result: Any, ft_id: str) -> Fine
     )  # fmt: skip
 
 
-@handler("finetune")
 def run_finetune(ctx: JobContext) -> Outcome:
     """Fine-tune, then evaluate the fine-tuned and (where missing) the zero-shot model."""
     p = FinetuneParams.model_validate({"type": "finetune", **ctx.params})

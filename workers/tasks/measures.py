@@ -5,10 +5,9 @@ from __future__ import annotations
 import io
 
 from app.jobs.types import MeasuresParams
-from workers.tasks.base import JobContext, JobError, Outcome, handler
+from workers.tasks.base import JobContext, JobError, Outcome
 
 
-@handler("measures")
 def run_measures(ctx: JobContext) -> Outcome:
     """Load the stored npz (no pickles) and compute; the values go in the job's result."""
     from app.errors import AppError

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from app.db import new_id, session_scope
 from app.jobs.types import ScoreParams, prompts_hash
 from app.models import Embedding, Score
-from workers.tasks.base import JobContext, JobError, Outcome, handler
+from workers.tasks.base import JobContext, JobError, Outcome
 from workers.tasks.datasets import load_rows, ref_names
 
 
@@ -52,7 +52,6 @@ def _finite(value: Any) -> float | None:
     return float(value) if value is not None and math.isfinite(float(value)) else None
 
 
-@handler("score")
 def run_score(ctx: JobContext) -> Outcome:
     """Compute the measures; rows are replaced, so a rerun leaves exactly one row per measure."""
     from app.measures import bootstrap_ci, compute_measures
