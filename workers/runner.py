@@ -27,11 +27,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.artifacts import Storage
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker, session_scope
-from app.jobs import claims
-from app.jobs.service import enqueue
+from app.jobs import children, claims
+from app.jobs.relay import enqueue
 from app.models import Job, JobStatus
 from workers.tasks import HANDLERS, JobContext, JobError
-from workers.tasks.base import JobCancelledError
+from workers.tasks.base import JobCancelledError, Waiting
 
 log = logging.getLogger("iimm.worker")
 
@@ -123,6 +123,7 @@ def _context(env: WorkerEnv, job_id: str, attempt: int) -> JobContext | None:
         return JobContext(
             job_id=job.id, project_id=job.project_id, attempt=attempt, params=dict(job.params),
             settings=env.settings, sessions=env.sessions, storage=env.storage,
+            parent_id=job.parent_id,
         )  # fmt: skip
 
 
@@ -159,9 +160,41 @@ def execute(job_id: str) -> str:
 
 def _finish(env: WorkerEnv, ctx: JobContext, status: JobStatus, **kw: object) -> bool:
     with session_scope(env.sessions) as session:
-        return claims.finish(
+        ok = claims.finish(
             session=session, job_id=ctx.job_id, attempt=ctx.attempt, status=status, **kw
         )  # type: ignore[arg-type]
+        if ok:
+            _wake_parent(env, ctx, session)
+        return ok
+
+
+def _wake_parent(env: WorkerEnv, ctx: JobContext, session: Session) -> None:
+    """This job is final: its parent goes on if it was the last child (same transaction)."""
+    children.wake_parent(
+        session=session, parent_id=ctx.parent_id, use_broker=env.settings.uses_broker
+    )
+
+
+def _wait(env: WorkerEnv, ctx: JobContext, waiting: Waiting) -> str:
+    """Park the job as `waiting`, create its new children, give the worker back."""
+    with session_scope(env.sessions) as session:
+        ok = claims.wait(
+            session=session, job_id=ctx.job_id, attempt=ctx.attempt, stage=waiting.stage,
+            progress=waiting.progress,
+        )  # fmt: skip
+        if ok:
+            children.add_children(
+                session=session, parent_id=ctx.job_id, project_id=ctx.project_id,
+                children=waiting.children, max_attempts=env.settings.max_attempts,
+                use_broker=env.settings.uses_broker,
+            )  # fmt: skip
+            # Children made before this run may all be final already: go on at once.
+            children.wake_parent(
+                session=session, parent_id=ctx.job_id, use_broker=env.settings.uses_broker
+            )
+    if ok:
+        return f"waiting: {waiting.stage}"
+    return "cancelled" if _finish(env, ctx, JobStatus.cancelled) else "lost: lease taken over"
 
 
 def _run(env: WorkerEnv, ctx: JobContext, job_type: str, beat: Heartbeat) -> str:
@@ -186,6 +219,8 @@ def _run(env: WorkerEnv, ctx: JobContext, job_type: str, beat: Heartbeat) -> str
             return give_back(env, ctx)
         log.exception("job %s attempt %s crashed", ctx.job_id, ctx.attempt)
         return _retry_or_fail(env, ctx, exc)
+    if isinstance(outcome, Waiting):
+        return _wait(env, ctx, outcome)
     with session_scope(env.sessions) as session:
         ok = claims.finish(
             session=session, job_id=ctx.job_id, attempt=ctx.attempt,
@@ -193,6 +228,8 @@ def _run(env: WorkerEnv, ctx: JobContext, job_type: str, beat: Heartbeat) -> str
         )  # fmt: skip
         if ok and outcome.write is not None:
             outcome.write(session)
+        if ok:
+            _wake_parent(env, ctx, session)
     return "succeeded" if ok else "lost: lease taken over"
 
 

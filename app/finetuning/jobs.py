@@ -14,6 +14,7 @@ from app.finetuning.params import (
     METHOD_GRID_AXES,
     EvaluateParams,
     FinetuneParams,
+    FinetunePointParams,
     grid_size,
 )
 from app.jobs.jobtype import JobResult, JobType, NamedResult
@@ -151,6 +152,7 @@ class EvaluateResult(JobResult):
 FINETUNE = JobType(
     "finetune", FinetuneParams, "gpu", check_finetune, _finetune_links, result=FinetuneResult
 )
+FINETUNE_POINT = JobType("finetune_point", FinetunePointParams, "gpu", internal=True)
 EVALUATE = JobType(
     "evaluate", EvaluateParams, "gpu", check_evaluate, _evaluate_links, result=EvaluateResult
 )

@@ -92,6 +92,19 @@ class FinetuneParams(_Strict):
     )
 
 
+class FinetunePointParams(_Strict):
+    """One point of a `finetune` job's grid, run as a child job: train `config` (a
+    `workers.ml.finetune.FinetuneConfig` as a dict, grid expanded) with checkpoints under
+    `checkpoint_key`. Created by the parent job only."""
+
+    type: Literal["finetune_point"] = "finetune_point"
+    model_id: str = ID
+    dataset_id: str = Field(max_length=40)
+    index: int = Field(ge=0, le=MAX_GRID_POINTS)
+    config: dict[str, object]
+    checkpoint_key: str = Field(max_length=200)
+
+
 class EvaluateParams(_Strict):
     """Evaluate a base model (zero-shot) or a fine-tuned model on datasets' test splits."""
 

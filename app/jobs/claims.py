@@ -7,7 +7,7 @@ lease was taken over, changes nothing.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -40,7 +40,25 @@ def claim(*, session: Session, job_id: str, worker_id: str, lease_s: float) -> i
     )
     if res.rowcount != 1:  # type: ignore[attr-defined]
         return None
-    return session.scalar(select(Job.attempts).where(Job.id == job_id))
+    attempt, enqueued_at = session.execute(
+        select(Job.attempts, Job.enqueued_at).where(Job.id == job_id)
+    ).one()
+    wait_s = max(0.0, (now - enqueued_at).total_seconds()) if enqueued_at else None
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(queue_wait_s=wait_s)
+        .execution_options(synchronize_session=False)
+    )
+    return int(attempt)
+
+
+def _run_s(session: Session, job_id: str, now: datetime) -> float | None:
+    """The job's run time so far plus this run's (a parent runs more than once)."""
+    row = session.execute(select(Job.started_at, Job.run_s).where(Job.id == job_id)).first()
+    if row is None or row.started_at is None:
+        return None
+    return (row.run_s or 0.0) + max(0.0, (now - row.started_at).total_seconds())
 
 
 def next_queued(*, session: Session, queues: list[str]) -> str | None:
@@ -100,6 +118,7 @@ def finish(
     now = utcnow()
     values: dict[str, Any] = {
         "status": status.value,
+        "run_s": _run_s(session, job_id, now),
         "finished_at": now,
         "updated_at": now,
         "lease_expires_at": None,
@@ -128,19 +147,52 @@ def release(
     attempt still matches nothing.
     """
     extra: dict[str, Any] = {"max_attempts": Job.max_attempts + 1} if refund else {}
+    now = utcnow()
     res = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == RUNNING, Job.attempts == attempt)
         .values(
             **extra,
             status=QUEUED,
-            worker_id=None,
             lease_expires_at=None,
             stage=f"retrying: {reason}"[:100],
             progress_detail=None,
-            enqueued_at=utcnow(),
-            updated_at=utcnow(),
+            run_s=_run_s(session, job_id, now),
+            enqueued_at=now,
+            updated_at=now,
         )
+        .execution_options(synchronize_session=False)
+    )
+    return res.rowcount == 1  # type: ignore[attr-defined]
+
+
+def wait(
+    *, session: Session, job_id: str, attempt: int, stage: str, progress: float | None
+) -> bool:
+    """Our running attempt becomes `waiting` (for its child jobs), giving its worker back;
+    the attempt is refunded as in `release` (the next run is a continuation, not a retry).
+    False if the claim was lost or cancellation was asked for (then the caller finishes it
+    as cancelled)."""
+    now = utcnow()
+    values: dict[str, Any] = {
+        "status": JobStatus.waiting.value,
+        "max_attempts": Job.max_attempts + 1,
+        "run_s": _run_s(session, job_id, now),
+        "lease_expires_at": None,
+        "stage": stage[:100],
+        "updated_at": now,
+    }
+    if progress is not None:
+        values["progress"] = max(0.0, min(1.0, progress))
+    res = session.execute(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.status == RUNNING,
+            Job.attempts == attempt,
+            Job.cancel_requested.is_(False),
+        )
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
     return res.rowcount == 1  # type: ignore[attr-defined]

@@ -1,4 +1,5 @@
-"""The reaper: re-queues jobs whose worker vanished, fails them past the retry limit."""
+"""The reaper: re-queues jobs whose worker vanished, fails them past the retry limit, and
+queues waiting parents whose children are all final (if the last child's wake was lost)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.db import session_scope, utcnow
+from app.jobs.children import wake_ready_parents
 from app.jobs.relay import wake_relay
 from app.models import Job, JobStatus, OutboxEntry
 
@@ -43,7 +45,7 @@ def _requeue(session: Session, job: Job, settings: Settings) -> None:
         }
     else:
         values = {"status": JobStatus.queued.value, "enqueued_at": now, "stage": "requeued"}
-    values |= {"lease_expires_at": None, "worker_id": None, "updated_at": now}
+    values |= {"lease_expires_at": None, "updated_at": now}
     res = session.execute(base.values(**values).execution_options(synchronize_session=False))
     if res.rowcount == 1 and values["status"] == JobStatus.queued.value and settings.uses_broker:  # type: ignore[attr-defined]
         session.add(OutboxEntry(job_id=job.id, queue=job.queue))
@@ -71,6 +73,7 @@ def reap_once(factory: sessionmaker[Session], settings: Settings) -> int:
         for job in expired:
             _requeue(session, job, settings)
         resent = _stale_queued(session, settings) if settings.uses_broker else 0
-    if expired or resent:
+        woken = wake_ready_parents(session=session, use_broker=settings.uses_broker)
+    if expired or resent or woken:
         wake_relay()
-    return len(expired) + resent
+    return len(expired) + resent + woken

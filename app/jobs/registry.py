@@ -7,12 +7,14 @@ append it to `JOB_TYPES`, and map its name to its handler in `workers.tasks.HAND
 
 from __future__ import annotations
 
-from app.finetuning.jobs import EVALUATE, FINETUNE
+from app.finetuning.jobs import EVALUATE, FINETUNE, FINETUNE_POINT
 from app.jobs.jobtype import JobResult, JobType, NamedResult
 from app.jobs.types import EMBED, MEASURES, SCORE
 from app.predictors.jobs import ASSESS
 
-JOB_TYPES: tuple[JobType, ...] = (EMBED, SCORE, MEASURES, FINETUNE, EVALUATE, ASSESS)
+JOB_TYPES: tuple[JobType, ...] = (
+    EMBED, SCORE, MEASURES, FINETUNE, FINETUNE_POINT, EVALUATE, ASSESS,
+)  # fmt: skip
 _BY_NAME = {t.name: t for t in JOB_TYPES}
 
 

@@ -9,9 +9,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.db import session_scope, utcnow
+from app.db import after_commit, session_scope, utcnow
 from app.jobs import broker
-from app.models import OutboxEntry
+from app.models import Job, OutboxEntry
 
 log = logging.getLogger("iimm.relay")
 _wake = threading.Event()
@@ -20,6 +20,14 @@ _wake = threading.Event()
 def wake_relay() -> None:
     """Ask the relay to run now (called after a job's transaction commits)."""
     _wake.set()
+
+
+def enqueue(*, session: Session, job: Job, use_broker: bool) -> None:
+    """Write the outbox entry (broker mode) and wake the relay once committed."""
+    job.enqueued_at = utcnow()
+    if use_broker:
+        session.add(OutboxEntry(job_id=job.id, queue=job.queue))
+        after_commit(session, wake_relay)
 
 
 def wait_for_wake(timeout: float) -> None:

@@ -84,14 +84,19 @@ def list_jobs(
     session: SessionDep,
     principal: CurrentPrincipal,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this state")] = None,
+    parent_id: Annotated[
+        str | None, Query(max_length=40, description="Only the child jobs of this job")
+    ] = None,
     cursor: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> JobList:
-    """List the project's jobs, newest first, optionally only those in one `status`."""
+    """List the project's jobs, newest first, optionally only those in one `status` or the
+    children of one job (`parent_id`: e.g. the grid points of a `finetune` job)."""
     rows, next_cursor = service.list_jobs(
         session=session,
         project_id=principal.project_id,
         status=status.value if status else None,
+        parent_id=parent_id,
         cursor=cursor,
         limit=limit,
     )
@@ -105,8 +110,14 @@ def get_job(job_id: str, session: SessionDep, principal: CurrentPrincipal) -> Jo
 
 
 @router.post("/{job_id}:cancel", response_model=JobRead, responses=problems(404, 409))
-def cancel_job(job_id: str, session: SessionDep, principal: CurrentPrincipal) -> JobRead:
-    """Cancel a job: a queued job stops at once, a running one at its next heartbeat."""
+def cancel_job(
+    job_id: str, session: SessionDep, principal: CurrentPrincipal, settings: SettingsDep
+) -> JobRead:
+    """Cancel a job and its child jobs: queued and waiting ones stop at once, running ones
+    at their next heartbeat."""
     return to_read(
-        service.cancel_job(session=session, project_id=principal.project_id, job_id=job_id)
-    )
+        service.cancel_job(
+            session=session, project_id=principal.project_id, job_id=job_id,
+            use_broker=settings.uses_broker,
+        )
+    )  # fmt: skip

@@ -114,6 +114,9 @@ class JobRead(BaseModel):
     )
 
     id: str
+    parent_id: str | None = Field(
+        default=None, description="The job that created this one (e.g. a grid's `finetune`)."
+    )
     type: JobTypeName = Field(description="The job type; `params` and `result` follow it.")
     status: JobStatus
     progress: JobProgress
@@ -123,6 +126,17 @@ class JobRead(BaseModel):
     error: str | None
     result: JobResultUnion | None = Field(description="What the job returned, once it succeeded.")
     cancel_requested: bool
+    worker: str | None = Field(
+        default=None,
+        validation_alias="worker_id",
+        description="The worker (`host:pid`) that ran the job last.",
+    )
+    queue_wait_s: float | None = Field(
+        default=None, description="Seconds from the last (re)queueing to the last start."
+    )
+    run_s: float | None = Field(
+        default=None, description="Seconds the job held a worker, all its runs together."
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

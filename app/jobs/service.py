@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 from pydantic import BaseModel
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db import after_commit, new_id, utcnow
+from app.db import new_id
 from app.errors import ConflictError, InvalidError
 from app.idempotency import insert_once, replay, request_hash
-from app.jobs import registry
-from app.jobs.relay import wake_relay
-from app.models import Job, JobStatus, OutboxEntry
+from app.jobs import children, registry
+from app.jobs.relay import enqueue
+from app.models import Job, JobStatus
 from app.models.jobs import FINAL_STATUSES
 from app.ownership import get_owned
 from app.pagination import page
-
-
-def enqueue(*, session: Session, job: Job, use_broker: bool) -> None:
-    """Write the outbox entry (broker mode) and wake the relay once committed."""
-    job.enqueued_at = utcnow()
-    if use_broker:
-        session.add(OutboxEntry(job_id=job.id, queue=job.queue))
-        after_commit(session, wake_relay)
 
 
 def create_job(
@@ -69,35 +61,34 @@ def get_job(*, session: Session, project_id: str, job_id: str) -> Job:
 
 
 def list_jobs(
-    *, session: Session, project_id: str, status: str | None, cursor: str | None, limit: int
+    *,
+    session: Session,
+    project_id: str,
+    status: str | None,
+    cursor: str | None,
+    limit: int,
+    parent_id: str | None = None,
 ) -> tuple[list[Job], str | None]:
-    """A page of the caller's jobs, newest first, optionally filtered by status."""
+    """A page of the caller's jobs, newest first, optionally filtered by status and parent."""
     query = select(Job).where(Job.project_id == project_id)
     if status:
         query = query.where(Job.status == status)
+    if parent_id:
+        query = query.where(Job.parent_id == parent_id)
     return page(session, query, Job.id, cursor, limit)
 
 
-def cancel_job(*, session: Session, project_id: str, job_id: str) -> Job:
-    """Cancel a queued job now, or ask a running one to stop at its next heartbeat."""
+def cancel_job(*, session: Session, project_id: str, job_id: str, use_broker: bool = False) -> Job:
+    """Cancel a queued or waiting job now, or ask a running one to stop at its next
+    heartbeat; its child jobs likewise. A cancelled child lets its waiting parent go on."""
     job = get_job(session=session, project_id=project_id, job_id=job_id)
     if job.status in FINAL_STATUSES:
         raise ConflictError(f"job {job_id} already {job.status}; nothing to cancel")
-    now = utcnow()
-    session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.queued.value)
-        .values(status=JobStatus.cancelled.value, finished_at=now, stage="cancelled")
-        .execution_options(synchronize_session=False)
-    )
-    session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.running.value)
-        .values(cancel_requested=True)
-        .execution_options(synchronize_session=False)
-    )
+    children.cancel_tree(session=session, job_id=job_id)
     session.flush()
     session.refresh(job)
+    if job.status in FINAL_STATUSES:
+        children.wake_parent(session=session, parent_id=job.parent_id, use_broker=use_broker)
     return job
 
 

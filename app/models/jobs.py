@@ -13,10 +13,12 @@ from app.db import Base, RecordMixin, UTCDateTime, utcnow
 
 
 class JobStatus(enum.StrEnum):
-    """Lifecycle of a job; the last three are final."""
+    """Lifecycle of a job; the last three are final. A `waiting` job has child jobs to wait
+    for and holds no worker: the last child to finish queues it again."""
 
     queued = "queued"
     running = "running"
+    waiting = "waiting"
     succeeded = "succeeded"
     failed = "failed"
     cancelled = "cancelled"
@@ -33,9 +35,13 @@ class Job(RecordMixin, Base):
         UniqueConstraint("project_id", "idempotency_key"),
         Index("ix_jobs_project_id_id", "project_id", "id"),
         Index("ix_jobs_status_lease_expires_at", "status", "lease_expires_at"),
+        Index("ix_jobs_parent_id", "parent_id"),
     )
 
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    parent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), default=None
+    )
     type: Mapped[str] = mapped_column(String(40))
     queue: Mapped[str] = mapped_column(String(40))
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -52,6 +58,8 @@ class Job(RecordMixin, Base):
     error: Mapped[str | None] = mapped_column(String(4000), default=None)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     worker_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    queue_wait_s: Mapped[float | None] = mapped_column(Float, default=None)
+    run_s: Mapped[float | None] = mapped_column(Float, default=None)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     enqueued_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

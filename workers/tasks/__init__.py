@@ -8,10 +8,10 @@ one in `JOB_TYPES`; `tests/workers/tasks/test_registry.py` checks that they agre
 
 from __future__ import annotations
 
-from app.finetuning.jobs import EVALUATE, FINETUNE
+from app.finetuning.jobs import EVALUATE, FINETUNE, FINETUNE_POINT
 from app.jobs.types import EMBED, MEASURES, SCORE
 from app.predictors.jobs import ASSESS
-from workers.tasks import assess, embed, evaluate, finetune, measures, score
+from workers.tasks import assess, embed, evaluate, finetune, grid, measures, score
 from workers.tasks.base import Handler, JobContext, JobError, Outcome
 
 HANDLERS: dict[str, Handler] = {
@@ -19,6 +19,7 @@ HANDLERS: dict[str, Handler] = {
     SCORE.name: score.run_score,
     MEASURES.name: measures.run_measures,
     FINETUNE.name: finetune.run_finetune,
+    FINETUNE_POINT.name: grid.run_point,
     EVALUATE.name: evaluate.run_evaluate,
     ASSESS.name: assess.run_assess,
 }

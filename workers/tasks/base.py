@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.artifacts import Storage
 from app.config import Settings
+from app.jobs.jobtype import JobType
 
 
 class JobError(Exception):
@@ -31,6 +32,17 @@ class Outcome:
 
 
 @dataclass
+class Waiting:
+    """A handler's answer when the job must wait for child jobs: `children` (new ones to
+    create, as (job type, params)) and those already made run on any worker, and this job
+    runs again, from the start of its handler, once they are all final (`app.jobs.children`)."""
+
+    stage: str
+    children: list[tuple[JobType, dict[str, Any]]] = field(default_factory=list)
+    progress: float | None = None
+
+
+@dataclass
 class JobContext:
     """Ids, parameters and services for one attempt of one job."""
 
@@ -43,6 +55,7 @@ class JobContext:
     storage: Storage
     cancelled: threading.Event = field(default_factory=threading.Event)
     lost: threading.Event = field(default_factory=threading.Event)  # another attempt has it
+    parent_id: str | None = None
     progress_value: float | None = None
     stage: str | None = None
     units: dict[str, Any] | None = None
@@ -85,4 +98,4 @@ def discard_on_cancel(ctx: JobContext, discard: Callable[[], None]) -> Iterator[
         raise
 
 
-Handler = Callable[[JobContext], Outcome]
+Handler = Callable[[JobContext], Outcome | Waiting]

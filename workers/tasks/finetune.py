@@ -13,7 +13,7 @@ from app.db import new_id
 from app.finetuning.params import FinetuneParams
 from app.imagedata import ImageDataError
 from app.models import FinetunedModel
-from workers.tasks.base import JobContext, JobError, Outcome, discard_on_cancel
+from workers.tasks.base import JobContext, JobError, Outcome, Waiting, discard_on_cancel
 from workers.tasks.datasets import open_layout, ref_names
 from workers.tasks.evaluation import (
     LabelledImages,
@@ -44,9 +44,10 @@ def _config(p: FinetuneParams) -> Any:
     return FinetuneConfig.from_dict({**hp, "method": p.method}).validate()
 
 
-def _progress(ctx: JobContext, n_train: int, config: Any) -> Any:
+def _progress(ctx: JobContext, n_train: int, config: Any, share: float = TRAIN_SHARE) -> Any:
     """The trainer's ``progress(epoch, step, loss, val_acc)`` as the job's progress: steps
-    done of all, the epoch, the last step's loss and the last epoch's validation accuracy."""
+    done of all, the epoch, the last step's loss and the last epoch's validation accuracy;
+    training is `share` of the job."""
     per_epoch = max(1, math.ceil(n_train / config.batch_size))
     total, epochs = config.total_steps(per_epoch), config.total_epochs(per_epoch)
     last_val: list[float | None] = [None]
@@ -55,7 +56,7 @@ def _progress(ctx: JobContext, n_train: int, config: Any) -> Any:
         if val_acc is not None:
             last_val[0] = val_acc
         ctx.progress(
-            TRAIN_SHARE * min(1.0, step / total), "training", done=step, total=total,
+            share * min(1.0, step / total), "training", done=step, total=total,
             unit="steps", epoch=epoch, epochs=epochs, loss=float(loss), val_acc=last_val[0],
         )  # fmt: skip
 
@@ -81,19 +82,23 @@ def _train_val(layout: Any, preprocess: Any, dataset_id: str) -> tuple[Any, Any]
     return validation_split(full)
 
 
-def _train(ctx: JobContext, loaded: Any, train_row: dict[str, Any], config: Any) -> Any:
-    """Run the library's `finetune` on the train split and the paper's validation split."""
+def train(
+    ctx: JobContext, loaded: Any, train_row: dict[str, Any], config: Any, key: str,
+    share: float = TRAIN_SHARE,
+) -> Any:  # fmt: skip
+    """Run the library's `finetune` on the train split and the paper's validation split,
+    from a copy of the base model, with checkpoints under artifact key `key`."""
     from workers.ml.finetune import FinetuneError, finetune
 
     layout = open_layout(ctx, train_row)
     train, val = _train_val(layout, loaded.preprocess, train_row["id"])
     ctx.progress(0.0, "training")
-    store = checkpoint_store(ctx, checkpoint_key(ctx.job_id))
+    store = checkpoint_store(ctx, key)
     try:
         return finetune(
             copy.deepcopy(loaded.model), loaded.tokenizer, train, val, layout.class_names,
             templates_of(layout), config, checkpoint_dir=store,
-            device=loaded.device, progress=_progress(ctx, len(train), config),
+            device=loaded.device, progress=_progress(ctx, len(train), config, share),
         )  # fmt: skip
     except FinetuneError as exc:
         raise JobError(f"{type(exc).__name__}: {exc}") from None
@@ -101,35 +106,63 @@ def _train(ctx: JobContext, loaded: Any, train_row: dict[str, Any], config: Any)
         raise JobError(f"cannot read dataset {train_row['id']}: {exc}") from None
 
 
-def _record(ctx: JobContext, p: FinetuneParams, result: Any, ft_id: str) -> FinetunedModel:
-    summary = result.to_dict()
+def _record(
+    ctx: JobContext, p: FinetuneParams, summary: dict[str, Any], ft_id: str
+) -> FinetunedModel:
     return FinetunedModel(
         id=ft_id, project_id=ctx.project_id, base_model_id=p.model_id,
         train_dataset_id=p.dataset_id, method=p.method, hyperparameters=summary["config"],
-        status="ready", best_epoch=result.best_epoch, val_accuracy=result.best_val_acc,
+        status="ready", best_epoch=summary["best_epoch"], val_accuracy=summary["best_val_acc"],
         checkpoint_uri=checkpoint_key(ctx.job_id), job_id=ctx.job_id,
         metrics={k: summary[k] for k in ("history", "trainable_params", "grid")},
     )  # fmt: skip
 
 
-def run_finetune(ctx: JobContext) -> Outcome:
-    """Fine-tune, then evaluate the fine-tuned and (where missing) the zero-shot model."""
+def grid_points(p: FinetuneParams) -> list[Any]:
+    """The configs of the job's grid (one without a grid), as the library expands them."""
+    from workers.ml.finetune import FinetuneError
+    from workers.ml.finetune.grid import grid_points as expand
+
+    try:
+        return expand(_config(p))
+    except FinetuneError as exc:
+        raise JobError(f"{type(exc).__name__}: {exc}") from None
+
+
+def run_finetune(ctx: JobContext) -> Outcome | Waiting:
+    """Fine-tune, then evaluate the fine-tuned and (where missing) the zero-shot model.
+    A grid of several points fans out as `finetune_point` child jobs (`workers.tasks.grid`)."""
     p = FinetuneParams.model_validate({"type": "finetune", **ctx.params})
+    points = grid_points(p)
+    if len(points) > 1:
+        from workers.tasks.grid import run_grid_parent
+
+        return run_grid_parent(ctx, p, points)
     model_row = base_model_row(ctx, p.model_id)
     (train_row,) = dataset_rows(ctx, [p.dataset_id])
-    targets = dataset_rows(ctx, p.evaluate_on)
     ctx.progress(0.0, "loading model")
     loaded = load_base(ctx, model_row)
     # a cancelled job is final: its checkpoints could never be resumed or used
     with discard_on_cancel(ctx, lambda: ctx.storage.delete(checkpoint_key(ctx.job_id))):
-        result = _train(ctx, loaded, train_row, _config(p))
-        ft_id = new_id("ftm")
-        tuned = Target(p.model_id, ft_id, result.model)
-        ft_metrics, skipped = evaluate_all(ctx, loaded, tuned, targets, "test", TRAIN_SHARE)
-        zs_metrics, _ = evaluate_all(
-            ctx, loaded, Target(p.model_id, None, loaded.model), targets, "test", 0.95
-        )
-    record = _record(ctx, p, result, ft_id)
+        result = train(ctx, loaded, train_row, _config(p), checkpoint_key(ctx.job_id))
+        return conclude(ctx, p, loaded, result.model, result.to_dict())
+
+
+def conclude(
+    ctx: JobContext, p: FinetuneParams, loaded: Any, model: Any, summary: dict[str, Any]
+) -> Outcome:
+    """Evaluate the trained `model` and the zero-shot one on the targets; record both, and
+    the fine-tuned model (`summary`: `FinetuneResult.to_dict()`), when the job succeeds."""
+    (train_row,) = dataset_rows(ctx, [p.dataset_id])
+    names = ref_names(base_model_row(ctx, p.model_id), train_row)
+    targets = dataset_rows(ctx, p.evaluate_on)
+    ft_id = new_id("ftm")
+    tuned = Target(p.model_id, ft_id, model)
+    ft_metrics, skipped = evaluate_all(ctx, loaded, tuned, targets, "test", TRAIN_SHARE)
+    zs_metrics, _ = evaluate_all(
+        ctx, loaded, Target(p.model_id, None, loaded.model), targets, "test", 0.95
+    )
+    record = _record(ctx, p, summary, ft_id)
     ft_rows = evaluation_rows(ctx, tuned, ft_metrics, "test")
     zs_rows = evaluation_rows(ctx, Target(p.model_id, None, None), zs_metrics, "test")
 
@@ -139,7 +172,7 @@ def run_finetune(ctx: JobContext) -> Outcome:
         replace_evaluations(session, ft_rows)
         add_missing_evaluations(session, zs_rows)
 
-    out = {"finetuned_model_id": ft_id, **result.to_dict(), **ref_names(model_row, train_row),
+    out = {"finetuned_model_id": ft_id, **summary, **names,
            "test_top1": {k: v["top1"] for k, v in ft_metrics.items()},
            "zero_shot_top1": {k: v["top1"] for k, v in zs_metrics.items()},
            "skipped": skipped}  # fmt: skip

@@ -1,0 +1,122 @@
+"""Child jobs: a parent fans work out as ordinary jobs and waits without holding a worker.
+
+A parent's handler creates its children and returns `Waiting`; the parent becomes `waiting`
+(no lease, no worker). Whoever makes the last child final (its worker, the reaper, a cancel)
+queues the parent again in the same transaction, under a lock on the parent row so two
+children finishing at once cannot both miss it; the reaper's `wake_ready_parents` is the
+backstop for anything lost. The parent's next run reads its children's rows (the truth) and
+carries on. Cancelling a job cancels its descendants.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.orm import Session, aliased
+
+from app.db import new_id, utcnow
+from app.jobs.jobtype import JobType
+from app.jobs.relay import enqueue
+from app.models import Job, JobStatus
+from app.models.jobs import FINAL_STATUSES
+
+FINAL = [s.value for s in FINAL_STATUSES]
+
+
+def add_children(
+    *,
+    session: Session,
+    parent_id: str,
+    project_id: str,
+    children: list[tuple[JobType, dict[str, Any]]],
+    max_attempts: int,
+    use_broker: bool,
+) -> list[str]:
+    """Create and enqueue one queued job per (type, params) under `parent_id`; their ids."""
+    ids = []
+    for job_type, params in children:
+        job = Job(
+            id=new_id("job"), project_id=project_id, parent_id=parent_id, type=job_type.name,
+            queue=job_type.queue, params=params, status=JobStatus.queued.value,
+            max_attempts=max_attempts,
+        )  # fmt: skip
+        session.add(job)
+        enqueue(session=session, job=job, use_broker=use_broker)
+        ids.append(job.id)
+    session.flush()
+    return ids
+
+
+def children_of(session: Session, parent_id: str) -> list[Job]:
+    """The children of `parent_id`, oldest first."""
+    return list(session.scalars(select(Job).where(Job.parent_id == parent_id).order_by(Job.id)))
+
+
+def wake_parent(*, session: Session, parent_id: str | None, use_broker: bool) -> bool:
+    """Queue `parent_id` again if it is waiting and none of its children is left to run.
+
+    Call it in the transaction that made a child final: the parent row is locked first, so
+    of two children finishing at once the second sees the first's status."""
+    if parent_id is None:
+        return False
+    parent = session.scalar(
+        select(Job)
+        .where(Job.id == parent_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if parent is None or parent.status != JobStatus.waiting.value:
+        return False
+    pending = session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.parent_id == parent_id, Job.status.not_in(FINAL))
+    )
+    if pending:
+        return False
+    parent.status = JobStatus.queued.value
+    parent.stage = "children finished"
+    parent.updated_at = utcnow()
+    enqueue(session=session, job=parent, use_broker=use_broker)
+    session.flush()
+    return True
+
+
+def wake_ready_parents(*, session: Session, use_broker: bool, limit: int = 500) -> int:
+    """Queue every waiting parent whose children are all final (the reaper's backstop)."""
+    child = aliased(Job)
+    open_child = exists().where(child.parent_id == Job.id, child.status.not_in(FINAL))
+    ready = session.scalars(
+        select(Job.id).where(Job.status == JobStatus.waiting.value, ~open_child).limit(limit)
+    ).all()
+    return sum(wake_parent(session=session, parent_id=i, use_broker=use_broker) for i in ready)
+
+
+def descendants(session: Session, job_id: str) -> list[str]:
+    """Ids of the children of `job_id`, their children, and so on."""
+    found: list[str] = []
+    frontier = [job_id]
+    while frontier:
+        frontier = list(session.scalars(select(Job.id).where(Job.parent_id.in_(frontier))))
+        found += frontier
+    return found
+
+
+def cancel_tree(*, session: Session, job_id: str) -> None:
+    """Cancel `job_id` and its descendants: queued or waiting ones now, running ones at their
+    next heartbeat (`cancel_requested`)."""
+    ids = [job_id, *descendants(session, job_id)]
+    now = utcnow()
+    session.execute(
+        update(Job)
+        .where(Job.id.in_(ids), Job.status.in_([JobStatus.queued.value, JobStatus.waiting.value]))
+        .values(status=JobStatus.cancelled.value, finished_at=now, stage="cancelled")
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(Job)
+        .where(Job.id.in_(ids), Job.status == JobStatus.running.value)
+        .values(cancel_requested=True)
+        .execution_options(synchronize_session=False)
+    )

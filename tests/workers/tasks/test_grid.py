@@ -1,0 +1,167 @@
+"""A `finetune` grid fanned out as child jobs, run in process by the embedded worker's own
+`execute` one job after another: the same model and summary as the library's serial grid,
+failed points reported, cancellation of the parent reaching its children."""
+
+from __future__ import annotations
+
+import copy
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from app.config import Settings, get_settings
+from app.db import session_scope
+from app.jobs import claims
+from app.main import create_app
+from tests.service.stack import make_task, zip_dir
+from tests.service.test_api import add_tiny, upload
+from workers import runner
+
+HYPER = {"epochs": 2, "batch_size": 8, "seed": 3}
+GRID = {"lr": [0.001, 0.01, 0.03], "weight_decay": [0.0001]}
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Path]]:
+    """An embedded API in process (SQLite) and the environment the in-process worker reads."""
+    data_dir = tmp_path_factory.mktemp("grid")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("IIMM_DATA_DIR", str(data_dir))
+    mp.setenv("IIMM_EMBED_BATCH_SIZE", "16")
+    get_settings.cache_clear()
+    runner.worker_env.cache_clear()
+    colours = zip_dir(make_task(data_dir / "src", task="colours", per_class=6), data_dir / "c.zip")
+    with TestClient(create_app(Settings(data_dir=data_dir))) as client:
+        client.headers["Authorization"] = f"Bearer {(data_dir / 'admin.key').read_text().strip()}"
+        yield client, colours
+    runner.worker_env.cache_clear()
+    get_settings.cache_clear()
+    mp.undo()
+
+
+def drain() -> list[str]:
+    """Run queued jobs one at a time, as the embedded worker does, until none is left."""
+    env, outcomes = runner.worker_env(), []
+    while True:
+        with session_scope(env.sessions) as session:
+            job_id = claims.next_queued(session=session, queues=["gpu", "cpu"])
+        if job_id is None:
+            return outcomes
+        outcomes.append(runner.execute(job_id))
+
+
+def _final(data_dir: Path, key: str) -> dict[str, Any]:
+    blob = (data_dir / "artifacts" / key / "final.pt").read_bytes()
+    return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+
+
+def _serial_grid(model_id: str, dataset_id: str, out: Path) -> Any:
+    """The library's serial grid on the same data, through the worker's own helpers."""
+    from workers.ml.finetune import FinetuneConfig, finetune
+    from workers.tasks.base import JobContext
+    from workers.tasks.datasets import open_layout
+    from workers.tasks.evaluation import base_model_row, dataset_rows, load_base, templates_of
+    from workers.tasks.finetune import _train_val
+
+    env = runner.worker_env()
+    ctx = JobContext("job_serial", _project(model_id), 1, {}, env.settings, env.sessions,
+                     env.storage)  # fmt: skip
+    loaded = load_base(ctx, base_model_row(ctx, model_id))
+    (row,) = dataset_rows(ctx, [dataset_id])
+    layout = open_layout(ctx, row)
+    train, val = _train_val(layout, loaded.preprocess, dataset_id)
+    config = FinetuneConfig.from_dict({**HYPER, "method": "full", "grid": GRID}).validate()
+    return finetune(
+        copy.deepcopy(loaded.model), loaded.tokenizer, train, val, layout.class_names,
+        templates_of(layout), config, checkpoint_dir=out, device="cpu",
+    )  # fmt: skip
+
+
+def _project(model_id: str) -> str:
+    from sqlalchemy import select
+
+    from app.models import BaseModel
+
+    with session_scope(runner.worker_env().sessions) as session:
+        return session.scalar(select(BaseModel.project_id).where(BaseModel.id == model_id))
+
+
+def _submit(c: TestClient, model_id: str, dataset_id: str, grid: dict[str, Any]) -> str:
+    body = {"type": "finetune", "model_id": model_id, "dataset_id": dataset_id,
+            "hyperparameters": {**HYPER, "grid": grid}, "evaluate_on": [dataset_id]}  # fmt: skip
+    resp = c.post("/v1/jobs", json=body)
+    assert resp.status_code == 202, resp.text
+    return resp.json()["id"]
+
+
+def test_grid_children_give_the_serial_grid(
+    service: tuple[TestClient, Path], tmp_path: Path
+) -> None:
+    c, colours = service
+    data_dir = runner.worker_env().settings.data_dir
+    dataset, model = upload(c, colours).json()["id"], add_tiny(c)["id"]
+    job_id = _submit(c, model, dataset, GRID)
+    outcomes = drain()
+    assert outcomes[0].startswith("waiting") and outcomes[-1] == "succeeded", outcomes
+    job = c.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "succeeded", job
+    kids = c.get("/v1/jobs", params={"parent_id": job_id}).json()["items"]
+    assert len(kids) == 3 and {k["type"] for k in kids} == {"finetune_point"}
+    assert all(k["status"] == "succeeded" and k["parent_id"] == job_id for k in kids)
+    assert all(k["worker"] and k["run_s"] is not None and k["queue_wait_s"] is not None
+               for k in [job, *kids])  # fmt: skip
+
+    serial = _serial_grid(model, dataset, tmp_path / "serial").to_dict()
+    result = job["result"]
+    for key in ("config", "best_epoch", "best_val_acc", "history", "trainable_params"):
+        assert result[key] == serial[key], key
+    assert [
+        (g["index"], g["config"], g["best_val_acc"], g["best_epoch"]) for g in result["grid"]
+    ] == [(g["index"], g["config"], g["best_val_acc"], g["best_epoch"]) for g in serial["grid"]]
+    assert result["grid_failed"] == []
+    ours, theirs = _final(data_dir, f"finetune/{job_id}"), torch.load(
+        tmp_path / "serial" / "final.pt", map_location="cpu", weights_only=True
+    )  # fmt: skip
+    assert ours["config"] == theirs["config"] and set(ours["params"]) == set(theirs["params"])
+    for name, tensor in theirs["params"].items():
+        assert torch.equal(ours["params"][name], tensor), name
+    ftm = c.get(f"/v1/finetuned-models/{result['finetuned_model_id']}").json()
+    assert ftm["val_accuracy"] == serial["best_val_acc"]
+
+
+def test_a_failed_point_is_reported_and_the_rest_concluded(
+    service: tuple[TestClient, Path],
+) -> None:
+    c, colours = service
+    dataset, model = upload(c, colours).json()["id"], add_tiny(c)["id"]
+    job_id = _submit(c, model, dataset, {"lr": [0.001, 0.01]})
+    assert runner.execute(job_id).startswith("waiting")
+    kids = c.get("/v1/jobs", params={"parent_id": job_id}).json()["items"]
+    assert {k["status"] for k in kids} == {"queued"}
+    doomed = max(kids, key=lambda k: k["params"]["index"])
+    assert c.post(f"/v1/jobs/{doomed['id']}:cancel").json()["status"] == "cancelled"
+    drain()
+    job = c.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "succeeded", job
+    assert [g["index"] for g in job["result"]["grid"]] == [0]
+    (failed,) = job["result"]["grid_failed"]
+    assert failed["index"] == 1 and failed["job_id"] == doomed["id"]
+    assert failed["status"] == "cancelled"
+
+
+def test_cancelling_the_parent_cancels_its_children(service: tuple[TestClient, Path]) -> None:
+    c, colours = service
+    dataset, model = upload(c, colours).json()["id"], add_tiny(c)["id"]
+    job_id = _submit(c, model, dataset, {"lr": [0.001, 0.01]})
+    outcome = runner.execute(job_id)
+    assert outcome.startswith("waiting"), outcome
+    assert c.get(f"/v1/jobs/{job_id}").json()["status"] == "waiting"
+    assert c.post(f"/v1/jobs/{job_id}:cancel").json()["status"] == "cancelled"
+    kids = c.get("/v1/jobs", params={"parent_id": job_id}).json()["items"]
+    assert len(kids) == 2 and {k["status"] for k in kids} == {"cancelled"}
+    assert drain() == []
