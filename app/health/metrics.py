@@ -1,4 +1,6 @@
-"""Prometheus metrics: requests (middleware), and job gauges read from the database."""
+"""Prometheus metrics: requests (middleware), and job gauges and histograms read from the
+database (the truth, shared by every API replica): queue depth per queue and running jobs
+per worker (what an autoscaler such as KEDA reads), run time and queue wait of jobs."""
 
 from __future__ import annotations
 
@@ -6,10 +8,13 @@ import time
 from importlib import metadata
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
-from sqlalchemy import func, select
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.jobs.registry import JOB_TYPES
 from app.measures import kernel_info
 from app.models import Job, OutboxEntry
 
@@ -25,12 +30,44 @@ QUEUE_DEPTH = Gauge("iimm_queue_depth", "Queued jobs by queue", ["queue"], regis
 OUTBOX = Gauge("iimm_outbox_pending", "Outbox entries not yet published", registry=REGISTRY)
 BUILD = Info("iimm_build", "Version and the measures' pass implementation", registry=REGISTRY)
 BUILD.info({"version": metadata.version("iimm-service"), "measures_kernel": kernel_info()})
-DURATION = Gauge(
-    "iimm_job_duration_seconds_avg",
-    "Mean run time of succeeded jobs by type",
-    ["type"],
-    registry=REGISTRY,
+RUNNING = Gauge(
+    "iimm_jobs_running", "Running jobs by worker (host:pid)", ["worker"], registry=REGISTRY
 )
+#: Histogram buckets of job times, in seconds: from an empty job to a long fine-tune.
+BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 12 * 3600.0)
+
+
+class JobTimes(Collector):
+    """Histograms of a job time column, from the database at each refresh (so they count
+    every job, whichever worker or API replica saw it)."""
+
+    def __init__(self, name: str, doc: str, column: str, label: str) -> None:
+        self.name, self.doc, self.column, self.label = name, doc, column, label
+        self.family = HistogramMetricFamily(name, doc, labels=[label])
+
+    def refresh(self, session: Session) -> None:
+        """Recount the buckets: jobs with the time recorded, by `label`."""
+        value, key = getattr(Job, self.column), getattr(Job, self.label)
+        counts = [func.sum(case((value <= b, 1), else_=0)) for b in BUCKETS]
+        query = select(key, func.count(value), func.sum(value), *counts)
+        family = HistogramMetricFamily(self.name, self.doc, labels=[self.label])
+        for label, n, total, *cumulative in session.execute(
+            query.where(value.is_not(None)).group_by(key)
+        ):
+            buckets = [(str(b), int(c or 0)) for b, c in zip(BUCKETS, cumulative, strict=True)]
+            family.add_metric([label], [*buckets, ("+Inf", int(n))], sum_value=float(total or 0))
+        self.family = family
+
+    def collect(self) -> list[Metric]:
+        return [self.family]
+
+
+RUN_TIME = JobTimes("iimm_job_run_seconds", "Time jobs held a worker, all runs", "run_s", "type")
+QUEUE_WAIT = JobTimes(
+    "iimm_job_queue_wait_seconds", "Time from (re)queueing to start", "queue_wait_s", "queue"
+)
+REGISTRY.register(RUN_TIME)
+REGISTRY.register(QUEUE_WAIT)
 
 
 class MetricsMiddleware:
@@ -70,29 +107,22 @@ def refresh_job_gauges(session: Session) -> None:
     ):
         JOBS.labels(type_, status).set(count)
     QUEUE_DEPTH.clear()
+    for queue in sorted({t.queue for t in JOB_TYPES}):
+        QUEUE_DEPTH.labels(queue).set(0)
     for queue, count in session.execute(
         select(Job.queue, func.count()).where(Job.status == "queued").group_by(Job.queue)
     ):
         QUEUE_DEPTH.labels(queue).set(count)
+    RUNNING.clear()
+    for worker, count in session.execute(
+        select(Job.worker_id, func.count()).where(Job.status == "running").group_by(Job.worker_id)
+    ):
+        RUNNING.labels(worker or "unknown").set(count)
     OUTBOX.set(
         session.scalar(
             select(func.count()).select_from(OutboxEntry).where(OutboxEntry.published_at.is_(None))
         )
         or 0
     )
-    _durations(session)
-
-
-def _durations(session: Session) -> None:
-    rows = session.execute(
-        select(Job.type, Job.started_at, Job.finished_at)
-        .where(Job.status == "succeeded", Job.finished_at.is_not(None))
-        .order_by(Job.id.desc())
-        .limit(1000)
-    )
-    total: dict[str, list[float]] = {}
-    for type_, started, finished in rows:
-        if started and finished:
-            total.setdefault(type_, []).append((finished - started).total_seconds())
-    for type_, values in total.items():
-        DURATION.labels(type_).set(sum(values) / len(values))
+    RUN_TIME.refresh(session)
+    QUEUE_WAIT.refresh(session)

@@ -53,11 +53,19 @@ def _requeue(session: Session, job: Job, settings: Settings) -> None:
 
 
 def _stale_queued(session: Session, settings: Settings) -> int:
-    """Queued jobs nobody claimed for a long time: their message may be lost; send again."""
+    """Queued jobs nobody claimed for a long time: their message may be lost; send again.
+
+    Only on queues where nothing runs: while a queue's workers are busy, a long wait is a
+    backlog (a grid's children on few GPUs), and re-sending would only pile up duplicates."""
     cutoff = utcnow() - timedelta(seconds=settings.requeue_after_s)
+    busy = select(Job.queue).where(Job.status == JobStatus.running.value).distinct()
     stale = list(
         session.scalars(
-            select(Job).where(Job.status == JobStatus.queued.value, Job.enqueued_at < cutoff)
+            select(Job).where(
+                Job.status == JobStatus.queued.value,
+                Job.enqueued_at < cutoff,
+                Job.queue.not_in(busy),
+            )
         )
     )
     for job in stale:

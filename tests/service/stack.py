@@ -120,6 +120,33 @@ class Stack:
             if proc.poll() is None:
                 os.killpg(proc.pid, sig)
 
+    def worker_id(self, proc: subprocess.Popen[bytes]) -> str:
+        """The `worker` a job run by `proc` records (host:pid; Celery's solo pool runs jobs
+        in the worker's main process)."""
+        return f"{socket.gethostname()}:{proc.pid}"
+
+    def kill_worker(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+        """Send `sig` to one worker's process group and wait for it to end."""
+        os.killpg(proc.pid, sig)
+        proc.wait(timeout=30)
+        self.workers.remove(proc)
+
+    def wait_workers_ready(self, n: int, timeout: float = 120.0) -> None:
+        """Wait until `n` Celery workers answer a broadcast ping (they consume their queues)."""
+        from celery import Celery
+
+        from app.config import Settings
+        from app.jobs.broker import celery_config
+
+        keys = ("IIMM_BROKER_URL", "IIMM_BROKER_KEY_PREFIX")
+        settings = Settings(**{k.removeprefix("IIMM_").lower(): self.env[k] for k in keys})
+        app = Celery("iimm-test-ping", set_as_current=False)
+        app.conf.update(celery_config(settings))
+        deadline = time.monotonic() + timeout
+        while len(app.control.ping(timeout=1.0) or []) < n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"fewer than {n} workers answered in {timeout}s")
+
     def kill_workers(self, sig: int = signal.SIGKILL) -> None:
         for proc in self.workers:
             if proc.poll() is None:

@@ -88,3 +88,21 @@ def test_relay_keeps_entries_while_the_broker_is_down(factory: sessionmaker[Sess
     with session_scope(factory) as s:
         entry = s.scalars(select(OutboxEntry)).one()
         assert entry.published_at is None and entry.tries == 1 and entry.last_error
+
+
+def test_stale_queued_jobs_are_resent_only_where_nothing_runs(
+    factory: sessionmaker[Session],
+) -> None:
+    """A long wait behind a running job is a backlog, not a lost message: no duplicate."""
+    old = utcnow() - timedelta(hours=1)
+    with session_scope(factory) as s:
+        s.add(Project(id="prj_1", name="p"))
+        s.flush()
+        for job_id, queue, status in (("job_a", "gpu", "queued"), ("job_b", "gpu", "running"),
+                                      ("job_c", "cpu", "queued")):  # fmt: skip
+            lease = utcnow() + timedelta(hours=1)
+            s.add(Job(id=job_id, project_id="prj_1", type="embed", queue=queue, params={},
+                      status=status, enqueued_at=old, lease_expires_at=lease))  # fmt: skip
+    reap_once(factory, Settings(broker_url="redis://unused:1/0", requeue_after_s=60))
+    with session_scope(factory) as s:
+        assert [e.job_id for e in s.scalars(select(OutboxEntry))] == ["job_c"]

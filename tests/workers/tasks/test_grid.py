@@ -21,6 +21,7 @@ from app.main import create_app
 from tests.service.stack import make_task, zip_dir
 from tests.service.test_api import add_tiny, upload
 from workers import runner
+from workers.tasks.base import JobContext
 
 HYPER = {"epochs": 2, "batch_size": 8, "seed": 3}
 GRID = {"lr": [0.001, 0.01, 0.03], "weight_decay": [0.0001]}
@@ -55,31 +56,46 @@ def drain() -> list[str]:
         outcomes.append(runner.execute(job_id))
 
 
-def _final(data_dir: Path, key: str) -> dict[str, Any]:
-    blob = (data_dir / "artifacts" / key / "final.pt").read_bytes()
+def _final(root: Path, key: str) -> dict[str, Any]:
+    blob = (root / key / "final.pt").read_bytes()
     return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
 
 
-def _serial_grid(model_id: str, dataset_id: str, out: Path) -> Any:
-    """The library's serial grid on the same data, through the worker's own helpers."""
+def serial_grid(
+    ctx: Any, model_id: str, dataset_id: str, hyper: dict[str, Any], grid: dict[str, Any],
+    out: Path,
+) -> Any:  # fmt: skip
+    """The library's serial grid on a job's data, through the worker's own helpers."""
     from workers.ml.finetune import FinetuneConfig, finetune
-    from workers.tasks.base import JobContext
     from workers.tasks.datasets import open_layout
     from workers.tasks.evaluation import base_model_row, dataset_rows, load_base, templates_of
     from workers.tasks.finetune import _train_val
 
-    env = runner.worker_env()
-    ctx = JobContext("job_serial", _project(model_id), 1, {}, env.settings, env.sessions,
-                     env.storage)  # fmt: skip
     loaded = load_base(ctx, base_model_row(ctx, model_id))
     (row,) = dataset_rows(ctx, [dataset_id])
     layout = open_layout(ctx, row)
     train, val = _train_val(layout, loaded.preprocess, dataset_id)
-    config = FinetuneConfig.from_dict({**HYPER, "method": "full", "grid": GRID}).validate()
+    config = FinetuneConfig.from_dict({**hyper, "method": "full", "grid": grid}).validate()
     return finetune(
         copy.deepcopy(loaded.model), loaded.tokenizer, train, val, layout.class_names,
         templates_of(layout), config, checkpoint_dir=out, device="cpu",
     )  # fmt: skip
+
+
+def assert_same_model(ours: dict[str, Any], theirs: dict[str, Any]) -> None:
+    """Two `final.pt` artifacts hold the same config and bit-identical parameters."""
+    assert ours["config"] == theirs["config"] and set(ours["params"]) == set(theirs["params"])
+    for name, tensor in theirs["params"].items():
+        assert torch.equal(ours["params"][name], tensor), name
+
+
+def assert_same_grid(result: dict[str, Any], serial: dict[str, Any]) -> None:
+    """A fanned-out grid job's result summarises the same runs as the serial grid's."""
+    for key in ("config", "best_epoch", "best_val_acc", "history", "trainable_params"):
+        assert result[key] == serial[key], key
+    assert [
+        (g["index"], g["config"], g["best_val_acc"], g["best_epoch"]) for g in result["grid"]
+    ] == [(g["index"], g["config"], g["best_val_acc"], g["best_epoch"]) for g in serial["grid"]]
 
 
 def _project(model_id: str) -> str:
@@ -116,20 +132,15 @@ def test_grid_children_give_the_serial_grid(
     assert all(k["worker"] and k["run_s"] is not None and k["queue_wait_s"] is not None
                for k in [job, *kids])  # fmt: skip
 
-    serial = _serial_grid(model, dataset, tmp_path / "serial").to_dict()
+    env = runner.worker_env()
+    ctx = JobContext("job_serial", _project(model), 1, {}, env.settings, env.sessions,
+                     env.storage)  # fmt: skip
+    serial = serial_grid(ctx, model, dataset, HYPER, GRID, tmp_path / "serial").to_dict()
     result = job["result"]
-    for key in ("config", "best_epoch", "best_val_acc", "history", "trainable_params"):
-        assert result[key] == serial[key], key
-    assert [
-        (g["index"], g["config"], g["best_val_acc"], g["best_epoch"]) for g in result["grid"]
-    ] == [(g["index"], g["config"], g["best_val_acc"], g["best_epoch"]) for g in serial["grid"]]
+    assert_same_grid(result, serial)
     assert result["grid_failed"] == []
-    ours, theirs = _final(data_dir, f"finetune/{job_id}"), torch.load(
-        tmp_path / "serial" / "final.pt", map_location="cpu", weights_only=True
-    )  # fmt: skip
-    assert ours["config"] == theirs["config"] and set(ours["params"]) == set(theirs["params"])
-    for name, tensor in theirs["params"].items():
-        assert torch.equal(ours["params"][name], tensor), name
+    ours = _final(data_dir / "artifacts", f"finetune/{job_id}")
+    assert_same_model(ours, _final(tmp_path, "serial"))
     ftm = c.get(f"/v1/finetuned-models/{result['finetuned_model_id']}").json()
     assert ftm["val_accuracy"] == serial["best_val_acc"]
 

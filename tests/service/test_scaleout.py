@@ -1,0 +1,160 @@
+"""Scale-out on the production stack with two real Celery workers: a grid's children run on
+both and give the serial grid's model; cancelling the parent stops the children; a worker
+killed with SIGKILL mid-child loses nothing."""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.service.conftest import _postgres_up, _redis_up, redis_db
+from tests.service.stack import Stack, drop_database, make_task, production_stack, wait_job, zip_dir
+from tests.service.test_api import add_tiny, upload
+from tests.workers.tasks.test_grid import assert_same_grid, assert_same_model, serial_grid
+
+pytestmark = pytest.mark.skipif(
+    not (_postgres_up() and _redis_up()), reason="Postgres or Redis is not running"
+)
+HYPER = {"epochs": 2, "batch_size": 8, "seed": 5}
+GRID = {"lr": [0.001, 0.003, 0.01, 0.03]}
+
+
+@pytest.fixture(scope="module")
+def two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A production stack with two Celery workers, both consuming before a test submits."""
+    data_dir = tmp_path_factory.mktemp("scaleout")
+    stack, db_url = production_stack(data_dir, f"redis://127.0.0.1:6379/{redis_db()}")
+    try:
+        stack.start_worker()
+        stack.start_worker()
+        stack.wait_workers_ready(2)
+        yield stack
+    finally:
+        stack.stop()
+        drop_database(db_url)
+
+
+@pytest.fixture(scope="module")
+def colours(workdir: Path) -> Path:
+    root = workdir / "scaleout-colours"
+    root.mkdir(exist_ok=True)
+    return zip_dir(make_task(root / "data", task="colours", per_class=6), root / "c.zip")
+
+
+def _grid_job(c: httpx.Client, colours: Path, hyper: dict[str, Any]) -> tuple[str, str, str]:
+    dataset, model = upload(c, colours).json()["id"], add_tiny(c)["id"]
+    body = {"type": "finetune", "model_id": model, "dataset_id": dataset,
+            "hyperparameters": {**hyper, "grid": GRID}, "evaluate_on": []}  # fmt: skip
+    resp = c.post("/v1/jobs", json=body)
+    assert resp.status_code == 202, resp.text
+    return resp.json()["id"], model, dataset
+
+
+def _children(c: httpx.Client, job_id: str) -> list[dict[str, Any]]:
+    items = c.get("/v1/jobs", params={"parent_id": job_id, "limit": 200}).json()["items"]
+    return sorted(items, key=lambda k: k["params"]["index"])
+
+
+def _wait_child(c: httpx.Client, job_id: str, pred: Any, timeout: float = 180.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for kid in _children(c, job_id):
+            if pred(kid):
+                return kid
+        time.sleep(0.2)
+    raise TimeoutError(f"no child of {job_id} matched in {timeout}s")
+
+
+def _serial(stack: Stack, model: str, dataset: str, out: Path) -> dict[str, Any]:
+    """The library's serial grid, here in the test process, on the stack's database/store."""
+    from app.artifacts import Storage
+    from app.config import Settings
+    from app.db import make_engine, make_sessionmaker
+    from workers.tasks.base import JobContext
+
+    mp = pytest.MonkeyPatch()
+    for key, value in stack.env.items():
+        if key.startswith("IIMM_"):
+            mp.setenv(key, value)
+    try:
+        settings = Settings()
+        engine = make_engine(settings.db_url)
+        storage = Storage(settings.artifacts_url, cache_dir=settings.data_dir / "cache")
+        with engine.connect() as conn:
+            from sqlalchemy import text
+
+            project = conn.scalar(text("SELECT project_id FROM base_models WHERE id = :m"),
+                                  {"m": model})  # fmt: skip
+        ctx = JobContext("job_serial", project, 1, {}, settings, make_sessionmaker(engine),
+                         storage)  # fmt: skip
+        return serial_grid(ctx, model, dataset, HYPER, GRID, out).to_dict()
+    finally:
+        engine.dispose()
+        mp.undo()
+
+
+def _final(root: Path) -> dict[str, Any]:
+    import torch
+
+    return torch.load(root / "final.pt", map_location="cpu", weights_only=True)
+
+
+def test_grid_children_run_on_both_workers_and_give_the_serial_model(
+    two: Stack, colours: Path, tmp_path: Path
+) -> None:
+    with two.client(two.new_key(f"grid-{uuid.uuid4().hex[:6]}")) as c:
+        job_id, model, dataset = _grid_job(c, colours, HYPER)
+        job = wait_job(c, job_id, timeout=600)
+        assert job["status"] == "succeeded", job
+        kids = _children(c, job_id)
+    assert [k["status"] for k in kids] == ["succeeded"] * 4
+    # Each solo worker holds one message at a time (prefetch 1, acks late), both consume
+    # before submission, and a child trains for far longer than a message takes to arrive.
+    assert {k["worker"] for k in kids} == {two.worker_id(p) for p in two.workers}
+    best = max(kids, key=lambda k: (k["result"]["best_val_acc"], -k["params"]["index"]))
+    result = job["result"]
+    assert result["config"] == best["result"]["config"] and result["grid_failed"] == []
+    artifacts = two.data_dir / "artifacts" / "finetune"
+    assert_same_model(
+        _final(artifacts / job_id),
+        _final(artifacts / job_id / "grid" / f"{best['params']['index']:03d}"),
+    )
+    serial = _serial(two, model, dataset, tmp_path / "serial")
+    assert_same_grid(result, serial)
+    assert_same_model(_final(artifacts / job_id), _final(tmp_path / "serial"))
+
+
+def test_cancelling_the_parent_stops_its_children(two: Stack, colours: Path) -> None:
+    with two.client(two.new_key(f"cancel-{uuid.uuid4().hex[:6]}")) as c:
+        job_id, _, _ = _grid_job(c, colours, {**HYPER, "epochs": 200, "batch_size": 2})
+        _wait_child(c, job_id, lambda k: k["status"] == "running")
+        assert c.post(f"/v1/jobs/{job_id}:cancel").json()["status"] == "cancelled"
+        for kid in _children(c, job_id):
+            done = wait_job(c, kid["id"], timeout=120)
+            assert done["status"] == "cancelled", done
+        assert wait_job(c, job_id)["status"] == "cancelled"
+
+
+def test_a_worker_killed_mid_child_loses_nothing(two: Stack, colours: Path) -> None:
+    hyper = {**HYPER, "epochs": 6, "batch_size": 2}
+    with two.client(two.new_key(f"kill-{uuid.uuid4().hex[:6]}")) as c:
+        job_id, _, _ = _grid_job(c, colours, hyper)
+        victim = _wait_child(c, job_id, lambda k: k["status"] == "running" and k["worker"])
+        (proc,) = [p for p in two.workers if two.worker_id(p) == victim["worker"]]
+        two.kill_worker(proc, signal.SIGKILL)
+        job = wait_job(c, job_id, timeout=900)
+        assert job["status"] == "succeeded", job
+        assert job["result"]["grid_failed"] == [] and len(job["result"]["grid"]) == 4
+        rerun = c.get(f"/v1/jobs/{victim['id']}").json()
+        assert rerun["status"] == "succeeded" and rerun["attempts"] == 2
+        assert rerun["worker"] != victim["worker"] and rerun["worker"] == two.worker_id(
+            two.workers[0]
+        )
+    two.start_worker()
