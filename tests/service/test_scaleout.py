@@ -79,10 +79,14 @@ def _serial(stack: Stack, model: str, dataset: str, out: Path) -> dict[str, Any]
     from app.db import make_engine, make_sessionmaker
     from workers.tasks.base import JobContext
 
+    import torch
+
     mp = pytest.MonkeyPatch()
     for key, value in stack.env.items():
         if key.startswith("IIMM_"):
             mp.setenv(key, value)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(stack.env["OMP_NUM_THREADS"]))  # the workers' float reductions
     try:
         settings = Settings()
         engine = make_engine(settings.db_url)
@@ -96,6 +100,7 @@ def _serial(stack: Stack, model: str, dataset: str, out: Path) -> dict[str, Any]
                          storage)  # fmt: skip
         return serial_grid(ctx, model, dataset, HYPER, GRID, out).to_dict()
     finally:
+        torch.set_num_threads(threads)
         engine.dispose()
         mp.undo()
 
