@@ -180,7 +180,7 @@ def _wait(env: WorkerEnv, ctx: JobContext, waiting: Waiting) -> str:
     with session_scope(env.sessions) as session:
         ok = claims.wait(
             session=session, job_id=ctx.job_id, attempt=ctx.attempt, stage=waiting.stage,
-            progress=waiting.progress,
+            progress=waiting.progress, detail=waiting.detail,
         )  # fmt: skip
         if ok:
             children.add_children(

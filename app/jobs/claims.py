@@ -167,7 +167,13 @@ def release(
 
 
 def wait(
-    *, session: Session, job_id: str, attempt: int, stage: str, progress: float | None
+    *,
+    session: Session,
+    job_id: str,
+    attempt: int,
+    stage: str,
+    progress: float | None,
+    detail: dict[str, Any] | None = None,
 ) -> bool:
     """Our running attempt becomes `waiting` (for its child jobs), giving its worker back;
     the attempt is refunded as in `release` (the next run is a continuation, not a retry).
@@ -180,6 +186,7 @@ def wait(
         "run_s": _run_s(session, job_id, now),
         "lease_expires_at": None,
         "stage": stage[:100],
+        "progress_detail": detail,
         "updated_at": now,
     }
     if progress is not None:

@@ -127,9 +127,7 @@ class JobRead(BaseModel):
     result: JobResultUnion | None = Field(description="What the job returned, once it succeeded.")
     cancel_requested: bool
     worker: str | None = Field(
-        default=None,
-        validation_alias="worker_id",
-        description="The worker (`host:pid`) that ran the job last.",
+        default=None, description="The worker (`host:pid`) that ran the job last."
     )
     queue_wait_s: float | None = Field(
         default=None, description="Seconds from the last (re)queueing to the last start."
@@ -150,12 +148,16 @@ class JobRead(BaseModel):
         if isinstance(data, dict):
             return data
         names = [n for n in cls.model_fields if n not in ("progress", "links")]
-        row = {n: getattr(data, n) for n in names} | {"progress": JobProgress.of(data)}
+        row = {n: getattr(data, _COLUMNS.get(n, n)) for n in names}
+        row["progress"] = JobProgress.of(data)
         # stored without their discriminator: the row's type is it
         row["params"] = {**(data.params or {}), "type": data.type}
         if data.result is not None:
             row["result"] = {**data.result, "type": data.type}
         return row
+
+
+_COLUMNS = {"worker": "worker_id"}  # JobRead field -> Job column, where they differ
 
 
 class JobList(BaseModel):

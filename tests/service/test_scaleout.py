@@ -74,12 +74,12 @@ def _wait_child(c: httpx.Client, job_id: str, pred: Any, timeout: float = 180.0)
 
 def _serial(stack: Stack, model: str, dataset: str, out: Path) -> dict[str, Any]:
     """The library's serial grid, here in the test process, on the stack's database/store."""
+    import torch
+
     from app.artifacts import Storage
     from app.config import Settings
     from app.db import make_engine, make_sessionmaker
     from workers.tasks.base import JobContext
-
-    import torch
 
     mp = pytest.MonkeyPatch()
     for key, value in stack.env.items():

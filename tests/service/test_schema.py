@@ -73,7 +73,10 @@ def test_problem_types_and_unknown_query(schema_stack: Stack) -> None:
         unknown = c.get("/v1/jobs", params={"type": "embed", "limit": 2})
         assert unknown.status_code == 422, unknown.text
         body = unknown.json()
-        assert body["type"] == "/problems/validation" and "cursor, limit, status" in body["detail"]
+        assert (
+            body["type"] == "/problems/validation"
+            and "cursor, limit, parent_id, status" in body["detail"]
+        )
         assert [e["loc"] for e in body["errors"]] == [["query", "type"]]
         bad = c.get("/v1/jobs", params={"limit": 0}).json()
         assert bad["type"] == "/problems/validation" and bad["errors"][0]["loc"] == [

@@ -40,6 +40,7 @@ class Waiting:
     stage: str
     children: list[tuple[JobType, dict[str, Any]]] = field(default_factory=list)
     progress: float | None = None
+    detail: dict[str, Any] | None = None  # as `JobContext.progress` units: done, total, unit
 
 
 @dataclass

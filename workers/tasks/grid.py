@@ -18,7 +18,7 @@ from app.finetuning.jobs import FINETUNE_POINT
 from app.finetuning.params import FinetuneParams, FinetunePointParams
 from app.jobs.children import FINAL, children_of
 from app.models import JobStatus
-from workers.tasks.base import JobContext, JobError, Outcome, Waiting
+from workers.tasks.base import JobContext, JobError, Outcome, Waiting, discard_on_cancel
 from workers.tasks.evaluation import base_model_row, checkpoint_store, dataset_rows, load_base
 from workers.tasks.finetune import (
     TRAIN_SHARE,
@@ -51,7 +51,8 @@ def run_point(ctx: JobContext) -> Outcome:
     (train_row,) = dataset_rows(ctx, [p.dataset_id])
     ctx.progress(0.0, "loading model")
     loaded = load_base(ctx, model_row)
-    result = train(ctx, loaded, train_row, config, p.checkpoint_key, share=1.0)
+    with discard_on_cancel(ctx, lambda: ctx.storage.delete(p.checkpoint_key)):
+        result = train(ctx, loaded, train_row, config, p.checkpoint_key, share=1.0)
     return Outcome({"index": p.index, **result.to_dict()})
 
 
@@ -77,13 +78,16 @@ def run_grid_parent(ctx: JobContext, p: FinetuneParams, points: list[Any]) -> Ou
     kids = _children(ctx)
     if not kids:
         children = [(FINETUNE_POINT, _point_params(ctx, p, i, pt)) for i, pt in enumerate(points)]
-        return Waiting(f"waiting for {len(points)} grid points", children, 0.0)
+        detail = {"done": 0, "total": len(points), "unit": "grid points"}
+        return Waiting("waiting for grid points", children, 0.0, detail)
     running = [k for k in kids if k.status not in FINAL]
     if running:
-        done = (len(kids) - len(running)) / len(kids)
-        stage = f"waiting for {len(running)} of {len(kids)} grid points"
-        return Waiting(stage, [], TRAIN_SHARE * done)
-    return _conclude_grid(ctx, p, kids)
+        done = len(kids) - len(running)
+        detail = {"done": done, "total": len(kids), "unit": "grid points"}
+        return Waiting("waiting for grid points", [], TRAIN_SHARE * done / len(kids), detail)
+    # a cancelled job is final: its checkpoints (the children's too) could never be used
+    with discard_on_cancel(ctx, lambda: ctx.storage.delete(checkpoint_key(ctx.job_id))):
+        return _conclude_grid(ctx, p, kids)
 
 
 def best_child(done: list[Child]) -> Child:

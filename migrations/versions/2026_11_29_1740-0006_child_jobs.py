@@ -1,8 +1,8 @@
 """child jobs, and where and how long a job ran
 
-Revision ID: 0004_child_jobs
-Revises: 0003_predictors
-Create Date: 2026-11-29 16:40:00.000000
+Revision ID: 0006_child_jobs
+Revises: 0005_job_progress_detail
+Create Date: 2026-11-29 17:40:00.000000
 """
 
 from collections.abc import Sequence
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004_child_jobs"
-down_revision: str | None = "0003_predictors"
+revision: str = "0006_child_jobs"
+down_revision: str | None = "0005_job_progress_detail"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
