@@ -13,7 +13,7 @@ Public API::
 
 Methods: full; BitFit (Ben Zaken et al. 2022); attention in-projection tuning; LoRA (Hu et
 al. 2022); CLIP-Adapter (Gao et al. 2021); linear probe. Every error a caller can fix is a
-:class:`FinetuneError` with ``status = 422``.
+:class:`FinetuneError` (the request is wrong, not the machine: no retry helps).
 """
 
 from workers.ml.finetune.api import finetune

@@ -45,7 +45,7 @@ def finetune(
 
     Raises :class:`UnknownMethodError`, :class:`UnsupportedArchitectureError`,
     :class:`InvalidConfigError` / :class:`GridTooLargeError` (all :class:`FinetuneError`,
-    status 422) and :class:`CheckpointMismatchError` for a store holding another run."""
+    errors of the request) and :class:`CheckpointMismatchError` for a store holding another run."""
     config = (config or FinetuneConfig()).validate()
     get_method(config.method)
     if len(dataset_of(train)) == 0:  # type: ignore[arg-type]

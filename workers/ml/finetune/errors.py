@@ -1,7 +1,8 @@
 """Errors of the fine-tuning library, each one a request the caller can fix.
 
-The service maps them to HTTP statuses: every class here is a bad request (``422``), never a
-server fault, so a task can record the message on the job and stop without retrying.
+Every class here is an error of the request, never a fault of the machine, so a task
+records the message on the job and stops without retrying. The library knows nothing of
+HTTP: the service decides how such a failure is shown.
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from __future__ import annotations
 
 class FinetuneError(Exception):
     """Base class: a fine-tuning request that cannot be carried out as asked."""
-
-    status: int = 422
 
 
 class UnknownMethodError(FinetuneError, ValueError):
