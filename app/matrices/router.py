@@ -94,3 +94,25 @@ def get_matrix(
     if wants(format, accept, "svg", SVG):
         return Response(matrix_svg(matrix), media_type=SVG)
     return to_read(matrix)
+
+
+@router.get(
+    "/csv",
+    response_class=Response,
+    responses={
+        **problems(404),
+        200: {"content": {CSV: {"schema": {"type": "string"}}}, "description": "The matrix"},
+    },
+)
+def get_matrix_csv(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    base_model_id: Annotated[str, Query(max_length=40, description="The base model")],
+    method: Annotated[Method, Query(description="Fine-tuning method")] = "full",
+) -> Response:
+    """The accuracy matrix as CSV: `GET /v1/matrices` with `Accept: text/csv`, as an operation
+    of its own for clients generated from this document (one media type per operation)."""
+    matrix = build_matrix(
+        session, project_id=principal.project_id, base_model_id=base_model_id, method=method
+    )
+    return Response(to_csv(matrix), media_type=f"{CSV}; charset=utf-8")

@@ -147,6 +147,9 @@ def test_python_client_runs_the_workflow(
     assert record.train_dataset_id == dataset.id
     matrix = _api("matrices.get_matrix").sync(client=client, base_model_id=model.id)
     assert [row.finetuned_model_id for row in matrix.rows] == [ftm_id]
+    table = _api("matrices.get_matrix_csv").sync(client=client, base_model_id=model.id)
+    header, *rows = table.splitlines()
+    assert "shapes" in header and any(ftm_id in row for row in rows)
 
 
 def test_python_client_parses_problems(client_pkg: ModuleType, live: Stack) -> None:
@@ -182,6 +185,24 @@ export async function jobStatus(jobId: string): Promise<JobRead["status"] | Prob
     return problem;
   }
   return data.status;
+}
+
+export async function heatMap(baseModelId: string): Promise<string | undefined> {
+  // the SVG figure by content negotiation, read as text
+  const { data } = await client.GET("/v1/matrices", {
+    params: { query: { base_model_id: baseModelId, method: "full" } },
+    headers: { Accept: "image/svg+xml" },
+    parseAs: "text",
+  });
+  return data;
+}
+
+export async function table(baseModelId: string): Promise<string | undefined> {
+  const { data } = await client.GET("/v1/matrices/csv", {
+    params: { query: { base_model_id: baseModelId } },
+    parseAs: "text",
+  });
+  return data;
 }
 
 export async function embed(modelId: string, datasetId: string): Promise<string | undefined> {
