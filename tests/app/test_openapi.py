@@ -87,3 +87,20 @@ def test_docs_pages_work_offline(page: str) -> None:
     for url in assets:
         resp = client.get(url)
         assert resp.status_code == 200 and len(resp.content) > 1000, url
+
+
+def test_jobs_are_typed_per_job_type(document: dict[str, Any]) -> None:
+    """`JobRead.params` and `.result` are unions discriminated on `type`, one member per type;
+    every public job type declares its result model (internal ones may stay open)."""
+    from app.jobs import registry
+
+    names = {t.name for t in registry.all_types()}
+    job = document["components"]["schemas"]["JobRead"]["properties"]
+    assert set(job["type"]["enum"]) == names
+    params = job["params"]["discriminator"]["mapping"]
+    result = next(s for s in job["result"]["anyOf"] if "discriminator" in s)
+    assert set(params) == set(result["discriminator"]["mapping"]) == names
+    for job_type in registry.all_types(public_only=True):
+        assert job_type.result is not None, f"{job_type.name} declares no result model"
+        fields = job_type.result.model_fields
+        assert fields["type"].default == job_type.name
