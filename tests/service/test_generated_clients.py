@@ -25,11 +25,12 @@ from typing import Any
 import pytest
 
 from app.main import create_app
-from tests.service.stack import FINAL, ROOT, TINY, Stack, embedded_stack
+from tests.service.stack import FINAL, ROOT, TINY, Stack, embedded_stack, make_task, zip_dir
 
 CACHE = ROOT / ".cache" / "contract"
 NPM_PACKAGES = ("openapi-typescript@7.13.0", "openapi-fetch@0.17.0", "typescript@5.9.3")
-HYPER = {"epochs": 2, "batch_size": 8, "lr": 0.003, "seed": 0}
+HYPER = {"epochs": 2, "batch_size": 8, "lr": 0.02, "seed": 0}
+TASKS = ("colours", "shapes", "orientations", "textures")
 
 
 @pytest.fixture(scope="module")
@@ -84,12 +85,31 @@ def _wait(client: Any, job: Any, timeout: float = 240.0) -> Any:
     return job
 
 
+@pytest.fixture(scope="module")
+def task_zips(workdir: Path) -> list[Path]:
+    """Four small generated tasks (8 images per class: 6 train, 2 test)."""
+    root = workdir / "generated-tasks"
+    root.mkdir(exist_ok=True)
+    return [
+        zip_dir(make_task(root / t, task=t, per_class=8, seed=i), root / f"{t}.zip")
+        for i, t in enumerate(TASKS)
+    ]
+
+
+def _run(client: Any, bodies: list[Any]) -> list[Any]:
+    create_job = _api("jobs.create_job")
+    return [_wait(client, job) for job in [create_job.sync(client=client, body=b) for b in bodies]]
+
+
 def test_python_client_runs_the_workflow(
-    client_pkg: ModuleType, live: Stack, shapes_zip: Path
+    client_pkg: ModuleType, live: Stack, task_zips: list[Path]
 ) -> None:
-    """Upload, register, embed, score, measures, fine-tune, matrix: all through the client."""
+    """The README's workflow through the generated client, untouched: upload, register,
+    embed, score, measures, assess, fine-tune, matrix (JSON and CSV), predictor, prediction."""
     from iimm_client import AuthenticatedClient
     from iimm_client.models import (
+        AssessParams,
+        AssessResult,
         EmbedParams,
         EmbedResult,
         FinetuneParams,
@@ -98,6 +118,9 @@ def test_python_client_runs_the_workflow(
         Hyperparameters,
         MeasuresRequest,
         ModelCreate,
+        PredictionCreate,
+        PredictorCreate,
+        PredictorCreateMethod,
         ScoreParams,
         ScoreResult,
         UploadDatasetBody,
@@ -106,26 +129,31 @@ def test_python_client_runs_the_workflow(
 
     client = AuthenticatedClient(base_url=live.url, token=live.admin_key)
     client = client.with_timeout(__import__("httpx").Timeout(120.0))
-    with shapes_zip.open("rb") as fh:
-        body = UploadDatasetBody(name="shapes", file=File(payload=fh, file_name="shapes.zip"))
-        dataset = _api("datasets.upload_dataset").sync(client=client, body=body)
-    assert dataset.name == "shapes" and dataset.splits.additional_properties["test"] == 12
+    datasets = []
+    for name, archive in zip(TASKS, task_zips, strict=True):
+        with archive.open("rb") as fh:
+            body = UploadDatasetBody(name=name, file=File(payload=fh, file_name=archive.name))
+            datasets.append(_api("datasets.upload_dataset").sync(client=client, body=body))
+    assert [d.name for d in datasets] == list(TASKS)
+    ids = [d.id for d in datasets]
+    train, held_out = ids[:3], ids[3]
     model = _api("models.create_model").sync(
         client=client, body=ModelCreate(name="tiny", arch=TINY, pretrained="random")
     )
     assert model.id.startswith("mdl_")
-    refs = {"model_id": model.id, "dataset_id": dataset.id}
-    create_job = _api("jobs.create_job")
-    embed = _wait(client, create_job.sync(client=client, body=EmbedParams(**refs)))
+
+    refs = {"model_id": model.id, "dataset_id": ids[0]}
+    (embed,) = _run(client, [EmbedParams(**refs)])
     assert embed.type_.value == "embed" and embed.progress.fraction == 1.0
     assert isinstance(embed.result, EmbedResult) and embed.result.n == 12  # typed per job type
-    assert (embed.result.model_name, embed.result.dataset_name) == ("tiny", "shapes")
+    assert (embed.result.model_name, embed.result.dataset_name) == ("tiny", TASKS[0])
     assert embed.created_at.tzinfo is not None and embed.created_at.utcoffset().total_seconds() == 0
     assert isinstance(embed.params, EmbedParams) and embed.params.split == "test"
-    score = _wait(client, create_job.sync(client=client, body=ScoreParams(**refs)))
+    (score,) = _run(client, [ScoreParams(**refs)])
     assert isinstance(score.result, ScoreResult) and score.result.n == 12
     scores = _api("scores.list_scores").sync(client=client, measure="iimm", **refs)
-    assert [s.measure for s in scores.items] == ["iimm"] and scores.items[0].n == 12
+    assert [s.measure for s in scores.items] == ["iimm"]
+    assert scores.items[0].value == score.result.measures.additional_properties["iimm"]
 
     request = MeasuresRequest(
         images=[[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]],
@@ -135,21 +163,40 @@ def test_python_client_runs_the_workflow(
     measured = _api("measures.compute_measures").sync(client=client, body=request)
     assert measured.n == 4 and "iimm" in measured.measures.additional_properties
 
-    finetune = FinetuneParams(
-        method=FinetuneParamsMethod.FULL, hyperparameters=Hyperparameters.from_dict(HYPER), **refs
-    )
-    tuned = _wait(client, create_job.sync(client=client, body=finetune))
-    assert isinstance(tuned.result, FinetuneResult)
-    ftm_id = tuned.result.finetuned_model_id
-    assert [h["epoch"] for h in tuned.result.history] == [1, 2]
-    assert tuned.result.model_name == "tiny" and tuned.result.dataset_name == "shapes"
-    record = _api("finetuned_models.get_finetuned_model").sync(ftm_id, client=client)
-    assert record.train_dataset_id == dataset.id
+    first = _run(client, [AssessParams(model_id=model.id, dataset_id=d, bootstrap=50) for d in ids])
+    assert all(isinstance(job.result, AssessResult) for job in first)
+    hyper = Hyperparameters.from_dict(HYPER)
+    tuned = _run(client, [
+        FinetuneParams(model_id=model.id, dataset_id=d, method=FinetuneParamsMethod.FULL,
+                       hyperparameters=hyper)
+        for d in train
+    ])  # fmt: skip
+    assert all(isinstance(job.result, FinetuneResult) for job in tuned)
+    assert [h["epoch"] for h in tuned[0].result.history] == [1, 2]
+    assert tuned[0].result.model_name == "tiny" and tuned[0].result.dataset_name == TASKS[0]
+    ftm_ids = [job.result.finetuned_model_id for job in tuned]
+    record = _api("finetuned_models.get_finetuned_model").sync(ftm_ids[0], client=client)
+    assert record.train_dataset_id == train[0]
     matrix = _api("matrices.get_matrix").sync(client=client, base_model_id=model.id)
-    assert [row.finetuned_model_id for row in matrix.rows] == [ftm_id]
+    assert sorted(row.finetuned_model_id for row in matrix.rows) == sorted(ftm_ids)
     table = _api("matrices.get_matrix_csv").sync(client=client, base_model_id=model.id)
     header, *rows = table.splitlines()
-    assert "shapes" in header and any(ftm_id in row for row in rows)
+    assert all(name in header for name in TASKS) and rows[0].startswith("zero-shot,")
+    assert len(rows) == 1 + len(matrix.rows)
+
+    predictor = _api("predictors.create_predictor").sync(
+        client=client,
+        body=PredictorCreate(base_model_id=model.id, method=PredictorCreateMethod.FULL),
+    )
+    assert sorted(predictor.datasets) == sorted(train) and predictor.n == 3
+    prediction = _api("predictors.create_prediction").sync(
+        predictor.id, client=client, body=PredictionCreate(dataset_id=held_out)
+    )
+    assert prediction.dataset_id == held_out and prediction.target.value == "gain"
+    (again,) = _run(client, [AssessParams(model_id=model.id, dataset_id=held_out, bootstrap=50)])
+    full = again.result.to_dict()["methods"]["full"]
+    assert full["gain"]["prediction"]["value"] == prediction.prediction.value
+    assert full["ood_change"] is None and again.result.embeddings_reused is True
 
 
 def test_python_client_parses_problems(client_pkg: ModuleType, live: Stack) -> None:
