@@ -70,7 +70,8 @@ def _evaluation(row: Evaluation) -> EvaluationRead:
     return EvaluationRead(
         id=row.id, model_id=row.model_ref, base_model_id=row.base_model_id,
         finetuned_model_id=row.finetuned_model_id, dataset_id=row.dataset_id, split=row.split,
-        top1=row.top1, top5=row.top5, mean_per_class_recall=row.mean_per_class_recall, n=row.n,
+        top1=row.top1, top5=row.top5, mean_per_class_recall=row.mean_per_class_recall,
+        per_class_recall=row.per_class_recall or [], n=row.n,
         job_id=row.job_id, created_at=row.created_at,
     )  # fmt: skip
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class FinetunedModelRead(BaseModel):
@@ -48,6 +48,11 @@ class EvaluationRead(BaseModel):
     top1: float
     top5: float | None
     mean_per_class_recall: float | None
+    per_class_recall: list[float | None] = Field(
+        default_factory=list,
+        description="Top-1 recall of each class in the dataset's class order; null for a class "
+        "with no images in the split.",
+    )
     n: int
     job_id: str | None
     created_at: datetime

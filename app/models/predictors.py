@@ -19,6 +19,7 @@ class Predictor(RecordMixin, Base):
     __tablename__ = "predictors"
     __table_args__ = (
         UniqueConstraint("project_id", "idempotency_key"),
+        UniqueConstraint("project_id", "fit_key"),
         Index("ix_predictors_project_id_id", "project_id", "id"),
         Index("ix_predictors_base_model_id", "base_model_id"),
     )
@@ -37,3 +38,5 @@ class Predictor(RecordMixin, Base):
     skipped: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
     request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Hash of what determines the fit (see app.predictors.service.fit_key): one row per fit.
+    fit_key: Mapped[str | None] = mapped_column(String(64), default=None)

@@ -24,7 +24,11 @@ router = APIRouter(prefix="/v1/predictors", tags=["predictors"], route_class=Tra
 
 
 @router.post(
-    "", status_code=status.HTTP_201_CREATED, response_model=PredictorRead, responses=problems(404)
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=PredictorRead,
+    responses={200: {"model": PredictorRead, "description": "The same fit, stored earlier"}}
+    | problems(404),
 )
 def create_predictor(
     body: PredictorCreate,
@@ -40,15 +44,19 @@ def create_predictor(
     saying how many more fine-tuned tasks are needed. Constant or undefined features are 422.
     With `Idempotency-Key`, a repeated request with the same body returns the same predictor
     (`Idempotent-Replayed: true`); the same key with another body is a 422.
+    A fit identical to a stored one (same base model, method, feature, target, split,
+    piecewise choice and points) is that predictor: 200 with it instead of 201 with a new one.
     """
-    row, created = service.create_predictor(
+    row, how = service.create_predictor(
         session=session, project_id=principal.project_id, body=body,
         idempotency_key=idempotency_key,
     )  # fmt: skip
     read = service.to_read(row, service.existing_datasets(session, principal.project_id, [row]))
     response.headers["Location"] = f"/v1/predictors/{read.id}"
-    if not created:
+    if how == "replayed":
         response.headers["Idempotent-Replayed"] = "true"
+    elif how == "existing":
+        response.status_code = status.HTTP_200_OK
     return read
 
 

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.basemodels import service as models_service
@@ -108,16 +109,41 @@ def _fitted(session: Session, project_id: str, body: PredictorCreate) -> Predict
     )  # fmt: skip
 
 
+def fit_key(row: Predictor) -> str:
+    """Hash of what determines a fit: base model, method, feature, target, split, piecewise
+    and the (dataset, x, y) points. Two requests that fit the same points are one predictor."""
+    points = sorted((p["dataset_id"], p["x"], p["y"]) for p in row.points)
+    return request_hash({"base_model_id": row.base_model_id, "method": row.method,
+                         "feature": row.feature, "target": row.target, "split": row.split,
+                         "piecewise": row.piecewise, "points": points})  # fmt: skip
+
+
+def _same_fit(session: Session, project_id: str, key: str) -> Predictor | None:
+    return session.scalar(
+        select(Predictor).where(Predictor.project_id == project_id, Predictor.fit_key == key)
+    )
+
+
 def create_predictor(
     *, session: Session, project_id: str, body: PredictorCreate, idempotency_key: str | None
-) -> tuple[Predictor, bool]:
-    """Fit and store a predictor, or return the one made with the same key; (row, created)."""
+) -> tuple[Predictor, str]:
+    """Fit and store a predictor; (row, how): ``created``, ``replayed`` (the row made with the
+    same Idempotency-Key) or ``existing`` (the row of an identical fit, `fit_key`)."""
     digest = request_hash(body.model_dump(mode="json"))
     if existing := replay(session, Predictor, project_id, idempotency_key, digest):
-        return existing, False
+        return existing, "replayed"
     row = _fitted(session, project_id, body)
+    row.fit_key = fit_key(row)
+    if (same := _same_fit(session, project_id, row.fit_key)) is not None:
+        return same, "existing"
     row.idempotency_key, row.request_hash = idempotency_key, digest
-    return insert_once(session, row, digest)
+    try:
+        row, created = insert_once(session, row, digest)
+    except IntegrityError:  # a concurrent request stored the same fit first
+        if (same := _same_fit(session, project_id, row.fit_key)) is None:
+            raise
+        return same, "existing"
+    return row, "created" if created else "replayed"
 
 
 def get_predictor(*, session: Session, project_id: str, predictor_id: str) -> Predictor:

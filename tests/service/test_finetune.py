@@ -168,7 +168,14 @@ def _check_evaluate_jobs(c: httpx.Client, model_id: str, ftm: str, other: str) -
     body = {"type": "evaluate", "model_id": model_id, "dataset_ids": [other]}
     done = wait_job(c, c.post("/v1/jobs", json=body).json()["id"], timeout=120)
     assert done["status"] == "succeeded", done
-    assert done["result"]["metrics"][other]["reused_embedding_id"]
+    reused = done["result"]["metrics"][other]
+    assert reused["reused_embedding_id"]
+    # per-class recall from the stored top-k predictions: one per class, averaging to the mean
+    recall = [r for r in reused["per_class_recall"] if r is not None]
+    assert len(reused["per_class_recall"]) == 6 and recall
+    assert sum(recall) / len(recall) == pytest.approx(reused["mean_per_class_recall"], abs=1e-12)
+    rows = c.get("/v1/evaluations", params={"model_id": model_id, "dataset_id": other}).json()
+    assert rows["items"][0]["per_class_recall"] == reused["per_class_recall"]
 
 
 def _final_params(stack: Stack, job_id: str) -> dict[str, Any]:

@@ -35,3 +35,13 @@ def zero_shot_metrics(topk: np.ndarray, labels: np.ndarray, num_classes: int) ->
         "top5": float(hit5.mean()),
         "mean_per_class_recall": float(np.mean(correct[present] / counts[present])),
     }
+
+
+def per_class_recall(topk: np.ndarray, labels: np.ndarray, num_classes: int) -> list[float | None]:
+    """Top-1 recall of each class (correct / support), None for a class absent from `labels`
+    (the fine-tuned evaluation's convention: `workers.ml.finetune.evaluate`)."""
+    labels = np.asarray(labels)
+    hit1 = np.asarray(topk)[:, 0] == labels if len(labels) else np.zeros(0, dtype=bool)
+    counts = np.bincount(labels, minlength=num_classes)
+    correct = np.bincount(labels, weights=hit1, minlength=num_classes)
+    return [float(c / s) if s > 0 else None for c, s in zip(correct, counts, strict=True)]

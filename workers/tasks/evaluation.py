@@ -115,10 +115,24 @@ def _cached_zero_shot(ctx: JobContext, model_id: str, dataset_id: str, split: st
         )  # fmt: skip
         if row is None or zero_shot_top1(row.zero_shot) is None:
             return None
-        zs = row.zero_shot
-        return {"top1": zero_shot_top1(zs), "top5": zs.get("top5"), "n": row.n,
-                "mean_per_class_recall": zs.get("mean_per_class_recall"),
-                "per_class_recall": [], "reused_embedding_id": row.id}  # fmt: skip
+        zs, uri, k = row.zero_shot, row.uri, row.k
+        reused = {"top1": zero_shot_top1(zs), "top5": zs.get("top5"), "n": row.n,
+                  "mean_per_class_recall": zs.get("mean_per_class_recall"),
+                  "reused_embedding_id": row.id}  # fmt: skip
+    return reused | {"per_class_recall": _stored_recall(ctx, uri, k)}
+
+
+def _stored_recall(ctx: JobContext, uri: str, num_classes: int) -> list[float | None]:
+    """Per-class top-1 recall from a stored embedding run's top-k predictions and labels."""
+    import numpy as np
+
+    from workers.ml.store import LABELS, TOPK
+    from workers.ml.zeroshot import per_class_recall
+
+    folder = ctx.storage.local_dir(uri)
+    topk = np.load(folder / TOPK, allow_pickle=False)
+    labels = np.load(folder / LABELS, allow_pickle=False)
+    return per_class_recall(topk, labels, num_classes)
 
 
 def evaluate_one(

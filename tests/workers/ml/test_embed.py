@@ -209,3 +209,20 @@ def test_a_run_logs_where_its_time_went(
     again = embed_dataset(tiny_model, shapes, split="train", out_dir=tmp_path, batch_size=5,
                           num_workers=1)  # fmt: skip
     assert again.timing is None  # complete already: nothing was embedded
+
+
+def test_per_class_recall_is_each_class_hit_rate() -> None:
+    from workers.ml.zeroshot import per_class_recall, zero_shot_metrics
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, size=200)
+    labels[labels == 3] = 4  # class 3 absent
+    topk = rng.integers(0, 5, size=(200, 5))
+    got = per_class_recall(topk, labels, 6)
+    want = [
+        float(np.mean(topk[labels == c, 0] == c)) if (labels == c).any() else None for c in range(6)
+    ]
+    assert got == want and got[3] is None and got[5] is None
+    present = [r for r in got if r is not None]
+    mean = zero_shot_metrics(topk, labels, 6)["mean_per_class_recall"]
+    assert float(np.mean(present)) == pytest.approx(mean, abs=1e-12)
