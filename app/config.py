@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     # many seconds it gives the job back and exits even if the job has not stopped.
     worker_stop_grace_s: float = Field(default=6.0, ge=0)
 
+    # Webhooks: targets are http(s) URLs; with hosts listed here, only those hosts.
+    webhook_allowed_hosts: list[str] = Field(default_factory=list)
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_max_attempts: int = Field(default=10, ge=1)
+    webhook_retry_base_s: float = Field(default=5.0, gt=0)  # then doubling, at most 1 h
+    webhook_interval_s: float = Field(default=1.0, gt=0)
+
     # Worker-side embedding.
     device: str = "auto"
     embed_batch_size: int = Field(default=64, ge=1)

@@ -85,6 +85,7 @@ def _routers(app: FastAPI) -> None:
     from app.measure_requests.router import router as measures_router
     from app.predictors.router import router as predictors_router
     from app.scores.router import router as scores_router
+    from app.webhooks.router import router as webhooks_router
 
     for router in (
         datasets_router,
@@ -96,6 +97,7 @@ def _routers(app: FastAPI) -> None:
         matrices_router,
         predictors_router,
         comparisons_router,
+        webhooks_router,
     ):
         app.include_router(router, dependencies=[KnownQuery])
     app.include_router(health_router)

@@ -32,6 +32,7 @@ TAGS: list[dict[str, Any]] = [
     },
     {"name": "comparisons", "description": "Which measure predicts fine-tuning best."},
     {"name": "rankings", "description": "Which base model and method to pick for a dataset."},
+    {"name": "webhooks", "description": "Endpoints that receive job events, and deliveries."},
 ]
 
 

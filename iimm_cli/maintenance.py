@@ -1,4 +1,5 @@
-"""`iimm maintenance`: the outbox relay and the reaper as a process of their own.
+"""`iimm maintenance`: the outbox relay, the reaper and webhook deliveries as a process of
+their own.
 
 The API runs them in a thread by default (`IIMM_RUN_MAINTENANCE_IN_API=true`). A production
 deployment with several API processes or replicas can instead set it to false everywhere
@@ -17,7 +18,9 @@ from typing import Any
 
 def register(sub: Any) -> None:
     """Add the `maintenance` subcommand."""
-    p = sub.add_parser("maintenance", help="run the outbox relay and the reaper")
+    p = sub.add_parser(
+        "maintenance", help="run the outbox relay, the reaper and webhook deliveries"
+    )
     p.add_argument("--once", action="store_true", help="one pass, then exit")
     p.set_defaults(handler=run_maintenance)
 
@@ -35,6 +38,7 @@ def run_maintenance(args: argparse.Namespace) -> int:
     try:
         if args.once:
             maintenance.tick()
+            maintenance.webhooks.once()
             return 0
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):

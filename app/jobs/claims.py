@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.db import utcnow
 from app.models import Job, JobStatus
+from app.webhooks.events import record_job_event
 
 RUNNING = JobStatus.running.value
 QUEUED = JobStatus.queued.value
@@ -50,6 +51,7 @@ def claim(*, session: Session, job_id: str, worker_id: str, lease_s: float) -> i
         .values(queue_wait_s=wait_s)
         .execution_options(synchronize_session=False)
     )
+    record_job_event(session, job_id, JobStatus.running)
     return int(attempt)
 
 
@@ -134,7 +136,10 @@ def finish(
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    return res.rowcount == 1  # type: ignore[attr-defined]
+    if res.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    record_job_event(session, job_id, status)
+    return True
 
 
 def release(
@@ -163,7 +168,10 @@ def release(
         )
         .execution_options(synchronize_session=False)
     )
-    return res.rowcount == 1  # type: ignore[attr-defined]
+    if res.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    record_job_event(session, job_id, JobStatus.queued)
+    return True
 
 
 def wait(

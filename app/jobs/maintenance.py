@@ -17,26 +17,32 @@ log = logging.getLogger("iimm.maintenance")
 
 
 class Maintenance:
-    """Relay (broker mode) every `relay_interval_s` or when woken; reaper less often."""
+    """Relay (broker mode) every `relay_interval_s` or when woken; reaper and sweep less often;
+    webhook deliveries in a thread of their own (a slow receiver never delays the relay)."""
 
     def __init__(self, factory: sessionmaker[Session], settings: Settings) -> None:
+        from app.webhooks.delivery import Sender
+
         self.factory, self.settings = factory, settings
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="iimm-maintenance", daemon=True)
         self._last_reap = 0.0
         self._last_sweep = 0.0
+        self.webhooks = Sender(factory, settings)
 
     def start(self) -> None:
-        """Start the thread."""
+        """Start the threads."""
         self._thread.start()
+        self.webhooks.start()
 
     def stop(self) -> None:
-        """Stop the thread and wait for it briefly."""
+        """Stop the threads and wait for them briefly."""
         self._stop.set()
         from app.jobs.relay import wake_relay
 
         wake_relay()
         self._thread.join(timeout=10)
+        self.webhooks.stop()
 
     def tick(self) -> None:
         """One pass: publish the outbox; reap and sweep orphaned artifacts when due."""

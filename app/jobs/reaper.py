@@ -14,6 +14,7 @@ from app.db import session_scope, utcnow
 from app.jobs.children import wake_ready_parents
 from app.jobs.relay import wake_relay
 from app.models import Job, JobStatus, OutboxEntry
+from app.webhooks.events import record_job_event
 
 log = logging.getLogger("iimm.reaper")
 
@@ -47,6 +48,8 @@ def _requeue(session: Session, job: Job, settings: Settings) -> None:
         values = {"status": JobStatus.queued.value, "enqueued_at": now, "stage": "requeued"}
     values |= {"lease_expires_at": None, "updated_at": now}
     res = session.execute(base.values(**values).execution_options(synchronize_session=False))
+    if res.rowcount == 1:  # type: ignore[attr-defined]
+        record_job_event(session, job.id, values["status"])
     if res.rowcount == 1 and values["status"] == JobStatus.queued.value and settings.uses_broker:  # type: ignore[attr-defined]
         session.add(OutboxEntry(job_id=job.id, queue=job.queue))
     log.warning("job %s lease expired (attempt %s): now %s", job.id, attempt, values["status"])

@@ -15,6 +15,7 @@ from app.models import Job, JobStatus
 from app.models.jobs import FINAL_STATUSES
 from app.ownership import get_owned
 from app.pagination import page
+from app.webhooks.events import record_job_event
 
 
 def create_job(
@@ -52,6 +53,7 @@ def create_job(
         return job, False
     enqueue(session=session, job=job, use_broker=use_broker)
     session.flush()
+    record_job_event(session, job.id, JobStatus.queued)
     return job, True
 
 
@@ -87,6 +89,8 @@ def cancel_job(*, session: Session, project_id: str, job_id: str, use_broker: bo
     children.cancel_tree(session=session, job_id=job_id)
     session.flush()
     session.refresh(job)
+    if job.status == JobStatus.cancelled.value:  # it was queued or waiting: cancelled now
+        record_job_event(session, job_id, JobStatus.cancelled)
     if job.status in FINAL_STATUSES:
         children.wake_parent(session=session, parent_id=job.parent_id, use_broker=use_broker)
     return job

@@ -6,6 +6,7 @@ from app.models.finetuning import Evaluation, FinetunedModel
 from app.models.jobs import Job, JobStatus, OutboxEntry
 from app.models.predictors import Predictor
 from app.models.tenancy import ApiKey, Project
+from app.models.webhooks import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "ApiKey",
@@ -20,4 +21,6 @@ __all__ = [
     "Predictor",
     "Project",
     "Score",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

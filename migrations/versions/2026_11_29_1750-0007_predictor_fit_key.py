@@ -1,8 +1,8 @@
 """predictor fit key: one predictor per identical fit
 
-Revision ID: 0006_predictor_fit_key
-Revises: 0005_job_progress_detail
-Create Date: 2026-11-29 17:20:00.000000
+Revision ID: 0007_predictor_fit_key
+Revises: 0006_child_jobs
+Create Date: 2026-11-29 17:50:00.000000
 """
 
 from collections.abc import Sequence
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006_predictor_fit_key"
-down_revision: str | None = "0005_job_progress_detail"
+revision: str = "0007_predictor_fit_key"
+down_revision: str | None = "0006_child_jobs"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
