@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from iimm_cli._common import print_json
@@ -25,10 +26,24 @@ def register(sub: Any) -> None:
     ls.set_defaults(handler=run_list)
 
 
+def local_path(value: str | None) -> str | None:
+    """`value` made absolute when it names an existing file or folder here, else unchanged.
+
+    The server and its workers read the paths of a model spec, not the CLI, so a path
+    relative to the CLI's working directory (`workers/ml/configs/tiny-clip.json`) is sent
+    absolute; architecture names, tags and `random` pass through untouched."""
+    if value is None or Path(value).is_absolute() or not Path(value).exists():
+        return value
+    return str(Path(value).resolve())
+
+
 def run_add(args: argparse.Namespace) -> int:
-    """Register and print the model."""
+    """Register and print the model (existing local relative paths sent absolute)."""
     body = {k: getattr(args, k) for k in ("name", "preset", "arch", "pretrained")}
     body = {k: v for k, v in body.items() if v is not None}
+    for key in ("arch", "pretrained"):
+        if key in body:
+            body[key] = local_path(body[key])
     print_json(ApiClient.from_args(args).request("POST", "/v1/models", json=body))
     return 0
 
