@@ -37,7 +37,10 @@ def _check_paths(paths: list[str | None], settings: Settings) -> None:
             continue
         path = Path(raw).resolve()
         if not any(path == r or r in path.parents for r in roots):
-            raise ForbiddenError(f"{raw} is not under an allowed root (IIMM_ALLOWED_ROOTS)")
+            raise ForbiddenError(
+                f"{raw} is not under an allowed root; allowed roots (IIMM_ALLOWED_ROOTS): "
+                f"{settings.allowed_roots or 'none configured'}, and the bundled configs"
+            )
 
 
 def create_model(

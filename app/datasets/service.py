@@ -156,7 +156,10 @@ def _check_root(uri: str, path: Path, settings: Settings) -> Path:
     path = path.resolve()
     roots = [Path(r).resolve() for r in settings.allowed_roots]
     if not any(path == r or r in path.parents for r in roots):
-        raise ForbiddenError(f"{uri} is not under an allowed root (IIMM_ALLOWED_ROOTS)")
+        raise ForbiddenError(
+            f"{uri} is not under an allowed root; allowed roots (IIMM_ALLOWED_ROOTS): "
+            f"{settings.allowed_roots or 'none configured'}"
+        )
     return path
 
 

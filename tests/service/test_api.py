@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,9 @@ def test_dataset_reference(stack: Stack, shapes_zip: Path) -> None:
         ok = c.post("/v1/datasets", json={"name": _name("ref"), "uri": folder.as_uri()})
         assert ok.status_code == 201, ok.text
         assert ok.json()["source"] == "uri" and ok.json()["splits"]["train"] == 36
-        assert_problem(c.post("/v1/datasets", json={"name": "etc", "uri": "file:///etc"}), 403)
+        roots = json.loads(stack.env["IIMM_ALLOWED_ROOTS"])
+        etc = c.post("/v1/datasets", json={"name": "etc", "uri": "file:///etc"})
+        assert_problem(etc, 403, "IIMM_ALLOWED_ROOTS", *roots)  # names where files may be
         assert_problem(c.post("/v1/datasets", json={"name": "s3", "uri": "s3://evil/x"}), 403)
         assert_problem(c.post("/v1/datasets", json={"name": "ftp", "uri": "ftp://x/y"}), 422)
 
