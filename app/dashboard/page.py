@@ -46,7 +46,9 @@ form { display: flex; gap: 8px; align-items: center; }
 input { width: 28em; padding: 4px; } #status { color: #555; margin: 8px 0 0; min-height: 1em; }
 .grid { display: flex; flex-wrap: wrap; gap: 16px; padding: 0 24px; }
 .card { background: white; border: 1px solid #ddd; border-radius: 6px; padding: 8px; }
-.card h3 { font-size: 13px; margin: 0 0 6px; font-weight: 600; }
+.card { max-width: 680px; min-width: 0; }
+.card h3 { font-size: 13px; margin: 0 0 2px; font-weight: 600; overflow-wrap: anywhere; }
+.card .meta { font-size: 12px; color: #666; margin: 0 0 6px; overflow-wrap: anywhere; }
 .card img { display: block; max-width: 100%; } .error { color: #b00020; }
 """
 
@@ -103,12 +105,36 @@ async function listAll(get, path) {
   return items;
 }
 
-async function card(doc, get, title, path) {
+const TARGETS = { gain: "G", ood_change: "OOD change" };
+
+// Names beside ids: {id: name} of the project's models.
+async function modelNames(get) {
+  const names = {};
+  for (const m of await listAll(get, "/v1/models")) names[m.id] = m.name;
+  return names;
+}
+
+function predictorTitle(p, names) {
+  const model = names[p.base_model_id] || p.base_model_id;
+  return `${TARGETS[p.target] || p.target} vs ${p.feature} · ${p.method} · ${model}`;
+}
+
+// What tells two fits of the same kind apart: when, which, on how many tasks.
+function predictorMeta(p) {
+  const when = String(p.created_at || "").slice(0, 16).replace("T", " ");
+  return `fitted ${when} UTC · ${p.id} · n = ${p.n}`;
+}
+
+async function card(doc, get, title, meta, path) {
   const box = doc.createElement("div");
   box.className = "card";
   const h = doc.createElement("h3");
   h.textContent = title;
   box.appendChild(h);
+  const m = doc.createElement("p");
+  m.className = "meta";
+  m.textContent = meta;
+  box.appendChild(m);
   const resp = await get(path);
   if (!resp.ok) {
     const p = doc.createElement("p");
@@ -132,15 +158,18 @@ async function show(doc, get) {
   matricesBox.replaceChildren();
   status.textContent = "Loading…";
   try {
+    const names = await modelNames(get);
     const predictors = await listAll(get, "/v1/predictors");
     for (const p of predictors) {
-      const title = `${p.target} vs ${p.feature} · ${p.method} · ${p.base_model_id}`;
-      predictorsBox.appendChild(await card(doc, get, title, predictorFigurePath(p)));
+      const path = predictorFigurePath(p);
+      predictorsBox.appendChild(
+        await card(doc, get, predictorTitle(p, names), predictorMeta(p), path));
     }
     const pairs = matrixPairs(await listAll(get, "/v1/finetuned-models"));
     for (const { base, method } of pairs) {
-      const title = `${method} · ${base}`;
-      matricesBox.appendChild(await card(doc, get, title, matrixFigurePath(base, method)));
+      const title = `${method} · ${names[base] || base}`;
+      const path = matrixFigurePath(base, method);
+      matricesBox.appendChild(await card(doc, get, title, `base model ${base}`, path));
     }
     status.textContent = `${predictors.length} predictor(s), ${pairs.length} matrix(es).`;
   } catch (e) {
@@ -163,6 +192,9 @@ if (typeof document !== "undefined") {
 }
 
 if (typeof module !== "undefined") {
-  module.exports = { predictorFigurePath, matrixFigurePath, matrixPairs, makeClient, show };
+  module.exports = {
+    predictorFigurePath, matrixFigurePath, matrixPairs, makeClient, predictorTitle,
+    predictorMeta, show,
+  };
 }
 """

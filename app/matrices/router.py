@@ -9,15 +9,15 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
 
-from app.dashboard.figures import SVG, matrix_svg, wants
 from app.deps import CurrentPrincipal, SessionDep, TransactionalRoute
 from app.errors import problems
 from app.finetuning.params import Method
+from app.matrices import figures
 from app.matrices.schemas import MatrixColumn, MatrixRead, MatrixRowRead
 from app.matrices.service import Matrix, build_matrix
+from app.negotiation import CSV, SVG, wants
 
 router = APIRouter(prefix="/v1/matrices", tags=["matrices"], route_class=TransactionalRoute)
-CSV = "text/csv"
 
 
 def to_read(m: Matrix) -> MatrixRead:
@@ -92,7 +92,7 @@ def get_matrix(
     if wants(format, accept, "csv", CSV):
         return Response(to_csv(matrix), media_type=f"{CSV}; charset=utf-8")
     if wants(format, accept, "svg", SVG):
-        return Response(matrix_svg(matrix), media_type=SVG)
+        return Response(figures.figure(session, matrix), media_type=SVG)
     return to_read(matrix)
 
 

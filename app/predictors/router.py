@@ -6,11 +6,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Response, status
 
-from app.dashboard.figures import SVG, dataset_names, predictor_svg, wants
 from app.deps import CurrentPrincipal, SessionDep, TransactionalRoute
 from app.errors import problems
 from app.finetuning.params import Method
-from app.predictors import predictions, service
+from app.negotiation import SVG, wants
+from app.predictors import figures, predictions, service
 from app.predictors.schemas import (
     PredictionCreate,
     PredictionRead,
@@ -104,8 +104,7 @@ def get_predictor(
     read = service.to_read(row, service.existing_datasets(session, principal.project_id, [row]))
     if not wants(format, accept, "svg", SVG):
         return read
-    names = dataset_names(session, principal.project_id, read.datasets)
-    return Response(predictor_svg(read, names), media_type=SVG)
+    return Response(figures.figure(session, principal.project_id, row, read), media_type=SVG)
 
 
 @router.delete("/{predictor_id}", status_code=204, responses=problems(404))

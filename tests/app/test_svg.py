@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.dashboard.svg import RAMP, colour, fit_svg, heatmap_svg, nice_ticks
+from app.svg import RAMP, colour, fit_svg, heatmap_svg, nice_ticks
 
 NS = {"s": "http://www.w3.org/2000/svg"}
 HOSTILE = "<script>alert('x')</script> & \"quotes\""
@@ -118,3 +118,48 @@ def test_heatmap_cells_hold_their_values() -> None:
     assert "G +0.5" in texts and f"{cells[0][0]:.2f}" in texts
     with pytest.raises(ValueError, match="one value per row and column"):
         heatmap_svg(["a"], ["x", "y"], [[0.1]], title="bad")
+
+
+def test_long_titles_are_cut_to_the_width_and_kept_whole_in_the_tooltip() -> None:
+    long = "G vs iimm · full · " + "a very long base model name " * 6
+    root = ET.fromstring(fit_svg([("a", 0.1, 0.2), ("b", 0.3, 0.4)], [], x_label="x",
+                                 y_label="y", title=long, subtitle="fitted today"))  # fmt: skip
+    shown = "".join(root.find(".//s:text[@class='title']", NS).itertext())
+    assert shown.endswith("…") and long.startswith(shown[:-1])
+    assert len(shown) * 0.6 * 15 <= float(root.get("width"))  # fits at the mean advance
+    assert root.find("s:title", NS).text == f"{long} — fitted today"
+
+
+def test_band_and_fitted_range_are_drawn_with_a_legend() -> None:
+    band = [(0.0, -0.1, 0.3), (0.5, 0.2, 0.5), (1.0, 0.6, 1.1)]
+    root = ET.fromstring(fit_svg([("a", 0.2, 0.2), ("b", 0.8, 0.8)], [(0.2, 0.2), (0.8, 0.8)],
+                                 x_label="x", y_label="y", title="t", band=band,
+                                 fitted_range=(0.2, 0.8)))  # fmt: skip
+    (poly,) = root.findall(".//s:polygon[@class='band']", NS)
+    assert [tuple(map(float, t.split(","))) for t in poly.get("data-band").split()] == band
+    assert len(poly.get("points").split()) == 2 * len(band)  # upper edge, then lower
+    edges = [float(e.get("data-value")) for e in root.findall(".//s:line[@class='fitted-range']",
+                                                               NS)]  # fmt: skip
+    assert edges == [0.2, 0.8]
+    texts = ["".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert {"fit", "95% prediction interval", "fitted range"} <= set(texts)
+
+
+def test_heatmap_outlines_axes_scale_and_missing_key() -> None:
+    cells: list[list[float | None]] = [[0.1, 0.2], [0.9, None]]
+    root = ET.fromstring(heatmap_svg(
+        ["zero-shot", "a"], ["a", "b"], cells, title="m", row_title="training dataset",
+        column_title="evaluation dataset", highlight=[(1, 0)], highlight_label="in-domain",
+        missing_label="not evaluated", value_label="accuracy",
+    ))  # fmt: skip
+    outlined = [(r.get("data-row"), r.get("data-col"))
+                for r in root.findall(".//s:rect[@class='highlight']", NS)]  # fmt: skip
+    assert outlined == [("1", "0")]
+    texts = ["".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    for label in ("training dataset", "evaluation dataset", "in-domain", "not evaluated",
+                  "accuracy", "0", "0.5", "1"):  # fmt: skip
+        assert label in texts, label
+    stops = root.findall(".//s:linearGradient/s:stop", NS)
+    assert [s.get("stop-color") for s in stops] == ["#{:02x}{:02x}{:02x}".format(*c) for c in RAMP]
+    missing = root.find(".//s:rect[@class='cell missing']", NS)
+    assert missing.find("s:title", NS).text.endswith("not evaluated")

@@ -59,10 +59,31 @@ def test_predictor_figure_holds_its_points_and_line(project: Any) -> None:
     lo, hi = line["fitted_range"]["min"], line["fitted_range"]["max"]
     a, b = line["intercept"], line["slope"]
     assert ends == [(lo, a + b * lo), (hi, a + b * hi)]
+    # the 95% prediction band holds the line and widens away from the data's centre; the
+    # fitted range is marked at its two ends
+    (band,) = root.findall(".//s:polygon[@class='band']", NS)
+    triples = [tuple(map(float, t.split(","))) for t in band.get("data-band").split()]
+    assert all(low < a + b * x < up for x, low, up in triples)
+    widths = [up - low for _, low, up in triples]
+    assert widths[0] > min(widths) < widths[-1]
+    edges = {e.get("data-edge"): float(e.get("data-value"))
+             for e in root.findall(".//s:line[@class='fitted-range']", NS)}  # fmt: skip
+    assert edges == {"min": lo, "max": hi}
+    # names, not ids: the base model and datasets by name; the fit told apart by date and id
+    texts = _texts(root)
+    model = c.get(f"/v1/models/{line['base_model_id']}").json()["name"]
+    assert model in texts[0] and "full" in texts[0] and line["id"] in texts[1]
+    assert not [t for t in texts if "dst_" in t or "mdl_" in t]
+    assert {"fine-tuned task", "fit", "95% prediction interval", "fitted range"} <= set(texts)
     # Accept negotiates the same figure; JSON stays the default
     assert c.get(f"/v1/predictors/{line['id']}", headers={"Accept": SVG}).text == resp.text
     assert c.get(f"/v1/predictors/{line['id']}").json()["id"] == line["id"]
     assert_problem(c.get(f"/v1/predictors/{line['id']}", params={"format": "png"}), 422)
+
+
+def _texts(root: ET.Element) -> list[str]:
+    """The visible strings of a figure, in document order."""
+    return ["".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text")]
 
 
 def test_a_hinge_is_drawn_as_a_hinge(stack: Stack) -> None:
@@ -99,9 +120,21 @@ def test_matrix_heat_map_holds_the_matrix(project: Any) -> None:
             assert rect.get("class") == "cell missing"
         else:
             assert float(rect.get("data-value")) == want
-    texts = ["".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    texts = _texts(root)
     for r in matrix["rows"]:
         assert r["train_dataset_name"] in texts and f"G {r['gain']:+.2f}" in " ".join(texts)
+    # axes named, in-domain cells outlined, a colour scale and a key for blank cells
+    assert {"training dataset", "evaluation dataset (test split)"} <= set(texts)
+    outlined = {(int(r.get("data-row")), int(r.get("data-col")))
+                for r in root.findall(".//s:rect[@class='highlight']", NS)}  # fmt: skip
+    assert outlined == {(i + 1, columns.index(r["train_dataset_id"]))
+                        for i, r in enumerate(matrix["rows"])}  # fmt: skip
+    assert root.find(".//s:rect[@class='colour-scale']", NS) is not None
+    assert [float(t.get("data-value")) for t in root.findall(".//s:line[@class='scale-tick']", NS)
+            ] == [0.0, 0.25, 0.5, 0.75, 1.0]  # fmt: skip
+    assert any(t.startswith("not evaluated") for t in texts)
+    model = c.get(f"/v1/models/{seed.model_id}").json()["name"]
+    assert model in texts[0] and not [t for t in texts if "dst_" in t or "mdl_" in t]
     accept = c.get("/v1/matrices", params=params, headers={"Accept": SVG})
     assert accept.text == resp.text
 
@@ -177,16 +210,15 @@ def test_dashboard_script_shows_every_figure(stack: Stack, project: Any, tmp_pat
     predictors = c.get("/v1/predictors").json()["items"]
     cards = out["ids"]["predictors"]["children"]
     assert len(cards) == len(predictors) >= 1
+    model = c.get(f"/v1/models/{seed.model_id}").json()["name"]
     for card, p in zip(cards, predictors, strict=True):
-        title, img = card["children"]
-        assert p["feature"] in title["text"] and p["method"] in title["text"]
+        title, meta, img = card["children"]
+        assert title["text"] == f"G vs {p['feature']} · {p['method']} · {model}"
+        assert p["id"] in meta["text"] and p["created_at"][:10] in meta["text"]
         assert img["tag"] == "img" and img["src"].startswith("blob:")
     matrices = out["ids"]["matrices"]["children"]
-    assert [m["children"][0]["text"] for m in matrices] == [
-        f"full · {seed.model_id}",
-        f"lora · {seed.model_id}",
-    ]
-    assert all(m["children"][1]["src"].startswith("blob:") for m in matrices)
+    assert [m["children"][0]["text"] for m in matrices] == [f"full · {model}", f"lora · {model}"]
+    assert all(m["children"][2]["src"].startswith("blob:") for m in matrices)
     assert out["seen"].count("svg") == len(predictors) + 2 and not [
         s for s in out["seen"] if s.startswith("not svg")
     ]

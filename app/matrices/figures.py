@@ -1,0 +1,47 @@
+"""The accuracy matrix as a heat map: rows = training dataset (after the zero-shot row),
+columns = evaluation dataset, the in-domain cells outlined, G and the out-of-domain change
+at the right of each row, a colour scale and a key for cells never evaluated."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.matrices.service import Matrix
+from app.models import BaseModel
+from app.svg import heatmap_svg
+
+
+def matrix_svg(m: Matrix, model: str) -> str:
+    """The heat map of `m`, titled by its method and base model name `model`."""
+    columns = [m.names.get(i, i) for i in m.datasets]
+    rows = ["zero-shot"] + [m.names.get(r.train_dataset_id, r.train_dataset_id) for r in m.rows]
+    cells = [[m.zero_shot.get(i) for i in m.datasets]]
+    cells += [[r.accuracies.get(i) for i in m.datasets] for r in m.rows]
+    notes = [""] + [_row_note(r.gain, r.ood_change) for r in m.rows]
+    position = {d: j for j, d in enumerate(m.datasets)}
+    diagonal = [(i + 1, position[r.train_dataset_id]) for i, r in enumerate(m.rows)
+                if r.train_dataset_id in position]  # fmt: skip
+    return heatmap_svg(
+        rows, columns, cells, row_notes=notes,
+        title=f"Test top-1 accuracy · {m.method} · {model}",
+        subtitle=f"{len(m.rows)} fine-tuned model(s); G and OOD change (< 0: forgotten) at right",
+        row_title="training dataset", column_title="evaluation dataset (test split)",
+        highlight=diagonal, highlight_label="in-domain: evaluated on its training dataset",
+        missing_label="not evaluated (run an evaluate job)", value_label="test top-1 accuracy",
+    )  # fmt: skip
+
+
+def figure(session: Session, m: Matrix) -> str:
+    """The SVG heat map of a built matrix (the base model named as registered)."""
+    model = session.scalar(select(BaseModel.name).where(BaseModel.id == m.base_model_id))
+    return matrix_svg(m, model or m.base_model_id)
+
+
+def _row_note(gain: float | None, ood: float | None) -> str:
+    parts = []
+    if gain is not None:
+        parts.append(f"G {gain:+.2f}")
+    if ood is not None:
+        parts.append(f"OOD {ood:+.3f}")
+    return "  ".join(parts)
