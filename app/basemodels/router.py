@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
 from app.basemodels import service
 from app.basemodels.schemas import ModelCreate, ModelList, ModelRead
 from app.deletion import CASCADE_DOC
-from app.deps import CurrentPrincipal, SessionDep, SettingsDep, StorageDep, TransactionalRoute
-from app.errors import problems
+from app.deps import (
+    MULTIPART,
+    CurrentPrincipal,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+    TransactionalRoute,
+    media_type,
+)
+from app.errors import InvalidError, problems
+from app.limits import read_form
 from app.models import BaseModel
 
 router = APIRouter(prefix="/v1/models", tags=["models"], route_class=TransactionalRoute)
@@ -46,6 +59,70 @@ def create_model(
     )
     response.headers["Location"] = f"/v1/models/{read.id}"
     return read
+
+
+NAME_PATTERN = r"^[\w .@:/-]+$"
+UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            MULTIPART: {
+                "schema": {
+                    "type": "object",
+                    "required": ["name", "architecture", "checkpoint"],
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1, "maxLength": 200,
+                                 "pattern": NAME_PATTERN},
+                        "architecture": {"type": "string", "format": "binary",
+                                         "description": "open_clip model config (JSON)"},
+                        "checkpoint": {"type": "string", "format": "binary",
+                                       "description": "weights: .safetensors, or a "
+                                       "torch.save state_dict (.pt)"},
+                    },
+                }
+            }
+        },
+    }
+}  # fmt: skip
+
+
+@router.post(
+    ":upload",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ModelRead,
+    responses=problems(409, 413, 415),
+    openapi_extra=UPLOAD_BODY,
+    dependencies=[media_type(MULTIPART, hint="to register by spec, POST JSON to /v1/models")],
+)
+async def upload_model(
+    request: Request,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    settings: SettingsDep,
+    storage: StorageDep,
+    response: Response,
+) -> ModelRead:
+    """Register a model from files the server cannot see: `name`, `architecture` (an
+    open_clip config JSON) and `checkpoint` (safetensors, or a `torch.save` zip whose
+    pickle holds only tensors and containers: one that would call anything else, e.g.
+    `os.system`, is a 422). Both are streamed to the artifact store, each at most
+    `IIMM_MAX_UPLOAD_BYTES`; workers load the weights with `weights_only=True`."""
+    form = await read_form(request, max_files=2, max_fields=4)
+    name, arch, ckpt = form.get("name"), form.get("architecture"), form.get("checkpoint")
+    if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name) or len(name) > 200:
+        msg = f"required: a name of letters, digits and ' .@:/-' (pattern {NAME_PATTERN})"
+        raise RequestValidationError([{"loc": ("body", "name"), "msg": msg, "type": "pattern"}])
+    if not isinstance(arch, UploadFile) or not isinstance(ckpt, UploadFile):
+        raise InvalidError("form fields `architecture` (JSON) and `checkpoint` must be files")
+    row = await run_in_threadpool(
+        lambda: service.upload_model(
+            session=session, storage=storage, settings=settings,
+            project_id=principal.project_id, name=name.strip(), architecture=arch.file,
+            checkpoint=ckpt.file, checkpoint_name=ckpt.filename or "",
+        )
+    )  # fmt: skip
+    response.headers["Location"] = f"/v1/models/{row.id}"
+    return to_read(row)
 
 
 @router.get("", response_model=ModelList, responses=problems())

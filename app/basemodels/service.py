@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -11,7 +14,7 @@ from sqlalchemy.orm import Session
 from app.artifacts import Storage
 from app.basemodels.schemas import ModelCreate
 from app.config import Settings
-from app.db import new_id
+from app.db import new_id, on_rollback
 from app.errors import ConflictError, ForbiddenError, InvalidError
 from app.imagedata import ModelSpecError, resolve_spec
 from app.models import BaseModel
@@ -69,6 +72,45 @@ def create_model(
             session.flush()
     except IntegrityError:
         raise ConflictError(f"a model named {body.name!r} already exists in this project") from None
+    return row
+
+
+def upload_model(
+    *, session: Session, storage: Storage, settings: Settings, project_id: str, name: str,
+    architecture: BinaryIO, checkpoint: BinaryIO, checkpoint_name: str,
+) -> BaseModel:  # fmt: skip
+    """Register a model from an uploaded open_clip architecture JSON and checkpoint, both
+    streamed to the artifact store (each at most `max_upload_bytes`) after the checks of
+    `app.basemodels.checkpoints`; nothing is left behind on failure."""
+    from app.basemodels.checkpoints import check_architecture, check_checkpoint
+    from app.datasets.service import save_stream
+
+    if not storage.is_local:
+        raise InvalidError("model uploads need a local or shared-filesystem artifact store")
+    model_id = new_id("mdl")
+    work = Path(tempfile.mkdtemp(prefix="iimm-model-", dir=settings.data_dir))
+    try:
+        arch = work / f"{model_id}.json"  # the stem is the architecture's open_clip name
+        save_stream(architecture, arch, min(settings.max_json_bytes, settings.max_upload_bytes))
+        check_architecture(arch)
+        weights = work / "upload"
+        save_stream(checkpoint, weights, settings.max_upload_bytes)
+        weights.rename(work / check_checkpoint(weights, checkpoint_name))
+        key = f"models/{model_id}"
+        storage.put_dir(work, key)
+        on_rollback(session, lambda: storage.delete(key))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    folder = Path(storage.path(key))
+    stored = next(p for p in folder.iterdir() if p.name.startswith("weights."))
+    row = BaseModel(id=model_id, project_id=project_id, name=name,
+                    arch=str(folder / f"{model_id}.json"), pretrained=str(stored))  # fmt: skip
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        raise ConflictError(f"a model named {name!r} already exists in this project") from None
     return row
 
 
