@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from iimm_cli._common import CliError
+from iimm_cli.client import add_client_args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="iimm",
         description="Predict learning and forgetting of fine-tuned vision-language models (IIMM).",
     )
+    add_client_args(parser)  # also accepted before the subcommand; the subcommand's wins
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_"):

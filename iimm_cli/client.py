@@ -15,10 +15,23 @@ FINAL = ("succeeded", "failed", "cancelled")
 
 
 def add_client_args(parser: argparse.ArgumentParser) -> None:
-    """--url, --api-key and --data-dir (where embedded mode keeps admin.key)."""
-    parser.add_argument("--url", default=os.environ.get("IIMM_URL", "http://127.0.0.1:8000"))
-    parser.add_argument("--api-key", default=os.environ.get("IIMM_API_KEY"))
-    parser.add_argument("--data-dir", default=os.environ.get("IIMM_DATA_DIR", "./var"))
+    """--url, --api-key and --data-dir (where embedded mode keeps admin.key).
+
+    They are added to the top-level parser and to each API subcommand without defaults
+    (`from_args` applies them), so they work before the subcommand (`iimm --url U jobs list`)
+    and after it (`iimm jobs list --url U`); given in both places, the subcommand's wins."""
+    parser.add_argument(
+        "--url", default=argparse.SUPPRESS,
+        help="the API's base URL (default: $IIMM_URL or http://127.0.0.1:8000)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--api-key", default=argparse.SUPPRESS,
+        help="API key (default: $IIMM_API_KEY, else DATA_DIR/admin.key)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--data-dir", default=argparse.SUPPRESS,
+        help="data directory of the embedded service (default: $IIMM_DATA_DIR or ./var)",
+    )  # fmt: skip
 
 
 class ApiClient:
@@ -33,14 +46,17 @@ class ApiClient:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ApiClient:
-        """A client from --url/--api-key, falling back to `<data dir>/admin.key`."""
-        key = args.api_key
+        """A client from --url/--api-key (or $IIMM_URL/$IIMM_API_KEY), falling back to
+        `<data dir>/admin.key`."""
+        url = getattr(args, "url", None) or os.environ.get("IIMM_URL", "http://127.0.0.1:8000")
+        key = getattr(args, "api_key", None) or os.environ.get("IIMM_API_KEY")
         if not key:
-            path = Path(args.data_dir) / "admin.key"
+            data_dir = getattr(args, "data_dir", None) or os.environ.get("IIMM_DATA_DIR", "./var")
+            path = Path(data_dir) / "admin.key"
             if not path.is_file():
                 raise CliError(f"no API key: pass --api-key, set IIMM_API_KEY, or create {path}")
             key = path.read_text().strip()
-        return cls(args.url, key)
+        return cls(url, key)
 
     def request(self, method: str, path: str, **kw: Any) -> Any:
         """Send a request; returns the decoded JSON (None for 204)."""

@@ -28,7 +28,11 @@ TINY = Path(__file__).resolve().parents[1] / "workers" / "ml" / "configs" / "tin
 def register(sub: Any) -> None:
     """Add the `demo` subcommand."""
     p = sub.add_parser("demo", help="start the embedded service and run embed + score on it")
-    p.add_argument("--data-dir", help="keep the service's data here (default: a temp dir)")
+    p.add_argument(
+        "--data-dir",
+        default=argparse.SUPPRESS,
+        help="keep the service's data here (default: a temp dir)",
+    )
     p.add_argument("--port", type=int, default=0, help="API port (default: a free one)")
     p.add_argument("--task", default="shapes", help="synthetic task (shapes, colours, ...)")
     p.add_argument("--per-class", type=int, default=40)
@@ -109,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
     from iimm_cli.scores import fmt, score_rows
 
     work = Path(tempfile.mkdtemp(prefix="iimm-demo-"))
-    data_dir = Path(args.data_dir).resolve() if args.data_dir else work / "var"
+    kept_dir = getattr(args, "data_dir", None)
+    data_dir = Path(kept_dir).resolve() if kept_dir else work / "var"
     port = args.port or _free_port()
     url = f"http://127.0.0.1:{port}"
     print(f"Starting the embedded IIMM service (data in {data_dir}) ...", flush=True)
@@ -128,6 +133,6 @@ def run(args: argparse.Namespace) -> int:
     finally:
         stop_service(proc)
         shutil.rmtree(work, ignore_errors=True)
-    kept = f"data kept in {data_dir}" if args.data_dir else "temporary data removed"
+    kept = f"data kept in {data_dir}" if kept_dir else "temporary data removed"
     print(f"Service stopped ({kept}). Run it yourself with: iimm serve --data-dir ./var")
     return 0

@@ -18,13 +18,13 @@ from typing import Any
 def register(sub: Any) -> None:
     """Add the `serve` and `worker` subcommands."""
     p = sub.add_parser("serve", help="run the API (and, embedded, a worker)")
-    p.add_argument("--data-dir", default=None, help="data directory (default ./var)")
+    p.add_argument("--data-dir", default=argparse.SUPPRESS, help="data directory (default ./var)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--no-worker", action="store_true", help="do not start a worker process")
     p.set_defaults(handler=run_serve)
     w = sub.add_parser("worker", help="run an embedded (database-polling) worker")
-    w.add_argument("--data-dir", default=None)
+    w.add_argument("--data-dir", default=argparse.SUPPRESS)
     w.add_argument("queues", nargs="*", default=["gpu", "cpu"])
     w.set_defaults(handler=run_worker)
 
@@ -127,7 +127,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from app.config import get_settings
     from app.main import create_app, prepare_database
 
-    env = _env(args.data_dir)
+    env = _env(getattr(args, "data_dir", None))
     get_settings.cache_clear()
     settings = get_settings()
     if settings.mode == "embedded":
@@ -156,7 +156,7 @@ def run_worker(args: argparse.Namespace) -> int:
     """Run the embedded worker in this process."""
     import logging
 
-    _env(args.data_dir)
+    _env(getattr(args, "data_dir", None))
     from app.config import get_settings
 
     get_settings.cache_clear()
