@@ -27,10 +27,17 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
-def print_table(rows: list[tuple[str, str]], headers: tuple[str, str]) -> None:
-    """Print two-column rows as an aligned plain-text table."""
-    width = max(len(headers[0]), *(len(r[0]) for r in rows)) if rows else len(headers[0])
-    print(f"{headers[0]:<{width}}  {headers[1]}")
-    print(f"{'-' * width}  {'-' * max(len(headers[1]), 10)}")
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+def print_table(rows: list[tuple[str, ...]], headers: tuple[str, ...]) -> None:
+    """Print rows as an aligned plain-text table (the last column is not padded)."""
+    cols = list(zip(headers, *rows, strict=False)) if rows else [(h,) for h in headers]
+    widths = [max(len(v) for v in col) for col in cols[:-1]]
+    rule = [max(len(headers[-1]), 10)]
+
+    def line(values: tuple[str, ...] | list[str]) -> str:
+        cells = [f"{v:<{w}}" for v, w in zip(values, widths, strict=False)]
+        return "  ".join([*cells, values[-1]]).rstrip()
+
+    print(line(headers))
+    print(line(["-" * w for w in widths + rule]))
+    for row in rows:
+        print(line(row))

@@ -38,7 +38,11 @@ def register(sub: Any) -> None:
             "(default), as the IIMM paper's code did, or as their authors' released code does"
         ),
     )
-    p.add_argument("--json", action="store_true", help="print one JSON object name -> value")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"measures": {name: value or null}, "reasons": {name: why it is null}}',
+    )
     p.set_defaults(handler=run)
 
 
@@ -72,19 +76,27 @@ def parse_names(spec: str) -> tuple[str, ...] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load the three arrays, compute the requested measures and print them."""
-    from app.measures import compute_measures
+    """Load the three arrays, compute the requested measures and print them.
+
+    A measure undefined on these data (a baseline with one class present, GBC with one
+    sample per class) is null with its reason; the others are printed as usual.
+    """
+    from app.measures import measure_report
 
     names = parse_names(args.measures)
     images = load_array(args.images, "images")
     texts = load_array(args.texts, "texts")
     labels = load_array(args.labels, "labels")
     try:
-        values = compute_measures(images, texts, labels, names=names, variant=args.variant)
+        report = measure_report(images, texts, labels, names=names, variant=args.variant)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     if args.json:
-        print_json(values)
+        print_json({"measures": report.values, "reasons": report.reasons})
     else:
-        print_table([(k, f"{v:.6g}") for k, v in values.items()], ("measure", "value"))
+        rows = [
+            (k, "null" if v is None else f"{v:.6g}", report.reasons.get(k, ""))
+            for k, v in report.values.items()
+        ]
+        print_table(rows, ("measure", "value", "note"))
     return 0

@@ -129,8 +129,9 @@ def _answer(
 ) -> Response:
     n, k, d = service.check_arrays(arrays)
     if (n + k) * d <= settings.measures_sync_max_values:
-        values = service.compute(arrays, names)
-        return JSONResponse(MeasuresResult(measures=values, n=n, k=k, dim=d).model_dump())
+        values, reasons = service.compute(arrays, names)
+        result = MeasuresResult(measures=values, reasons=reasons, n=n, k=k, dim=d)
+        return JSONResponse(result.model_dump())
     key = f"measures/{new_id('upl')}"
     _store(storage, key, arrays)
     params = MeasuresParams(artifact=key, measures=names)

@@ -32,6 +32,9 @@ class MeasuresResult(BaseModel):
     """Every requested measure (null when undefined), with the input's shape."""
 
     measures: dict[str, float | None]
+    #: Why each null measure is undefined on these data (e.g. "gbc needs at least 2 samples
+    #: per class"); absent for defined measures.
+    reasons: dict[str, str] = {}
     n: int
     k: int
     dim: int

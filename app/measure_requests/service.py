@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import math
-from typing import Any
 
 import numpy as np
 
@@ -45,15 +43,20 @@ def check_arrays(arrays: dict[str, np.ndarray]) -> tuple[int, int, int]:
     return int(images.shape[0]), int(texts.shape[0]), int(images.shape[1])
 
 
-def compute(arrays: dict[str, np.ndarray], names: list[str] | None) -> dict[str, float | None]:
-    """The measures (non-finite values as None); ValueError of the library becomes 422."""
-    from app.measures import compute_measures
+def compute(
+    arrays: dict[str, np.ndarray], names: list[str] | None
+) -> tuple[dict[str, float | None], dict[str, str]]:
+    """The measures and, for each undefined one (None), the reason; invalid input is a 422.
+
+    An undefined measure (GBC with one sample per class, a baseline with one class present)
+    never fails the others: see :func:`app.measures.measure_report`.
+    """
+    from app.measures import measure_report
 
     try:
-        values: dict[str, Any] = compute_measures(
+        report = measure_report(
             arrays["images"], arrays["texts"], arrays["labels"].astype(np.int64), names=names
         )
     except ValueError as exc:
         raise InvalidError(str(exc)) from None
-    return {k: (float(v) if v is not None and math.isfinite(float(v)) else None)
-            for k, v in values.items()}  # fmt: skip
+    return report.values, report.reasons

@@ -28,8 +28,10 @@ from app.measures.registry import (
     BASELINE_VARIANT,
     FAST_MEASURES,
     RETIRED,
+    MeasureReport,
     check_names,
     compute_measures,
+    measure_report,
 )
 from app.measures.stats import ModalityStats
 from app.measures.uncertainty import SampleSize, bootstrap_ci, stable_sample_size
@@ -39,6 +41,7 @@ __all__ = [
     "BASELINE_VARIANT",
     "FAST_MEASURES",
     "RETIRED",
+    "MeasureReport",
     "ModalityStats",
     "SampleSize",
     "bootstrap_ci",
@@ -53,6 +56,7 @@ __all__ = [
     "intra_images",
     "intra_texts",
     "kernel_info",
+    "measure_report",
     "modality_gap",
     "silhouette_cosine",
     "silhouette_euclidean",

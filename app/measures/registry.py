@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -128,26 +130,110 @@ def compute_measures(
     :data:`BASELINE_VARIANT`, ``"definition"``; ``"iimm_reference"`` and ``"authors"``
     reproduce the published programs, see ``app.measures.transferability``). A retired name
     (:data:`RETIRED`) raises ValueError saying what to use instead.
+
+    Raises ValueError when any requested measure is undefined on these data; use
+    :func:`measure_report` to get the defined ones with a reason for each undefined one.
     """
     wanted = _resolve_names(names)
+    report = _compute(images, texts, labels, wanted, block_rows, variant, strict=True)
+    return {name: float(report.values[name]) for name in wanted}  # type: ignore[arg-type]
+
+
+@dataclass
+class MeasureReport:
+    """Every requested measure: a finite value, or None with the reason it is undefined."""
+
+    values: dict[str, float | None]
+    reasons: dict[str, str] = field(default_factory=dict)
+
+
+#: Errors by which a measure says it is undefined on its input (one class present, one sample
+#: per class, a singular covariance), as opposed to an invalid input.
+UNDEFINED_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,
+    ArithmeticError,
+    np.linalg.LinAlgError,
+)
+
+
+def measure_report(
+    images: object,
+    texts: object,
+    labels: object,
+    names: Iterable[str] | None = None,
+    *,
+    block_rows: int | None = None,
+    variant: str = BASELINE_VARIANT,
+) -> MeasureReport:
+    """Like :func:`compute_measures`, but one undefined measure never fails the others.
+
+    A measure that raises one of :data:`UNDEFINED_ERRORS` on valid inputs (GBC with one
+    sample per class, a baseline with one class present) or whose value is not finite is
+    None in ``values``, with its reason in ``reasons``. Invalid inputs (shapes, labels out of
+    range, unknown or retired names, an unknown variant) still raise ValueError: then no
+    measure is defined.
+    """
+    wanted = _resolve_names(names)
+    return _compute(images, texts, labels, wanted, block_rows, variant, strict=False)
+
+
+def _compute(
+    images: object,
+    texts: object,
+    labels: object,
+    wanted: list[str],
+    block_rows: int | None,
+    variant: str,
+    *,
+    strict: bool,
+) -> MeasureReport:
+    """Each group of measures computed together (the fast family, NCTI's terms, each other
+    measure alone); with ``strict=False`` a group that is undefined is None with a reason."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}; got {variant!r}")
     X, T = check_pair(images, texts)
     y = as_labels(labels, X.shape[0], T.shape[0])
     Tn = normalised(T, "texts")
-    values: dict[str, float] = {}
-    if any(n in FAST_MEASURES for n in wanted):
-        values.update(_fast(X, Tn, y, wanted, block_rows))
+    report = MeasureReport({})
+
+    def run(names: list[str], fn: Callable[[], dict[str, float]]) -> None:
+        try:
+            got = fn()
+        except UNDEFINED_ERRORS as exc:
+            if strict:
+                raise
+            for name in names:
+                report.values[name] = None
+                report.reasons[name] = f"undefined on these data: {exc}"
+            return
+        for name in names:
+            value = float(got[name])
+            if strict or math.isfinite(value):
+                report.values[name] = value
+            else:
+                report.values[name] = None
+                report.reasons[name] = f"undefined on these data: the value is {value}"
+
+    fast = [n for n in wanted if n in FAST_MEASURES]
+    if fast:
+        run(fast, lambda: _fast(X, Tn, y, wanted, block_rows))
+    ncti = [n for n in wanted if n in NCTI_TERMS]
+    if ncti:
+        run(ncti, lambda: _ncti_terms(X, y, variant))
     for name in wanted:
-        if name == "silhouette_euclidean":
-            big = X.shape[0] + T.shape[0] > EXACT_EUCLIDEAN_MAX_POINTS
-            sample = EUCLIDEAN_SAMPLE if big else None
-            values[name] = silhouette_euclidean(X, T, sample=sample, block_rows=block_rows)
-        elif name == "entropy":
-            values[name] = clustering_entropy(X, T)
-        elif name in NCTI_TERMS:
-            if name not in values:
-                values.update(_ncti_terms(X, y, variant))
-        elif name in BASELINES:
-            values[name] = _baseline(name, X, T, y, variant)
-    return {name: float(values[name]) for name in wanted}
+        if name not in FAST_MEASURES and name not in NCTI_TERMS:
+            run([name], lambda name=name: {name: _single(name, X, T, y, block_rows, variant)})
+    return MeasureReport({n: report.values[n] for n in wanted}, report.reasons)
+
+
+def _single(
+    name: str, X: np.ndarray, T: np.ndarray, y: np.ndarray, block_rows: int | None, variant: str
+) -> float:
+    """One costly measure or baseline."""
+    if name == "silhouette_euclidean":
+        big = X.shape[0] + T.shape[0] > EXACT_EUCLIDEAN_MAX_POINTS
+        sample = EUCLIDEAN_SAMPLE if big else None
+        return silhouette_euclidean(X, T, sample=sample, block_rows=block_rows)
+    if name == "entropy":
+        return clustering_entropy(X, T)
+    return _baseline(name, X, T, y, variant)

@@ -35,6 +35,11 @@ class ScoreRead(BaseModel):
     split: str
     measure: str
     value: float | None
+    #: Why `value` is null: the measure is undefined on these data (e.g. one class present).
+    reason: str | None = None
+    #: What the value rests on that a reader should know: prompts truncated by the tokenizer,
+    #: classes whose prompts collide, classes with fewer than 2 images in the split.
+    warnings: list[str] = []
     ci_low: float | None
     ci_high: float | None
     n: int

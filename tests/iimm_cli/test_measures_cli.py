@@ -46,8 +46,9 @@ def test_json_has_exactly_the_fast_family_and_library_values(
     embedding_files: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(_args(embedding_files, "--json")) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert set(out) == set(FAST_MEASURES)
+    doc = json.loads(capsys.readouterr().out)
+    out = doc["measures"]
+    assert set(out) == set(FAST_MEASURES) and doc["reasons"] == {}
     expected = compute_measures(
         np.load(embedding_files["images"]),
         np.load(embedding_files["texts"]),
@@ -61,7 +62,7 @@ def test_all_names_the_baselines_and_costly_measures(
     embedding_files: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(_args(embedding_files, "--measures", "all", "--json")) == 0
-    out = json.loads(capsys.readouterr().out)
+    out = json.loads(capsys.readouterr().out)["measures"]
     assert set(out) == set(ALL_MEASURES)
     for name in ("transrate", "sfda", "ncti_seli", "emms", "logme", "hscore", "gbc", "entropy"):
         assert name in out

@@ -26,6 +26,7 @@ from workers.ml.store import (
     compact,
     write_json,
 )
+from workers.ml.text import prompt_report, prompt_warnings
 from workers.ml.zeroshot import zero_shot_metrics
 
 
@@ -46,6 +47,18 @@ def measures_of(stats: ModalityStats, texts: np.ndarray) -> dict[str, float]:
         return stats.result(texts.astype(np.float32))
     except ValueError:
         return {}
+
+
+def split_warnings(labels: np.ndarray, dataset: DatasetLayout, split: str) -> list[str]:
+    """A sentence naming the classes with fewer than 2 images in this run's split."""
+    counts = np.bincount(labels.astype(np.int64), minlength=dataset.num_classes)
+    small = [n for n, c in zip(dataset.class_names, counts.tolist(), strict=True) if c < 2]
+    if not small:
+        return []
+    return [
+        f"{len(small)} classes have fewer than 2 images in split {split!r}: {small[:20]}; "
+        "their accuracy and class statistics rest on one image or none"
+    ]
 
 
 def finalise_run(
@@ -77,6 +90,8 @@ def finalise_run(
         "n_split": len(dataset.split(run["split"])),
         "class_names": list(dataset.class_names),
         "prompts": render_prompts(templates, dataset.class_names),
+        "prompt_report": (report := prompt_report(model, dataset.class_names, templates)),
+        "warnings": prompt_warnings(report) + split_warnings(labels, dataset, run["split"]),
         "zero_shot": zero_shot,
         "measures": measures_of(state.stats, texts),
         "skipped": [{"index": s["row"] + start, "error": s["error"]} for s in state.skipped],

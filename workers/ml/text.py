@@ -49,3 +49,58 @@ def _encode(
             chunks.append(F.normalize(out.float(), dim=-1).cpu())
     emb = torch.cat(chunks).reshape(len(class_names), len(templates), -1).mean(dim=1)
     return F.normalize(emb, dim=-1).numpy().astype(np.float32)
+
+
+#: Tokenised far past any CLIP context, to count a prompt's tokens before truncation.
+_LONG_CONTEXT = 1024
+_CHUNK = 1024
+
+
+def prompt_report(
+    loaded: LoadedModel, class_names: list[str], templates: list[str]
+) -> dict[str, Any]:
+    """Which prompts the tokenizer truncates, and which classes it makes indistinguishable.
+
+    A prompt longer than the text tower's context (77 tokens for CLIP, fewer for small
+    models) is cut, so classes whose names differ only after the cut get byte-identical
+    tokens, hence identical text embeddings, for every template: zero-shot accuracy cannot
+    tell them apart and IIMM's class statistics merge them. Returns ``{"context_length",
+    "truncated": [{"class", "prompt", "tokens"}], "colliding": [[class, ...], ...]}``.
+    """
+    prompts = render_prompts(templates, class_names)
+    flat = [p for per_class in prompts for p in per_class]
+    cut = loaded.tokenizer(flat)
+    context = int(cut.shape[-1])
+    lengths: list[int] = []
+    for start in range(0, len(flat), _CHUNK):  # chunks: 80 templates x 1000 classes is big
+        full = loaded.tokenizer(flat[start : start + _CHUNK], context_length=_LONG_CONTEXT)
+        pad = full[:, -1:]  # every row ends in padding at this length
+        lengths.extend((full != pad).sum(dim=-1).tolist())
+    truncated = [
+        {"class": class_names[i // len(templates)], "prompt": p, "tokens": int(n)}
+        for i, (p, n) in enumerate(zip(flat, lengths, strict=True))
+        if n > context
+    ]
+    groups: dict[bytes, list[str]] = {}
+    per_class = cut.reshape(len(class_names), len(templates), context)
+    for name, tokens in zip(class_names, per_class, strict=True):
+        groups.setdefault(tokens.numpy().tobytes(), []).append(name)
+    colliding = [names for names in groups.values() if len(names) > 1]
+    return {"context_length": context, "truncated": truncated, "colliding": colliding}
+
+
+def prompt_warnings(report: dict[str, Any]) -> list[str]:
+    """Sentences for a job result or a score from :func:`prompt_report`'s output."""
+    out = []
+    truncated = sorted({t["class"] for t in report.get("truncated", [])})
+    if truncated:
+        out.append(
+            f"prompts of {len(truncated)} classes are longer than the model's context of "
+            f"{report['context_length']} tokens and were truncated: {truncated[:20]}"
+        )
+    for names in report.get("colliding", []):
+        out.append(
+            f"classes {names} have identical prompts once truncated, hence identical text "
+            "embeddings: zero-shot accuracy cannot tell them apart and the measures merge them"
+        )
+    return out

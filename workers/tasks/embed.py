@@ -60,7 +60,7 @@ def _out_dir(ctx: JobContext, key: str) -> Path:
     return ctx.settings.data_dir / "work" / key
 
 
-def _read_meta(out: Path) -> tuple[int, int, int, dict[str, Any]]:
+def _read_meta(out: Path) -> tuple[int, int, int, dict[str, Any], dict[str, Any]]:
     import numpy as np
 
     meta = json.loads((out / "meta.json").read_text())
@@ -70,7 +70,16 @@ def _read_meta(out: Path) -> tuple[int, int, int, dict[str, Any]]:
         k: (float(v) if isinstance(v, int | float) and math.isfinite(v) else None)
         for k, v in (meta.get("zero_shot") or {}).items()
     }
-    return int(images.shape[0]), int(texts.shape[0]), int(images.shape[1]), zero_shot
+    notes = {"warnings": meta.get("warnings", []), "prompts": _prompt_summary(meta)}
+    return int(images.shape[0]), int(texts.shape[0]), int(images.shape[1]), zero_shot, notes
+
+
+def _prompt_summary(meta: dict[str, Any]) -> dict[str, Any]:
+    """Truncated and colliding classes of a run's meta.json, for the job's result."""
+    report = meta.get("prompt_report") or {}
+    truncated = sorted({t["class"] for t in report.get("truncated", [])})
+    return {"context_length": report.get("context_length"), "truncated_classes": truncated,
+            "colliding_classes": report.get("colliding", [])}  # fmt: skip
 
 
 def run_embed(ctx: JobContext) -> Outcome:
@@ -92,7 +101,7 @@ def run_embed(ctx: JobContext) -> Outcome:
         timing = _embed(ctx, model, layout, p, out)
     if not ctx.storage.is_local:
         ctx.storage.put_dir(out, key)
-    n, k, dim, zero_shot = _read_meta(out)
+    n, k, dim, zero_shot, notes = _read_meta(out)
     emb_id = new_id("emb")
 
     def write(session: Session) -> None:
@@ -102,7 +111,7 @@ def run_embed(ctx: JobContext) -> Outcome:
             zero_shot=zero_shot, job_id=ctx.job_id,
         ))  # fmt: skip
 
-    result = {**_result(emb_id, n, zero_shot), **names, "reused": False}
+    result = {**_result(emb_id, n, zero_shot), **names, "reused": False, **notes}
     if timing is not None:
         result["timing"] = {**timing, "device": str(model.device)}
     return Outcome(result, write)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -39,39 +40,67 @@ def zero_shot_top1(zero_shot: dict[str, Any]) -> float | None:
     return None
 
 
-def _load(ctx: JobContext, uri: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _load(ctx: JobContext, uri: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """The embeddings and the warnings their meta.json carries (truncated prompts, classes
+    that collide, classes with fewer than 2 images)."""
     root = ctx.storage.local_dir(uri)
     arrays = [
         np.load(root / f"{name}.npy", mmap_mode="r", allow_pickle=False)
         for name in ("images", "texts", "labels")
     ]
-    return arrays[0], arrays[1], np.asarray(arrays[2], dtype=np.int64)
+    try:
+        warnings = list(json.loads((root / "meta.json").read_text()).get("warnings", []))
+    except (OSError, ValueError):
+        warnings = []
+    return arrays[0], arrays[1], np.asarray(arrays[2], dtype=np.int64), warnings
 
 
 def _finite(value: Any) -> float | None:
     return float(value) if value is not None and math.isfinite(float(value)) else None
 
 
+def _intervals(
+    images: np.ndarray, texts: np.ndarray, labels: np.ndarray, n_boot: int
+) -> tuple[dict[str, Any], list[str]]:
+    """Bootstrap intervals, or none with a warning when the data cannot be resampled."""
+    from app.measures import bootstrap_ci
+
+    if not n_boot:
+        return {}, []
+    try:
+        return bootstrap_ci(images, texts, labels, n_boot=n_boot), []
+    except ValueError as exc:
+        return {}, [f"no bootstrap intervals: {exc}"]
+
+
 def run_score(ctx: JobContext) -> Outcome:
-    """Compute the measures; rows are replaced, so a rerun leaves exactly one row per measure."""
-    from app.measures import bootstrap_ci, compute_measures
+    """Compute the measures; rows are replaced, so a rerun leaves exactly one row per measure.
+
+    An undefined measure is stored as null with its reason and never fails the others; what
+    the values rest on (truncated prompts, colliding classes, tiny classes) is a warning on
+    every row and in the result.
+    """
+    from app.measures import measure_report
 
     p = ScoreParams.model_validate({"type": "score", **ctx.params})
     emb = _embedding(ctx, p)
     names = ref_names(*load_rows(ctx, p.model_id, p.dataset_id))
-    images, texts, labels = _load(ctx, emb["uri"])
+    images, texts, labels, warnings = _load(ctx, emb["uri"])
     ctx.progress(0.1, "computing measures")
     try:
-        values = compute_measures(images, texts, labels, names=p.measures)
-        ctx.progress(0.6, "bootstrap" if p.bootstrap else "writing")
-        cis = bootstrap_ci(images, texts, labels, n_boot=p.bootstrap) if p.bootstrap else {}
+        report = measure_report(images, texts, labels, names=p.measures)
     except ValueError as exc:
         raise JobError(f"cannot compute measures: {exc}") from None
+    ctx.progress(0.6, "bootstrap" if p.bootstrap else "writing")
+    cis, ci_warnings = _intervals(images, texts, labels, p.bootstrap)
+    warnings = warnings + ci_warnings
+    values, reasons = report.values, report.reasons
     acc = zero_shot_top1(emb["zero_shot"])
     rows = [
         Score(
             id=new_id("scr"), project_id=ctx.project_id, model_id=p.model_id,
             dataset_id=p.dataset_id, split=p.split, measure=name, value=_finite(value),
+            reason=reasons.get(name), warnings=warnings,
             ci_low=_finite(cis[name][1]) if name in cis else None,
             ci_high=_finite(cis[name][2]) if name in cis else None,
             n=emb["n"], zero_shot_accuracy=acc, embedding_id=emb["id"], job_id=ctx.job_id,
@@ -88,6 +117,6 @@ def run_score(ctx: JobContext) -> Outcome:
         )  # fmt: skip
         session.add_all(rows)
 
-    result = {"measures": {k: _finite(v) for k, v in values.items()}, "n": emb["n"],
-              "zero_shot_accuracy": acc, **names}  # fmt: skip
+    result = {"measures": {k: _finite(v) for k, v in values.items()}, "reasons": reasons,
+              "warnings": warnings, "n": emb["n"], "zero_shot_accuracy": acc, **names}  # fmt: skip
     return Outcome(result, write)

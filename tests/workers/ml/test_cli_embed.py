@@ -85,4 +85,4 @@ def test_iimm_measures_runs_on_the_embed_output(
     files = [f"--{n}={out / f'{n}.npy'}" for n in ("images", "texts", "labels")]
     assert main(["measures", *files, "--json"]) == 0
     measured = json.loads(capsys.readouterr().out)
-    assert measured["iimm"] == pytest.approx(embedded["measures"]["iimm"], abs=1e-9)
+    assert measured["measures"]["iimm"] == pytest.approx(embedded["measures"]["iimm"], abs=1e-9)
