@@ -36,6 +36,13 @@ def register(sub: Any) -> None:
         metavar="TEMPLATE",
         help="prompt template with {c}; repeat for an ensemble (default: the dataset's)",
     )
+    p.add_argument(
+        "--prompts",
+        dest="ensemble",
+        metavar="NAME",
+        help="a named ensemble instead: paper, clip_imagenet_80, clip_benchmark or "
+        "clip_benchmark:<key>",
+    )
     p.add_argument("--name", help="dataset name for default prompts (e.g. eurosat)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: auto)")
@@ -108,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
             dataset,
             split=args.split,
             out_dir=args.out,
-            prompts=args.prompts,
+            prompts=args.ensemble or args.prompts,
             batch_size=args.batch_size,
             num_workers=args.workers,
             shard=parse_shard(args.shard),

@@ -4,11 +4,43 @@ The default for each benchmark is one template, the first of CLIP's per-dataset 
 (Radford et al., 2021) that the paper evaluates with (e.g. "a centered satellite photo of a
 {c}."); ``ENSEMBLES`` adds a few more per dataset. With several templates, a class's text
 embedding is the renormalised mean of the normalised template embeddings.
+
+Named ensembles (:data:`NAMED_ENSEMBLES`, selected with ``prompts: "clip_imagenet_80"``):
+CLIP's 80 ImageNet templates and CLIP_benchmark's per-dataset templates (LAION-AI/
+CLIP_benchmark, MIT licence; ``data/clip_benchmark_templates.json``).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+
 from app.imagedata.errors import ImageDataError
+
+_DATA = Path(__file__).with_name("data")
+#: Names a job's ``prompts`` may give instead of a list of templates.
+NAMED_ENSEMBLES: dict[str, str] = {
+    "paper": "the paper's single template per dataset (the default)",
+    "clip_imagenet_80": "CLIP's 80 ImageNet templates",
+    "clip_benchmark": "CLIP_benchmark's templates for the dataset (by its name)",
+    "clip_benchmark:<key>": "CLIP_benchmark's templates of one of its datasets",
+}
+#: Dataset names (canonical) that CLIP_benchmark files under another key.
+_CLIP_BENCHMARK_ALIASES = {
+    "stanfordcars": "cars",
+    "imagenet": "imagenet1k",
+    "imagenetv2": "imagenet1k",
+    "imagenetsketch": "imagenet1k",
+    "imagenetr": "imagenet1k",
+    "imageneta": "imagenet1k",
+    "oxfordpets": "pets",
+    "oxfordiiitpet": "pets",
+    "flowers102": "flowers",
+    "oxfordflowers102": "flowers",
+    "fgvcaircraft": "fgvc_aircraft",
+}
 
 DEFAULT_TEMPLATE = "a photo of a {c}."
 
@@ -70,3 +102,59 @@ def render_prompts(templates: list[str], class_names: list[str]) -> list[list[st
     return [
         [t.replace("{}", "{c}").replace("{c}", name) for t in templates] for name in class_names
     ]
+
+
+@cache
+def clip_benchmark_templates() -> dict[str, list[str]]:
+    """CLIP_benchmark's English zero-shot templates per dataset key (``{c}`` placeholders)."""
+    doc = json.loads((_DATA / "clip_benchmark_templates.json").read_text(encoding="utf-8"))
+    return {k: list(v) for k, v in doc["templates"].items()}
+
+
+def _clip_benchmark_key(dataset: str | None) -> str:
+    table = clip_benchmark_templates()
+    key = canonical_name(dataset) or ""
+    by_canonical = {canonical_name(k): k for k in table}
+    found = (table.get(key) and key) or by_canonical.get(key) or _CLIP_BENCHMARK_ALIASES.get(key)
+    if not found:
+        raise ImageDataError(
+            f"CLIP_benchmark has no templates for dataset {dataset!r}; name one of its "
+            f"datasets with prompts 'clip_benchmark:<key>', keys: {', '.join(sorted(table))}"
+        )
+    return found
+
+
+def resolve_templates(prompts: str | Sequence[str] | None, dataset: str | None) -> list[str]:
+    """The templates a job's ``prompts`` stands for: a list as given, None or ``"paper"`` for
+    the dataset's default, or a name of :data:`NAMED_ENSEMBLES`; ImageDataError otherwise."""
+    if prompts is None or prompts == "paper":
+        return default_templates(dataset)
+    if not isinstance(prompts, str):
+        return list(prompts)
+    if prompts == "clip_imagenet_80":
+        return clip_benchmark_templates()["imagenet1k"]
+    if prompts == "clip_benchmark":
+        return clip_benchmark_templates()[_clip_benchmark_key(dataset)]
+    if prompts.startswith("clip_benchmark:"):
+        key = prompts.split(":", 1)[1]
+        table = clip_benchmark_templates()
+        if key not in table:
+            raise ImageDataError(
+                f"CLIP_benchmark has no dataset {key!r}; keys: {', '.join(sorted(table))}"
+            )
+        return table[key]
+    raise ImageDataError(
+        f"unknown prompt ensemble {prompts!r}; give a list of templates with {{c}} or one of "
+        + ", ".join(f"{k!r} ({v})" for k, v in NAMED_ENSEMBLES.items())
+    )
+
+
+def check_prompts(prompts: str | Sequence[str] | None) -> None:
+    """ImageDataError unless ``prompts`` is None, templates with ``{c}``, or a known name
+    (dataset-dependent names are checked when the dataset is known)."""
+    if isinstance(prompts, str):
+        if prompts in ("paper", "clip_imagenet_80", "clip_benchmark"):
+            return
+        resolve_templates(prompts, None)
+    elif prompts is not None:
+        render_prompts(list(prompts), ["x"])

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -15,6 +15,26 @@ from app.models import Dataset, Embedding
 from app.ownership import get_owned
 
 FAST = "fast"
+
+
+def _check_prompts(value: list[str] | str | None) -> list[str] | str | None:
+    from app.imagedata import ImageDataError
+    from app.imagedata.prompts import check_prompts
+
+    try:
+        check_prompts(value)
+    except ImageDataError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+#: A list of templates (at most 64) or the name of an ensemble; checked at submission.
+Prompts = Annotated[
+    Annotated[list[Annotated[str, Field(max_length=500)]], Field(max_length=64)]
+    | Annotated[str, Field(max_length=100)]
+    | None,
+    AfterValidator(_check_prompts),
+]
 
 
 class _Params(BaseModel):
@@ -28,11 +48,13 @@ class EmbedParams(_Params):
     model_id: str = Field(max_length=40, examples=["mdl_0193c0ffee00a1b2c3d4e5f6"])
     dataset_id: str = Field(max_length=40, examples=["dst_0193c0ffee00a1b2c3d4e5f6"])
     split: str = Field(default="test", max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
-    prompts: list[str] | None = Field(
+    prompts: Prompts = Field(
         default=None,
-        max_length=64,
-        description="Prompt templates with `{c}` for the class name; default per dataset.",
-        examples=[["a photo of a {c}."]],
+        description="Prompt templates with `{c}` for the class name, or an ensemble's name: "
+        "`paper` (the dataset's single template, the default), `clip_imagenet_80` (CLIP's 80 "
+        "ImageNet templates), `clip_benchmark` (CLIP_benchmark's templates for the dataset) "
+        "or `clip_benchmark:<key>`.",
+        examples=[["a photo of a {c}."], "clip_imagenet_80"],
     )
 
 
@@ -43,7 +65,9 @@ class ScoreParams(_Params):
     model_id: str = Field(max_length=40)
     dataset_id: str = Field(max_length=40)
     split: str = Field(default="test", max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
-    prompts: list[str] | None = Field(default=None, max_length=64)
+    prompts: Prompts = Field(
+        default=None, description="The prompts of the embeddings to score (as in `embed`)."
+    )
     measures: list[str] | None = Field(
         default=None, max_length=64, description="Measure names; default: the O(n·d) family."
     )
@@ -71,6 +95,16 @@ class EmbedResult(NamedResult):
     timing: dict[str, Any] | None = Field(
         default=None, description="Where the time went: images/s, loader/device seconds."
     )
+    warnings: list[str] = Field(
+        default=[],
+        description="What the embeddings rest on: prompts truncated by the tokenizer, classes "
+        "whose truncated prompts are identical, classes with fewer than 2 images in the split.",
+    )
+    prompts: dict[str, Any] | None = Field(
+        default=None,
+        description="`context_length`, `truncated_classes` and `colliding_classes` (groups of "
+        "classes whose prompts are identical once truncated).",
+    )
 
 
 class ScoreResult(NamedResult):
@@ -78,6 +112,10 @@ class ScoreResult(NamedResult):
 
     type: Literal["score"] = "score"
     measures: dict[str, float | None]
+    reasons: dict[str, str] = Field(
+        default={}, description="Why each null measure is undefined on these data."
+    )
+    warnings: list[str] = Field(default=[], description="What the values rest on.")
     n: int
     zero_shot_accuracy: float | None
 
@@ -87,13 +125,16 @@ class MeasuresJobResult(JobResult):
 
     type: Literal["measures"] = "measures"
     measures: dict[str, float | None]
+    reasons: dict[str, str] = Field(
+        default={}, description="Why each null measure is undefined on these data."
+    )
     n: int
     k: int
     dim: int
 
 
-def prompts_hash(prompts: list[str] | None) -> str:
-    """Content key of a prompt list (`default` when none is given)."""
+def prompts_hash(prompts: list[str] | str | None) -> str:
+    """Content key of a prompt list or ensemble name (`default` when none is given)."""
     import hashlib
     import json
 

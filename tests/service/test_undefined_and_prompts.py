@@ -81,6 +81,8 @@ def test_truncated_prompts_that_collide_are_named(stack: Stack, tmp_path: Path) 
         [small] = ds["warnings"]
         assert small["code"] == "small_test_split" and small["items"] == ["pica pica"]
         body = {"type": "embed", "model_id": add_tiny(c)["id"], "dataset_id": ds["id"]}
+        bogus = c.post("/v1/jobs", json={**body, "prompts": "bogus"})
+        assert bogus.status_code == 422 and "clip_imagenet_80" in bogus.json()["detail"]
         job = wait_job(c, c.post("/v1/jobs", json=body).json()["id"])
         assert job["status"] == "succeeded", job
         prompts = job["result"]["prompts"]

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from app.imagedata.layout import DatasetLayout
-from app.imagedata.prompts import default_templates, render_prompts
+from app.imagedata.prompts import render_prompts, resolve_templates
 from app.measures import ModalityStats
 from workers.ml.gpu_preprocess import resolve_preprocess
 from workers.ml.loop import BatchLoop, Progress, batch_grid
@@ -43,7 +43,7 @@ def embed_dataset(
     *,
     split: str = "test",
     out_dir: str | Path,
-    prompts: Sequence[str] | None = None,
+    prompts: Sequence[str] | str | None = None,
     batch_size: int = 256,
     num_workers: int | None = None,
     shard: tuple[int, int] | None = None,
@@ -55,7 +55,8 @@ def embed_dataset(
 ) -> EmbedResult:
     """Embed rows ``shard = (start, stop)`` (default: all) of `split` into `out_dir`.
 
-    `prompts` are templates with ``{c}`` (default: the dataset's single template); with
+    `prompts` are templates with ``{c}`` or an ensemble name (``clip_imagenet_80``, ...: see
+    `app.imagedata.prompts.resolve_templates`; default: the dataset's single template); with
     several, class embeddings are averaged then renormalised. `on_error` is "fail" (raise,
     naming the undecodable files) or "skip" (drop them, listed in meta.json). A completed
     run with the same inputs is returned as is; an interrupted one continues from its last
@@ -72,7 +73,7 @@ def embed_dataset(
         raise ValueError("on_error must be 'fail' or 'skip'")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    templates = list(prompts) if prompts else default_templates(dataset.name)
+    templates = resolve_templates(prompts, dataset.name)
     render_prompts(templates, dataset.class_names)  # validates the templates early
     mode = resolve_preprocess(preprocess, model.preprocess, model.device)
     run = _describe_run(model, dataset, split, templates, (start, stop), batch_size, on_error)
