@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,12 @@ def open_dataset(
         raise LayoutError(f"dataset not found: {path}")
     name = name or _guess_name(path)
     skipped: list[dict[str, Any]] = []
-    if path.is_dir() or is_archive(path):
+    if kind_in_place := _in_place_format(path):
+        names, splits, source, files = _read_in_place(kind_in_place, path, class_names)
+        root, kind = path, kind_in_place
+        base = path if path.is_dir() else path.parent
+        content: Any = partial(files_digest, base, files, mode=fingerprint_mode)
+    elif path.is_dir() or is_archive(path):
         scan_root = path if path.is_dir() else _extract(path, extract_dir, limits, name_encoding)
         root = find_dataset_root(scan_root)
         folders, splits = read_folder(root)
@@ -84,6 +90,35 @@ def open_dataset(
     )
     layout.skipped = skipped
     return layout
+
+
+def _in_place_format(path: Path) -> str | None:
+    """ "huggingface" or "webdataset" for data read in place, None otherwise."""
+    from app.imagedata.huggingface import is_hf_dir
+    from app.imagedata.webdataset import is_webdataset_dir, is_webdataset_tar
+
+    if path.is_dir():
+        if is_hf_dir(path):
+            return "huggingface"
+        return "webdataset" if is_webdataset_dir(path) else None
+    if path.suffix.lower() == ".tar" and is_webdataset_tar(path):
+        return "webdataset"
+    return None
+
+
+def _read_in_place(
+    kind: str, path: Path, class_names: list[str] | None
+) -> tuple[list[str], dict[str, Split], Any, list[str]]:
+    """Names, splits, source and the data files (relative) of a HF or WebDataset dataset."""
+    from app.imagedata.huggingface import read_huggingface
+    from app.imagedata.webdataset import read_webdataset
+
+    if kind == "huggingface":
+        names, splits, source = read_huggingface(path, class_names)
+    else:
+        names, splits, source = read_webdataset(path, class_names)
+    base = path if path.is_dir() else path.parent
+    return names, splits, source, [str(f.relative_to(base)) for f in source.files_used()]
 
 
 def used_paths(root: Path, splits: dict[str, Split]) -> set[str]:

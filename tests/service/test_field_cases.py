@@ -225,3 +225,23 @@ def test_small_test_split_is_a_warning(api: Stack) -> None:
     assert resp.status_code == 201, resp.text
     [warning] = resp.json()["warnings"]
     assert warning["code"] == "small_test_split" and warning["items"] == ["b"]
+
+
+def test_webdataset_and_huggingface_folders_are_registered(api: Stack) -> None:
+    from tests.app.imagedata.test_formats import CLASSES, _hf_dataset, _shard
+
+    wds = api.data_dir / "wds"
+    (wds / "test").mkdir(parents=True)
+    (wds / "train").mkdir()
+    _shard(wds / "train" / "0.tar", [(i, i % 3) for i in range(6)])
+    _shard(wds / "test" / "0.tar", [(i, i % 3) for i in range(6, 12)])
+    (wds / "classnames.txt").write_text("\n".join(CLASSES))
+    hf = api.data_dir / "hf"
+    _hf_dataset().save_to_disk(str(hf))  # type: ignore[attr-defined]
+    with api.client() as c:
+        for name, path, fmt in (("wds", wds, "webdataset"), ("hf", hf, "huggingface")):
+            resp = c.post("/v1/datasets", json={"name": name, "uri": path.as_uri()})
+            assert resp.status_code == 201, resp.text
+            body = resp.json()
+            assert body["format"] == fmt and body["class_names"] == CLASSES
+            assert body["splits"]["test"] in (4, 6)
