@@ -126,11 +126,38 @@ def test_variant_computes_the_baselines_as_the_published_programs(
 
     args = _args(embedding_files, "--measures", "transrate,gbc,iimm", "--json")
     assert main([*args, "--variant", "iimm_reference"]) == 0
-    out = json.loads(capsys.readouterr().out)
+    out = json.loads(capsys.readouterr().out)["measures"]
     x, y = np.load(embedding_files["images"]), np.load(embedding_files["labels"])
     assert out["transrate"] == pytest.approx(transrate(x, y, variant="iimm_reference"), rel=1e-12)
     assert out["gbc"] == pytest.approx(gbc(x, y, variant="iimm_reference"), rel=1e-12)
     assert main(args) == 0
-    default = json.loads(capsys.readouterr().out)
+    default = json.loads(capsys.readouterr().out)["measures"]
     assert default["iimm"] == out["iimm"]
     assert default["transrate"] == pytest.approx(transrate(x, y), rel=1e-12)
+
+
+def test_undefined_measures_are_null_with_a_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The field cases: one class present (every baseline undefined), one sample per class
+    (GBC undefined); the other measures are the library's values, the exit code 0."""
+    cases = Path(__file__).resolve().parents[1] / "fixtures" / "cases"
+    from app.measures.registry import BASELINES
+
+    for case, undefined in (("one_class_present", set(BASELINES)), ("two_by_two", {"gbc"})):
+        arrays = np.load(cases / f"{case}.npz")
+        paths = {}
+        for name in ("images", "texts", "labels"):
+            paths[name] = tmp_path / f"{case}-{name}.npy"
+            np.save(paths[name], arrays[name])
+        assert main(_args(paths, "--measures", "all", "--json")) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert {k for k, v in doc["measures"].items() if v is None} == undefined
+        assert set(doc["reasons"]) == undefined
+        names = [n for n in ALL_MEASURES if n not in undefined]
+        defined = compute_measures(arrays["images"], arrays["texts"], arrays["labels"], names=names)
+        for name, value in defined.items():
+            assert doc["measures"][name] == pytest.approx(value, rel=1e-9)
+        assert main(_args(paths, "--measures", "iimm,gbc")) == 0
+        table = capsys.readouterr().out
+        assert "gbc" in table and "null" in table and "undefined on these data" in table

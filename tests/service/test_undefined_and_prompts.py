@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from app.measures import ALL_MEASURES, compute_measures
+from app.measures.registry import BASELINES
 from tests.service.stack import Stack, wait_job
 from tests.service.test_api import add_tiny, upload
 
@@ -24,7 +25,7 @@ CORAX, CORONE = CORVUS + "corvus species corax", CORVUS + "corvus species corone
 @pytest.mark.parametrize(
     ("case", "undefined"),
     [
-        ("one_class_present.npz", {"transrate", "sfda", "ncti", "emms", "logme", "hscore", "gbc"}),
+        ("one_class_present.npz", set(BASELINES)),
         ("two_by_two.npz", {"gbc"}),
     ],
 )
