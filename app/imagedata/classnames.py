@@ -66,7 +66,10 @@ DIGITS = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]
 
 
 def known_folder_names(dataset: str | None, folders: list[str]) -> list[str] | None:
-    """Readable names for a known dataset's class folders, or None when unknown."""
+    """Readable names for a known dataset's class folders (EuroSAT's; ImageNet's for WordNet
+    id or ImageNet-V2 index folders), or None when unknown."""
+    from app.imagedata.imagenet import imagenet_folder_names
+
     if dataset == "eurosat" and set(folders) <= set(EUROSAT):
         return [EUROSAT[f] for f in folders]
-    return None
+    return imagenet_folder_names(dataset, folders)

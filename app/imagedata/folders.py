@@ -64,7 +64,7 @@ def read_folder(root: Path) -> tuple[list[str], dict[str, Split]]:
         by_split = {SPLIT_ALIASES[d.name.lower()]: d for d in dirs}
     else:
         by_split = {"all": root}
-    folders = sorted({nfc(c.name) for d in by_split.values() for c in _visible_dirs(d)})
+    folders = _class_order({nfc(c.name) for d in by_split.values() for c in _visible_dirs(d)})
     if not folders:
         raise LayoutError("no class directories found inside the split folders")
     splits = {name: _read_split(root, d, name, folders) for name, d in by_split.items()}
@@ -73,6 +73,13 @@ def read_folder(root: Path) -> tuple[list[str], dict[str, Split]]:
     if empty:
         raise LayoutError(f"class folders with no images: {empty} (remove them or add images)")
     return folders, splits
+
+
+def _class_order(names: set[str]) -> list[str]:
+    """Class folders sorted by name; numerically when all are class indices (ImageNet-V2)."""
+    if names and all(n.isdigit() for n in names):
+        return sorted(names, key=lambda n: (int(n), n))
+    return sorted(names)
 
 
 def _read_split(root: Path, split_dir: Path, name: str, folders: list[str]) -> Split:

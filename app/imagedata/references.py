@@ -22,6 +22,7 @@ TORCHVISION_DATASETS: tuple[str, ...] = (
     "SUN397",
     "StanfordCars",
     "STL10",
+    "ImageNet",
 )
 
 

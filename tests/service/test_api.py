@@ -150,8 +150,8 @@ def test_torchvision_reference_is_embedded_by_the_worker(stack: Stack) -> None:
         seen = c.get(f"/v1/datasets/{ds.json()['id']}").json()
         assert seen["splits"]["train"] == 8 and seen["splits"]["test"] == 10
         assert len(seen["class_names"]) == 10 and seen["class_names"][0].startswith("0")
-        bad = {"name": "x", "uri": f"torchvision://ImageNet?root={root}"}
-        assert_problem(c.post("/v1/datasets", json=bad), 422, "ImageNet")
+        bad = {"name": "x", "uri": f"torchvision://Places365?root={root}"}
+        assert_problem(c.post("/v1/datasets", json=bad), 422, "Places365")
         outside = {"name": "x", "uri": "torchvision://MNIST?root=/etc"}
         assert_problem(c.post("/v1/datasets", json=outside), 403)
         missing = {"name": "x", "uri": f"torchvision://MNIST?root={root}/absent"}

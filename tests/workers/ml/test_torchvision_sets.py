@@ -50,4 +50,29 @@ def test_missing_root_and_unknown_dataset_are_clear(tmp_path: Path) -> None:
     with pytest.raises(LayoutError, match=r"MNIST not found under .*no download"):
         open_any(f"torchvision:MNIST@{tmp_path / 'nothing'}")
     with pytest.raises(LayoutError, match="unsupported torchvision dataset"):
-        open_any("torchvision:ImageNet@/x")
+        open_any("torchvision:Places365@/x")
+
+
+def test_imagenet_from_a_local_root(tmp_path: Path) -> None:
+    """torchvision's ImageNet reader (meta.bin, train/ and val/ WordNet-id folders) with
+    CLIP's class names; the validation set is the test split."""
+    import torch
+
+    from app.imagedata.imagenet import imagenet_metadata
+
+    wnids = imagenet_metadata()["wnids"]
+    picks = [wnids[0], wnids[1], wnids[999]]
+    root = tmp_path / "imagenet"
+    for split, n in (("train", 3), ("val", 2)):
+        for j, w in enumerate(picks):
+            (root / split / w).mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (5, 5), (j * 60, i, 0)).save(root / split / w / f"{i}.JPEG")
+    wnid_to_classes = {w: ("synonym", "other") for w in picks}
+    torch.save((wnid_to_classes, [picks[0]] * 2), root / "meta.bin")
+    layout = open_any(f"torchvision:ImageNet@{root}")
+    assert layout.class_names == ["tench", "goldfish", "toilet paper"]
+    assert len(layout.split("test")) == 6 and len(layout.split("train")) == 9
+    assert layout.split("test").labels.tolist() == [0, 0, 1, 1, 2, 2]
+    pixel = layout.source.open(layout.split("test").items[4]).getpixel((0, 0))
+    assert np.abs(np.subtract(pixel, (120, 0, 0))).max() <= 3  # JPEG

@@ -19,6 +19,7 @@ from app.imagedata.classnames import DIGITS, EUROSAT, GTSRB
 from app.imagedata.decode import decode_image, to_rgb
 from app.imagedata.errors import DecodeError, LayoutError
 from app.imagedata.fingerprint import files_digest
+from app.imagedata.imagenet import class_name_of_wnid
 from app.imagedata.layout import DatasetLayout, Split
 from app.imagedata.open import build_layout
 
@@ -53,6 +54,8 @@ class TorchvisionSpec:
     labels: Callable[[Any], list[int]]
     classes: Callable[[Any], list[str]]
     file_based: bool = False
+    #: False for readers without a ``download`` argument (ImageNet never downloads).
+    takes_download: bool = True
 
 
 _TT = {"train": {"train": True}, "test": {"train": False}}
@@ -69,6 +72,15 @@ DATASETS: dict[str, TorchvisionSpec] = {
     "SUN397": TorchvisionSpec({"all": {}}, _private_labels, _own_classes, True),
     "StanfordCars": TorchvisionSpec(_ST, _sample_labels, _own_classes, True),
     "STL10": TorchvisionSpec(_ST, _labels, _own_classes),
+    # ILSVRC-2012 from its local root (meta.bin or the devkit, train/ and val/ folders):
+    # CLIP's class names by WordNet id; the validation set is the test split, as is usual.
+    "ImageNet": TorchvisionSpec(
+        {"train": {"split": "train"}, "test": {"split": "val"}},
+        _targets,
+        lambda ds: [class_name_of_wnid()[w] for w in ds.wnids],
+        file_based=True,
+        takes_download=False,
+    ),
 }
 
 
@@ -80,9 +92,12 @@ def robust_loader(path: str | Path) -> Image.Image:
 def _construct(name: str, root: Path, kwargs: dict[str, Any]) -> Any:
     import torchvision.datasets as tvd
 
-    extra = {"loader": robust_loader} if DATASETS[name].file_based else {}
+    spec = DATASETS[name]
+    extra: dict[str, Any] = {"loader": robust_loader} if spec.file_based else {}
+    if spec.takes_download:
+        extra["download"] = False
     try:
-        return getattr(tvd, name)(str(root), download=False, **kwargs, **extra)
+        return getattr(tvd, name)(str(root), **kwargs, **extra)
     except (RuntimeError, FileNotFoundError, OSError) as exc:
         raise LayoutError(
             f"torchvision {name} not found under {root} ({exc}); put the files there in the "
