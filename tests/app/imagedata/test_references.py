@@ -25,7 +25,7 @@ def test_parses_name_and_root() -> None:
 @pytest.mark.parametrize(
     ("uri", "message"),
     [
-        ("torchvision://ImageNet?root=/data", "unknown torchvision dataset 'ImageNet'"),
+        ("torchvision://Places365?root=/data", "unknown torchvision dataset 'Places365'"),
         ("torchvision://MNIST", "needs exactly one absolute local root"),
         ("torchvision://MNIST?root=relative/dir", "needs exactly one absolute local root"),
         ("torchvision://MNIST?root=/a&root=/b", "needs exactly one absolute local root"),
