@@ -116,7 +116,11 @@ def finish(
     result: dict[str, Any] | None = None,
     error: str | None = None,
 ) -> bool:
-    """Move our running attempt to a final status; False if the claim was lost."""
+    """Move our running attempt to a final status; False if the claim was lost.
+
+    A succeeded job's progress is complete: fraction 1 and, when its last stage counted
+    units, `done` = `total` (the last units may have finished after the last progress write).
+    """
     now = utcnow()
     values: dict[str, Any] = {
         "status": status.value,
@@ -130,6 +134,9 @@ def finish(
     }
     if status == JobStatus.succeeded:
         values["progress"] = 1.0
+        detail = session.scalar(select(Job.progress_detail).where(Job.id == job_id))
+        if detail and detail.get("total") is not None:
+            values["progress_detail"] = {**detail, "done": detail["total"]}
     res = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == RUNNING, Job.attempts == attempt)

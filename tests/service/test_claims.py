@@ -106,3 +106,29 @@ def test_stale_queued_jobs_are_resent_only_where_nothing_runs(
     reap_once(factory, Settings(broker_url="redis://unused:1/0", requeue_after_s=60))
     with session_scope(factory) as s:
         assert [e.job_id for e in s.scalars(select(OutboxEntry))] == ["job_c"]
+
+
+@pytest.mark.parametrize(("status", "done"), [(JobStatus.succeeded, 4), (JobStatus.failed, 3)])
+def test_a_succeeded_job_has_done_every_unit(
+    factory: sessionmaker[Session], status: JobStatus, done: int
+) -> None:
+    """The last dataset evaluated after the last progress write still counts once the job
+    succeeded (`succeeded 4/4 datasets`); a failed job keeps what it had done."""
+    from app.jobs.schemas import JobProgress
+
+    job_id = _job(factory)
+    detail = {"done": 3, "total": 4, "unit": "datasets"}
+    with session_scope(factory) as s:
+        assert claims.claim(session=s, job_id=job_id, worker_id="a", lease_s=60) == 1
+        claims.heartbeat(session=s, job_id=job_id, attempt=1, lease_s=60, progress=0.9,
+                         stage="evaluating", detail=detail)  # fmt: skip
+    with session_scope(factory) as s:
+        error = "boom" if status == JobStatus.failed else None
+        assert claims.finish(session=s, job_id=job_id, attempt=1, status=status, error=error)
+    progress = JobProgress.of(_status(factory, job_id))
+    assert (progress.stage, progress.done, progress.total, progress.unit) == (
+        status.value,
+        done,
+        4,
+        "datasets",
+    )
