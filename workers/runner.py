@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.artifacts import Storage
 from app.config import Settings, get_settings
-from app.db import make_engine, make_sessionmaker, session_scope
+from app.db import after_commit, make_engine, make_sessionmaker, session_scope
 from app.jobs import children, claims
 from app.jobs.relay import enqueue
 from app.models import Job, JobStatus
@@ -230,6 +230,8 @@ def _run(env: WorkerEnv, ctx: JobContext, job_type: str, beat: Heartbeat) -> str
             outcome.write(session)
         if ok:
             _wake_parent(env, ctx, session)
+        if ok and outcome.after_commit is not None:
+            after_commit(session, outcome.after_commit)
     return "succeeded" if ok else "lost: lease taken over"
 
 

@@ -126,6 +126,11 @@ def test_finetune_learns_and_matrix(stack: Stack, colours_zip: Path, shapes_zip:
         assert all(h["val_acc"] is not None for h in history)
         record = c.get(f"/v1/finetuned-models/{ftm}").json()
         assert record["train_dataset_id"] == train and record["best_epoch"] >= 1
+        # only the trained parameters stay; their size is reported
+        kept = stack.data_dir / "artifacts" / "finetune" / job["id"]
+        assert sorted(p.name for p in kept.iterdir()) == ["final.pt"]
+        size = (kept / "final.pt").stat().st_size
+        assert record["metrics"]["checkpoint_bytes"] == job["result"]["checkpoint_bytes"] == size
         zs, ft = _evaluations(c, model["id"]), _evaluations(c, ftm)
         assert set(zs) == set(ft) == {train, other}
         assert ft[train] >= 0.6 and ft[train] >= zs[train] + 0.3, (zs, ft)

@@ -29,6 +29,8 @@ class Outcome:
 
     result: dict[str, Any]
     write: Callable[[Session], None] | None = None
+    #: Run once the success is committed (e.g. remove files only a retry would have needed).
+    after_commit: Callable[[], None] | None = None
 
 
 @dataclass

@@ -37,6 +37,25 @@ def checkpoint_key(job_id: str) -> str:
     return f"finetune/{job_id}"
 
 
+def keep_only_final(ctx: JobContext, key: str) -> None:
+    """A finished fine-tune keeps only its chosen grid point's trained parameters
+    (``final.pt``): the resumable slots, the best-epoch copy and every grid point's files go
+    (they serve a retry only, and the job has succeeded)."""
+    from workers.ml.finetune.checkpoint import FINAL
+
+    fs, root = ctx.storage.fs, ctx.storage.path(key)
+    for path in fs.ls(root, detail=False):
+        if str(path).rstrip("/").rsplit("/", 1)[-1] != FINAL:
+            fs.rm(path, recursive=True)
+
+
+def _final_bytes(ctx: JobContext, key: str) -> int:
+    """Size in bytes of the trained parameters a fine-tune keeps (``final.pt`` under `key`)."""
+    from workers.ml.finetune.checkpoint import FINAL
+
+    return int(ctx.storage.fs.size(ctx.storage.path(f"{key}/{FINAL}")))
+
+
 def _config(p: FinetuneParams) -> Any:
     from workers.ml.finetune import FinetuneConfig
 
@@ -163,6 +182,9 @@ def conclude(
         ctx, loaded, Target(p.model_id, None, loaded.model), targets, "test", 0.95
     )
     record = _record(ctx, p, summary, ft_id)
+    key = checkpoint_key(ctx.job_id)
+    kept = _final_bytes(ctx, key)
+    record.metrics = {**record.metrics, "checkpoint_bytes": kept}
     ft_rows = evaluation_rows(ctx, tuned, ft_metrics, "test")
     zs_rows = evaluation_rows(ctx, Target(p.model_id, None, None), zs_metrics, "test")
 
@@ -175,8 +197,8 @@ def conclude(
     out = {"finetuned_model_id": ft_id, **summary, **names,
            "test_top1": {k: v["top1"] for k, v in ft_metrics.items()},
            "zero_shot_top1": {k: v["top1"] for k, v in zs_metrics.items()},
-           "skipped": skipped}  # fmt: skip
-    return Outcome(out, write)
+           "skipped": skipped, "checkpoint_bytes": kept}  # fmt: skip
+    return Outcome(out, write, after_commit=lambda: keep_only_final(ctx, key))
 
 
 def load_tuned(ctx: JobContext, loaded: Any, checkpoint_uri: str) -> Any:
