@@ -20,6 +20,9 @@ def register(sub: Any) -> None:
     up = dsub.add_parser("upload", help="upload a folder or archive of class folders")
     up.add_argument("path")
     up.add_argument("--name", required=True)
+    up.add_argument(
+        "--allow-duplicate", action="store_true", help="register a copy of a dataset's content"
+    )
     add_client_args(up)
     up.set_defaults(handler=run_upload)
     for name, fn in (("list", run_list), ("show", run_show), ("delete", run_delete)):
@@ -32,7 +35,9 @@ def register(sub: Any) -> None:
         p.set_defaults(handler=fn)
 
 
-def upload(client: ApiClient, path: Path, name: str) -> dict[str, Any]:
+def upload(
+    client: ApiClient, path: Path, name: str, allow_duplicate: bool = False
+) -> dict[str, Any]:
     """Upload a folder (zipped on the fly) or an archive; returns the dataset."""
     if not path.exists():
         raise CliError(f"{path} does not exist")
@@ -43,7 +48,10 @@ def upload(client: ApiClient, path: Path, name: str) -> dict[str, Any]:
             path = Path(shutil.make_archive(os.path.join(tmp, "dataset"), "zip", path))
         with path.open("rb") as fh:
             files = {"file": (path.name, fh, "application/octet-stream")}
-            return client.request("POST", "/v1/datasets:upload", data={"name": name}, files=files)
+            params = {"allow_duplicate": "true"} if allow_duplicate else {}
+            return client.request(
+                "POST", "/v1/datasets:upload", data={"name": name}, files=files, params=params
+            )
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -51,7 +59,8 @@ def upload(client: ApiClient, path: Path, name: str) -> dict[str, Any]:
 
 def run_upload(args: argparse.Namespace) -> int:
     """Upload and print the dataset."""
-    print_json(upload(ApiClient.from_args(args), Path(args.path), args.name))
+    client = ApiClient.from_args(args)
+    print_json(upload(client, Path(args.path), args.name, args.allow_duplicate))
     return 0
 
 

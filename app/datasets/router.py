@@ -62,6 +62,12 @@ UPLOAD_BODY: dict[str, Any] = {
 }  # fmt: skip
 
 
+DUPLICATE_DOC = (
+    "Register it even when a dataset of the project has the same content (fingerprint);"
+    " otherwise that is a 409 naming the existing dataset"
+)
+
+
 async def _form_upload(
     request: Request,
 ) -> tuple[str, UploadFile, UploadFile | None, str | None]:
@@ -108,6 +114,7 @@ def create_dataset(
     principal: CurrentPrincipal,
     settings: SettingsDep,
     response: Response,
+    allow_duplicate: Annotated[bool, Query(description=DUPLICATE_DOC)] = False,
 ) -> DatasetRead:
     """Register a dataset the workers read where it lives.
 
@@ -116,8 +123,9 @@ def create_dataset(
     archive instead, use `POST /v1/datasets:upload`.
     """
     row = service.register_uri(
-        session=session, settings=settings, project_id=principal.project_id, ref=ref
-    )
+        session=session, settings=settings, project_id=principal.project_id, ref=ref,
+        allow_duplicate=allow_duplicate,
+    )  # fmt: skip
     response.headers["Location"] = f"/v1/datasets/{row.id}"
     return DatasetRead.model_validate(row)
 
@@ -137,6 +145,7 @@ async def upload_dataset(
     settings: SettingsDep,
     storage: StorageDep,
     response: Response,
+    allow_duplicate: Annotated[bool, Query(description=DUPLICATE_DOC)] = False,
 ) -> DatasetRead:
     """Upload a dataset archive (multipart).
 
@@ -152,7 +161,7 @@ async def upload_dataset(
             filename=file.filename or "upload.zip",
             manifest=manifest.file if manifest else None,
             manifest_name=manifest.filename if manifest else None,
-            name_encoding=encoding,
+            name_encoding=encoding, allow_duplicate=allow_duplicate,
         )
     )  # fmt: skip
     response.headers["Location"] = f"/v1/datasets/{row.id}"

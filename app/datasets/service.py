@@ -56,7 +56,9 @@ def _row(project_id: str, name: str, layout: DatasetLayout, **kw: object) -> Dat
     )
 
 
-def _add(session: Session, row: Dataset) -> Dataset:
+def _add(session: Session, row: Dataset, allow_duplicate: bool = False) -> Dataset:
+    if not allow_duplicate:
+        _ensure_not_duplicate(session, row.project_id, row.fingerprint)
     try:
         with session.begin_nested():
             session.add(row)
@@ -66,6 +68,19 @@ def _add(session: Session, row: Dataset) -> Dataset:
             f"a dataset named {row.name!r} already exists in this project"
         ) from None
     return row
+
+
+def _ensure_not_duplicate(session: Session, project_id: str, fingerprint: str) -> None:
+    """409 naming the project's dataset with the same content fingerprint, if any."""
+    query = select(Dataset.id, Dataset.name).where(
+        Dataset.project_id == project_id, Dataset.fingerprint == fingerprint
+    )
+    same = session.execute(query.limit(1)).first()
+    if same is not None:
+        raise ConflictError(
+            f"dataset {same.name!r} ({same.id}) in this project has the same content"
+            " (fingerprint); use it, or pass allow_duplicate=true to register a copy"
+        )
 
 
 def _ensure_name_free(session: Session, project_id: str, name: str) -> None:
@@ -86,10 +101,13 @@ def ingest_upload(
     manifest: BinaryIO | None = None,
     manifest_name: str | None = None,
     name_encoding: str | None = None,
+    allow_duplicate: bool = False,
 ) -> Dataset:
     """Store an uploaded archive (optionally with a manifest); nothing is left on failure.
 
     `name_encoding` decodes archive member names that declare no encoding (default: guessed).
+    Content equal to a dataset of the project (same fingerprint) is a 409 naming it unless
+    `allow_duplicate`.
     """
     dataset_id = new_id("dst")
     work = Path(tempfile.mkdtemp(prefix="iimm-upload-", dir=_tmp_root(settings)))
@@ -101,6 +119,8 @@ def ingest_upload(
         layout, root_rel, fmt = _open_upload(work, upload, opts, settings)
         os.unlink(upload)
         _ensure_name_free(session, project_id, name)  # after the slow part: short transaction
+        if not allow_duplicate:
+            _ensure_not_duplicate(session, project_id, layout.fingerprint)
         key = f"datasets/{dataset_id}"
         storage.put_dir(work / "data", key)
         on_rollback(session, lambda: storage.delete(key))
@@ -109,7 +129,7 @@ def ingest_upload(
     info = {"root": root_rel, "kind": layout.kind, "derived_splits": dict(layout.derived)}
     row = _row(project_id, name, layout, id=dataset_id, format=fmt, source="upload", uri=key,
                size_bytes=size, info=info)  # fmt: skip
-    return _add(session, row)
+    return _add(session, row, allow_duplicate=True)  # checked above, before storing
 
 
 def _tmp_root(settings: Settings) -> str:
@@ -194,9 +214,15 @@ def _check_uri(ref: DatasetRef, settings: Settings) -> Path | None:
 
 
 def register_uri(
-    *, session: Session, settings: Settings, project_id: str, ref: DatasetRef
+    *,
+    session: Session,
+    settings: Settings,
+    project_id: str,
+    ref: DatasetRef,
+    allow_duplicate: bool = False,
 ) -> Dataset:
-    """Register data the workers read in place (validated now when it is local)."""
+    """Register data the workers read in place (validated now when it is local); the same
+    content (or URI) as a dataset of the project is a 409 unless `allow_duplicate`."""
     path = _check_uri(ref, settings)
     if path is None:
         row = Dataset(
@@ -204,7 +230,7 @@ def register_uri(
             format=ref.format or _default_format(ref.uri), source="uri", uri=ref.uri,
             class_names=ref.class_names or [], splits={}, fingerprint=_uri_fp(ref.uri), info={},
         )  # fmt: skip
-        return _add(session, row)
+        return _add(session, row, allow_duplicate)
     if not path.exists():
         raise InvalidError(f"{ref.uri} does not exist")
     layout = open_and_validate(path, settings=settings, name=ref.name, class_names=ref.class_names)
@@ -212,7 +238,7 @@ def register_uri(
     fmt = ref.format or layout.kind
     row = _row(project_id, ref.name, layout, format=fmt, source="uri", uri=path.as_uri(),
                size_bytes=0, info={"root": str(path), "kind": layout.kind})  # fmt: skip
-    return _add(session, row)
+    return _add(session, row, allow_duplicate)
 
 
 def _default_format(uri: str) -> str:

@@ -2,12 +2,13 @@
 
 - Gain over zero-shot error on the training task t:
   ``G = (acc_ft(t) − acc_zs(t)) / (1 − acc_zs(t))``.
-- Out-of-domain change: the mean over every other task j of ``acc_ft(j) − acc_zs(j)``.
+- Out-of-domain change: the mean over every other task j of ``acc_ft(j) − acc_zs(j)``; a
+  dataset with the same content as t (a duplicate registration) is not another task.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 
 def gain_over_zero_shot_error(acc_ft: float | None, acc_zs: float | None) -> float | None:
@@ -18,17 +19,25 @@ def gain_over_zero_shot_error(acc_ft: float | None, acc_zs: float | None) -> flo
 
 
 def out_of_domain_change(
-    finetuned: Mapping[str, float], zero_shot: Mapping[str, float], train_task: str
+    finetuned: Mapping[str, float],
+    zero_shot: Mapping[str, float],
+    train_task: str,
+    same_content: Collection[str] = (),
 ) -> float | None:
-    """Mean of ``acc_ft(j) − acc_zs(j)`` over the tasks j ≠ `train_task` present in both;
-    None when there is no such task."""
-    diffs = [finetuned[j] - zero_shot[j] for j in finetuned if j != train_task and j in zero_shot]
+    """Mean of ``acc_ft(j) − acc_zs(j)`` over the tasks j ≠ `train_task` present in both,
+    leaving out `same_content` (datasets identical to the training task); None when there
+    is no such task."""
+    skip = {train_task, *same_content}
+    diffs = [finetuned[j] - zero_shot[j] for j in finetuned if j not in skip and j in zero_shot]
     return sum(diffs) / len(diffs) if diffs else None
 
 
 def row_figures(
-    finetuned: Mapping[str, float], zero_shot: Mapping[str, float], train_task: str
+    finetuned: Mapping[str, float],
+    zero_shot: Mapping[str, float],
+    train_task: str,
+    same_content: Collection[str] = (),
 ) -> tuple[float | None, float | None]:
     """(in-domain gain G, out-of-domain change) of one fine-tuned model's accuracies."""
     gain = gain_over_zero_shot_error(finetuned.get(train_task), zero_shot.get(train_task))
-    return gain, out_of_domain_change(finetuned, zero_shot, train_task)
+    return gain, out_of_domain_change(finetuned, zero_shot, train_task, same_content)

@@ -95,6 +95,16 @@ def _accuracies(session: Session, ids: list[str]) -> dict[str, dict[str, float]]
     return out
 
 
+def _same_content(session: Session, project_id: str) -> dict[str, set[str]]:
+    """For each dataset of the project sharing its content fingerprint with others, those
+    others (duplicates registered with `allow_duplicate`)."""
+    groups: dict[str, set[str]] = {}
+    query = select(Dataset.id, Dataset.fingerprint).where(Dataset.project_id == project_id)
+    for dataset_id, fingerprint in session.execute(query):
+        groups.setdefault(fingerprint, set()).add(dataset_id)
+    return {d: group - {d} for group in groups.values() if len(group) > 1 for d in group}
+
+
 def build_matrix(session: Session, *, project_id: str, base_model_id: str, method: str) -> Matrix:
     """The accuracy matrix of `base_model_id` fine-tuned with `method` (404 for another
     project's model); G and the ood change come from `app.matrices.arithmetic`."""
@@ -102,9 +112,11 @@ def build_matrix(session: Session, *, project_id: str, base_model_id: str, metho
     zero_shot = _zero_shot(session, project_id, base_model_id)
     tuned = _latest_finetuned(session, project_id, base_model_id, method)
     accuracies = _accuracies(session, [t.id for t in tuned])
+    twins = _same_content(session, project_id)
     rows = []
     for t in tuned:
-        gain, ood = row_figures(accuracies[t.id], zero_shot, t.train_dataset_id)
+        same = twins.get(t.train_dataset_id, set())
+        gain, ood = row_figures(accuracies[t.id], zero_shot, t.train_dataset_id, same)
         rows.append(MatrixRow(t.train_dataset_id, t.id, accuracies[t.id], gain, ood))
     used = (
         set(zero_shot)

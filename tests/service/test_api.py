@@ -20,10 +20,16 @@ def _name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def upload(client: httpx.Client, archive: Path, name: str | None = None) -> httpx.Response:
+def upload(
+    client: httpx.Client, archive: Path, name: str | None = None, allow_duplicate: bool = True
+) -> httpx.Response:
+    """Upload `archive`; by default as a copy when the project has the same content (tests
+    share projects and archives)."""
+    params = {"allow_duplicate": "true"} if allow_duplicate else {}
     with archive.open("rb") as fh:
         files = {"file": (archive.name, fh, "application/zip")}
-        return client.post("/v1/datasets:upload", data={"name": name or _name("ds")}, files=files)
+        data = {"name": name or _name("ds")}
+        return client.post("/v1/datasets:upload", data=data, files=files, params=params)
 
 
 def add_tiny(client: httpx.Client) -> dict[str, Any]:
@@ -105,6 +111,11 @@ def test_datasets_crud_and_pagination(stack: Stack, shapes_zip: Path) -> None:
         ds = made[0]
         assert len(ds["class_names"]) == 6 and ds["splits"]["test"] == 12
         assert_problem(upload(c, shapes_zip, ds["name"]), 409)
+        # the same content again is refused, naming the first copy (ids: the earliest made)
+        same = upload(c, shapes_zip, allow_duplicate=False)
+        assert_problem(same, 409, "same content", "allow_duplicate=true")
+        assert any(d["id"] in same.json()["detail"] for d in made)
+        assert len(c.get("/v1/datasets").json()["items"]) == 3
         page1 = c.get("/v1/datasets", params={"limit": 2}).json()
         page2 = c.get("/v1/datasets", params={"limit": 2, "cursor": page1["next_cursor"]}).json()
         ids = [d["id"] for d in page1["items"] + page2["items"]]
@@ -121,7 +132,8 @@ def test_dataset_reference(stack: Stack, shapes_zip: Path) -> None:
     with zipfile.ZipFile(shapes_zip) as zf:
         zf.extractall(folder)
     with stack.client() as c:
-        ok = c.post("/v1/datasets", json={"name": _name("ref"), "uri": folder.as_uri()})
+        ref = {"name": _name("ref"), "uri": folder.as_uri()}
+        ok = c.post("/v1/datasets", json=ref, params={"allow_duplicate": "true"})
         assert ok.status_code == 201, ok.text
         assert ok.json()["source"] == "uri" and ok.json()["splits"]["train"] == 36
         roots = json.loads(stack.env["IIMM_ALLOWED_ROOTS"])

@@ -44,3 +44,12 @@ def test_edge_cases() -> None:
         {"a": 0.9, "b": 0.5, "c": 0.1}, {"a": 0.2, "b": 0.6}, "a"
     ) == pytest.approx(-0.1)
     assert row_figures({}, {"a": 0.2}, "a") == (None, None)
+
+
+def test_a_copy_of_the_training_task_is_not_out_of_domain() -> None:
+    """A dataset with the training task's content (registered twice) is left out of the
+    out-of-domain mean: forgetting is measured on other tasks."""
+    ft, zs = {"a": 0.9, "a2": 0.88, "b": 0.5}, {"a": 0.2, "a2": 0.2, "b": 0.6}
+    assert out_of_domain_change(ft, zs, "a", same_content={"a2"}) == pytest.approx(-0.1)
+    assert row_figures(ft, zs, "a", {"a2"})[1] == pytest.approx(-0.1)
+    assert out_of_domain_change(ft, zs, "a") == pytest.approx((0.68 - 0.1) / 2)

@@ -572,3 +572,31 @@ def test_deleting_fitted_data_refused_then_cascaded_leaves_a_stale_predictor(
         assert read["stale"] is True and read["missing_dataset_ids"] == [gone]
         listed = c.get("/v1/predictors").json()["items"]
         assert [p["missing_dataset_ids"] for p in listed] == [[gone]]
+
+
+def test_matrix_leaves_a_copy_of_the_training_task_out_of_ood(stack: Stack) -> None:
+    """A second registration of the training task's content (same fingerprint) is not
+    another task for the out-of-domain change of the matrix."""
+    key, project_id, c = new_project(stack)
+    with c:
+        seed = plant(stack, c, key, project_id, [0.2, 0.35, 0.3], seed_no=3)
+        train = seed.datasets[0]
+        with db(stack) as s:
+            twin = add_dataset(s, project_id)
+            s.get(Dataset, twin).fingerprint = s.get(Dataset, train).fingerprint
+            add_zero_shot(s, seed, twin, 0.3)
+            tuned = s.scalar(select(FinetunedModel.id).where(
+                FinetunedModel.train_dataset_id == train))  # fmt: skip
+            s.add(Evaluation(
+                id=new_id("evl"), project_id=project_id, base_model_id=seed.model_id,
+                finetuned_model_id=tuned, model_ref=tuned, dataset_id=twin, split="test",
+                top1=0.95, n=4, per_class_recall=[],
+            ))  # fmt: skip
+        params = {"base_model_id": seed.model_id, "method": "full"}
+        rows = {
+            r["train_dataset_id"]: r for r in c.get("/v1/matrices", params=params).json()["rows"]
+        }
+    assert rows[train]["accuracies"][twin] == 0.95  # shown in the matrix
+    assert rows[train]["ood_change"] == pytest.approx(seed.ood(train), abs=1e-12)  # not counted
+    other = seed.datasets[1]
+    assert rows[other]["ood_change"] == pytest.approx(seed.ood(other), abs=1e-12)
