@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     # removal) and untouched for `orphan_min_age_s` are removed every `orphan_sweep_interval_s`.
     orphan_sweep_interval_s: float = Field(default=3600.0, gt=0)
     orphan_min_age_s: float = Field(default=3600.0, ge=0)
+    # Published outbox rows are kept this long (for inspection), then purged by the same pass.
+    outbox_retention_s: float = Field(default=7 * 86400.0, ge=0)
     # On SIGTERM/SIGINT a worker cancels its job and gives it back to the queue; after this
     # many seconds it gives the job back and exits even if the job has not stopped.
     worker_stop_grace_s: float = Field(default=6.0, ge=0)

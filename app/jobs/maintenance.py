@@ -5,15 +5,30 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import timedelta
 
+from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.db import session_scope
+from app.db import session_scope, utcnow
 from app.jobs.reaper import reap_once
 from app.jobs.relay import relay_once, wait_for_wake
+from app.models import OutboxEntry
 
 log = logging.getLogger("iimm.maintenance")
+
+
+def purge_published_outbox(session: Session, *, older_than_s: float) -> int:
+    """Delete outbox rows published more than `older_than_s` seconds ago; returns how many
+    (pending rows are never touched)."""
+    cutoff = utcnow() - timedelta(seconds=older_than_s)
+    res = session.execute(
+        delete(OutboxEntry)
+        .where(OutboxEntry.published_at.is_not(None), OutboxEntry.published_at <= cutoff)
+        .execution_options(synchronize_session=False)
+    )
+    return int(res.rowcount or 0)  # type: ignore[attr-defined]
 
 
 class Maintenance:
@@ -58,11 +73,14 @@ class Maintenance:
             self.sweep()
 
     def sweep(self) -> list[str]:
-        """Remove orphaned artifacts (`app.deletion.sweep_orphans`); returns their keys."""
+        """Purge old published outbox rows; remove orphaned artifacts
+        (`app.deletion.sweep_orphans`) and return their keys."""
         from app.artifacts import Storage
         from app.deletion import sweep_orphans
 
         storage = Storage(self.settings.artifacts_url, cache_dir=self.settings.data_dir / "cache")
+        with session_scope(self.factory) as session:
+            purge_published_outbox(session, older_than_s=self.settings.outbox_retention_s)
         with session_scope(self.factory) as session:
             return sweep_orphans(session, storage, min_age_s=self.settings.orphan_min_age_s)
 

@@ -1,6 +1,7 @@
 """Deletes on both stacks: refused with the dependents counted, cascaded (rows and files
 counted before and after), content-addressed files kept while a live row points to them,
-and the orphan sweep after a crash between a delete's commit and its file removal."""
+and the orphan sweep after a crash between a delete's commit and its file removal (with
+the purge of delivered outbox rows, in the same maintenance pass)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 import httpx
 from sqlalchemy import create_engine, func, select
 
-from app.models import Dataset, Embedding, Score
+from app.models import Dataset, Embedding, OutboxEntry, Score
 from tests.service.stack import ROOT, Stack, make_task, wait_job, zip_dir
 from tests.service.test_api import add_tiny, assert_problem, upload
 
@@ -114,11 +115,14 @@ def test_delete_refused_cascaded_and_orphans_swept(
         _crash_after_commit(stack, ds2["id"])
         assert _rows(stack, Embedding, Embedding.dataset_id == ds2["id"]) == 0
         assert _artifact(stack, own).is_dir() and _artifact(stack, uploads[ds2["id"]]).is_dir()
+        published = OutboxEntry.published_at.is_not(None)
+        assert (_rows(stack, OutboxEntry, published) > 0) == (stack.kind == "production")
         subprocess.run(
             [sys.executable, "-m", "iimm_cli", "maintenance", "--once"],
-            env={**stack.env, "IIMM_ORPHAN_MIN_AGE_S": "0"}, cwd=ROOT, check=True,
-            capture_output=True,
+            env={**stack.env, "IIMM_ORPHAN_MIN_AGE_S": "0", "IIMM_OUTBOX_RETENTION_S": "0"},
+            cwd=ROOT, check=True, capture_output=True,
         )  # fmt: skip
+        assert _rows(stack, OutboxEntry, published) == 0  # delivered rows purged
         assert not _artifact(stack, own).exists()
         assert not _artifact(stack, uploads[ds2["id"]]).exists()
         assert (_artifact(stack, shared) / "meta.json").is_file()
