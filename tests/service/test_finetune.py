@@ -128,7 +128,7 @@ def test_finetune_learns_and_matrix(stack: Stack, colours_zip: Path, shapes_zip:
         assert record["train_dataset_id"] == train and record["best_epoch"] >= 1
         # only the trained parameters stay; their size is reported
         kept = stack.data_dir / "artifacts" / "finetune" / job["id"]
-        assert sorted(p.name for p in kept.iterdir()) == ["final.pt"]
+        wait_pruned(kept)
         size = (kept / "final.pt").stat().st_size
         assert record["metrics"]["checkpoint_bytes"] == job["result"]["checkpoint_bytes"] == size
         zs, ft = _evaluations(c, model["id"]), _evaluations(c, ftm)
@@ -138,6 +138,15 @@ def test_finetune_learns_and_matrix(stack: Stack, colours_zip: Path, shapes_zip:
         _check_evaluate_jobs(c, model["id"], ftm, other)
         if stack.kind == "embedded":
             _check_cli(stack, c, model["id"], ftm, other)
+
+
+def wait_pruned(kept: Path, timeout: float = 60.0) -> None:
+    """Wait until a succeeded fine-tune's checkpoint folder holds only ``final.pt`` (the
+    rest goes right after the success is committed)."""
+    deadline = time.monotonic() + timeout
+    while sorted(p.name for p in kept.iterdir()) != ["final.pt"]:
+        assert time.monotonic() < deadline, sorted(p.name for p in kept.iterdir())
+        time.sleep(0.2)
 
 
 def _cli(stack: Stack, key: str, *args: str) -> str:

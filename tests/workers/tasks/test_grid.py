@@ -141,6 +141,9 @@ def test_grid_children_give_the_serial_grid(
     assert result["grid_failed"] == []
     ours = _final(data_dir / "artifacts", f"finetune/{job_id}")
     assert_same_model(ours, _final(tmp_path, "serial"))
+    # once the parent succeeded only the chosen point's parameters stay (children's go)
+    kept = data_dir / "artifacts" / "finetune" / job_id
+    assert [p.name for p in kept.iterdir()] == ["final.pt"]
     ftm = c.get(f"/v1/finetuned-models/{result['finetuned_model_id']}").json()
     assert ftm["val_accuracy"] == serial["best_val_acc"]
 
