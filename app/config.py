@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     # Worker-side embedding.
     device: str = "auto"
     embed_batch_size: int = Field(default=64, ge=1)
+    # An evaluate job on datasets of more images than this in all fans out as child jobs,
+    # each a group of datasets of about this many images (small ones share a model load).
+    evaluate_group_images: int = Field(default=20000, ge=1)
     # DataLoader workers; None (unset) = as many as the device wants where the worker process
     # may start processes (embedded worker, Celery --pool=solo), 0 in Celery prefork children.
     embed_num_workers: int | None = Field(default=None, ge=0)

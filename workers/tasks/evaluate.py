@@ -8,9 +8,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db import session_scope
+from app.finetuning.jobs import EVALUATE
 from app.finetuning.params import EvaluateParams
-from app.models import FinetunedModel
-from workers.tasks.base import JobContext, JobError, Outcome
+from app.jobs.children import FINAL, children_of
+from app.models import FinetunedModel, JobStatus
+from workers.tasks.base import JobContext, JobError, Outcome, Waiting
 from workers.tasks.evaluation import (
     Target,
     base_model_row,
@@ -37,13 +39,62 @@ def _finetuned(ctx: JobContext, model_id: str) -> dict[str, Any] | None:
         return {"base_model_id": row.base_model_id, "checkpoint_uri": row.checkpoint_uri}
 
 
-def run_evaluate(ctx: JobContext) -> Outcome:
-    """Evaluate; rows replace earlier ones of the same (model, dataset, split)."""
+def size_groups(datasets: list[dict[str, Any]], split: str, images: int) -> list[list[str]]:
+    """Dataset ids in groups (in the given order) each closed once it holds `images` images
+    of `split`: a large dataset is a group of its own, small ones share one model load."""
+    groups: list[list[str]] = [[]]
+    size = 0
+    for dataset in datasets:
+        if size >= images:
+            groups.append([])
+            size = 0
+        groups[-1].append(dataset["id"])
+        size += int((dataset.get("splits") or {}).get(split, 0))
+    return [g for g in groups if g]
+
+
+def _fan_out(ctx: JobContext, p: EvaluateParams, groups: list[list[str]]) -> Outcome | Waiting:
+    """Create one `evaluate` child per group, wait for them, then gather their results."""
+    with session_scope(ctx.sessions) as session:
+        kids = [(k.status, k.params, k.result, k.error) for k in children_of(session, ctx.job_id)]
+    if not kids:
+        children = [(EVALUATE, {"model_id": p.model_id, "dataset_ids": g, "split": p.split})
+                    for g in groups]  # fmt: skip
+        detail = {"done": 0, "total": len(groups), "unit": "dataset groups"}
+        return Waiting("waiting for evaluations", children, 0.0, detail)
+    done = sum(status in FINAL for status, *_ in kids)
+    if done < len(kids):
+        detail = {"done": done, "total": len(kids), "unit": "dataset groups"}
+        return Waiting("waiting for evaluations", [], done / len(kids), detail)
+    metrics: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    for status, params, result, error in kids:
+        if status == JobStatus.succeeded.value and result:
+            metrics |= result["metrics"]
+            skipped |= result["skipped"]
+        else:
+            failed |= {d: f"{status}: {error}" for d in params["dataset_ids"]}
+    if not metrics and failed:
+        raise JobError(f"every evaluation group failed: {sorted(set(failed.values()))}"[:3000])
+    zero_shot = _finetuned(ctx, p.model_id) is None
+    result = {"model_id": p.model_id, "zero_shot": zero_shot, "split": p.split,
+              "metrics": metrics, "skipped": skipped, "failed": failed}  # fmt: skip
+    return Outcome(result)  # the children wrote the evaluation rows
+
+
+def run_evaluate(ctx: JobContext) -> Outcome | Waiting:
+    """Evaluate; rows replace earlier ones of the same (model, dataset, split). On datasets
+    of more than `evaluate_group_images` images in all, fans out as child `evaluate` jobs."""
     p = EvaluateParams.model_validate({"type": "evaluate", **ctx.params})
     ft = _finetuned(ctx, p.model_id)
     base_id = ft["base_model_id"] if ft else p.model_id
     model_row = base_model_row(ctx, base_id)
     datasets = dataset_rows(ctx, p.dataset_ids)
+    if ctx.parent_id is None:
+        groups = size_groups(datasets, p.split, ctx.settings.evaluate_group_images)
+        if len(groups) > 1:
+            return _fan_out(ctx, p, groups)
     ctx.progress(0.0, "loading model")
     loaded = load_base(ctx, model_row)
     if ft is None:

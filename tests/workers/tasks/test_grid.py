@@ -179,3 +179,47 @@ def test_cancelling_the_parent_cancels_its_children(service: tuple[TestClient, P
     kids = c.get("/v1/jobs", params={"parent_id": job_id}).json()["items"]
     assert len(kids) == 2 and {k["status"] for k in kids} == {"cancelled"}
     assert drain() == []
+
+
+def _evaluate(c: TestClient, model: str, datasets: list[str]) -> tuple[dict[str, Any], list]:
+    body = {"type": "evaluate", "model_id": model, "dataset_ids": datasets}
+    job_id = c.post("/v1/jobs", json=body).json()["id"]
+    drain()
+    kids = c.get("/v1/jobs", params={"parent_id": job_id}).json()["items"]
+    return c.get(f"/v1/jobs/{job_id}").json(), kids
+
+
+def test_an_evaluation_fans_out_in_groups_with_the_same_figures(
+    service: tuple[TestClient, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c, colours = service
+    data_dir = runner.worker_env().settings.data_dir
+    others = [zip_dir(make_task(data_dir / f"t{s}", per_class=3, seed=s), data_dir / f"t{s}.zip")
+              for s in (11, 12)]  # fmt: skip
+    datasets = [upload(c, z).json()["id"] for z in (colours, *others)]
+    model = add_tiny(c)["id"]
+    inline, none = _evaluate(c, model, datasets)
+    assert inline["status"] == "succeeded" and none == []
+    monkeypatch.setenv("IIMM_EVALUATE_GROUP_IMAGES", "1")  # every dataset its own group
+    get_settings.cache_clear()
+    runner.worker_env.cache_clear()
+    try:
+        fanned, kids = _evaluate(c, model, datasets)
+    finally:
+        monkeypatch.delenv("IIMM_EVALUATE_GROUP_IMAGES")
+        get_settings.cache_clear()
+        runner.worker_env.cache_clear()
+    assert fanned["status"] == "succeeded", fanned
+    assert sorted(k["params"]["dataset_ids"][0] for k in kids) == sorted(datasets)
+    assert all(k["status"] == "succeeded" and len(k["params"]["dataset_ids"]) == 1 for k in kids)
+    assert fanned["result"]["metrics"] == inline["result"]["metrics"]
+    assert fanned["result"]["failed"] == {}
+
+
+def test_size_groups_share_a_model_load_until_the_bound() -> None:
+    from workers.tasks.evaluate import size_groups
+
+    rows = [{"id": i, "splits": {"test": n}} for i, n in zip("abcde", (5, 5, 30, 1, 1), strict=True)]
+    assert size_groups(rows, "test", 10) == [["a", "b"], ["c"], ["d", "e"]]
+    assert size_groups(rows, "test", 100) == [list("abcde")]
+    assert size_groups(rows, "val", 1) == [list("abcde")]  # sizes unknown: one group
