@@ -219,7 +219,8 @@ def test_an_evaluation_fans_out_in_groups_with_the_same_figures(
 def test_size_groups_share_a_model_load_until_the_bound() -> None:
     from workers.tasks.evaluate import size_groups
 
-    rows = [{"id": i, "splits": {"test": n}} for i, n in zip("abcde", (5, 5, 30, 1, 1), strict=True)]
+    sizes = zip("abcde", (5, 5, 30, 1, 1), strict=True)
+    rows = [{"id": i, "splits": {"test": n}} for i, n in sizes]
     assert size_groups(rows, "test", 10) == [["a", "b"], ["c"], ["d", "e"]]
     assert size_groups(rows, "test", 100) == [list("abcde")]
     assert size_groups(rows, "val", 1) == [list("abcde")]  # sizes unknown: one group
