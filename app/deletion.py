@@ -38,7 +38,8 @@ log = logging.getLogger("iimm.deletion")
 #: Top-level artifact prefixes and the column of the row that owns an artifact under each.
 #: `finetune/<job id>`: a fine-tune's checkpoints, owned by its fine-tuned model or, while
 #: the job is not final, by the job.
-PREFIXES = ("datasets", "embeddings", "finetune")
+#: `models/<model id>`: an uploaded model's architecture and checkpoint, owned by the model.
+PREFIXES = ("datasets", "embeddings", "finetune", "models")
 CASCADE_DOC = "Also delete the results that depend on it (otherwise such a delete is a 409)"
 
 
@@ -144,6 +145,9 @@ def delete_model(*, session: Session, storage: Storage, row: BaseModel, cascade:
     _remove(session, storage, filters)
     session.delete(row)
     session.flush()
+    uploaded = f"models/{row.id}"
+    if storage.exists(uploaded):
+        remove_artifacts_after_commit(session, storage, {uploaded})
 
 
 def delete_dataset(*, session: Session, storage: Storage, row: Dataset, cascade: bool) -> None:
@@ -171,6 +175,7 @@ def sweep_orphans(session: Session, storage: Storage, *, min_age_s: float) -> li
     live = set(session.scalars(select(Embedding.uri)))
     live |= {k for k in session.scalars(select(FinetunedModel.checkpoint_uri)) if k}
     live |= set(session.scalars(select(Dataset.uri).where(Dataset.source == "upload")))
+    live |= {f"models/{i}" for i in session.scalars(select(BaseModel.id))}
     final = (JobStatus.succeeded.value, JobStatus.failed.value, JobStatus.cancelled.value)
     active = {
         f"finetune/{j}" for j in session.scalars(select(Job.id).where(Job.status.not_in(final)))

@@ -78,8 +78,11 @@ def test_uploaded_model_embeds(stack: Stack, shapes_zip: Path, fmt: str) -> None
         job = wait_job(c, c.post("/v1/jobs", json=body).json()["id"])
         assert job["status"] == "succeeded", job
         assert job["result"]["n"] == 12
-    stored = list((stack.data_dir / "artifacts" / "models" / model["id"]).iterdir())
-    assert sorted(p.suffix for p in stored) == sorted([".json", f".{fmt}"])
+        folder = stack.data_dir / "artifacts" / "models" / model["id"]
+        assert sorted(p.suffix for p in folder.iterdir()) == sorted([".json", f".{fmt}"])
+        gone = c.delete(f"/v1/models/{model['id']}", params={"cascade": "true"})
+        assert gone.status_code == 204, gone.text
+        assert not folder.exists()  # the uploaded files go with the model
 
 
 def _stored(stack: Stack) -> set[str]:
