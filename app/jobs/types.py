@@ -72,7 +72,11 @@ class ScoreParams(_Params):
         default=None, max_length=64, description="Measure names; default: the O(n·d) family."
     )
     bootstrap: int = Field(
-        default=0, ge=0, le=2000, description="Bootstrap resamples for IIMM intervals (0: none)."
+        default=0,
+        ge=0,
+        le=2000,
+        description="Bootstrap resamples for 95% intervals of IIMM and its terms (0: none; "
+        "200 is plenty).",
     )
 
 
@@ -107,6 +111,13 @@ class EmbedResult(NamedResult):
     )
 
 
+class ConfidenceInterval(BaseModel):
+    """A percentile-bootstrap interval of one measure (`app.measures.bootstrap_ci`)."""
+
+    ci_low: float | None = Field(description="Lower bound (2.5th percentile of the replicates).")
+    ci_high: float | None = Field(description="Upper bound (97.5th percentile of the replicates).")
+
+
 class ScoreResult(NamedResult):
     """The measures a `score` job stored (null where undefined), with the sample size."""
 
@@ -118,6 +129,11 @@ class ScoreResult(NamedResult):
     warnings: list[str] = Field(default=[], description="What the values rest on.")
     n: int
     zero_shot_accuracy: float | None
+    intervals: dict[str, ConfidenceInterval] = Field(
+        default={},
+        description="95% bootstrap intervals of IIMM and its terms, by measure name, when the "
+        "job asked for `bootstrap` resamples (also `ci_low`/`ci_high` in `/v1/scores`).",
+    )
 
 
 class MeasuresJobResult(JobResult):

@@ -203,6 +203,10 @@ def test_embed_score_end_to_end(stack: Stack, shapes_zip: Path) -> None:
         by_name = {s["measure"]: s for s in scores}
         assert "iimm" in by_name and by_name["iimm"]["n"] == 12
         assert by_name["iimm"]["ci_low"] <= by_name["iimm"]["value"] <= by_name["iimm"]["ci_high"]
+        intervals = score["result"]["intervals"]  # the typed result carries them too
+        assert intervals["iimm"] == {k: by_name["iimm"][k] for k in ("ci_low", "ci_high")}
+        assert set(intervals) <= set(by_name) and all(by_name[m]["ci_low"] is not None
+                                                      for m in intervals)  # fmt: skip
         one = c.get("/v1/scores", params={"model_id": model["id"], "measure": "iimm"}).json()
         assert [s["measure"] for s in one["items"]] == ["iimm"]
         listed = c.get("/v1/jobs", params={"status": "succeeded"}).json()["items"]

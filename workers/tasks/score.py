@@ -117,6 +117,9 @@ def run_score(ctx: JobContext) -> Outcome:
         )  # fmt: skip
         session.add_all(rows)
 
+    intervals = {r.measure: {"ci_low": r.ci_low, "ci_high": r.ci_high} for r in rows
+                 if r.measure in cis}  # fmt: skip
     result = {"measures": {k: _finite(v) for k, v in values.items()}, "reasons": reasons,
+              "intervals": intervals,
               "warnings": warnings, "n": emb["n"], "zero_shot_accuracy": acc, **names}  # fmt: skip
     return Outcome(result, write)
