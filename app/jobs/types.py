@@ -88,16 +88,50 @@ class MeasuresParams(_Params):
     measures: list[str] | None = None
 
 
+class ZeroShotAccuracy(BaseModel):
+    """Zero-shot classification of the split's images by their classes' prompts (0..1;
+    null where undefined, e.g. an empty split). Other keys may follow."""
+
+    model_config = ConfigDict(extra="allow")
+
+    top1: float | None = Field(default=None, description="Top-1 accuracy.")
+    top5: float | None = Field(
+        default=None, description="Top-5 accuracy (top-k with k = classes when fewer than 5)."
+    )
+    mean_per_class_recall: float | None = Field(
+        default=None, description="Mean over the classes present of each class's top-1 recall."
+    )
+
+
+class EmbedTiming(BaseModel):
+    """Where an embed job's time went (seconds of wall time). Other keys may follow."""
+
+    model_config = ConfigDict(extra="allow")
+
+    images: int = Field(description="Images embedded.")
+    seconds: float = Field(description="Wall time of the embedding loop.")
+    images_per_second: float
+    batches: int | None = None
+    workers: int | None = Field(default=None, description="Decoding processes.")
+    device: str | None = Field(default=None, examples=["cuda:0", "cpu"])
+    loader_s: float | None = Field(
+        default=None, description="Waiting for decoded batches (add decoding workers)."
+    )
+    submit_s: float | None = Field(default=None, description="Host side of the forward pass.")
+    device_s: float | None = Field(default=None, description="Waiting for the accelerator.")
+    store_s: float | None = Field(default=None, description="Writing the embeddings.")
+
+
 class EmbedResult(NamedResult):
     """What an `embed` job stored: the embedding's id, its size and zero-shot accuracy."""
 
     type: Literal["embed"] = "embed"
     embedding_id: str
     n: int = Field(description="Images embedded.")
-    zero_shot: dict[str, Any] = Field(description="Zero-shot accuracy: `top1`, `top5` (0..1).")
+    zero_shot: ZeroShotAccuracy
     reused: bool = Field(default=False, description="True when stored embeddings were reused.")
-    timing: dict[str, Any] | None = Field(
-        default=None, description="Where the time went: images/s, loader/device seconds."
+    timing: EmbedTiming | None = Field(
+        default=None, description="Where the time went; null when nothing was embedded."
     )
     warnings: list[str] = Field(
         default=[],

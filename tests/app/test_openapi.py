@@ -104,3 +104,26 @@ def test_jobs_are_typed_per_job_type(document: dict[str, Any]) -> None:
         assert job_type.result is not None, f"{job_type.name} declares no result model"
         fields = job_type.result.model_fields
         assert fields["type"].default == job_type.name
+
+
+def test_embed_result_parts_are_declared_models(document: dict[str, Any]) -> None:
+    """`EmbedResult.zero_shot` and `.timing` are named schemas with their figures as typed
+    properties (extra keys allowed), not open dicts."""
+    schemas = document["components"]["schemas"]
+    props = schemas["EmbedResult"]["properties"]
+    assert props["zero_shot"] == {"$ref": "#/components/schemas/ZeroShotAccuracy"}
+    timing_refs = [s.get("$ref") for s in props["timing"]["anyOf"]]
+    assert "#/components/schemas/EmbedTiming" in timing_refs
+    zero_shot = schemas["ZeroShotAccuracy"]["properties"]
+    assert {"top1", "top5", "mean_per_class_recall"} <= set(zero_shot)
+    timing = schemas["EmbedTiming"]
+    assert set(timing["required"]) == {"images", "seconds", "images_per_second"}
+    expected = {"images": "integer", "seconds": "number", "images_per_second": "number",
+                "workers": "integer", "device": "string", "loader_s": "number",
+                "submit_s": "number", "device_s": "number", "store_s": "number"}  # fmt: skip
+    for name, kind in expected.items():
+        declared = timing["properties"][name]
+        kinds = {declared.get("type"), *(s.get("type") for s in declared.get("anyOf", []))}
+        assert kind in kinds, (name, declared)
+    for name in ("ZeroShotAccuracy", "EmbedTiming"):
+        assert schemas[name].get("additionalProperties", True) is True, name
