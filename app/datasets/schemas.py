@@ -27,7 +27,16 @@ class DatasetRef(BaseModel):
     name: str = Field(min_length=1, max_length=200, pattern=NAME_PATTERN, description=NAME_RULE)
     uri: str = Field(min_length=1, max_length=2000)
     format: (
-        Literal["folder", "archive", "csv", "parquet", "torchvision", "webdataset", "huggingface"]
+        Literal[
+            "folder",
+            "archive",
+            "csv",
+            "parquet",
+            "torchvision",
+            "webdataset",
+            "huggingface",
+            "fmow",
+        ]
         | None
     ) = None
     class_names: list[str] | None = Field(default=None, max_length=100_000)

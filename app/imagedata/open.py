@@ -13,6 +13,7 @@ from app.imagedata.archive import ArchiveLimits, extract_archive, is_archive
 from app.imagedata.classnames import known_folder_names
 from app.imagedata.errors import LayoutError
 from app.imagedata.fingerprint import file_digest, files_digest, layout_fingerprint
+from app.imagedata.fmow import fmow_root, read_fmow
 from app.imagedata.folders import (
     find_dataset_root,
     folder_display_names,
@@ -41,7 +42,8 @@ def open_dataset(
     limits: ArchiveLimits | None = None,
     name_encoding: str | None = None,
 ) -> DatasetLayout:
-    """Open an image folder, a zip/tar archive of one, or a CSV/Parquet manifest.
+    """Open an image folder, a zip/tar archive of one, a CSV/Parquet manifest, or data read in
+    place: WebDataset shards, Hugging Face datasets, fMoW in WILDS' layout (`app.imagedata.fmow`).
 
     Splits are train/test as given (a seeded stratified test split when missing), plus the
     paper's validation split (10% of train, at most 5000, seeded) and train_no_val.
@@ -54,7 +56,11 @@ def open_dataset(
         raise LayoutError(f"dataset not found: {path}")
     name = name or _guess_name(path)
     skipped: list[dict[str, Any]] = []
-    if kind_in_place := _in_place_format(path):
+    if path.is_dir() and (fmow := fmow_root(path)):
+        names, splits = read_fmow(fmow)
+        names = class_names or names
+        root, kind, source, content = fmow, "fmow", FileSource(fmow), None
+    elif kind_in_place := _in_place_format(path):
         names, splits, source, files = _read_in_place(kind_in_place, path, class_names)
         root, kind = path, kind_in_place
         base = path if path.is_dir() else path.parent

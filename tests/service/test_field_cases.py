@@ -248,3 +248,21 @@ def test_webdataset_and_huggingface_folders_are_registered(api: Stack) -> None:
             body = resp.json()
             assert body["format"] == fmt and body["class_names"] == CLASSES
             assert body["splits"]["test"] in (4, 6)
+
+
+def test_fmow_wilds_root_is_registered(api: Stack) -> None:
+    from tests.app.imagedata.test_fmow import ROWS, _fmow_root
+
+    root = _fmow_root(api.data_dir / "wilds")
+    bare = api.data_dir / "wilds-bare" / "fmow_v1.1"
+    bare.mkdir(parents=True)
+    with api.client() as c:
+        resp = c.post("/v1/datasets", json={"name": "fmow", "uri": root.as_uri()})
+        assert resp.status_code == 201, resp.text
+        body = resp.json()
+        assert body["format"] == "fmow" and body["class_names"] == ["airport", "dam", "zipper"]
+        for split in ("train", "val", "test"):
+            assert body["splits"][split] == sum(r[3] == split for r in ROWS), split
+        bad = c.post("/v1/datasets", json={"name": "bare", "uri": bare.parent.as_uri()})
+        assert bad.status_code == 422, bad.text
+        assert "fmow_v1.1/rgb_metadata.csv" in bad.text and str(api.data_dir) not in bad.text
