@@ -112,11 +112,18 @@ def redoc() -> HTMLResponse:
     )
 
 
+def _inline_html(text: str) -> str:
+    """The problem texts' inline markdown (`code` spans) as HTML; everything else escaped."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("zero").enable("backticks").renderInline(text)
+
+
 def _kind_html(kind: str) -> str:
     status, title, text = KINDS[kind]
     return (
         f'<section id="{kind}"><h2>{status} {escape(title)}: <code>{type_uri(kind)}</code></h2>'
-        f"<p>{escape(text)}</p></section>"
+        f"<p>{_inline_html(text)}</p></section>"
     )
 
 

@@ -89,6 +89,20 @@ def test_docs_pages_work_offline(page: str) -> None:
         assert resp.status_code == 200 and len(resp.content) > 1000, url
 
 
+def test_problem_pages_render_code_not_backticks() -> None:
+    """A problem `type` dereferenced is HTML: inline code as <code>, nothing left as markdown,
+    the rest escaped."""
+    from app.errors import KINDS
+
+    client = TestClient(create_app())
+    page = client.get("/problems/forbidden")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "<code>IIMM_ALLOWED_ROOTS</code>" in page.text and "`" not in page.text
+    listing = client.get("/problems").text
+    assert "`" not in listing and "<code>loc</code>" in listing
+    assert all(f'<section id="{kind}">' in listing for kind in KINDS)
+
+
 def test_jobs_are_typed_per_job_type(document: dict[str, Any]) -> None:
     """`JobRead.params` and `.result` are unions discriminated on `type`, one member per type;
     every public job type declares its result model (internal ones may stay open)."""
