@@ -80,10 +80,11 @@ SERVICE_SPLITS = {"train": "train", "id_val": "val", "test": "test"}
 def read_fmow(root: Path) -> tuple[list[str], dict[str, Split]]:
     """fMoW's class names and its train/val/test splits (items: ``images/rgb_img_<row>.png``).
 
-    The class names are the categories that occur (all 62 in the full dataset), in WILDS'
-    order, so a subset of fMoW keeps WILDS' order without empty classes. `root` is the
-    ``fmow_v1.1`` folder. LayoutError names a missing metadata file, a missing column, an
-    unknown category or a bad timestamp (by line of ``rgb_metadata.csv``).
+    The class names are the categories that occur (all 62 in the full dataset) in WILDS'
+    order, with spaces for underscores (``airport hangar``, as prompts read them); a subset
+    of fMoW thus has no empty classes. `root` is the ``fmow_v1.1`` folder. LayoutError names
+    a missing metadata file, a missing column, an unknown category or a bad timestamp (by
+    line of ``rgb_metadata.csv``).
     """
     missing = [f"{FOLDER}/{f}" for f in (METADATA, COUNTRIES) if not (root / f).is_file()]
     if not (root / "images").is_dir():
@@ -120,4 +121,4 @@ def read_fmow(root: Path) -> tuple[list[str], dict[str, Split]]:
         for s in items
         if items[s]
     }
-    return [CATEGORIES[y] for y in present], splits
+    return [CATEGORIES[y].replace("_", " ") for y in present], splits

@@ -260,7 +260,12 @@ def test_fmow_wilds_root_is_registered(api: Stack) -> None:
         resp = c.post("/v1/datasets", json={"name": "fmow", "uri": root.as_uri()})
         assert resp.status_code == 201, resp.text
         body = resp.json()
-        assert body["format"] == "fmow" and body["class_names"] == ["airport", "dam", "zipper"]
+        assert body["format"] == "fmow" and body["class_names"] == [
+            "airport",
+            "airport hangar",
+            "dam",
+            "zipper",
+        ]
         for split in ("train", "val", "test"):
             assert body["splits"][split] == sum(r[3] == split for r in ROWS), split
         bad = c.post("/v1/datasets", json={"name": "bare", "uri": bare.parent.as_uri()})

@@ -19,6 +19,7 @@ ROWS: list[tuple[str, str, str, str | None]] = [
     ("train", "zipper", "2010-03-01T10:00:00Z", "train"),
     ("train", "airport", "2012-12-31T23:59:59Z", "train"),
     ("train", "dam", "2011-06-01T00:00:00.5Z", "train"),
+    ("train", "airport_hangar", "2011-02-01T00:00:00+05:00", "train"),
     ("train", "airport", "2014-01-01T00:00:00Z", None),  # train-labelled but OOD-val years
     ("val", "dam", "2009-05-05T12:00:00Z", "val"),  # id_val
     ("val", "zipper", "2012-01-01T00:00:00Z", "val"),  # id_val
@@ -58,17 +59,17 @@ def test_categories_are_wilds_62_in_order() -> None:
 def test_official_splits_names_and_labels(tmp_path: Path, sub: str) -> None:
     layout = open_dataset(_fmow_root(tmp_path / "wilds") / sub, name="fmow")
     assert layout.kind == "fmow"
-    assert layout.class_names == ["airport", "dam", "zipper"]  # WILDS' order, present ones
+    assert layout.class_names == ["airport", "airport hangar", "dam", "zipper"]  # WILDS' order
     for split in ("train", "val", "test"):
         want = [
-            (f"images/rgb_img_{i}.png", layout.class_names.index(r[1]))
+            (f"images/rgb_img_{i}.png", layout.class_names.index(r[1].replace("_", " ")))
             for i, r in enumerate(ROWS)
             if r[3] == split
         ]
         got = layout.split(split)
         assert list(got.items) == [w[0] for w in want], split
         assert got.labels.tolist() == [w[1] for w in want], split
-    assert len(layout.split("train_no_val")) == 3
+    assert len(layout.split("train_no_val")) == 4
     assert "val" not in layout.derived and "test" not in layout.derived
     item = layout.split("test").items[1]
     assert np.asarray(layout.source.open(item)).shape == (6, 6, 3)
@@ -86,8 +87,8 @@ def test_root_without_the_files_names_what_is_missing(tmp_path: Path) -> None:
 
 def test_missing_image_and_bad_rows_are_named(tmp_path: Path) -> None:
     root = _fmow_root(tmp_path / "a")
-    (root / "fmow_v1.1" / "images" / "rgb_img_8.png").unlink()
-    with pytest.raises(LayoutError, match=r"missing: images/rgb_img_8\.png") as err:
+    (root / "fmow_v1.1" / "images" / "rgb_img_9.png").unlink()
+    with pytest.raises(LayoutError, match=r"missing: images/rgb_img_9\.png") as err:
         open_dataset(root)
     assert str(tmp_path) not in str(err.value)
     bad = [*ROWS[:2], ("train", "castle", "2010-01-01T00:00:00Z", "train")]
