@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from iimm_cli._common import CliError
 from iimm_cli.client import add_client_args
@@ -43,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `iimm` console script; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "data_dir", None):  # what commands that read the settings see too
+        os.environ["IIMM_DATA_DIR"] = str(Path(args.data_dir).resolve())
     try:
         return int(args.handler(args) or 0)
     except CliError as exc:

@@ -61,3 +61,20 @@ def test_serve_takes_data_dir_on_either_side() -> None:
     assert parser.parse_args(["--data-dir", "/d1", "serve"]).data_dir == "/d1"
     assert parser.parse_args(["--data-dir", "/d1", "serve", "--data-dir", "/d2"]).data_dir == "/d2"
     assert getattr(parser.parse_args(["serve"]), "data_dir", None) is None
+
+
+def test_data_dir_reaches_commands_that_read_the_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`iimm --data-dir D db upgrade` migrates the embedded database in D (and writes the
+    first admin key there), as `iimm db upgrade --data-dir`-less runs with IIMM_DATA_DIR do."""
+    from app.config import get_settings
+    from iimm_cli import main
+
+    monkeypatch.setenv("IIMM_DATA_DIR", "/nonexistent-unused")  # restored after the test
+    get_settings.cache_clear()
+    try:
+        assert main(["--data-dir", str(tmp_path), "db", "upgrade"]) == 0
+    finally:
+        get_settings.cache_clear()
+    assert (tmp_path / "admin.key").is_file() and str(tmp_path) in capsys.readouterr().out
