@@ -61,31 +61,22 @@ def to_csv(m: Matrix) -> str:
     return out.getvalue()
 
 
-@router.get(
-    "",
-    response_model=MatrixRead,
-    responses={
-        **problems(404),
-        200: {
-            "content": {CSV: {"schema": {"type": "string"}}, SVG: {"schema": {"type": "string"}}},
-            "description": "The matrix",
-        },
-    },
-)
+@router.get("", response_model=MatrixRead, responses=problems(404))
 def get_matrix(
     session: SessionDep,
     principal: CurrentPrincipal,
     base_model_id: Annotated[str, Query(max_length=40, description="The base model")],
     method: Annotated[Method, Query(description="Fine-tuning method")] = "full",
-    format: Annotated[
-        Literal["json", "csv", "svg"] | None, Query(description="Overrides Accept")
-    ] = None,
+    # Content negotiation for browsers and hand-written clients; not declared, so that a
+    # generated client's JSON operation only ever receives JSON (`/csv`, `/svg` are declared).
+    format: Annotated[Literal["json", "csv", "svg"] | None, Query(include_in_schema=False)] = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> MatrixRead | Response:
     """The accuracy matrix: rows = training dataset (plus the zero-shot row), columns =
     evaluation dataset, cells = test top-1 accuracy, with per row the in-domain gain over
-    zero-shot error G and the mean out-of-domain accuracy change. `Accept: text/csv` or
-    `?format=csv` returns CSV; `Accept: image/svg+xml` or `?format=svg` a heat map."""
+    zero-shot error G and the mean out-of-domain accuracy change. The same matrix as CSV is
+    `GET /v1/matrices/csv`, as an SVG heat map `GET /v1/matrices/svg` (this operation also
+    answers `Accept: text/csv` / `image/svg+xml`, or `?format=csv|svg`, with them)."""
     matrix = build_matrix(
         session, project_id=principal.project_id, base_model_id=base_model_id, method=method
     )
@@ -116,3 +107,26 @@ def get_matrix_csv(
         session, project_id=principal.project_id, base_model_id=base_model_id, method=method
     )
     return Response(to_csv(matrix), media_type=f"{CSV}; charset=utf-8")
+
+
+@router.get(
+    "/svg",
+    response_class=Response,
+    responses={
+        **problems(404),
+        200: {"content": {SVG: {"schema": {"type": "string"}}}, "description": "The heat map"},
+    },
+)
+def get_matrix_svg(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    base_model_id: Annotated[str, Query(max_length=40, description="The base model")],
+    method: Annotated[Method, Query(description="Fine-tuning method")] = "full",
+) -> Response:
+    """The accuracy matrix as an SVG heat map (rows = training dataset, columns = evaluation
+    dataset, in-domain cells outlined): `GET /v1/matrices` with `Accept: image/svg+xml`, as
+    an operation of its own for generated clients."""
+    matrix = build_matrix(
+        session, project_id=principal.project_id, base_model_id=base_model_id, method=method
+    )
+    return Response(figures.figure(session, matrix), media_type=SVG)

@@ -80,30 +80,44 @@ def list_predictors(
     return PredictorList(items=[service.to_read(r, existing) for r in rows], next_cursor=nxt)
 
 
-@router.get(
-    "/{predictor_id}",
-    response_model=PredictorRead,
-    responses={
-        **problems(404),
-        200: {"content": {SVG: {"schema": {"type": "string"}}}, "description": "The predictor"},
-    },
-)
+@router.get("/{predictor_id}", response_model=PredictorRead, responses=problems(404))
 def get_predictor(
     predictor_id: str,
     session: SessionDep,
     principal: CurrentPrincipal,
-    format: Annotated[Literal["json", "svg"] | None, Query(description="Overrides Accept")] = None,
+    # Content negotiation, not declared: the declared figure is `/{predictor_id}/svg`.
+    format: Annotated[Literal["json", "svg"] | None, Query(include_in_schema=False)] = None,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> PredictorRead | Response:
-    """One predictor with its statistics and the points it was fitted on. `Accept:
-    image/svg+xml` or `?format=svg` returns its figure: the training tasks (feature against
-    target) with the fitted line over the fitted range."""
+    """One predictor with its statistics and the points it was fitted on. Its figure is
+    `GET /v1/predictors/{predictor_id}/svg` (this operation also answers `Accept:
+    image/svg+xml` or `?format=svg` with it)."""
     row = service.get_predictor(
         session=session, project_id=principal.project_id, predictor_id=predictor_id
     )
     read = service.to_read(row, service.existing_datasets(session, principal.project_id, [row]))
     if not wants(format, accept, "svg", SVG):
         return read
+    return Response(figures.figure(session, principal.project_id, row, read), media_type=SVG)
+
+
+@router.get(
+    "/{predictor_id}/svg",
+    response_class=Response,
+    responses={
+        **problems(404),
+        200: {"content": {SVG: {"schema": {"type": "string"}}}, "description": "The figure"},
+    },
+)
+def get_predictor_svg(
+    predictor_id: str, session: SessionDep, principal: CurrentPrincipal
+) -> Response:
+    """A predictor's figure as SVG: the training tasks (feature against target) with the
+    fitted line, its 95% prediction band and the fitted range."""
+    row = service.get_predictor(
+        session=session, project_id=principal.project_id, predictor_id=predictor_id
+    )
+    read = service.to_read(row, service.existing_datasets(session, principal.project_id, [row]))
     return Response(figures.figure(session, principal.project_id, row, read), media_type=SVG)
 
 

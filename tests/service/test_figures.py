@@ -48,6 +48,8 @@ def test_predictor_figure_holds_its_points_and_line(project: Any) -> None:
     _, _, c, line = project
     resp = c.get(f"/v1/predictors/{line['id']}", params={"format": "svg"})
     assert resp.status_code == 200 and resp.headers["content-type"].startswith(SVG)
+    declared = c.get(f"/v1/predictors/{line['id']}/svg")  # the operation of its own
+    assert declared.headers["content-type"].startswith(SVG) and declared.text == resp.text
     root = ET.fromstring(resp.text)
     names = _names(c, line["datasets"])
     got = sorted((p.get("data-name"), float(p.get("data-x")), float(p.get("data-y")))
@@ -136,7 +138,7 @@ def test_matrix_heat_map_holds_the_matrix(project: Any) -> None:
     model = c.get(f"/v1/models/{seed.model_id}").json()["name"]
     assert model in texts[0] and not [t for t in texts if "dst_" in t or "mdl_" in t]
     accept = c.get("/v1/matrices", params=params, headers={"Accept": SVG})
-    assert accept.text == resp.text
+    assert accept.text == resp.text == c.get("/v1/matrices/svg", params=params).text
 
 
 def test_figures_keep_projects_apart(stack: Stack, project: Any) -> None:
