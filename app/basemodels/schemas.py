@@ -8,13 +8,18 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class ModelCreate(BaseModel):
-    """Register a model by preset (`clip`, `siglip`, `coca`, `eva02`) or by arch + weights."""
+    """Register a model by preset (`clip`, `siglip`, `coca`, `eva02`, `reference`) or weights.
+
+    `reference` is the small dual encoder trained in this repository and shipped with the
+    package: it works offline (docs/reference-model.md).
+    """
 
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
             "examples": [
                 {"name": "clip-b32", "preset": "clip"},
+                {"name": "reference", "preset": "reference"},
                 {"name": "vit-b32-laion", "arch": "ViT-B-32", "pretrained": "laion2b_s34b_b79k"},
             ]
         },

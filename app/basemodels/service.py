@@ -17,11 +17,10 @@ from app.config import Settings
 from app.db import new_id, on_rollback
 from app.errors import ConflictError, ForbiddenError, InvalidError
 from app.imagedata import ModelSpecError, resolve_spec
+from app.imagedata.model_specs import BUNDLED_CONFIGS
 from app.models import BaseModel
 from app.ownership import get_owned
 from app.pagination import page
-
-BUNDLED_CONFIGS = Path(__file__).resolve().parents[2] / "workers" / "ml" / "configs"
 
 
 def spec_of(row: BaseModel) -> str:

@@ -2,7 +2,9 @@
 
 Grammar (the API validates with this module without importing torch):
 
-- a preset: ``clip``, ``siglip``, ``coca``, ``eva02`` (the paper's four models);
+- a preset: ``clip``, ``siglip``, ``coca``, ``eva02`` (the paper's four models), or
+  ``reference``, the small dual encoder trained in this repository and shipped with it
+  (``workers/ml/configs/reference-clip.{json,safetensors}``; docs/reference-model.md);
 - ``ARCH@TAG``: an open_clip architecture with a pretrained tag (``ViT-B-32@openai``);
 - ``ARCH@/path/to/checkpoint.pt``: an architecture with a local checkpoint file;
 - ``ARCH@random``: random initialisation (seeded), for tests and benchmarks;
@@ -26,6 +28,10 @@ PRESETS: dict[str, tuple[str, str]] = {
     "eva02": ("EVA02-B-16", "merged2b_s8b_b131k"),
 }
 RANDOM = "random"
+REFERENCE = "reference"
+BUNDLED_CONFIGS = Path(__file__).resolve().parents[2] / "workers" / "ml" / "configs"
+REFERENCE_ARCH = BUNDLED_CONFIGS / "reference-clip.json"
+REFERENCE_WEIGHTS = BUNDLED_CONFIGS / "reference-clip.safetensors"
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,8 @@ def resolve_spec(spec: str) -> ModelSpec:
     if spec in PRESETS:
         arch, tag = PRESETS[spec]
         return ModelSpec(spec, "tag", arch, tag)
+    if spec == REFERENCE:
+        return _reference_spec()
     for schema in ("hf-hub:", "local-dir:"):
         if spec.startswith(schema):
             if len(spec) == len(schema):
@@ -83,6 +91,18 @@ def resolve_spec(spec: str) -> ModelSpec:
             f"or {arch}@{RANDOM}"
         )
     return _weights_spec(spec, arch, weights, config_path=None)
+
+
+def _reference_spec() -> ModelSpec:
+    if not (REFERENCE_ARCH.is_file() and REFERENCE_WEIGHTS.is_file()):
+        raise ModelSpecError(
+            f"the reference checkpoint is not installed ({REFERENCE_WEIGHTS} is missing); "
+            "rebuild it with `iimm reference build --out DIR` and register "
+            "DIR/reference-clip.json with pretrained DIR/reference-clip.safetensors"
+        )
+    return ModelSpec(
+        REFERENCE, "checkpoint", REFERENCE_ARCH.stem, str(REFERENCE_WEIGHTS), str(REFERENCE_ARCH)
+    )
 
 
 def _json_spec(spec: str, config: str, weights: str) -> ModelSpec:
