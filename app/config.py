@@ -78,6 +78,16 @@ class Settings(BaseSettings):
     webhook_retry_base_s: float = Field(default=5.0, gt=0)  # then doubling, at most 1 h
     webhook_interval_s: float = Field(default=1.0, gt=0)
 
+    # Predictors: a task whose zero-shot error 1 − acc_zs is below this is flagged in the
+    # matrix and left out of gain predictors (G divides by that error, so a few test images
+    # swing it by ±1).
+    min_zero_shot_error: float = Field(default=0.05, ge=0, lt=1)
+
+    # Torch intra-op threads of fine-tuning and evaluation jobs on CPU; 0 = torch's default
+    # (one per core). On the shared 2-core CI kind one thread ran a fine-tuning step 10x
+    # faster than two (benchmarks/threads.py).
+    finetune_threads: int = Field(default=1, ge=0)
+
     # Worker-side embedding.
     device: str = "auto"
     embed_batch_size: int = Field(default=64, ge=1)

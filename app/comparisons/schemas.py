@@ -52,6 +52,20 @@ class ComparisonRead(BaseModel):
     datasets: list[str]
     items: list[MeasureComparisonRead]
     skipped: list[SkippedMeasure]
+    best_measure: str | None = Field(
+        default=None,
+        description="The measure with the strongest rank correlation with G (the first item).",
+    )
+    verdict: str | None = Field(
+        default=None,
+        description="Which measure predicts G best for this model and method, beside IIMM and "
+        "zero-shot accuracy, in one sentence.",
+    )
+    flagged: list[SkippedMeasure] = Field(
+        default_factory=list,
+        description="Tasks left out because their zero-shot error is too small for a stable G "
+        "(`measure` holds the dataset id, `reason` the matrix row's flag).",
+    )
 
 
 class RankingItem(BaseModel):

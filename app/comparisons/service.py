@@ -129,8 +129,27 @@ def _usable_rows(matrix: Any) -> dict[str, Any]:
     return {
         d: r
         for d, r in sorted(rows.items())
-        if data.target_of(r, "gain") is not None and data.finetuned_accuracy(r) is not None
+        if data.target_of(r, "gain") is not None
+        and data.finetuned_accuracy(r) is not None
+        and not r.flag
     }
+
+
+def verdict(items: list[MeasureComparisonRead], n: int) -> str | None:
+    """One sentence: the best measure by |ρ vs G|, and IIMM and zero-shot accuracy beside it."""
+    if not items:
+        return None
+
+    def said(c: MeasureComparisonRead) -> str:
+        if c.spearman_gain is None:
+            return f"{c.measure} undefined"
+        p = "" if c.spearman_gain_pvalue is None else f", p {c.spearman_gain_pvalue:.3f}"
+        return f"{c.measure} ρ {c.spearman_gain:+.2f}{p}"
+
+    best, named = items[0], {c.measure: c for c in items}
+    others = [said(named[m]) for m in ("iimm", data.ZERO_SHOT) if m in named and m != best.measure]
+    tail = f" (beside it: {'; '.join(others)})" if others else ""
+    return f"over {n} tasks {best.measure} predicts G best ({said(best)}){tail}"
 
 
 def compare(
@@ -144,6 +163,7 @@ def compare(
     )
     rows = _usable_rows(matrix)
     names = list(rows)
+    flagged = [{"measure": r.train_dataset_id, "reason": r.flag} for r in matrix.rows if r.flag]
     if len(names) < MIN_TASKS:
         raise InvalidError(
             f"comparing measures needs at least {MIN_TASKS} fine-tuned and evaluated tasks of "
@@ -178,6 +198,8 @@ def compare(
     return ComparisonRead(
         base_model_id=base_model_id, method=method, split=data.SPLIT, n_tasks=len(names),
         datasets=names, items=items, skipped=skipped,  # type: ignore[arg-type]
+        best_measure=items[0].measure if items else None, verdict=verdict(items, len(names)),
+        flagged=flagged,  # type: ignore[arg-type]
     )  # fmt: skip
 
 

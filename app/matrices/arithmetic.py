@@ -32,6 +32,16 @@ def out_of_domain_change(
     return sum(diffs) / len(diffs) if diffs else None
 
 
+def low_error_flag(acc_zs: float | None, min_error: float) -> str | None:
+    """Why G of a task is unstable, or None: its zero-shot error is below `min_error`."""
+    if acc_zs is None or 1.0 - acc_zs >= min_error:
+        return None
+    return (
+        f"zero-shot error {1.0 - acc_zs:.3f} is below min_zero_shot_error {min_error:g}: "
+        "G = (acc_ft − acc_zs)/(1 − acc_zs) divides by it, so gain predictors leave this row out"
+    )
+
+
 def row_figures(
     finetuned: Mapping[str, float],
     zero_shot: Mapping[str, float],

@@ -35,6 +35,7 @@ def to_read(m: Matrix) -> MatrixRead:
                 accuracies=r.accuracies,
                 gain=r.gain,
                 ood_change=r.ood_change,
+                flag=r.flag,
             )
             for r in m.rows
         ],

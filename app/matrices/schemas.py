@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class MatrixColumn(BaseModel):
@@ -21,6 +21,11 @@ class MatrixRowRead(BaseModel):
     accuracies: dict[str, float]
     gain: float | None
     ood_change: float | None
+    flag: str | None = Field(
+        default=None,
+        description="Why this row's G is unreliable, when it is (its zero-shot error is below "
+        "IIMM_MIN_ZERO_SHOT_ERROR); gain predictors leave flagged rows out.",
+    )
 
 
 class MatrixRead(BaseModel):

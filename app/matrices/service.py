@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.config import get_settings
 from app.jobs.types import prompts_hash
-from app.matrices.arithmetic import row_figures
+from app.matrices.arithmetic import low_error_flag, row_figures
 from app.models import BaseModel, Dataset, Embedding, Evaluation, FinetunedModel
 from app.ownership import get_owned
 
@@ -25,6 +26,7 @@ class MatrixRow:
     accuracies: dict[str, float]
     gain: float | None
     ood_change: float | None
+    flag: str | None = None
 
 
 @dataclass
@@ -105,9 +107,19 @@ def _same_content(session: Session, project_id: str) -> dict[str, set[str]]:
     return {d: group - {d} for group in groups.values() if len(group) > 1 for d in group}
 
 
-def build_matrix(session: Session, *, project_id: str, base_model_id: str, method: str) -> Matrix:
+def build_matrix(
+    session: Session,
+    *,
+    project_id: str,
+    base_model_id: str,
+    method: str,
+    min_zero_shot_error: float | None = None,
+) -> Matrix:
     """The accuracy matrix of `base_model_id` fine-tuned with `method` (404 for another
-    project's model); G and the ood change come from `app.matrices.arithmetic`."""
+    project's model); G and the ood change come from `app.matrices.arithmetic`. Rows whose
+    zero-shot error is below `min_zero_shot_error` (default: the setting) carry a flag."""
+    if min_zero_shot_error is None:
+        min_zero_shot_error = get_settings().min_zero_shot_error
     get_owned(session, BaseModel, base_model_id, project_id, "model")
     zero_shot = _zero_shot(session, project_id, base_model_id)
     tuned = _latest_finetuned(session, project_id, base_model_id, method)
@@ -117,7 +129,8 @@ def build_matrix(session: Session, *, project_id: str, base_model_id: str, metho
     for t in tuned:
         same = twins.get(t.train_dataset_id, set())
         gain, ood = row_figures(accuracies[t.id], zero_shot, t.train_dataset_id, same)
-        rows.append(MatrixRow(t.train_dataset_id, t.id, accuracies[t.id], gain, ood))
+        flag = low_error_flag(zero_shot.get(t.train_dataset_id), min_zero_shot_error)
+        rows.append(MatrixRow(t.train_dataset_id, t.id, accuracies[t.id], gain, ood, flag))
     used = (
         set(zero_shot)
         | {d for r in rows for d in r.accuracies}

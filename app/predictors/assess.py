@@ -25,6 +25,11 @@ def headline(predictors: Iterable[Predictor]) -> dict[tuple[str, str], Predictor
     return best
 
 
+def newest(predictors: Iterable[Predictor]) -> dict[tuple[str, str], Predictor]:
+    """Per (method, target), the newest of `predictors`."""
+    return {(p.method, p.target): p for p in sorted(predictors, key=lambda p: p.id)}
+
+
 def model_predictors(session: Session, *, project_id: str, model_id: str) -> list[Predictor]:
     """Every predictor of the project fitted for `model_id`, oldest first."""
     return list(
@@ -57,14 +62,22 @@ def _predict_all(
 
 
 def _per_method(
-    chosen: dict[tuple[str, str], Predictor], done: dict[str, PredictionRead]
+    chosen: dict[tuple[str, str], Predictor],
+    done: dict[str, PredictionRead],
+    baseline: dict[tuple[str, str], Predictor],
 ) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for (method, target), p in sorted(chosen.items()):
         pred = done[p.id]
         entry = out.setdefault(
-            method, {"gain": None, "finetuned_accuracy": None, "ood_change": None}
-        )
+            method, {"gain": None, "finetuned_accuracy": None, "ood_change": None,
+                     "gain_from_zero_shot_accuracy": None}
+        )  # fmt: skip
+        zs = baseline.get((method, "gain"))
+        if target == "gain" and zs is not None and zs.id != p.id:
+            entry["gain_from_zero_shot_accuracy"] = done[zs.id].model_dump(
+                mode="json", exclude={"finetuned_accuracy"}
+            )
         if target == "gain":
             entry["gain"] = pred.model_dump(mode="json", exclude={"finetuned_accuracy"})
             entry["finetuned_accuracy"] = (
@@ -79,7 +92,9 @@ def assess_document(
     session: Session, *, project_id: str, model_id: str, dataset_id: str, level: float = 0.95
 ) -> dict[str, Any]:
     """Zero-shot accuracy, IIMM with its interval, every measure, and per fine-tuning method
-    the predicted gain, fine-tuned accuracy and forgetting (with intervals)."""
+    the predicted gain, fine-tuned accuracy and forgetting (with intervals), with the gain
+    the zero-shot-accuracy predictor gives beside the headline one (the baseline IIMM must
+    beat)."""
     scores = data.load_scores(
         session, project_id=project_id, model_id=model_id, dataset_ids=[dataset_id]
     )
@@ -94,7 +109,10 @@ def assess_document(
         "zero_shot_accuracy": task.zero_shot_accuracy,
         "iimm": {"value": task.value(PREFERRED_FEATURE), "ci_low": low, "ci_high": high},
         "measures": dict(sorted(task.measures.items())),
-        "methods": _per_method(headline(p for p in predictors if p.id in done), done),
+        "methods": _per_method(
+            headline(p for p in predictors if p.id in done), done,
+            newest(p for p in predictors if p.id in done and p.feature == data.ZERO_SHOT),
+        ),
         "predictions": [p.model_dump(mode="json") for p in done.values()],
         "unavailable": unavailable,
     }  # fmt: skip

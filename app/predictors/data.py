@@ -138,6 +138,9 @@ def training_points(
     skipped: list[dict[str, str]] = []
     for dataset_id in candidates:
         row, task = rows.get(dataset_id), scores.get(dataset_id)
+        if row is not None and target == "gain" and getattr(row, "flag", None):
+            skipped.append({"dataset_id": dataset_id, "reason": row.flag})
+            continue
         y = None if row is None else target_of(row, target)
         x = None if task is None else task.value(feature)
         if x is not None and y is not None:
