@@ -101,7 +101,10 @@ def run_evaluate(ctx: JobContext) -> Outcome | Waiting:
         target = Target(base_id, None, loaded.model)
     else:
         target = Target(base_id, p.model_id, load_tuned(ctx, loaded, ft["checkpoint_uri"]))
-    metrics, skipped = evaluate_all(ctx, loaded, target, datasets, p.split)
+    from workers.ml.finetune.runtime import cpu_threads
+
+    with cpu_threads(loaded.device, ctx.settings.finetune_threads):
+        metrics, skipped = evaluate_all(ctx, loaded, target, datasets, p.split)
     rows = evaluation_rows(ctx, target, metrics, p.split)
 
     def write(session: Session) -> None:

@@ -161,8 +161,13 @@ def run_finetune(ctx: JobContext) -> Outcome | Waiting:
     (train_row,) = dataset_rows(ctx, [p.dataset_id])
     ctx.progress(0.0, "loading model")
     loaded = load_base(ctx, model_row)
+    from workers.ml.finetune.runtime import cpu_threads
+
     # a cancelled job is final: its checkpoints could never be resumed or used
-    with discard_on_cancel(ctx, lambda: ctx.storage.delete(checkpoint_key(ctx.job_id))):
+    with (
+        discard_on_cancel(ctx, lambda: ctx.storage.delete(checkpoint_key(ctx.job_id))),
+        cpu_threads(loaded.device, ctx.settings.finetune_threads),
+    ):
         result = train(ctx, loaded, train_row, _config(p), checkpoint_key(ctx.job_id))
         return conclude(ctx, p, loaded, result.model, result.to_dict())
 

@@ -39,6 +39,21 @@ def deterministic(device: torch.device) -> Iterator[None]:
         torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
+@contextlib.contextmanager
+def cpu_threads(device: torch.device, threads: int) -> Iterator[None]:
+    """``torch.set_num_threads(threads)`` for the block on CPU (0 or another device: no
+    change), restored afterwards. Results do not depend on it beyond float rounding."""
+    before = torch.get_num_threads()
+    if device.type == "cpu" and threads > 0 and threads != before:
+        torch.set_num_threads(threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+        return
+    yield
+
+
 def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
     """bf16 autocast on CUDA; full precision (and bit-reproducible) on CPU."""
     if device.type == "cuda":

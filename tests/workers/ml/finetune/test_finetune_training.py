@@ -187,3 +187,14 @@ def test_max_steps_is_a_budget_in_steps_ending_mid_epoch(make_model, tokenizer, 
     assert config.total_epochs(4) == 2 and config.total_steps(4) == 6
     with pytest.raises(InvalidConfigError, match="max_steps"):
         dataclasses.replace(config, max_steps=0).validate()
+
+
+def test_cpu_threads_sets_and_restores_the_thread_count() -> None:
+    from workers.ml.finetune.runtime import cpu_threads
+
+    before = torch.get_num_threads()
+    with cpu_threads(torch.device("cpu"), 1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with cpu_threads(torch.device("cpu"), 0):  # 0: torch's own default, untouched
+        assert torch.get_num_threads() == before
