@@ -88,7 +88,7 @@ def test_comparison_verdict_names_the_best_measure_beside_iimm_and_zero_shot() -
 
     def c(measure: str, rho: float | None, p: float | None) -> MeasureComparisonRead:
         return MeasureComparisonRead(
-            measure=measure, n=6, spearman_gain=rho, spearman_gain_pvalue=p,
+            measure=measure, variant=None, n=6, spearman_gain=rho, spearman_gain_pvalue=p,
             spearman_accuracy=None, spearman_accuracy_pvalue=None, r_squared=None,
             slope_pvalue=None, datasets_missing=[],
         )  # fmt: skip
