@@ -1,5 +1,5 @@
 # Two set-up commands do everything on a fresh machine:
-#   make demo   creates .venv, installs the service, and runs the main job on the embedded default
+#   make demo   creates .venv, installs the service, and runs the paper's loop on the reference model
 #   make test   creates .venv, installs the service with its test tools, and runs the whole suite
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv

@@ -1,14 +1,17 @@
-"""`iimm demo`: the main job on the embedded default, end to end through the REST API.
+"""`iimm demo`: the paper's loop on the embedded service, end to end through the REST API.
 
 Starts the embedded service (`iimm serve`: SQLite, local artifacts, a database-polling
-worker), generates a small synthetic dataset and uploads it, registers a tiny open_clip
-model, runs an `embed` and a `score` job, prints the measures and the API URL, and shuts
-the service down.
+worker), registers the `reference` preset (the dual encoder trained in this repository),
+uploads the reference suite, assesses every task, fine-tunes about half of them with equal
+step budgets, prints the accuracy matrix, the predictors against IIMM and against zero-shot
+accuracy, the comparison of every measure, and predicted beside measured gain for the other
+half (`iimm_cli.demo_loop`, `iimm_cli.demo_report`); then the dashboard URL.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -20,23 +23,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-from iimm_cli._common import CliError, print_table
-
-TINY = Path(__file__).resolve().parents[1] / "workers" / "ml" / "configs" / "tiny-clip.json"
+from iimm_cli._common import CliError
 
 
 def register(sub: Any) -> None:
     """Add the `demo` subcommand."""
-    p = sub.add_parser("demo", help="start the embedded service and run embed + score on it")
+    from iimm_cli.demo_loop import LoopConfig
+
+    d = LoopConfig()
+    p = sub.add_parser("demo", help="the paper's loop on the reference model over the REST API")
     p.add_argument(
         "--data-dir",
         default=argparse.SUPPRESS,
         help="keep the service's data here (default: a temp dir)",
     )
     p.add_argument("--port", type=int, default=0, help="API port (default: a free one)")
-    p.add_argument("--task", default="shapes", help="synthetic task (shapes, colours, ...)")
-    p.add_argument("--per-class", type=int, default=40)
-    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for CIs")
+    p.add_argument("--per-class", type=int, default=d.per_class, help="suite images per class")
+    p.add_argument("--max-steps", type=int, default=d.max_steps, help="fine-tuning steps a task")
+    p.add_argument("--bootstrap", type=int, default=d.bootstrap, help="bootstrap resamples")
     p.add_argument("--keep-serving", action="store_true", help="leave the service running")
     p.set_defaults(handler=run)
 
@@ -78,61 +82,37 @@ def stop_service(proc: subprocess.Popen[bytes]) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def _job(client: Any, body: dict[str, Any], label: str) -> dict[str, Any]:
-    job = client.request("POST", "/v1/jobs", json=body)
-    print(f"  {label}: job {job['id']} submitted", flush=True)
-    job = client.wait_job(job["id"], timeout=900)
-    if job["status"] != "succeeded":
-        raise CliError(f"{label} job {job['status']}: {job.get('error')}")
-    return job
-
-
-def pipeline(
-    client: Any, work: Path, args: argparse.Namespace
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Generate + upload a dataset, register the tiny model, embed, score; returns scores."""
-    from iimm_cli.datasets import upload
-    from workers.ml.synth import generate_task
-
-    folder = generate_task(args.task, work / args.task, per_class=args.per_class, seed=0)
-    ds = upload(client, folder, f"{args.task}-{int(time.time())}")
-    print(f"  dataset {ds['id']}: {len(ds['class_names'])} classes, splits {ds['splits']}")
-    body = {"name": f"tiny-clip-{int(time.time())}", "arch": str(TINY), "pretrained": "random"}
-    model = client.request("POST", "/v1/models", json=body)
-    print(f"  model {model['id']}: {model['spec']}")
-    ids = {"model_id": model["id"], "dataset_id": ds["id"], "split": "test"}
-    embed = _job(client, {"type": "embed", **ids}, "embed")
-    _job(client, {"type": "score", **ids, "bootstrap": args.bootstrap}, "score")
-    params = {"model_id": model["id"], "dataset_id": ds["id"], "split": "test"}
-    return embed, client.request("GET", "/v1/scores", params=params)["items"]
-
-
 def run(args: argparse.Namespace) -> int:
-    """Start the service, run the pipeline over HTTP, print the scores, shut down."""
+    """Start the service, run the loop over HTTP, print the tables, shut down."""
     from iimm_cli.client import ApiClient
-    from iimm_cli.scores import fmt, score_rows
+    from iimm_cli.demo_loop import LoopConfig, run_loop
+    from iimm_cli.demo_report import print_report
 
+    cfg = LoopConfig(per_class=args.per_class, max_steps=args.max_steps, bootstrap=args.bootstrap)
     work = Path(tempfile.mkdtemp(prefix="iimm-demo-"))
     kept_dir = getattr(args, "data_dir", None)
     data_dir = Path(kept_dir).resolve() if kept_dir else work / "var"
     port = args.port or _free_port()
     url = f"http://127.0.0.1:{port}"
     print(f"Starting the embedded IIMM service (data in {data_dir}) ...", flush=True)
-    proc = start_service(data_dir, port)
+    proc, start = start_service(data_dir, port), time.monotonic()
     try:
         client = ApiClient(url, (data_dir / "admin.key").read_text().strip())
-        embed, scores = pipeline(client, work, args)
-        zs = embed["result"]["zero_shot"]
-        n_test = embed["result"]["n"]
-        print(f"\nZero-shot accuracy (top-1) on {n_test} test images: {fmt(zs.get('top1'))}")
-        print_table(score_rows(scores), ("measure", "value [95% CI]"))
-        print(f"\nAPI: {url}  (OpenAPI docs: {url}/docs)")
+        result = run_loop(client, work, cfg, log=lambda m: print(m, flush=True))
+        print_report(result)
+        (data_dir / "demo-result.json").write_text(json.dumps(result.to_json(), indent=1))
+        print(f"\nLoop done in {(time.monotonic() - start) / 60:.1f} min.")
+        board = f"{url}/dashboard (API key in {data_dir / 'admin.key'}; model {result.model['id']})"
         if args.keep_serving:
-            print("Serving until Ctrl-C ...")
+            print(f"Dashboard: {board}\nServing until Ctrl-C ...", flush=True)
             proc.wait()
     finally:
         stop_service(proc)
-        shutil.rmtree(work, ignore_errors=True)
-    kept = f"data kept in {data_dir}" if kept_dir else "temporary data removed"
-    print(f"Service stopped ({kept}). Run it yourself with: iimm serve --data-dir ./var")
+        shutil.rmtree(work / "suite", ignore_errors=True)
+        if not kept_dir:
+            shutil.rmtree(work, ignore_errors=True)
+    if not args.keep_serving:
+        where = kept_dir or "DIR"
+        print(f"Service stopped. To see the figures: iimm demo --data-dir {where} "
+              f"--keep-serving, or iimm serve --data-dir {where}; open /dashboard")  # fmt: skip
     return 0

@@ -1,0 +1,174 @@
+"""Printing what the demo's loop found: plain-text tables and one honest sentence."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from iimm_cli.demo_loop import FEATURES, TARGETS, LoopResult
+
+
+def _f(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:+.{digits}f}"
+
+
+def _a(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned plain-text table."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(headers)]  # fmt: skip
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(lines)
+
+
+def zero_shot_rows(result: LoopResult) -> list[list[str]]:
+    """Task, group, zero-shot accuracy, chance, IIMM with its bootstrap interval."""
+    from workers.ml.reference.suite import TASKS
+
+    rows = []
+    for name, doc in result.assessments.items():
+        iimm = doc["iimm"]
+        k = len(TASKS[name].classes)
+        ci = f"[{_a(iimm.get('ci_low'))}, {_a(iimm.get('ci_high'))}]"
+        rows.append([name, TASKS[name].group, _a(doc["zero_shot_accuracy"]), _a(1 / k),
+                     f"{_a(iimm['value'])} {ci}"])  # fmt: skip
+    return rows
+
+
+def matrix_rows(matrix: dict[str, Any]) -> list[list[str]]:
+    """Training task, zero-shot and fine-tuned in-domain accuracy, G, ood change, flag."""
+    rows = []
+    for r in matrix["rows"]:
+        d = r["train_dataset_id"]
+        zs, ft = matrix["zero_shot"].get(d), r["accuracies"].get(d)
+        name = (r.get("train_dataset_name") or d).rsplit("-", 1)[0]
+        flag = "flagged: low zero-shot error" if r.get("flag") else ""
+        rows.append([name, _a(zs), _a(ft), _f(r["gain"]), _f(r["ood_change"]), flag])
+    return rows
+
+
+def slope_interval(p: dict[str, Any], level: float = 0.95) -> tuple[float, float] | None:
+    """The slope's two-sided `level` interval, slope ± t(n − 2)·se (as scipy's linregress)."""
+    from scipy import stats
+
+    if p["slope"] is None or p["slope_se"] is None or p["n"] < 3:
+        return None
+    t = float(stats.t.ppf(0.5 + level / 2, p["n"] - 2))
+    return p["slope"] - t * p["slope_se"], p["slope"] + t * p["slope_se"]
+
+
+def predictor_rows(result: LoopResult) -> list[list[str]]:
+    """Feature, target, n, slope [95% CI], Pearson r, slope p-value, leave-one-out RMSE."""
+    rows = []
+    for feature in FEATURES:
+        for target in TARGETS:
+            p = result.predictors[(feature, target)]
+            ci = slope_interval(p)
+            ci_text = "" if ci is None else f" [{ci[0]:+.2f}, {ci[1]:+.2f}]"
+            rows.append([
+                feature, target, str(p["n"]), f"{_f(p['slope'], 2)}{ci_text}",
+                _f(p["pearson_r"], 2), _a(p["slope_pvalue"]), _a(p["loo_rmse"]),
+            ])  # fmt: skip
+    return rows
+
+
+def comparison_rows(comparison: dict[str, Any]) -> list[list[str]]:
+    """The paper's Tables 1-3 on this model: each measure's ρ against G and fine-tuned acc."""
+    return [
+        [c["measure"], _f(c["spearman_gain"], 2), _a(c["spearman_gain_pvalue"]),
+         _a(c["r_squared"]), _f(c["spearman_accuracy"], 2)]
+        for c in comparison["items"]
+    ]  # fmt: skip
+
+
+def _pred(p: dict[str, Any]) -> str:
+    q = p["prediction"]
+    return f"{_f(q['value'], 2)} [{_f(q['lower'], 2)}, {_f(q['upper'], 2)}]"
+
+
+def held_out_rows(result: LoopResult) -> list[list[str]]:
+    """Held-out task: predicted G from IIMM and from zero-shot accuracy, and G measured."""
+    measured = {r["train_dataset_id"]: r["gain"] for r in result.matrix["rows"]}
+    rows = []
+    for task, per in result.predictions.items():
+        rows.append([task, _pred(per["iimm:gain"]), _pred(per["zero_shot_accuracy:gain"]),
+                     _f(measured.get(result.datasets[task]), 2)])  # fmt: skip
+    return rows
+
+
+# tasks that share the corpus's words and differ in the images (domain, difficulty)
+SAME_VOCABULARY = (
+    "shapes", "outlined-shapes", "noisy-shapes", "compositions", "digits", "handwritten-digits",
+)  # fmt: skip
+
+
+def design_rows(result: LoopResult) -> list[list[str]]:
+    """IIMM and zero-shot accuracy against G over every fine-tuned task without a flag, and
+    over those that differ in image domain rather than vocabulary (Pearson r, p: scipy)."""
+    from scipy import stats
+
+    ids = {d: n for n, d in result.datasets.items()}
+    gain = {ids[r["train_dataset_id"]]: r["gain"] for r in result.matrix["rows"]
+            if not r.get("flag") and r["gain"] is not None}  # fmt: skip
+    rows = []
+    for label, tasks in (
+        ("all tasks", list(gain)),
+        ("same vocabulary, other images", [t for t in SAME_VOCABULARY if t in gain]),
+    ):
+        for feature in FEATURES:
+            xs = [result.assessments[t]["iimm"]["value"] if feature == "iimm"
+                  else result.assessments[t]["zero_shot_accuracy"] for t in tasks]  # fmt: skip
+            ys = [gain[t] for t in tasks]
+            fit = stats.linregress(xs, ys) if len(xs) >= 3 else None
+            rows.append([label, feature, str(len(xs)), _f(fit and fit.rvalue, 2),
+                         _a(fit and fit.pvalue), _f(fit and fit.slope, 2)])  # fmt: skip
+    return rows
+
+
+def honest_sentence(result: LoopResult) -> str:
+    """One sentence on what this model shows, from the fitted predictors' own statistics."""
+    iimm, zs = (
+        result.predictors[("iimm", "gain")],
+        result.predictors[("zero_shot_accuracy", "gain")],
+    )
+
+    def says(p: dict[str, Any]) -> str:
+        r, pv = p["pearson_r"], p["slope_pvalue"]
+        if r is None or pv is None:
+            return "cannot be judged"
+        verdict = "predicts G" if pv < 0.05 else "does not significantly predict G"
+        return f"{verdict} (r {r:+.2f}, p {pv:.3f}, n {p['n']})"
+
+    return (
+        f"On this small reference model IIMM {says(iimm)} while zero-shot accuracy "
+        f"{says(zs)}; with so few tasks, one model and one method this is an illustration "
+        "of the loop, not evidence for or against the paper."
+    )
+
+
+def print_report(result: LoopResult) -> None:
+    """Print every table of the loop, then the honest sentence."""
+    sections = [
+        ("Zero-shot accuracy and IIMM [95% bootstrap CI] per task",
+         ["task", "group", "zero-shot", "chance", "IIMM"], zero_shot_rows(result)),
+        ("Accuracy matrix after fine-tuning (full, equal step budgets): in-domain accuracy, "
+         "G and the out-of-domain change", ["trained on", "acc zs", "acc ft", "G", "ood change",
+                                            ""], matrix_rows(result.first_matrix)),
+        ("Predictors fitted on the fine-tuned tasks (slope with its 95% CI)",
+         ["feature", "target", "n", "slope", "r", "p", "LOO RMSE"], predictor_rows(result)),
+        ("Which measure predicts G best for this model and method (paper's Tables 1-3)",
+         ["measure", "ρ vs G", "p", "R²", "ρ vs acc ft"], comparison_rows(result.comparison)),
+        ("Held-out tasks: predicted G [95% prediction interval] beside G measured afterwards",
+         ["task", "from IIMM", "from zero-shot acc", "measured"], held_out_rows(result)),
+        ("Every task fine-tuned: each measure against G (unflagged tasks; scipy's linregress)",
+         ["tasks", "feature", "n", "r", "p", "slope"], design_rows(result)),
+    ]  # fmt: skip
+    for title, headers, rows in sections:
+        print(f"\n{title}\n{table(headers, rows)}")
+    print(f"\n{honest_sentence(result)}")
