@@ -32,10 +32,12 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--variant",
         default="definition",
-        choices=("definition", "iimm_reference", "authors"),
+        choices=("definition", "iimm_reference", "authors", "authors_icml"),
         help=(
             "how the transferability baselines are computed: as their papers define them "
-            "(default), as the IIMM paper's code did, or as their authors' released code does"
+            "(default), as the IIMM paper's code did, as their authors' released code does, "
+            "or (LogME only) as its authors' ICML code did; a measure without the variant is "
+            "null with the reason"
         ),
     )
     p.add_argument(

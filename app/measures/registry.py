@@ -36,7 +36,16 @@ ALL_MEASURES: tuple[str, ...] = FAST_MEASURES + _COSTLY + BASELINES
 #: The variant of every baseline that :func:`compute_measures` computes (and the service
 #: stores): each method's paper, computed exactly (see ``app.measures.transferability``).
 BASELINE_VARIANT = "definition"
-VARIANTS: tuple[str, ...] = ("definition", "iimm_reference", "authors")
+VARIANTS: tuple[str, ...] = ("definition", "iimm_reference", "authors", "authors_icml")
+#: The variants each baseline has (NCTI's terms are one method, ``ncti``). A variant a method
+#: does not have makes that measure undefined (null with the reason), not the request invalid.
+METHOD_VARIANTS: dict[str, tuple[str, ...]] = {
+    **{m: ("definition", "iimm_reference", "authors") for m in (*BASELINES, "ncti")},
+    "logme": ("definition", "authors", "authors_icml"),
+}
+_NO_VARIANT_WHY: dict[tuple[str, str], str] = {
+    ("logme", "iimm_reference"): "the IIMM paper's code has no LogME",
+}
 #: Names no longer offered, with what to use instead.
 RETIRED: dict[str, str] = {
     "ncti": (
@@ -177,6 +186,33 @@ def measure_report(
     return _compute(images, texts, labels, wanted, block_rows, variant, strict=False)
 
 
+def _method(name: str) -> str:
+    """The method a measure belongs to (NCTI's three terms are ``ncti``)."""
+    return "ncti" if name in NCTI_TERMS else name
+
+
+def missing_variant(name: str, variant: str) -> str | None:
+    """Why baseline ``name`` has no ``variant`` (None when it has it, or is not a baseline)."""
+    method = _method(name)
+    have = METHOD_VARIANTS.get(method)
+    if have is None or variant in have:
+        return None
+    owners = ", ".join(m for m, v in METHOD_VARIANTS.items() if variant in v)
+    why = _NO_VARIANT_WHY.get((method, variant), f"only {owners} has one")
+    return f"{method} has no {variant} variant: {why}; use {', '.join(have[:-1])} or {have[-1]}"
+
+
+def _reason(label: str, variant: str, exc: Exception) -> str:
+    """``undefined on these data: <measure> ...``, naming the measure whatever raised."""
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, np.linalg.LinAlgError):
+        text = f"linear algebra failed ({text})"
+    if label and not text.startswith(label):
+        where = "" if label not in METHOD_VARIANTS else f" ({variant} variant)"
+        text = f"{label}{where}: {text}"
+    return f"undefined on these data: {text}"
+
+
 def _compute(
     images: object,
     texts: object,
@@ -197,14 +233,24 @@ def _compute(
     report = MeasureReport({})
 
     def run(names: list[str], fn: Callable[[], dict[str, float]]) -> None:
+        label = _method(names[0]) if names[0] in METHOD_VARIANTS or len(names) == 1 else ""
+        missing = missing_variant(names[0], variant)
+        if missing is not None:
+            if strict:
+                raise ValueError(missing)
+            for name in names:
+                report.values[name] = None
+                report.reasons[name] = f"undefined: {missing}"
+            return
         try:
-            got = fn()
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                got = fn()
         except UNDEFINED_ERRORS as exc:
             if strict:
                 raise
             for name in names:
                 report.values[name] = None
-                report.reasons[name] = f"undefined on these data: {exc}"
+                report.reasons[name] = _reason(label, variant, exc)
             return
         for name in names:
             value = float(got[name])

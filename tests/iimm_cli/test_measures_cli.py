@@ -161,3 +161,29 @@ def test_undefined_measures_are_null_with_a_reason(
         assert main(_args(paths, "--measures", "iimm,gbc")) == 0
         table = capsys.readouterr().out
         assert "gbc" in table and "null" in table and "undefined on these data" in table
+
+
+@pytest.mark.parametrize("variant", ["iimm_reference", "authors", "authors_icml"])
+def test_all_measures_with_any_variant_on_one_sample_per_class(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], variant: str
+) -> None:
+    """n=4, k=4: the measures a variant cannot compute are null with a reason naming them;
+    the run exits 0 and the IIMM family is the library's."""
+    rng = np.random.default_rng(1)
+    paths = {}
+    for name, arr in (("images", rng.normal(size=(4, 8))), ("texts", rng.normal(size=(4, 8))),
+                      ("labels", np.arange(4))):  # fmt: skip
+        paths[name] = tmp_path / f"{name}.npy"
+        np.save(paths[name], arr)
+    assert main(_args(paths, "--measures", "all", "--variant", variant, "--json")) == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert "Warning" not in captured.err
+    assert doc["measures"]["gbc"] is None and doc["measures"]["iimm"] is not None
+    for name, reason in doc["reasons"].items():
+        assert name.split("_")[0] in reason and "np." not in reason, reason
+    if variant == "iimm_reference":
+        assert doc["measures"]["logme"] is None
+        assert "logme has no iimm_reference variant" in doc["reasons"]["logme"]
+    if variant == "authors_icml":
+        assert doc["measures"]["logme"] is not None

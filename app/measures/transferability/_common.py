@@ -75,7 +75,7 @@ def validate(
     if counts[smallest] < min_per_class:
         raise ValueError(
             f"{method} needs at least {min_per_class} samples per class; "
-            f"class {values[smallest]!r} has {int(counts[smallest])}"
+            f"class {values[smallest].item()!r} has {int(counts[smallest])}"
         )
     return LabelledFeatures(x, codes, int(counts.size), counts)
 

@@ -106,3 +106,47 @@ def test_variant_is_passed_to_the_baselines_and_checked() -> None:
         am.compute_measures(X, T, y, ["iimm"], variant="paper")
     with pytest.raises(ValueError, match="has no LogME"):
         am.compute_measures(X, T, y, ["logme"], variant="iimm_reference")
+
+
+def _one_per_class() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(4, 8)), rng.normal(size=(4, 8)), np.arange(4)
+
+
+@pytest.mark.parametrize("variant", ["definition", "iimm_reference", "authors", "authors_icml"])
+def test_undefined_baselines_name_the_measure_and_leave_the_others(variant: str) -> None:
+    from app.measures import ALL_MEASURES, measure_report
+    from app.measures.registry import FAST_MEASURES, NCTI_TERMS
+
+    X, T, y = _one_per_class()
+    report = measure_report(X, T, y, names=ALL_MEASURES, variant=variant)
+    fast = am.compute_measures(X, T, y, names=FAST_MEASURES)
+    for name in FAST_MEASURES:
+        assert report.values[name] == pytest.approx(fast[name], rel=1e-12)
+    assert report.values["gbc"] is None
+    for name, reason in report.reasons.items():
+        method = "ncti" if name in NCTI_TERMS else name
+        assert reason.startswith("undefined"), reason
+        assert method in reason, reason
+        assert "np." not in reason and "int64" not in reason, reason
+    if variant == "definition":
+        assert "class 0 has 1" in report.reasons["gbc"]
+
+
+def test_a_variant_a_method_lacks_is_null_with_the_reason() -> None:
+    from app.measures import measure_report
+
+    X, T, y = _one_per_class()
+    X, y = np.vstack([X, X + 0.1]), np.concatenate([y, y])
+    report = measure_report(X, T, y, names=["logme", "hscore", "iimm"], variant="iimm_reference")
+    assert report.values["logme"] is None
+    assert report.reasons["logme"] == (
+        "undefined: logme has no iimm_reference variant: the IIMM paper's code has no LogME; "
+        "use definition, authors or authors_icml"
+    )
+    assert report.values["hscore"] is not None and report.values["iimm"] is not None
+    icml = measure_report(X, T, y, names=["logme", "sfda"], variant="authors_icml")
+    assert icml.values["logme"] is not None and icml.values["sfda"] is None
+    assert "sfda has no authors_icml variant" in icml.reasons["sfda"]
+    with pytest.raises(ValueError, match="logme has no iimm_reference variant"):
+        am.compute_measures(X, T, y, names=["logme"], variant="iimm_reference")
