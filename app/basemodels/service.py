@@ -6,6 +6,7 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import urlparse
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -14,10 +15,11 @@ from sqlalchemy.orm import Session
 from app.artifacts import Storage
 from app.basemodels.schemas import ModelCreate
 from app.config import Settings
+from app.datasets.service import REMOTE_SCHEMES
 from app.db import new_id, on_rollback
 from app.errors import ConflictError, ForbiddenError, InvalidError
 from app.imagedata import ModelSpecError, resolve_spec
-from app.imagedata.model_specs import BUNDLED_CONFIGS
+from app.imagedata.model_specs import BUNDLED_CONFIGS, RANDOM
 from app.models import BaseModel
 from app.ownership import get_owned
 from app.pagination import page
@@ -45,24 +47,60 @@ def _check_paths(paths: list[str | None], settings: Settings) -> None:
             )
 
 
+def is_remote(value: str | None) -> bool:
+    """Whether a stored `arch` / `pretrained` is a remote URI the workers fetch."""
+    return value is not None and value.startswith(tuple(f"{s}://" for s in REMOTE_SCHEMES))
+
+
+def _locate(raw: str | None, settings: Settings, *, checkpoint: bool) -> str | None:
+    """`raw` unchanged unless it is a URI: a ``file://`` one becomes its path (403 outside
+    `IIMM_ALLOWED_ROOTS`; a checkpoint must load as safetensors or weights-only), a remote
+    one is kept for the workers (403 unless its host is in `IIMM_ALLOWED_HOSTS`)."""
+    from app.basemodels.checkpoints import check_checkpoint
+    from app.datasets.service import check_location
+
+    if raw is None or "://" not in raw:
+        return raw
+    path = check_location(raw, settings)
+    if path is None:
+        if not checkpoint and not urlparse(raw).path.endswith(".json"):
+            raise InvalidError(f"{raw}: a remote architecture must be an open_clip config .json")
+        return raw
+    if not path.is_file():
+        raise InvalidError(f"{raw} is not a file on this machine")
+    if checkpoint:
+        check_checkpoint(path, path.name)
+    return str(path)
+
+
 def create_model(
     *, session: Session, settings: Settings, project_id: str, body: ModelCreate
 ) -> BaseModel:
-    """Register a model after checking its spec (unknown architecture, missing file: 422)."""
+    """Register a model after checking its spec (unknown architecture, missing file: 422).
+    `arch` and `pretrained` may be URIs: ``file://`` under `IIMM_ALLOWED_ROOTS`, or
+    ``https://``, ``s3://``, ``gs://`` on `IIMM_ALLOWED_HOSTS` (fetched once by the workers)."""
+    arch = _locate(body.arch, settings, checkpoint=False)
+    weights = _locate(body.pretrained, settings, checkpoint=True)
+    # the local parts are checked as usual; a remote part stands in as a bundled config / random
+    local = body.model_copy(
+        update={"arch": str(BUNDLED_CONFIGS / "tiny-clip.json") if is_remote(arch) else arch,
+                "pretrained": RANDOM if is_remote(weights) else weights}
+    )  # fmt: skip
     try:
-        spec = resolve_spec(body.spec)
+        spec = resolve_spec(local.spec)
     except ModelSpecError as exc:
         raise InvalidError(str(exc)) from None
     pretrained = spec.pretrained if spec.kind == "checkpoint" else None
     local_dir = spec.arch.removeprefix("local-dir:") if spec.kind == "local-dir" else None
     _check_paths([spec.config_path, pretrained, local_dir], settings)
-    arch = spec.config_path or spec.arch
+    stored_arch = arch if is_remote(arch) else spec.config_path or spec.arch
+    stored_weights = spec.pretrained if spec.kind != "random" else RANDOM
     row = BaseModel(
         id=new_id("mdl"),
         project_id=project_id,
         name=body.name,
-        arch=arch if body.preset is None else spec.arch,
-        pretrained=spec.pretrained if spec.kind != "random" else "random",
+        arch=stored_arch if body.preset is None else spec.arch,
+        pretrained=weights if is_remote(weights) else stored_weights,
         preset=body.preset,
     )
     try:

@@ -196,21 +196,32 @@ def _check_torchvision(ref: DatasetRef, settings: Settings) -> None:
         raise InvalidError(f"the root of {ref.uri} is not a directory on this machine")
 
 
-def _check_uri(ref: DatasetRef, settings: Settings) -> Path | None:
-    parsed = urlparse(ref.uri)
+REMOTE_SCHEMES = ("s3", "gs", "https")
+
+
+def check_location(uri: str, settings: Settings, *, others: tuple[str, ...] = ()) -> Path | None:
+    """The resolved local path of a ``file://`` URI under `IIMM_ALLOWED_ROOTS`, or None for an
+    ``s3://``, ``gs://`` or ``https://`` URI whose host `IIMM_ALLOWED_HOSTS` allows. 403 naming
+    the allowed roots or hosts; 422 for another scheme (`others` are named as also accepted)."""
+    parsed = urlparse(uri)
     if parsed.scheme == "file":
-        return _check_root(ref.uri, Path(parsed.path), settings)
-    if parsed.scheme == "torchvision":
+        return _check_root(uri, Path(parsed.path), settings)
+    if parsed.scheme in REMOTE_SCHEMES:
+        if parsed.hostname not in settings.allowed_hosts:
+            raise ForbiddenError(
+                f"host {parsed.hostname!r} is not allowed; allowed hosts (IIMM_ALLOWED_HOSTS): "
+                f"{settings.allowed_hosts or 'none configured'}"
+            )
+        return None
+    schemes = ", ".join(f"{s}://" for s in ("file", *others, *REMOTE_SCHEMES))
+    raise InvalidError(f"unsupported URI scheme {parsed.scheme!r}; use {schemes}")
+
+
+def _check_uri(ref: DatasetRef, settings: Settings) -> Path | None:
+    if urlparse(ref.uri).scheme == "torchvision":
         _check_torchvision(ref, settings)
         return None
-    if parsed.scheme in ("s3", "gs", "https"):
-        if parsed.hostname not in settings.allowed_hosts:
-            raise ForbiddenError(f"host {parsed.hostname!r} is not allowed (IIMM_ALLOWED_HOSTS)")
-        return None
-    raise InvalidError(
-        f"unsupported URI scheme {parsed.scheme!r}; use file://, torchvision://, s3://, gs:// "
-        "or https://"
-    )
+    return check_location(ref.uri, settings, others=("torchvision",))
 
 
 def register_uri(

@@ -4,6 +4,7 @@ run code is refused with a 422 and leaves nothing behind."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import uuid
@@ -104,3 +105,73 @@ def test_unsafe_or_broken_uploads_are_refused(stack: Stack) -> None:
     assert not Path("/tmp/iimm-upload-pwned").exists()
     assert _stored(stack) == before  # nothing stored
     assert not list(stack.data_dir.glob("iimm-model-*"))  # nor left in the work area
+
+
+def test_model_by_uri_under_allowed_root_embeds(
+    stack: Stack, shapes_zip: Path, tmp_path: Path
+) -> None:
+    """`arch` and `pretrained` as file:// URIs under IIMM_ALLOWED_ROOTS register and embed;
+    outside them it is a 403 naming the root, a host not allowed a 403 naming the hosts, and
+    an unsupported scheme a 422."""
+    from safetensors.torch import save_file
+
+    mine = stack.data_dir / "mine" / uuid.uuid4().hex[:8]
+    mine.mkdir(parents=True)
+    arch, weights = mine / "tiny-uri.json", mine / "tiny-uri.safetensors"
+    arch.write_bytes(TINY.read_bytes())
+    save_file({k: v.contiguous() for k, v in _tiny_state().items()}, str(weights))
+    outside = tmp_path / "tiny-out.safetensors"
+    outside.write_bytes(weights.read_bytes())
+    with stack.client(stack.new_key(_name("uri"))) as c:
+        body = {"name": _name("by-uri"), "arch": arch.as_uri(), "pretrained": weights.as_uri()}
+        resp = c.post("/v1/models", json=body)
+        assert resp.status_code == 201, resp.text
+        model = resp.json()
+        assert model["pretrained"] == str(weights.resolve())
+        dataset = upload(c, shapes_zip).json()["id"]
+        job_body = {"type": "embed", "model_id": model["id"], "dataset_id": dataset}
+        job = wait_job(c, c.post("/v1/jobs", json=job_body).json()["id"])
+        assert job["status"] == "succeeded", job
+        assert job["result"]["n"] == 12
+
+        bad = {"name": _name("out"), "arch": arch.as_uri(), "pretrained": outside.as_uri()}
+        assert_problem(c.post("/v1/models", json=bad), 403, str(stack.data_dir))
+        remote = {"name": _name("r"), "arch": "https://example.org/a.json", "pretrained": "random"}
+        assert_problem(c.post("/v1/models", json=remote), 403, "IIMM_ALLOWED_HOSTS")
+        ftp = {"name": _name("f"), "arch": "ftp://example.org/a.json"}
+        assert_problem(c.post("/v1/models", json=ftp), 422, "unsupported URI scheme")
+        names = [m["name"] for m in c.get("/v1/models").json()["items"]]
+        assert names == [body["name"]]
+
+
+def test_remote_checkpoint_is_fetched_once_and_checked(tmp_path: Path) -> None:
+    """A remote `pretrained` is copied once into the worker cache (fsspec, here its memory
+    filesystem) and must pass the weights-only check; a pickle that runs code fails the job."""
+    from types import SimpleNamespace
+
+    import fsspec
+    from safetensors.torch import save
+
+    from workers.tasks.base import JobError
+    from workers.tasks.datasets import model_spec, remote_copy
+
+    ctx: Any = SimpleNamespace(settings=SimpleNamespace(data_dir=tmp_path))
+    fs = fsspec.filesystem("memory")
+    state = {"w": torch.arange(4.0)}
+    fs.pipe("/ckpt/good.safetensors", save(state))
+    local = remote_copy(ctx, "memory://ckpt/good.safetensors")
+    assert local.name == "good.safetensors" and local.read_bytes() == save(state)
+    fs.rm("/ckpt/good.safetensors")
+    assert remote_copy(ctx, "memory://ckpt/good.safetensors") == local  # cached, not refetched
+    with pytest.raises(JobError, match="cannot fetch"):
+        remote_copy(ctx, "memory://ckpt/missing.safetensors")
+
+    evil = _weights("pt", {"w": torch.ones(1), "x": Evil()})  # type: ignore[dict-item]
+    uri = "https://models.example/evil.pt"
+    cached = tmp_path / "cache" / "remote" / hashlib.sha256(uri.encode()).hexdigest()
+    cached.mkdir(parents=True)
+    (cached / "evil.pt").write_bytes(evil)  # as if fetched
+    row = {"arch": "ViT-B-32", "pretrained": uri, "preset": None}
+    with pytest.raises(JobError, match=r"posix\.system"):
+        model_spec(ctx, row)
+    assert not Path("/tmp/iimm-upload-pwned").exists()

@@ -62,6 +62,49 @@ def dataset_path(ctx: JobContext, row: dict[str, Any]) -> Path:
     return cache
 
 
+def remote_copy(ctx: JobContext, uri: str) -> Path:
+    """A local copy of the remote file at `uri`, fetched once (fsspec) into the worker's cache
+    under its own name (an architecture JSON's stem is its open_clip name)."""
+    import fsspec
+
+    cache = ctx.settings.data_dir / "cache" / "remote" / hashlib.sha256(uri.encode()).hexdigest()
+    target = cache / (Path(urlparse(uri).path).name or "file")
+    if not target.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        part = target.with_name(target.name + ".part")
+        try:
+            fs, path = fsspec.core.url_to_fs(uri)
+            fs.get(path, str(part))
+        except Exception as exc:  # fsspec backends raise their own error types
+            part.unlink(missing_ok=True)
+            raise JobError(f"cannot fetch {uri}: {str(exc).splitlines()[0][:300]}") from None
+        part.replace(target)
+    return target
+
+
+def model_spec(ctx: JobContext, row: dict[str, Any]) -> str:
+    """The spec a model row loads with (`app.basemodels.service.spec_of`), its remote
+    `arch` / `pretrained` URIs replaced by local copies (`remote_copy`); a fetched checkpoint
+    must pass `app.basemodels.checkpoints.check_checkpoint` (safetensors or weights-only)."""
+    from types import SimpleNamespace
+
+    from app.basemodels.checkpoints import check_checkpoint
+    from app.basemodels.service import is_remote, spec_of
+    from app.errors import InvalidError
+
+    values = dict(row)
+    for key in ("arch", "pretrained"):
+        if is_remote(values.get(key)):
+            local = remote_copy(ctx, values[key])
+            if key == "pretrained":
+                try:
+                    check_checkpoint(local, local.name)
+                except InvalidError as exc:
+                    raise JobError(f"{values[key]}: {exc.detail}") from None
+            values[key] = str(local)
+    return spec_of(SimpleNamespace(**values))  # type: ignore[arg-type]
+
+
 def open_layout(ctx: JobContext, row: dict[str, Any]) -> Any:
     """The dataset's layout (app.imagedata), with the class names stored at registration."""
     from app.imagedata import ImageDataError, open_dataset

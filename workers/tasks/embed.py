@@ -38,20 +38,15 @@ def _result(embedding_id: str, n: int, zero_shot: dict[str, Any]) -> dict[str, A
 
 
 def _load_model(ctx: JobContext, model_row: dict[str, Any]) -> Any:
-    from app.basemodels.service import spec_of
     from app.imagedata import ModelSpecError
     from workers.ml.models import load_model
+    from workers.tasks.datasets import model_spec
 
-    spec = spec_of(_RowView(model_row))  # type: ignore[arg-type]
+    spec = model_spec(ctx, model_row)
     try:
         return load_model(spec, device=ctx.settings.device)
     except ModelSpecError as exc:
         raise JobError(str(exc)) from None
-
-
-class _RowView:
-    def __init__(self, row: dict[str, Any]) -> None:
-        self.__dict__.update(row)
 
 
 def _out_dir(ctx: JobContext, key: str) -> Path:

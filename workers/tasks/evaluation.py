@@ -44,13 +44,12 @@ def templates_of(layout: Any) -> list[str]:
 
 def load_base(ctx: JobContext, model_row: dict[str, Any]) -> Any:
     """The base model (a cached `LoadedModel`: copy `.model` before changing it)."""
-    from app.basemodels.service import spec_of
     from app.imagedata import ModelSpecError
     from workers.ml.models import load_model
+    from workers.tasks.datasets import model_spec
 
-    view = type("Row", (), dict(model_row))()
     try:
-        return load_model(spec_of(view), device=ctx.settings.device)
+        return load_model(model_spec(ctx, model_row), device=ctx.settings.device)
     except ModelSpecError as exc:
         raise JobError(str(exc)) from None
 
