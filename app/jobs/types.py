@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import ConflictError, InvalidError
 from app.jobs.jobtype import JobResult, JobType, NamedResult
+from app.measure_requests.schemas import Variant
 from app.models import BaseModel as BaseModelRow
 from app.models import Dataset, Embedding
 from app.ownership import get_owned
@@ -86,6 +87,7 @@ class MeasuresParams(_Params):
     type: Literal["measures"] = "measures"
     artifact: str = Field(max_length=500)
     measures: list[str] | None = None
+    variant: Variant = "definition"
 
 
 class ZeroShotAccuracy(BaseModel):
@@ -177,6 +179,9 @@ class MeasuresJobResult(JobResult):
     measures: dict[str, float | None]
     reasons: dict[str, str] = Field(
         default={}, description="Why each null measure is undefined on these data."
+    )
+    variant: str = Field(
+        default="definition", description="How the transferability baselines were computed."
     )
     n: int
     k: int

@@ -33,7 +33,7 @@ from app.jobs.schemas import JobRead
 from app.jobs.types import MeasuresParams
 from app.limits import read_form
 from app.measure_requests import service
-from app.measure_requests.schemas import MeasuresRequest, MeasuresResult
+from app.measure_requests.schemas import VARIANT_NAMES, MeasuresRequest, MeasuresResult
 
 router = APIRouter(prefix="/v1/measures", tags=["measures"], route_class=TransactionalRoute)
 
@@ -49,6 +49,9 @@ NPZ_BODY: dict[str, Any] = {
                         "file": {"type": "string", "format": "binary",
                                  "description": ".npz with images, texts, labels"},
                         "measures": {"type": "string", "description": "comma-separated names"},
+                        "variant": {"type": "string", "enum": list(VARIANT_NAMES),
+                                    "default": "definition",
+                                    "description": "how the baselines are computed"},
                     },
                 }
             },
@@ -61,14 +64,17 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _npz_form(request: Request) -> tuple[dict[str, np.ndarray], list[str] | None]:
-    form = await read_form(request, max_files=1, max_fields=3)
+async def _npz_form(
+    request: Request,
+) -> tuple[dict[str, np.ndarray], list[str] | None, str]:
+    form = await read_form(request, max_files=1, max_fields=4)
     file, names = form.get("file"), form.get("measures")
+    variant = service.check_variant(form.get("variant"))
     if not isinstance(file, UploadFile):
         raise InvalidError("form field `file` must be an uploaded .npz file")
     arrays = await run_in_threadpool(service.load_npz, await file.read())
     wanted = [n.strip() for n in names.split(",") if n.strip()] if isinstance(names, str) else None
-    return arrays, wanted or None
+    return arrays, wanted or None, variant
 
 
 @router.post(
@@ -93,7 +99,7 @@ def compute_measures(
         arrays = {k: np.asarray(getattr(body, k)) for k in service.KEYS}
     except ValueError:
         raise InvalidError("images and texts must be rectangular arrays of numbers") from None
-    return _answer(arrays, body.measures, session, principal, settings, storage)
+    return _answer(arrays, body.measures, body.variant, session, principal, settings, storage)
 
 
 @router.post(
@@ -115,13 +121,16 @@ async def compute_measures_npz(
     Same answers as `POST /v1/measures`: 200 with the measures, or 202 with a job for
     large inputs.
     """
-    arrays, names = await _npz_form(request)
-    return await run_in_threadpool(_answer, arrays, names, session, principal, settings, storage)
+    arrays, names, variant = await _npz_form(request)
+    return await run_in_threadpool(
+        _answer, arrays, names, variant, session, principal, settings, storage
+    )
 
 
 def _answer(
     arrays: dict[str, np.ndarray],
     names: list[str] | None,
+    variant: str,
     session: Session,
     principal: Principal,
     settings: Settings,
@@ -129,12 +138,19 @@ def _answer(
 ) -> Response:
     n, k, d = service.check_arrays(arrays)
     if (n + k) * d <= settings.measures_sync_max_values:
-        values, reasons = service.compute(arrays, names)
-        result = MeasuresResult(measures=values, reasons=reasons, n=n, k=k, dim=d)
+        values, reasons = service.compute(arrays, names, variant)
+        result = MeasuresResult(
+            measures=values,
+            reasons=reasons,
+            variant=variant,
+            n=n,
+            k=k,
+            dim=d,  # type: ignore[arg-type]
+        )
         return JSONResponse(result.model_dump())
     key = f"measures/{new_id('upl')}"
     _store(storage, key, arrays)
-    params = MeasuresParams(artifact=key, measures=names)
+    params = MeasuresParams(artifact=key, measures=names, variant=variant)  # type: ignore[arg-type]
     job, _ = jobs_service.create_job(
         session=session, project_id=principal.project_id, params=params, idempotency_key=None,
         max_attempts=settings.max_attempts, use_broker=settings.uses_broker,

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from pydantic import BaseModel, ConfigDict, Field
+
+#: How the transferability baselines are computed (``app.measures.registry.VARIANTS``):
+#: each method's paper (default), the IIMM paper's code, the authors' released code, or
+#: (LogME only) its authors' ICML code. A method without the variant is null with the reason.
+Variant = Literal["definition", "iimm_reference", "authors", "authors_icml"]
+VARIANT_NAMES: tuple[str, ...] = get_args(Variant)
 
 
 class MeasuresRequest(BaseModel):
@@ -26,6 +34,9 @@ class MeasuresRequest(BaseModel):
     texts: list[list[float]] = Field(min_length=2)
     labels: list[int] = Field(min_length=2)
     measures: list[str] | None = Field(default=None, max_length=64)
+    variant: Variant = Field(
+        default="definition", description="How the transferability baselines are computed."
+    )
 
 
 class MeasuresResult(BaseModel):
@@ -35,6 +46,8 @@ class MeasuresResult(BaseModel):
     #: Why each null measure is undefined on these data (e.g. "gbc needs at least 2 samples
     #: per class"); absent for defined measures.
     reasons: dict[str, str] = {}
+    #: The variant the baselines were computed with.
+    variant: Variant = "definition"
     n: int
     k: int
     dim: int

@@ -11,6 +11,17 @@ from app.errors import InvalidError
 KEYS = ("images", "texts", "labels")
 
 
+def check_variant(value: object) -> str:
+    """The `variant` form field (default "definition"); a 422 naming the allowed values."""
+    from app.measure_requests.schemas import VARIANT_NAMES
+
+    if value is None or value == "":
+        return "definition"
+    if value not in VARIANT_NAMES:
+        raise InvalidError(f"variant must be one of {', '.join(VARIANT_NAMES)}; got {value!r}")
+    return str(value)
+
+
 def load_npz(data: bytes) -> dict[str, np.ndarray]:
     """The three arrays of an `.npz` upload (`allow_pickle=False`: no code in data)."""
     try:
@@ -44,18 +55,23 @@ def check_arrays(arrays: dict[str, np.ndarray]) -> tuple[int, int, int]:
 
 
 def compute(
-    arrays: dict[str, np.ndarray], names: list[str] | None
+    arrays: dict[str, np.ndarray], names: list[str] | None, variant: str = "definition"
 ) -> tuple[dict[str, float | None], dict[str, str]]:
     """The measures and, for each undefined one (None), the reason; invalid input is a 422.
 
     An undefined measure (GBC with one sample per class, a baseline with one class present)
-    never fails the others: see :func:`app.measures.measure_report`.
+    never fails the others: see :func:`app.measures.measure_report`. ``variant`` says how
+    the transferability baselines are computed (``app.measures.registry.VARIANTS``).
     """
     from app.measures import measure_report
 
     try:
         report = measure_report(
-            arrays["images"], arrays["texts"], arrays["labels"].astype(np.int64), names=names
+            arrays["images"],
+            arrays["texts"],
+            arrays["labels"].astype(np.int64),
+            names=names,
+            variant=variant,
         )
     except ValueError as exc:
         raise InvalidError(str(exc)) from None

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pytest
 
 from tests.service.stack import TINY, Stack, wait_job
 
@@ -281,11 +282,16 @@ def test_measures_sync_and_job(stack: Stack) -> None:
         assert set(resp.json()["measures"]) >= {"iimm", "inter_modal", "intra_images"}
         buf = io.BytesIO()
         np.savez(buf, **_arrays(5000, 10, 1000))
-        big = c.post("/v1/measures:upload", files={"file": ("e.npz", buf.getvalue())})
+        big = c.post(
+            "/v1/measures:upload",
+            files={"file": ("e.npz", buf.getvalue())},
+            data={"variant": "authors"},
+        )
         assert big.status_code == 202, big.text
         job = wait_job(c, big.json()["id"])
         assert job["status"] == "succeeded", job
         assert abs(job["result"]["measures"]["iimm"]) < 1
+        assert job["result"]["variant"] == "authors"
         pickled = io.BytesIO()
         np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
         assert_problem(
@@ -301,6 +307,46 @@ def test_measures_sync_and_job(stack: Stack) -> None:
         assert_problem(
             c.post("/v1/measures", content=b"x", headers={"content-type": "text/plain"}), 415
         )
+
+
+def test_measures_variant_json_and_upload(stack: Stack) -> None:
+    """`variant` (default "definition") reaches the baselines on both paths and is echoed; a
+    variant a method lacks is that measure null with the reason; an unknown one is a 422."""
+    from app.measures.transferability import transrate
+
+    small = _arrays(20, 4, 8)
+    x, y = small["images"], small["labels"]
+    as_json = {k: v.tolist() for k, v in small.items()}
+    buf = io.BytesIO()
+    np.savez(buf, **small)
+    with stack.client() as c:
+        for variant in ("definition", "iimm_reference", "authors"):
+            want = transrate(x.astype(np.float64), y, variant=variant)
+            body = {**as_json, "measures": ["transrate", "logme", "iimm"], "variant": variant}
+            got = c.post("/v1/measures", json=body)
+            upload = c.post(
+                "/v1/measures:upload",
+                files={"file": ("e.npz", buf.getvalue())},
+                data={"measures": "transrate,logme,iimm", "variant": variant},
+            )
+            for resp in (got, upload):
+                assert resp.status_code == 200, resp.text
+                doc = resp.json()
+                assert doc["variant"] == variant
+                assert doc["measures"]["transrate"] == pytest.approx(want, rel=1e-9)
+                if variant == "iimm_reference":
+                    assert doc["measures"]["logme"] is None
+                    assert "logme has no iimm_reference variant" in doc["reasons"]["logme"]
+        plain = c.post("/v1/measures", json={**as_json, "measures": ["transrate"]}).json()
+        assert plain["variant"] == "definition"
+        assert plain["measures"]["transrate"] == pytest.approx(transrate(x, y), rel=1e-9)
+        assert_problem(c.post("/v1/measures", json={**as_json, "variant": "paper"}), 422,
+                       "authors_icml")  # fmt: skip
+        assert_problem(
+            c.post("/v1/measures:upload", files={"file": ("e.npz", buf.getvalue())},
+                   data={"variant": "paper"}),
+            422, "definition, iimm_reference, authors, authors_icml",
+        )  # fmt: skip
 
 
 def _cli(stack: Stack, *args: str) -> str:

@@ -20,7 +20,9 @@ def run_measures(ctx: JobContext) -> Outcome:
         arrays = load_npz(data)
         n, k, d = check_arrays(arrays)
         ctx.progress(0.2, "computing measures")
-        values, reasons = compute(arrays, p.measures)
+        values, reasons = compute(arrays, p.measures, p.variant)
     except AppError as exc:
         raise JobError(exc.detail) from None
-    return Outcome({"measures": values, "reasons": reasons, "n": n, "k": k, "dim": d})
+    return Outcome(
+        {"measures": values, "reasons": reasons, "variant": p.variant, "n": n, "k": k, "dim": d}
+    )
