@@ -18,7 +18,9 @@ def register(sub: Any) -> None:
         help="compute IIMM and the other measures of stored embeddings",
         description=(
             "Compute the measures of image embeddings X (n x d), class text embeddings "
-            "T (k x d) and integer labels y (n). Rows are L2-normalised before measuring."
+            "T (k x d) and integer labels y (n). The IIMM family and the cluster scores "
+            "L2-normalise every row first; the transferability baselines receive the image "
+            "features as given, so their values depend on the features' scale."
         ),
     )
     p.add_argument("--images", required=True, type=Path, help="image embeddings, .npy (n x d)")

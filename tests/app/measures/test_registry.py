@@ -150,3 +150,15 @@ def test_a_variant_a_method_lacks_is_null_with_the_reason() -> None:
     assert "sfda has no authors_icml variant" in icml.reasons["sfda"]
     with pytest.raises(ValueError, match="logme has no iimm_reference variant"):
         am.compute_measures(X, T, y, names=["logme"], variant="iimm_reference")
+
+
+def test_iimm_family_normalises_rows_and_baselines_take_features_as_given() -> None:
+    """What README and `iimm measures --help` say: scaling the images leaves the IIMM family
+    unchanged and changes a baseline (TransRate's coding rate depends on the scale)."""
+    rng = np.random.default_rng(0)
+    X, T, y = rng.normal(size=(40, 8)), rng.normal(size=(4, 8)), np.arange(40) % 4
+    names = [*am.FAST_MEASURES, "transrate"]
+    a, b = am.compute_measures(X, T, y, names), am.compute_measures(3 * X, T, y, names)
+    for name in am.FAST_MEASURES:
+        assert b[name] == pytest.approx(a[name], rel=1e-9, abs=1e-12)
+    assert abs(b["transrate"] - a["transrate"]) > 1e-4
