@@ -49,11 +49,13 @@ input { width: 28em; padding: 4px; } #status { color: #555; margin: 8px 0 0; min
 .card { max-width: 680px; min-width: 0; }
 .card h3 { font-size: 13px; margin: 0 0 2px; font-weight: 600; overflow-wrap: anywhere; }
 .card .meta { font-size: 12px; color: #666; margin: 0 0 6px; overflow-wrap: anywhere; }
-.card img { display: block; max-width: 100%; } .error { color: #b00020; }
+.card img { display: block; max-width: 100%; }
+.getting-started { margin: 0 24px; color: #444; } .error { color: #b00020; }
 """
 
 JS = """// IIMM dashboard: lists the project's predictors and fine-tuned (base model, method)
-// pairs through the REST API and shows the API's SVG figure of each.
+// pairs through the REST API and shows the API's SVG figure of each, the reference model's
+// first; an empty project gets a getting-started line instead.
 "use strict";
 
 const KEY = "iimm-api-key";
@@ -107,12 +109,27 @@ async function listAll(get, path) {
 
 const TARGETS = { gain: "G", ood_change: "OOD change" };
 
-// Names beside ids: {id: name} of the project's models.
-async function modelNames(get) {
+// The project's models: names beside ids ({id: name}) and the ids registered with the
+// `reference` preset (the dual encoder shipped with the package, registered by `iimm demo`).
+async function projectModels(get) {
   const names = {};
-  for (const m of await listAll(get, "/v1/models")) names[m.id] = m.name;
-  return names;
+  const reference = new Set();
+  for (const m of await listAll(get, "/v1/models")) {
+    names[m.id] = m.name;
+    if (m.preset === "reference") reference.add(m.id);
+  }
+  return { names, reference };
 }
+
+// The reference model's items first (what a new user sees first); the order is otherwise kept.
+function referenceFirst(items, reference, modelOf) {
+  const isRef = (x) => reference.has(modelOf(x));
+  return [...items.filter(isRef), ...items.filter((x) => !isRef(x))];
+}
+
+const GETTING_STARTED = "Nothing to show yet. Run `make demo` (or `iimm demo`): it registers " +
+  "the reference model, fine-tunes it and fits its predictors; their figures then appear here " +
+  "first.";
 
 function predictorTitle(p, names) {
   const model = names[p.base_model_id] || p.base_model_id;
@@ -158,18 +175,26 @@ async function show(doc, get) {
   matricesBox.replaceChildren();
   status.textContent = "Loading…";
   try {
-    const names = await modelNames(get);
-    const predictors = await listAll(get, "/v1/predictors");
+    const { names, reference } = await projectModels(get);
+    const predictors = referenceFirst(
+      await listAll(get, "/v1/predictors"), reference, (p) => p.base_model_id);
     for (const p of predictors) {
       const path = predictorFigurePath(p);
       predictorsBox.appendChild(
         await card(doc, get, predictorTitle(p, names), predictorMeta(p), path));
     }
-    const pairs = matrixPairs(await listAll(get, "/v1/finetuned-models"));
+    const pairs = referenceFirst(
+      matrixPairs(await listAll(get, "/v1/finetuned-models")), reference, (m) => m.base);
     for (const { base, method } of pairs) {
       const title = `${method} · ${names[base] || base}`;
       const path = matrixFigurePath(base, method);
       matricesBox.appendChild(await card(doc, get, title, `base model ${base}`, path));
+    }
+    if (predictors.length === 0 && pairs.length === 0) {
+      const start = doc.createElement("p");
+      start.className = "getting-started";
+      start.textContent = GETTING_STARTED;
+      predictorsBox.appendChild(start);
     }
     status.textContent = `${predictors.length} predictor(s), ${pairs.length} matrix(es).`;
   } catch (e) {
@@ -194,7 +219,7 @@ if (typeof document !== "undefined") {
 if (typeof module !== "undefined") {
   module.exports = {
     predictorFigurePath, matrixFigurePath, matrixPairs, makeClient, predictorTitle,
-    predictorMeta, show,
+    predictorMeta, referenceFirst, GETTING_STARTED, show,
   };
 }
 """

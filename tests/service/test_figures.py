@@ -230,3 +230,38 @@ def test_dashboard_script_shows_every_figure(stack: Stack, project: Any, tmp_pat
                          timeout=60)  # fmt: skip
     status = json.loads(bad.stdout)["ids"]["status"]
     assert status["cls"] == "error" and status["text"].startswith("401")
+
+
+def test_dashboard_puts_the_reference_model_first_and_guides_an_empty_project(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Predictors and matrices of the model registered with the `reference` preset come first
+    (order otherwise kept); a project with neither gets the getting-started line, not an
+    empty page."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("Node.js is not installed")
+    (tmp_path / "app.js").write_text(JS)
+    order = subprocess.run(
+        [node, "-e", """
+const app = require(process.argv[1]);
+const items = [{id: "p1", m: "a"}, {id: "p2", m: "ref"}, {id: "p3", m: "b"}, {id: "p4", m: "ref"}];
+const ordered = app.referenceFirst(items, new Set(["ref"]), (x) => x.m);
+console.log(JSON.stringify(ordered.map((x) => x.id)));
+""", str(tmp_path / "app.js")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert order.returncode == 0, order.stderr
+    assert json.loads(order.stdout) == ["p2", "p4", "p1", "p3"]
+
+    (tmp_path / "harness.js").write_text(HARNESS)
+    key = stack.new_key(_name("empty"))
+    done = subprocess.run([node, str(tmp_path / "harness.js"), stack.url, key,
+                           str(tmp_path / "app.js")], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    ids = json.loads(done.stdout)["ids"]
+    [start] = ids["predictors"]["children"]
+    assert start["cls"] == "getting-started" and "make demo" in start["text"]
+    assert "iimm demo" in start["text"] and ids["matrices"]["children"] == []
+    assert ids["status"]["text"] == "0 predictor(s), 0 matrix(es)."
