@@ -95,6 +95,7 @@ class Unranked(BaseModel):
     """A base model (or one of its methods) that could not be ranked, and what to do."""
 
     base_model_id: str
+    base_model_name: str
     method: str | None
     reason: str
 
@@ -103,6 +104,7 @@ class RankingRead(BaseModel):
     """Candidates best first; predicted forgetting beside the accuracy, not in the order."""
 
     dataset_id: str
+    dataset_name: str = Field(description="The dataset's name.")
     level: float
     items: list[RankingItem]
     unranked: list[Unranked]

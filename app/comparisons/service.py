@@ -219,7 +219,8 @@ def _candidates_of(
         if gp is None or task.zero_shot_accuracy is None:
             why = ("no gain predictor whose feature is known for this dataset" if gp is None
                    else "no zero-shot accuracy stored for this dataset")  # fmt: skip
-            unranked.append(Unranked(base_model_id=model.id, method=method, reason=why))
+            unranked.append(Unranked(base_model_id=model.id, base_model_name=model.name,
+                                     method=method, reason=why))  # fmt: skip
             continue
         x = task.value(gp.feature)
         assert x is not None
@@ -256,7 +257,8 @@ def _gather(
     for model in models:
         if model.id not in grouped:
             why = "no predictor for this base model: fine-tune 3 tasks, then POST /v1/predictors"
-            unranked.append(Unranked(base_model_id=model.id, method=None, reason=why))
+            unranked.append(Unranked(base_model_id=model.id, base_model_name=model.name,
+                                     method=None, reason=why))  # fmt: skip
             continue
         task = data.load_scores(
             session, project_id=project_id, model_id=model.id, dataset_ids=[dataset_id]
@@ -264,7 +266,8 @@ def _gather(
         if task is None:
             request = assess_request(model.id, dataset_id)
             why = f"no zero-shot scores for this dataset: submit {request}"
-            unranked.append(Unranked(base_model_id=model.id, method=None, reason=why))
+            unranked.append(Unranked(base_model_id=model.id, base_model_name=model.name,
+                                     method=None, reason=why))  # fmt: skip
             continue
         found, left = _candidates_of(model, grouped[model.id], task)
         candidates += found
@@ -274,7 +277,7 @@ def _gather(
 
 def rank(*, session: Session, project_id: str, dataset_id: str, level: float) -> RankingRead:
     """The project's (base model, method) pairs by predicted fine-tuned accuracy on a dataset."""
-    predictors_service.check_datasets(session, project_id, [dataset_id])
+    dataset_name = predictors_service.check_datasets(session, project_id, [dataset_id])[dataset_id]
     gathered, unranked = _gather(session, project_id, dataset_id)
     meta = {(c.base_model, c.method): m for c, m in gathered}
     try:
@@ -293,4 +296,7 @@ def rank(*, session: Session, project_id: str, dataset_id: str, level: float) ->
                 r.ood_change), extrapolated=r.gain.extrapolated, gain_predictor_id=m["gain"].id,
             ood_change_predictor_id=None if m["ood_change"] is None else m["ood_change"].id,
         ))  # fmt: skip
-    return RankingRead(dataset_id=dataset_id, level=level, items=items, unranked=unranked)
+    return RankingRead(
+        dataset_id=dataset_id, dataset_name=dataset_name, level=level, items=items,
+        unranked=unranked,
+    )  # fmt: skip

@@ -141,6 +141,12 @@ class EvaluateResult(JobResult):
 
     type: Literal["evaluate"] = "evaluate"
     model_id: str
+    base_model_name: str | None = Field(
+        default=None, description="The name of the base model (`model_id` or its base)."
+    )
+    dataset_names: dict[str, str] = Field(
+        default_factory=dict, description="Each evaluated dataset's name, by id."
+    )
     zero_shot: bool = Field(description="True when `model_id` is a base model.")
     split: str
     metrics: dict[str, dict[str, Any]] = Field(

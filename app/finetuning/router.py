@@ -66,10 +66,11 @@ def get_finetuned_model(
     return FinetunedModelRead.model_validate(row)
 
 
-def _evaluation(row: Evaluation) -> EvaluationRead:
+def _evaluation(row: Evaluation, names: dict[str, str]) -> EvaluationRead:
     return EvaluationRead(
         id=row.id, model_id=row.model_ref, base_model_id=row.base_model_id,
-        finetuned_model_id=row.finetuned_model_id, dataset_id=row.dataset_id, split=row.split,
+        base_model_name=names[row.base_model_id], finetuned_model_id=row.finetuned_model_id,
+        dataset_id=row.dataset_id, dataset_name=names[row.dataset_id], split=row.split,
         top1=row.top1, top5=row.top5, mean_per_class_recall=row.mean_per_class_recall,
         per_class_recall=row.per_class_recall or [], n=row.n,
         job_id=row.job_id, created_at=row.created_at,
@@ -98,4 +99,5 @@ def list_evaluations(
         session=session, project_id=principal.project_id, filters=filters, cursor=cursor,
         limit=limit,
     )  # fmt: skip
-    return EvaluationList(items=[_evaluation(r) for r in rows], next_cursor=nxt)
+    names = service.ref_names(session, rows)
+    return EvaluationList(items=[_evaluation(r, names) for r in rows], next_cursor=nxt)

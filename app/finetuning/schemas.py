@@ -42,8 +42,10 @@ class EvaluationRead(BaseModel):
     id: str
     model_id: str
     base_model_id: str
+    base_model_name: str = Field(description="The base model's name.")
     finetuned_model_id: str | None
     dataset_id: str
+    dataset_name: str = Field(description="The dataset's name.")
     split: str
     top1: float
     top5: float | None

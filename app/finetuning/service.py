@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, union_all
 from sqlalchemy.orm import Session
 
-from app.models import Evaluation, FinetunedModel
+from app.models import BaseModel, Dataset, Evaluation, FinetunedModel
 from app.ownership import get_owned
 from app.pagination import page
 
@@ -39,3 +39,16 @@ def list_evaluations(
         if value is not None:
             query = query.where(columns[name] == value)
     return page(session, query, Evaluation.id, cursor, limit, newest_first=False)
+
+
+def ref_names(session: Session, rows: list[Evaluation]) -> dict[str, str]:
+    """The names of the rows' base models and datasets by id, in one query for the page."""
+    if not rows:
+        return {}
+    models = {r.base_model_id for r in rows}
+    datasets = {r.dataset_id for r in rows}
+    query = union_all(
+        select(BaseModel.id, BaseModel.name).where(BaseModel.id.in_(models)),
+        select(Dataset.id, Dataset.name).where(Dataset.id.in_(datasets)),
+    )
+    return dict(session.execute(query).tuples().all())

@@ -52,16 +52,19 @@ def check_method(method: str) -> None:
                            f"{sorted(METHOD_GRID_AXES)}")  # fmt: skip
 
 
-def check_datasets(session: Session, project_id: str, dataset_ids: list[str]) -> None:
-    """404 for a dataset id that is not in the caller's project."""
-    found = set(
-        session.scalars(
-            select(Dataset.id).where(Dataset.project_id == project_id, Dataset.id.in_(dataset_ids))
-        )
+def check_datasets(session: Session, project_id: str, dataset_ids: list[str]) -> dict[str, str]:
+    """The datasets' names by id; 404 for a dataset id that is not in the caller's project."""
+    found: dict[str, str] = dict(
+        session.execute(
+            select(Dataset.id, Dataset.name).where(
+                Dataset.project_id == project_id, Dataset.id.in_(dataset_ids)
+            )
+        ).tuples().all()
     )
     missing = [d for d in dataset_ids if d not in found]
     if missing:
         raise NotFoundError(f"dataset {missing[0]} not found")
+    return found
 
 
 def _fit(

@@ -53,6 +53,9 @@ def _name(prefix: str) -> str:
 
 def _evaluations(c: httpx.Client, model_id: str) -> dict[str, float]:
     items = c.get("/v1/evaluations", params={"model_id": model_id, "split": "test"}).json()
+    for e in items["items"]:  # names beside the ids, as the catalog has them
+        assert e["dataset_name"] == c.get(f"/v1/datasets/{e['dataset_id']}").json()["name"]
+        assert e["base_model_name"] == c.get(f"/v1/models/{e['base_model_id']}").json()["name"]
     return {e["dataset_id"]: e["top1"] for e in items["items"]}
 
 
@@ -177,6 +180,8 @@ def _check_evaluate_jobs(c: httpx.Client, model_id: str, ftm: str, other: str) -
     done = wait_job(c, job.json()["id"], timeout=120)
     assert done["status"] == "succeeded", done
     assert done["result"]["metrics"][other]["top1"] == before["items"][0]["top1"]
+    names = (before["items"][0]["base_model_name"], {other: before["items"][0]["dataset_name"]})
+    assert (done["result"]["base_model_name"], done["result"]["dataset_names"]) == names
     embed = {"type": "embed", "model_id": model_id, "dataset_id": other, "split": "test"}
     assert wait_job(c, c.post("/v1/jobs", json=embed).json()["id"])["status"] == "succeeded"
     body = {"type": "evaluate", "model_id": model_id, "dataset_ids": [other]}

@@ -419,6 +419,11 @@ def test_rankings(stack: Stack) -> None:
                 _close(got["finetuned_accuracy"][k], getattr(exp.accuracy, k))
                 _close(got["ood_change"][k], getattr(exp.ood_change, k))
         assert [u["base_model_id"] for u in body["unranked"]] == [lonely]
+        # names beside the ids, as the catalog has them
+        names = {m["id"]: m["name"] for m in c.get("/v1/models").json()["items"]}
+        assert body["dataset_name"] == c.get(f"/v1/datasets/{target}").json()["name"]
+        for item in body["items"] + body["unranked"]:
+            assert item["base_model_name"] == names[item["base_model_id"]]
         unscored = c.get("/v1/rankings", params={"dataset_id": a.datasets[0]}).json()
         reasons = {u["base_model_id"]: u["reason"] for u in unscored["unranked"]}
         assert "assess" in reasons[b.model_id] and [i["base_model_id"] for i in

@@ -53,7 +53,17 @@ def size_groups(datasets: list[dict[str, Any]], split: str, images: int) -> list
     return [g for g in groups if g]
 
 
-def _fan_out(ctx: JobContext, p: EvaluateParams, groups: list[list[str]]) -> Outcome | Waiting:
+def _names(model: dict[str, Any], datasets: list[dict[str, Any]]) -> dict[str, Any]:
+    """The names beside the ids in the result (no second call for a log or dashboard)."""
+    return {
+        "base_model_name": model["name"],
+        "dataset_names": {d["id"]: d["name"] for d in datasets},
+    }
+
+
+def _fan_out(
+    ctx: JobContext, p: EvaluateParams, groups: list[list[str]], names: dict[str, Any]
+) -> Outcome | Waiting:
     """Create one `evaluate` child per group, wait for them, then gather their results."""
     with session_scope(ctx.sessions) as session:
         kids = [(k.status, k.params, k.result, k.error) for k in children_of(session, ctx.job_id)]
@@ -78,7 +88,7 @@ def _fan_out(ctx: JobContext, p: EvaluateParams, groups: list[list[str]]) -> Out
     if not metrics and failed:
         raise JobError(f"every evaluation group failed: {sorted(set(failed.values()))}"[:3000])
     zero_shot = _finetuned(ctx, p.model_id) is None
-    result = {"model_id": p.model_id, "zero_shot": zero_shot, "split": p.split,
+    result = {"model_id": p.model_id, **names, "zero_shot": zero_shot, "split": p.split,
               "metrics": metrics, "skipped": skipped, "failed": failed}  # fmt: skip
     return Outcome(result)  # the children wrote the evaluation rows
 
@@ -94,7 +104,7 @@ def run_evaluate(ctx: JobContext) -> Outcome | Waiting:
     if ctx.parent_id is None:
         groups = size_groups(datasets, p.split, ctx.settings.evaluate_group_images)
         if len(groups) > 1:
-            return _fan_out(ctx, p, groups)
+            return _fan_out(ctx, p, groups, _names(model_row, datasets))
     ctx.progress(0.0, "loading model")
     loaded = load_base(ctx, model_row)
     if ft is None:
@@ -110,6 +120,6 @@ def run_evaluate(ctx: JobContext) -> Outcome | Waiting:
     def write(session: Session) -> None:
         replace_evaluations(session, rows)
 
-    result = {"model_id": p.model_id, "zero_shot": ft is None, "split": p.split,
-              "metrics": metrics, "skipped": skipped}  # fmt: skip
+    result = {"model_id": p.model_id, **_names(model_row, datasets), "zero_shot": ft is None,
+              "split": p.split, "metrics": metrics, "skipped": skipped}  # fmt: skip
     return Outcome(result, write)
