@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -25,7 +25,17 @@ from typing import Any
 import pytest
 
 from app.main import create_app
-from tests.service.stack import FINAL, ROOT, TINY, Stack, embedded_stack, make_task, zip_dir
+from tests.service.stack import (
+    FINAL,
+    ROOT,
+    TINY,
+    Stack,
+    embedded_stack,
+    free_port,
+    make_task,
+    zip_dir,
+)
+from tests.service.test_webhooks import Receiver
 
 CACHE = ROOT / ".cache" / "contract"
 NPM_PACKAGES = ("openapi-typescript@7.13.0", "openapi-fetch@0.17.0", "typescript@5.9.3")
@@ -67,7 +77,11 @@ def client_pkg(document: Path) -> Iterator[ModuleType]:
 def live(workdir: Path) -> Iterator[Stack]:
     data_dir = workdir / f"generated-{uuid.uuid4().hex[:6]}"
     data_dir.mkdir()
-    stack = embedded_stack(data_dir)
+    # webhooks may go to the test's receiver on 127.0.0.1; the API's delivery thread (the
+    # embedded mode runs maintenance in the API process) polls often
+    hooks = {"IIMM_WEBHOOK_ALLOWED_HOSTS": '["127.0.0.1"]', "IIMM_WEBHOOK_INTERVAL_S": "0.2",
+             "IIMM_WEBHOOK_RETRY_BASE_S": "0.3"}  # fmt: skip
+    stack = embedded_stack(data_dir, **hooks)
     stack.start_worker()
     yield stack
     stack.stop()
@@ -103,12 +117,70 @@ def _run(client: Any, bodies: list[Any]) -> list[Any]:
     return [_wait(client, job) for job in [create_job.sync(client=client, body=b) for b in bodies]]
 
 
+def _until(what: str, check: Callable[[], Any], timeout: float = 120.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+    return value
+
+
+def _register_webhook(client: Any) -> tuple[Any, Receiver]:
+    """A `job.succeeded` endpoint on a local receiver that verifies the Standard Webhooks
+    signature with the secret the create call returned."""
+    from iimm_client.models import EventType, WebhookCreate
+
+    port = free_port()
+    body = WebhookCreate(
+        url=f"http://127.0.0.1:{port}/hook", event_types=[EventType("job.succeeded")]
+    )
+    hook = _api("webhooks.create_webhook").sync(client=client, body=body)
+    assert hook.secret.startswith("whsec_")
+    return hook, Receiver(port, hook.secret)
+
+
+def _check_delivered(client: Any, hook: Any, receiver: Receiver, job_id: str) -> None:
+    """The job's signed `job.succeeded` arrived, and the deliveries list shows it delivered."""
+    from iimm_client.models import DeliveryStatus
+
+    def arrived() -> list[tuple[dict[str, str], dict[str, Any]]]:
+        return [(h, e) for h, e in receiver.received if e["data"]["id"] == job_id]
+
+    arrivals = _until("the signed job.succeeded delivery", arrived)
+    assert all(e["type"] == "job.succeeded" and e["data"]["status"] == "succeeded"
+               for _, e in arrivals)  # fmt: skip
+    assert receiver.rejected == 0
+    deliveries = _api("webhooks.list_webhook_deliveries")
+
+    def recorded() -> list[Any]:
+        page = deliveries.sync(hook.id, client=client, status=DeliveryStatus("succeeded"))
+        return [d for d in page.items if d.job_id == job_id]
+
+    [row] = _until("the delivery recorded as succeeded", recorded)
+    # at least once: a retried delivery keeps its id
+    assert {h["webhook-id"] for h, _ in arrivals} == {row.id}
+    assert row.event_type.value == "job.succeeded"
+    assert row.last_status_code == 204 and row.delivered_at is not None
+
+
 def test_python_client_runs_the_workflow(
     client_pkg: ModuleType, live: Stack, task_zips: list[Path]
 ) -> None:
     """The README's workflow through the generated client, untouched: upload, register,
-    embed, score, measures, assess, fine-tune, matrix (JSON and CSV), predictor, prediction."""
+    embed, score, measures, assess, fine-tune, matrix (JSON and CSV), predictor, prediction,
+    webhooks (a signed delivery to a local receiver, listed as delivered)."""
     from iimm_client import AuthenticatedClient
+
+    client = AuthenticatedClient(base_url=live.url, token=live.admin_key)
+    client = client.with_timeout(__import__("httpx").Timeout(120.0))
+    hook, receiver = _register_webhook(client)
+    try:
+        _workflow(client, task_zips, hook, receiver)
+    finally:
+        receiver.close()
+
+
+def _workflow(client: Any, task_zips: list[Path], hook: Any, receiver: Receiver) -> None:
     from iimm_client.models import (
         AssessParams,
         AssessResult,
@@ -129,8 +201,6 @@ def test_python_client_runs_the_workflow(
     )
     from iimm_client.types import File
 
-    client = AuthenticatedClient(base_url=live.url, token=live.admin_key)
-    client = client.with_timeout(__import__("httpx").Timeout(120.0))
     datasets = []
     for name, archive in zip(TASKS, task_zips, strict=True):
         with archive.open("rb") as fh:
@@ -151,6 +221,7 @@ def test_python_client_runs_the_workflow(
     assert (embed.result.model_name, embed.result.dataset_name) == ("tiny", TASKS[0])
     assert embed.created_at.tzinfo is not None and embed.created_at.utcoffset().total_seconds() == 0
     assert isinstance(embed.params, EmbedParams) and embed.params.split == "test"
+    _check_delivered(client, hook, receiver, embed.id)
     (score,) = _run(client, [ScoreParams(**refs)])
     assert isinstance(score.result, ScoreResult) and score.result.n == 12
     scores = _api("scores.list_scores").sync(client=client, measure="iimm", **refs)
