@@ -21,6 +21,9 @@ from workers.runner import Heartbeat, WorkerEnv
 from workers.tasks.base import JobCancelledError, JobContext
 
 
+PARAMS = {"model_id": "mdl_1", "dataset_id": "dst_1", "split": "test"}  # what JobRead types
+
+
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[WorkerEnv]:
     url = f"sqlite:///{tmp_path / 'p.db'}"
@@ -40,13 +43,13 @@ def _running(env: WorkerEnv) -> JobContext:
     with session_scope(env.sessions) as s:
         s.add(Project(id="prj_1", name="p"))
         s.flush()
-        s.add(Job(id="job_1", project_id="prj_1", type="embed", queue="gpu", params={}))
+        s.add(Job(id="job_1", project_id="prj_1", type="embed", queue="gpu", params=PARAMS))
     assert _read(env.sessions).progress.stage == "queued"
     with session_scope(env.sessions) as s:
         attempt = claims.claim(session=s, job_id="job_1", worker_id="w:1", lease_s=60)
     assert attempt == 1
     return JobContext(
-        job_id="job_1", project_id="prj_1", attempt=1, params={},
+        job_id="job_1", project_id="prj_1", attempt=1, params=PARAMS,
         settings=env.settings, sessions=env.sessions, storage=env.storage,
     )  # fmt: skip
 
