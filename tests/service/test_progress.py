@@ -20,7 +20,6 @@ from app.models import Job, Project
 from workers.runner import Heartbeat, WorkerEnv
 from workers.tasks.base import JobCancelledError, JobContext
 
-
 PARAMS = {"model_id": "mdl_1", "dataset_id": "dst_1", "split": "test"}  # what JobRead types
 
 
