@@ -270,6 +270,19 @@ def give_back(env: WorkerEnv, ctx: JobContext) -> str:
     return "given back: worker stopping"
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _wait_for_stop_signal(read: int) -> None:
+    """Block until the wakeup fd reports SIGTERM or SIGINT. Every signal with a Python
+    handler writes its number there (PyTorch's DataLoader handles SIGCHLD, which arrives
+    whenever a decoding worker stops, continues or exits): those are not a stop."""
+    while True:
+        data = os.read(read, 64)
+        if not data or any(b in STOP_SIGNALS for b in data):
+            return
+
+
 class Stopper:
     """SIGTERM/SIGINT handling of an embedded worker process (see the module docstring).
 
@@ -287,7 +300,7 @@ class Stopper:
         read, write = os.pipe()
         os.set_blocking(write, False)
         signal.set_wakeup_fd(write, warn_on_full_buffer=False)
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in STOP_SIGNALS:
             signal.signal(sig, lambda *_: None)  # the watcher thread does the work
         threading.Thread(
             target=self._watch, args=(read, grace_s), name="stopper", daemon=True
@@ -301,11 +314,13 @@ class Stopper:
             ctx.cancelled.set()
 
     def _watch(self, read: int, grace_s: float) -> None:
-        os.read(read, 1)
+        _wait_for_stop_signal(read)
         log.info("stop requested: giving back the running job")
         self.request()
         signalled = threading.Event()
-        threading.Thread(target=lambda: (os.read(read, 1), signalled.set()), daemon=True).start()
+        threading.Thread(
+            target=lambda: (_wait_for_stop_signal(read), signalled.set()), daemon=True
+        ).start()
         deadline = time.monotonic() + grace_s
         while not self.done.is_set() and not signalled.is_set():
             if time.monotonic() >= deadline:
@@ -364,6 +379,9 @@ def serve_worker(queues: list[str], settings: Settings) -> None:
     """The embedded worker's main loop, stopped by SIGTERM/SIGINT (and, when started by
     `iimm serve`, by the death of that process: ``IIMM_PARENT_PID``)."""
     STOP.install(settings.worker_stop_grace_s)
+    from workers.ml.data.pool import sweep_payload_dirs
+
+    sweep_payload_dirs()  # decoding folders of worker processes that were killed (SIGKILL)
     parent = os.environ.get("IIMM_PARENT_PID")
     if parent and parent.isdigit():
         from workers.lifeline import die_with_parent

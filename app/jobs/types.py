@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import ConflictError, InvalidError
 from app.jobs.jobtype import JobResult, JobType, NamedResult
-from app.measure_requests.schemas import Variant
+from app.measures.registry import Variant
 from app.models import BaseModel as BaseModelRow
 from app.models import Dataset, Embedding
 from app.ownership import get_owned

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import get_args
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from app.measures.registry import Variant
 
 #: How the transferability baselines are computed (``app.measures.registry.VARIANTS``):
 #: each method's paper (default), the IIMM paper's code, the authors' released code, or
 #: (LogME only) its authors' ICML code. A method without the variant is null with the reason.
-Variant = Literal["definition", "iimm_reference", "authors", "authors_icml"]
 VARIANT_NAMES: tuple[str, ...] = get_args(Variant)
 
 

@@ -6,6 +6,7 @@ import importlib
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -13,6 +14,10 @@ from app.measures._blocks import normalised
 from app.measures._validate import as_labels, check_pair
 from app.measures.clusters import cluster_pass, clustering_entropy, silhouette_euclidean
 from app.measures.stats import accumulate, additive_measures
+
+#: A baseline's variant by name (see `VARIANTS`): the method's paper, the IIMM paper's code,
+#: the authors' code (LogME also the authors' ICML program).
+Variant = Literal["definition", "iimm_reference", "authors", "authors_icml"]
 
 #: The exact O(n·d) family (one streaming pass, plus one for the cosine silhouette and DB).
 FAST_MEASURES: tuple[str, ...] = (
