@@ -4,6 +4,7 @@ missing weights fail the job with the cache to fill; `iimm jobs submit --wait` e
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -89,7 +90,17 @@ def test_cancel_stops_embedding_between_batches(stack: Stack, many_zip: Path) ->
         job = c.post("/v1/jobs", json={"type": "embed", **refs}).json()
         running = _when_under_way(c, job["id"], "images")
         assert running["progress"]["total"] == 600
-        done = _cancel(c, job["id"])
+        # A tiny model embeds 600 images in about a second, the time the heartbeat may take to
+        # read the flag: freeze the worker while the cancel is requested and for one progress
+        # interval, so on SIGCONT its overdue heartbeat reads the flag at once.
+        stack.signal_workers(signal.SIGSTOP)
+        try:
+            done = c.post(f"/v1/jobs/{job['id']}:cancel").json()
+            assert done["cancel_requested"] is True
+            time.sleep(1.1)  # IIMM_PROGRESS_INTERVAL_S (1 s) passes while frozen
+        finally:
+            stack.signal_workers(signal.SIGCONT)
+        done = wait_job(c, job["id"], timeout=120)
         assert done["status"] == "cancelled", done
         assert done["progress"]["done"] < 600
         # no embeddings were recorded (a score job has nothing to read) and no files remain
