@@ -85,7 +85,7 @@ def _raw_batches(loaded, dataset, split: str, batch_size: int, workers: int | No
     device preprocessing when the model's transform allows it, else Pillow-preprocessed
     tensors with the identity."""
     from workers.ml.data.batched import passthrough
-    from workers.ml.data.native import NativeImageDataset
+    from workers.ml.data.tensor_decode import NativeImageDataset
     from workers.ml.gpu_preprocess import from_transform
 
     items = dataset.split(split).items
@@ -153,7 +153,7 @@ def cpu_costs(loaded, dataset, split: str, batch_size: int, preprocess: str) -> 
     Main-process work (normalisation, write, top-k, statistics) comes on top.
     """
     from workers.ml.data.batched import BatchedImageDataset
-    from workers.ml.data.native import NativeImageDataset
+    from workers.ml.data.tensor_decode import NativeImageDataset
     from workers.ml.data.transforms import split_for_device
 
     items = dataset.split(split).items

@@ -1,7 +1,7 @@
 """Device-side preprocessing: resize, centre crop and normalise whole batches where they lie.
 
 With ``preprocess="device"`` the DataLoader workers only decode images to uint8 CHW tensors
-at their native resolution (`workers.ml.data.native`); this module reproduces the model's
+at their native resolution (`workers.ml.data.tensor_decode`); this module reproduces the model's
 open_clip eval transform (``Resize(s, bicubic) -> CenterCrop -> ToTensor -> Normalize``) on a
 batch of such tensors in one batched op on the GPU (or the CPU: the same functions run on
 any device, which is how the tests check them).

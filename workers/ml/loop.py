@@ -22,8 +22,8 @@ from app.imagedata.errors import ImageDataError
 from app.imagedata.layout import DatasetLayout
 from workers.lifeline import DecodeWorkerInit
 from workers.ml.data.batched import BatchedImageDataset, passthrough
-from workers.ml.data.native import NativeImageDataset
 from workers.ml.data.pool import shared_pool
+from workers.ml.data.tensor_decode import NativeImageDataset
 from workers.ml.data.transforms import split_for_device
 from workers.ml.gpu_preprocess import from_transform
 from workers.ml.models import LoadedModel

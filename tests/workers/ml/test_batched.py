@@ -21,7 +21,7 @@ from app.imagedata.decode import decode_image
 from app.imagedata.layout import FileSource
 from workers.ml.data.batched import BatchedImageDataset, identity_size, passthrough
 from workers.ml.data.dataset import ImageDataset
-from workers.ml.data.native import (
+from workers.ml.data.tensor_decode import (
     BY_VALUE_BYTES,
     NativeImageDataset,
     fast_decode,

@@ -20,7 +20,7 @@ from torchvision import transforms as tvt
 from app.imagedata import DatasetLayout, open_dataset
 from app.imagedata.decode import decode_image
 from app.imagedata.layout import FileSource
-from workers.ml.data.native import (
+from workers.ml.data.tensor_decode import (
     NativeImageDataset,
     collate_native,
     fast_decode,

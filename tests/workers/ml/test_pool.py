@@ -23,8 +23,8 @@ from app.imagedata import DatasetLayout, open_dataset
 from app.imagedata.layout import FileSource
 from workers.ml.data import pool as pool_module
 from workers.ml.data import torch_internals as internals
-from workers.ml.data.native import NativeImageDataset
 from workers.ml.data.pool import STALE, RunDispatch, Task, close_pool, shared_pool
+from workers.ml.data.tensor_decode import NativeImageDataset
 from workers.ml.embed import embed_dataset
 from workers.ml.models import LoadedModel
 from workers.ml.synth import generate_task

@@ -3,7 +3,7 @@
 A DataLoader asks a dataset with ``__getitems__`` for a whole batch at once. The dataset
 here answers with the batch already assembled, ``(pixels, index, errors)``, the pixels written
 straight into one preallocated uint8 array: no per-image tuples to collate, and one transfer
-per batch (by value when small, see `workers.ml.data.native.BY_VALUE_BYTES`). With small
+per batch (by value when small, see `workers.ml.data.tensor_decode.BY_VALUE_BYTES`). With small
 images this per-sample machinery cost more than decoding.
 
 Pixels and error messages are exactly those of the per-image
@@ -36,7 +36,7 @@ from app.imagedata.decode import decode_image
 from app.imagedata.errors import DecodeError
 from app.imagedata.layout import FileSource
 from workers.ml.data.dataset import ImageDataset
-from workers.ml.data.native import encoded_bytes, fast_decode, for_transfer
+from workers.ml.data.tensor_decode import encoded_bytes, fast_decode, for_transfer
 
 Batch = tuple[torch.Tensor | np.ndarray, list[int], list[str]]
 
