@@ -22,7 +22,6 @@ from app.artifacts import Storage
 from app.db import after_commit
 from app.errors import ConflictError
 from app.models import (
-    BaseModel,
     Dataset,
     Embedding,
     Evaluation,
@@ -30,6 +29,7 @@ from app.models import (
     Job,
     JobStatus,
     Predictor,
+    PretrainedModel,
     Score,
 )
 
@@ -136,7 +136,9 @@ def _referenced(session: Session, key: str) -> bool:
     )
 
 
-def delete_model(*, session: Session, storage: Storage, row: BaseModel, cascade: bool) -> None:
+def delete_model(
+    *, session: Session, storage: Storage, row: PretrainedModel, cascade: bool
+) -> None:
     """Delete base model `row`; with dependents, 409 unless `cascade`."""
     filters = _model_filters(row.id)
     found = _dependents(session, filters)
@@ -175,7 +177,7 @@ def sweep_orphans(session: Session, storage: Storage, *, min_age_s: float) -> li
     live = set(session.scalars(select(Embedding.uri)))
     live |= {k for k in session.scalars(select(FinetunedModel.checkpoint_uri)) if k}
     live |= set(session.scalars(select(Dataset.uri).where(Dataset.source == "upload")))
-    live |= {f"models/{i}" for i in session.scalars(select(BaseModel.id))}
+    live |= {f"models/{i}" for i in session.scalars(select(PretrainedModel.id))}
     final = (JobStatus.succeeded.value, JobStatus.failed.value, JobStatus.cancelled.value)
     active = {
         f"finetune/{j}" for j in session.scalars(select(Job.id).where(Job.status.not_in(final)))

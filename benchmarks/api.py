@@ -59,7 +59,7 @@ def seed_service(env: dict[str, str]) -> dict[str, str]:
     from app.config import Settings
     from app.db import make_engine, make_sessionmaker, new_id, session_scope
     from app.main import prepare_database
-    from app.models import BaseModel, Dataset, Job, Project
+    from app.models import Dataset, Job, PretrainedModel, Project
 
     saved = dict(os.environ)
     os.environ.update(env)
@@ -75,7 +75,7 @@ def seed_service(env: dict[str, str]) -> dict[str, str]:
 
     with session_scope(make_sessionmaker(engine)) as session:
         project = session.scalar(select(Project.id))
-        session.add(BaseModel(id=ids["model_id"], project_id=project, name="bench",
+        session.add(PretrainedModel(id=ids["model_id"], project_id=project, name="bench",
                               arch="ViT-B-32", pretrained="random"))  # fmt: skip
         session.add(Dataset(id=ids["dataset_id"], project_id=project, name="bench",
                             format="folder", source="uri", uri="file:///nonexistent",

@@ -24,12 +24,12 @@ from app.deps import (
 )
 from app.errors import InvalidError, problems
 from app.limits import read_form
-from app.models import BaseModel
+from app.models import PretrainedModel
 
 router = APIRouter(prefix="/v1/models", tags=["models"], route_class=TransactionalRoute)
 
 
-def to_read(row: BaseModel) -> ModelRead:
+def to_read(row: PretrainedModel) -> ModelRead:
     """A model as returned by the API, with its spec string."""
     return ModelRead(
         id=row.id, name=row.name, arch=row.arch, pretrained=row.pretrained, preset=row.preset,

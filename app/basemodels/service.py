@@ -20,12 +20,12 @@ from app.db import new_id, on_rollback
 from app.errors import ConflictError, ForbiddenError, InvalidError
 from app.imagedata import ModelSpecError, resolve_spec
 from app.imagedata.model_specs import BUNDLED_CONFIGS, RANDOM
-from app.models import BaseModel
+from app.models import PretrainedModel
 from app.ownership import get_owned
 from app.pagination import page
 
 
-def spec_of(row: BaseModel) -> str:
+def spec_of(row: PretrainedModel) -> str:
     """The model spec string of a stored model."""
     if row.preset:
         return row.preset
@@ -75,7 +75,7 @@ def _locate(raw: str | None, settings: Settings, *, checkpoint: bool) -> str | N
 
 def create_model(
     *, session: Session, settings: Settings, project_id: str, body: ModelCreate
-) -> BaseModel:
+) -> PretrainedModel:
     """Register a model after checking its spec (unknown architecture, missing file: 422).
     `arch` and `pretrained` may be URIs: ``file://`` under `IIMM_ALLOWED_ROOTS`, or
     ``https://``, ``s3://``, ``gs://`` on `IIMM_ALLOWED_HOSTS` (fetched once by the workers)."""
@@ -95,7 +95,7 @@ def create_model(
     _check_paths([spec.config_path, pretrained, local_dir], settings)
     stored_arch = arch if is_remote(arch) else spec.config_path or spec.arch
     stored_weights = spec.pretrained if spec.kind != "random" else RANDOM
-    row = BaseModel(
+    row = PretrainedModel(
         id=new_id("mdl"),
         project_id=project_id,
         name=body.name,
@@ -115,7 +115,7 @@ def create_model(
 def upload_model(
     *, session: Session, storage: Storage, settings: Settings, project_id: str, name: str,
     architecture: BinaryIO, checkpoint: BinaryIO, checkpoint_name: str,
-) -> BaseModel:  # fmt: skip
+) -> PretrainedModel:  # fmt: skip
     """Register a model from an uploaded open_clip architecture JSON and checkpoint, both
     streamed to the artifact store (each at most `max_upload_bytes`) after the checks of
     `app.basemodels.checkpoints`; nothing is left behind on failure."""
@@ -140,7 +140,7 @@ def upload_model(
         shutil.rmtree(work, ignore_errors=True)
     folder = Path(storage.path(key))
     stored = next(p for p in folder.iterdir() if p.name.startswith("weights."))
-    row = BaseModel(id=model_id, project_id=project_id, name=name,
+    row = PretrainedModel(id=model_id, project_id=project_id, name=name,
                     arch=str(folder / f"{model_id}.json"), pretrained=str(stored))  # fmt: skip
     try:
         with session.begin_nested():
@@ -151,17 +151,17 @@ def upload_model(
     return row
 
 
-def get_model(*, session: Session, project_id: str, model_id: str) -> BaseModel:
+def get_model(*, session: Session, project_id: str, model_id: str) -> PretrainedModel:
     """The caller's model (404 for other projects' ids)."""
-    return get_owned(session, BaseModel, model_id, project_id, "model")
+    return get_owned(session, PretrainedModel, model_id, project_id, "model")
 
 
 def list_models(
     *, session: Session, project_id: str, cursor: str | None, limit: int
-) -> tuple[list[BaseModel], str | None]:
+) -> tuple[list[PretrainedModel], str | None]:
     """A page of the caller's models, newest first."""
-    query = select(BaseModel).where(BaseModel.project_id == project_id)
-    return page(session, query, BaseModel.id, cursor, limit)
+    query = select(PretrainedModel).where(PretrainedModel.project_id == project_id)
+    return page(session, query, PretrainedModel.id, cursor, limit)
 
 
 def delete_model(

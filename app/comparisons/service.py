@@ -26,7 +26,7 @@ from app.measures.prediction import (
     fit_from_dict,
     rank_candidates,
 )
-from app.models import BaseModel
+from app.models import PretrainedModel
 from app.models.predictors import Predictor
 from app.predictors import data
 from app.predictors import service as predictors_service
@@ -208,7 +208,7 @@ def _interval(p: Prediction | ImpliedAccuracy) -> Interval:
 
 
 def _candidates_of(
-    model: BaseModel, preds: list[Predictor], task: data.TaskScores
+    model: PretrainedModel, preds: list[Predictor], task: data.TaskScores
 ) -> tuple[list[tuple[Candidate, dict[str, Any]]], list[Unranked]]:
     """One candidate per method with a usable gain predictor; the rest as unranked."""
     usable = [p for p in preds if task.value(p.feature) is not None]
@@ -245,7 +245,9 @@ def _gather(
     session: Session, project_id: str, dataset_id: str
 ) -> tuple[list[tuple[Candidate, dict[str, Any]]], list[Unranked]]:
     models = session.scalars(
-        select(BaseModel).where(BaseModel.project_id == project_id).order_by(BaseModel.id)
+        select(PretrainedModel)
+        .where(PretrainedModel.project_id == project_id)
+        .order_by(PretrainedModel.id)
     )
     predictors = session.scalars(
         select(Predictor).where(Predictor.project_id == project_id).order_by(Predictor.id)

@@ -19,8 +19,7 @@ from app.finetuning.params import (
 )
 from app.jobs.jobtype import JobResult, JobType, NamedResult
 from app.jobs.types import require_split
-from app.models import BaseModel as BaseModelRow
-from app.models import Dataset, FinetunedModel
+from app.models import Dataset, FinetunedModel, PretrainedModel
 from app.ownership import get_owned
 
 
@@ -28,8 +27,8 @@ class GridTooLargeError(InvalidError):
     """A hyperparameter grid with more points than the bound allows."""
 
 
-def _base_model(session: Session, project_id: str, model_id: str) -> BaseModelRow:
-    return get_owned(session, BaseModelRow, model_id, project_id, "model")
+def _base_model(session: Session, project_id: str, model_id: str) -> PretrainedModel:
+    return get_owned(session, PretrainedModel, model_id, project_id, "model")
 
 
 def _datasets(session: Session, project_id: str, ids: list[str]) -> list[Dataset]:

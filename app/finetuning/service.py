@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select, union_all
 from sqlalchemy.orm import Session
 
-from app.models import BaseModel, Dataset, Evaluation, FinetunedModel
+from app.models import Dataset, Evaluation, FinetunedModel, PretrainedModel
 from app.ownership import get_owned
 from app.pagination import page
 
@@ -48,7 +48,7 @@ def ref_names(session: Session, rows: list[Evaluation]) -> dict[str, str]:
     models = {r.base_model_id for r in rows}
     datasets = {r.dataset_id for r in rows}
     query = union_all(
-        select(BaseModel.id, BaseModel.name).where(BaseModel.id.in_(models)),
+        select(PretrainedModel.id, PretrainedModel.name).where(PretrainedModel.id.in_(models)),
         select(Dataset.id, Dataset.name).where(Dataset.id.in_(datasets)),
     )
     return dict(session.execute(query).tuples().all())

@@ -11,8 +11,7 @@ from sqlalchemy.orm import Session
 from app.errors import ConflictError, InvalidError
 from app.jobs.jobtype import JobResult, JobType, NamedResult
 from app.measures.registry import Variant
-from app.models import BaseModel as BaseModelRow
-from app.models import Dataset, Embedding
+from app.models import Dataset, Embedding, PretrainedModel
 from app.ownership import get_owned
 
 FAST = "fast"
@@ -214,7 +213,7 @@ def check_refs(
 ) -> None:
     """404 unless the job's model and dataset both belong to the caller's project; 422 unless
     the dataset has `split` (when given)."""
-    get_owned(session, BaseModelRow, model_id, project_id, "model")
+    get_owned(session, PretrainedModel, model_id, project_id, "model")
     dataset = get_owned(session, Dataset, dataset_id, project_id, "dataset")
     if split is not None:
         require_split(dataset, split, "the split to read")

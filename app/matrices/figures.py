@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.matrices.service import Matrix
-from app.models import BaseModel
+from app.models import PretrainedModel
 from app.svg import heatmap_svg
 
 
@@ -34,7 +34,9 @@ def matrix_svg(m: Matrix, model: str) -> str:
 
 def figure(session: Session, m: Matrix) -> str:
     """The SVG heat map of a built matrix (the base model named as registered)."""
-    model = session.scalar(select(BaseModel.name).where(BaseModel.id == m.base_model_id))
+    model = session.scalar(
+        select(PretrainedModel.name).where(PretrainedModel.id == m.base_model_id)
+    )
     return matrix_svg(m, model or m.base_model_id)
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from app.config import get_settings
 from app.jobs.types import prompts_hash
 from app.matrices.arithmetic import low_error_flag, row_figures
-from app.models import BaseModel, Dataset, Embedding, Evaluation, FinetunedModel
+from app.models import Dataset, Embedding, Evaluation, FinetunedModel, PretrainedModel
 from app.ownership import get_owned
 
 SPLIT = "test"
@@ -120,7 +120,7 @@ def build_matrix(
     zero-shot error is below `min_zero_shot_error` (default: the setting) carry a flag."""
     if min_zero_shot_error is None:
         min_zero_shot_error = get_settings().min_zero_shot_error
-    get_owned(session, BaseModel, base_model_id, project_id, "model")
+    get_owned(session, PretrainedModel, base_model_id, project_id, "model")
     zero_shot = _zero_shot(session, project_id, base_model_id)
     tuned = _latest_finetuned(session, project_id, base_model_id, method)
     accuracies = _accuracies(session, [t.id for t in tuned])

@@ -1,7 +1,7 @@
 """ORM tables only; domain logic lives in the domain packages."""
 
 from app.models.artifacts import Embedding, Score
-from app.models.catalog import BaseModel, Dataset
+from app.models.catalog import Dataset, PretrainedModel
 from app.models.finetuning import Evaluation, FinetunedModel
 from app.models.jobs import Job, JobStatus, OutboxEntry
 from app.models.predictors import Predictor
@@ -10,7 +10,6 @@ from app.models.webhooks import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "ApiKey",
-    "BaseModel",
     "Dataset",
     "Embedding",
     "Evaluation",
@@ -19,6 +18,7 @@ __all__ = [
     "JobStatus",
     "OutboxEntry",
     "Predictor",
+    "PretrainedModel",
     "Project",
     "Score",
     "WebhookDelivery",

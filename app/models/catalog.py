@@ -36,8 +36,9 @@ class Dataset(RecordMixin, Base):
     warnings: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
 
-class BaseModel(RecordMixin, Base):
-    """A vision-language base model: an open_clip architecture with pretrained weights."""
+class PretrainedModel(RecordMixin, Base):
+    """A pre-trained vision-language model (the paper's base model): an open_clip architecture
+    with its pretrained weights; table ``base_models``."""
 
     __tablename__ = "base_models"
     __table_args__ = (

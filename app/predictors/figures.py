@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.measures.prediction import fit_from_dict, predict
-from app.models import BaseModel, Dataset
+from app.models import Dataset, PretrainedModel
 from app.models.predictors import Predictor
 from app.predictors.schemas import PredictorRead
 from app.svg import fit_svg
@@ -61,7 +61,9 @@ def _names(session: Session, project_id: str, p: PredictorRead) -> tuple[dict[st
             Dataset.project_id == project_id, Dataset.id.in_(p.datasets)
         )
     )
-    model = session.scalar(select(BaseModel.name).where(BaseModel.id == p.base_model_id))
+    model = session.scalar(
+        select(PretrainedModel.name).where(PretrainedModel.id == p.base_model_id)
+    )
     return {i: n for i, n in rows}, model or p.base_model_id
 
 

@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 from sqlalchemy import select, update
 
 from app.db import session_scope
-from app.models import BaseModel, Dataset
+from app.models import Dataset, PretrainedModel
 from workers.tasks.base import JobContext, JobError
 
 #: The dataset columns a job reads (plain values, usable outside the session).
@@ -24,8 +24,8 @@ def load_rows(
     """Plain copies of the job's model and dataset rows (checked to be in its project)."""
     with session_scope(ctx.sessions) as session:
         model = session.scalar(
-            select(BaseModel).where(
-                BaseModel.id == model_id, BaseModel.project_id == ctx.project_id
+            select(PretrainedModel).where(
+                PretrainedModel.id == model_id, PretrainedModel.project_id == ctx.project_id
             )
         )
         dataset = session.scalar(

@@ -15,7 +15,7 @@ from app.db import new_id, session_scope
 from app.imagedata import ImageDataError
 from app.imagedata.prompts import default_templates
 from app.jobs.types import prompts_hash
-from app.models import BaseModel, Dataset, Embedding, Evaluation
+from app.models import Dataset, Embedding, Evaluation, PretrainedModel
 from workers.tasks.base import JobContext, JobError
 from workers.tasks.datasets import DATASET_COLUMNS, open_layout
 from workers.tasks.score import zero_shot_top1
@@ -58,8 +58,8 @@ def base_model_row(ctx: JobContext, model_id: str) -> dict[str, Any]:
     """A plain copy of the project's base model row."""
     with session_scope(ctx.sessions) as session:
         row = session.scalar(
-            select(BaseModel).where(
-                BaseModel.id == model_id, BaseModel.project_id == ctx.project_id
+            select(PretrainedModel).where(
+                PretrainedModel.id == model_id, PretrainedModel.project_id == ctx.project_id
             )
         )
         if row is None:

@@ -101,10 +101,12 @@ def assert_same_grid(result: dict[str, Any], serial: dict[str, Any]) -> None:
 def _project(model_id: str) -> str:
     from sqlalchemy import select
 
-    from app.models import BaseModel
+    from app.models import PretrainedModel
 
     with session_scope(runner.worker_env().sessions) as session:
-        return session.scalar(select(BaseModel.project_id).where(BaseModel.id == model_id))
+        return session.scalar(
+            select(PretrainedModel.project_id).where(PretrainedModel.id == model_id)
+        )
 
 
 def _submit(c: TestClient, model_id: str, dataset_id: str, grid: dict[str, Any]) -> str:
