@@ -1,13 +1,18 @@
 """Sharded embedding: cut a split into batch-aligned index ranges, merge the runs' outputs.
 
 Shards cut at multiples of the batch size run exactly the batches one whole run would, so
-the merged arrays are the same bytes and the merged statistics the same sums (up to float64
-summation order) as an unsharded run.
+the merged arrays are the same bytes as an unsharded run's. The statistics are summed again
+from the merged float16 rows, batch by batch in the whole run's order, so they are the same
+float64 bytes too (adding the shards' sums would differ in the last bits: float64 addition is
+not associative), and meta.json carries the whole run's `run_key`, so `embed_dataset` takes
+the merged directory for a completed whole run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +36,21 @@ _SAME = (
     "n_split",
     "dim",
     "class_names",
+    "preprocess",
+)
+#: The entries of meta.json that make up a run's key (`workers.ml.embed._describe_run`);
+#: "preprocess" only where the run has one.
+_RUN = (
+    "model_fingerprint",
+    "dataset_fingerprint",
+    "split",
+    "templates",
+    "shard",
+    "batch_size",
+    "on_error",
+    "device_type",
+    "autocast",
+    "preprocess",
 )
 
 
@@ -89,7 +109,10 @@ def merge_shards(shard_dirs: list[str | Path], out_dir: str | Path) -> EmbedResu
     if any(not np.array_equal(texts, r.texts()) for r in results[1:]):
         raise ValueError("shards have different text embeddings")
     np.save(out / TEXTS, texts)
-    stats = _merge_stats([r.stats() for r in results])
+    first = metas[0]
+    stats = replay_stats(out, int(first["batch_size"]), len(first["class_names"]), first["dim"])
+    if stats.counts.tolist() != _merge_stats([r.stats() for r in results]).counts.tolist():
+        raise ValueError("the shards' class counts do not add up to their rows' labels")
     write_json(out / STATS, stats.to_dict())
     labels = np.load(out / LABELS)
     meta = {
@@ -102,9 +125,30 @@ def merge_shards(shard_dirs: list[str | Path], out_dir: str | Path) -> EmbedResu
         "measures": measures_of(stats, texts),
         "zero_shot": zero_shot_metrics(np.load(out / TOPK), labels, len(metas[0]["class_names"])),
     }
-    meta.pop("run_key", None)
+    meta["run_key"] = _run_key(meta)
     write_json(out / META, meta)
     return EmbedResult(out, meta)
+
+
+def replay_stats(run_dir: Path, batch_size: int, num_classes: int, dim: int) -> ModalityStats:
+    """The statistics of a run directory's float16 rows, accumulated batch by batch as
+    `embed_dataset` does (batch j holds split rows j·batch_size .. (j+1)·batch_size - 1 that
+    were stored), so the float64 sums come out bit for bit as that run's."""
+    images = np.load(run_dir / IMAGES, mmap_mode="r")
+    labels = np.load(run_dir / LABELS)
+    batch = np.load(run_dir / INDEX) // batch_size
+    cuts = [0, *(np.flatnonzero(np.diff(batch)) + 1).tolist(), len(batch)]
+    stats = ModalityStats(num_classes, dim)
+    for a, b in itertools.pairwise(cuts):
+        if a < b:
+            stats.update(np.ascontiguousarray(images[a:b]), labels[a:b], row_offset=a)
+    return stats
+
+
+def _run_key(meta: dict[str, Any]) -> str:
+    """The key `embed_dataset` gives the whole run these shards are the parts of."""
+    body = {k: meta[k] for k in _RUN if k in meta}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def _merge_stats(parts: list[ModalityStats]) -> ModalityStats:
