@@ -65,6 +65,13 @@ class Settings(BaseSettings):
     # removal) and untouched for `orphan_min_age_s` are removed every `orphan_sweep_interval_s`.
     orphan_sweep_interval_s: float = Field(default=3600.0, gt=0)
     orphan_min_age_s: float = Field(default=3600.0, ge=0)
+    # What a finished job leaves that nothing live points to (a `measures` job's uploaded
+    # arrays) is kept this long after the job finished, then removed by the same pass; so are
+    # upload working folders (untouched for `orphan_min_age_s`) of a process killed mid-request.
+    job_files_retention_s: float = Field(default=86400.0, ge=0)
+    # The artifact store's bytes and files by kind (`/metrics`) are measured this often (a
+    # walk of every file: not done per scrape), and after each sweep.
+    artifact_usage_interval_s: float = Field(default=300.0, gt=0)
     # Published outbox rows are kept this long (for inspection), then purged by the same pass.
     outbox_retention_s: float = Field(default=7 * 86400.0, ge=0)
     # On SIGTERM/SIGINT a worker cancels its job and gives it back to the queue; after this

@@ -7,19 +7,27 @@ artifacts they pointed to (uploads, embeddings, checkpoints) after the commit, e
 live row still points to it (embeddings are content-addressed: two rows may share one). A
 crash between the commit and the file removal leaves orphans: artifacts no row points to,
 removed by `sweep_orphans` (run by the maintenance loop and `iimm maintenance`).
+
+The same sweep purges what finished jobs leave behind: the arrays a `measures` job read
+(`measures/<upload id>`, stored by `POST /v1/measures:upload`) are kept while the job may
+still run and for `job_files_retention_s` after it finished, then removed; `sweep_temp_folders`
+removes the working folders of uploads whose process died mid-request.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import time
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.artifacts import Storage
-from app.db import after_commit
+from app.db import after_commit, utcnow
 from app.errors import ConflictError
 from app.models import (
     Dataset,
@@ -39,7 +47,12 @@ log = logging.getLogger("iimm.deletion")
 #: `finetune/<job id>`: a fine-tune's checkpoints, owned by its fine-tuned model or, while
 #: the job is not final, by the job.
 #: `models/<model id>`: an uploaded model's architecture and checkpoint, owned by the model.
-PREFIXES = ("datasets", "embeddings", "finetune", "models")
+#: `measures/<upload id>`: the arrays of a `measures` job, owned by the job until some time
+#: after it finished (`job_files_retention_s`).
+PREFIXES = ("datasets", "embeddings", "finetune", "measures", "models")
+FINAL = (JobStatus.succeeded.value, JobStatus.failed.value, JobStatus.cancelled.value)
+#: Working folders of requests (`<data dir>/tmp/iimm-upload-*`, `<data dir>/iimm-model-*`).
+TEMP_FOLDERS = ("tmp/iimm-upload-*", "iimm-model-*")
 CASCADE_DOC = "Also delete the results that depend on it (otherwise such a delete is a 409)"
 
 
@@ -167,20 +180,24 @@ def delete_dataset(*, session: Session, storage: Storage, row: Dataset, cascade:
         remove_artifacts_after_commit(session, storage, {upload})
 
 
-def sweep_orphans(session: Session, storage: Storage, *, min_age_s: float) -> list[str]:
+def sweep_orphans(
+    session: Session, storage: Storage, *, min_age_s: float, job_files_retention_s: float = 0.0
+) -> list[str]:
     """Remove artifacts no live row points to, untouched for `min_age_s` seconds (a job may
     be writing one whose row comes at its end); returns the removed keys.
 
     A fine-tune's checkpoints (`finetune/<job id>`) are kept while the job is not final.
-    Artifacts whose age the storage cannot tell are kept.
+    A `measures` job's arrays are kept while the job is not final and for
+    `job_files_retention_s` seconds after it finished. Artifacts whose age the storage
+    cannot tell are kept.
     """
     live = set(session.scalars(select(Embedding.uri)))
     live |= {k for k in session.scalars(select(FinetunedModel.checkpoint_uri)) if k}
     live |= set(session.scalars(select(Dataset.uri).where(Dataset.source == "upload")))
     live |= {f"models/{i}" for i in session.scalars(select(PretrainedModel.id))}
-    final = (JobStatus.succeeded.value, JobStatus.failed.value, JobStatus.cancelled.value)
+    live |= _job_files(session, retention_s=job_files_retention_s)
     active = {
-        f"finetune/{j}" for j in session.scalars(select(Job.id).where(Job.status.not_in(final)))
+        f"finetune/{j}" for j in session.scalars(select(Job.id).where(Job.status.not_in(FINAL)))
     }
     removed = []
     now = time.time()
@@ -196,6 +213,44 @@ def sweep_orphans(session: Session, storage: Storage, *, min_age_s: float) -> li
     if removed:
         log.info("removed %d orphaned artifact(s): %s", len(removed), ", ".join(removed[:20]))
     return removed
+
+
+def _job_files(session: Session, *, retention_s: float) -> set[str]:
+    """Artifacts of `measures` jobs not final, or final for less than `retention_s`."""
+    cutoff = utcnow() - timedelta(seconds=retention_s)
+    finished = func.coalesce(Job.finished_at, Job.updated_at)
+    rows = session.scalars(
+        select(Job.params).where(
+            Job.type == "measures", or_(Job.status.not_in(FINAL), finished > cutoff)
+        )
+    )
+    return {str(p["artifact"]) for p in rows if isinstance(p, dict) and p.get("artifact")}
+
+
+def sweep_temp_folders(data_dir: Path, *, min_age_s: float) -> list[Path]:
+    """Remove request working folders under `data_dir` (`TEMP_FOLDERS`) untouched for
+    `min_age_s` seconds: a process killed mid-upload leaves its folder (a live request keeps
+    writing to its own). Only this process's data directory: each API host sweeps its own."""
+    removed = []
+    now = time.time()
+    for pattern in TEMP_FOLDERS:
+        for path in data_dir.glob(pattern):
+            newest = _newest_local_mtime(path)
+            if newest is not None and now - newest >= min_age_s:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    if removed:
+        log.info("removed %d stale working folder(s)", len(removed))
+    return removed
+
+
+def _newest_local_mtime(path: Path) -> float | None:
+    try:
+        times = [path.lstat().st_mtime]
+        times += [p.lstat().st_mtime for p in path.rglob("*")]
+    except OSError:  # removed meanwhile (its request ended)
+        return None
+    return max(times)
 
 
 def _children(storage: Storage, prefix: str) -> list[str]:

@@ -1,6 +1,8 @@
 """Prometheus metrics: requests (middleware), and job gauges and histograms read from the
 database (the truth, shared by every API replica): queue depth per queue and running jobs
-per worker (what an autoscaler such as KEDA reads), run time and queue wait of jobs."""
+per worker (what an autoscaler such as KEDA reads), run time and queue wait of jobs; the
+artifact store's bytes and files by kind, as last measured by the maintenance pass
+(`app.artifacts.usage`: a walk of the store is too slow for every scrape)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.jobs.registry import JOB_TYPES
 from app.measures import kernel_info
-from app.models import Job, OutboxEntry
+from app.models import ArtifactUsage, Job, OutboxEntry
 
 REGISTRY = CollectorRegistry()
 REQUESTS = Counter(
@@ -32,6 +34,21 @@ BUILD = Info("iimm_build", "Version and the measures' pass implementation", regi
 BUILD.info({"version": metadata.version("iimm-service"), "measures_kernel": kernel_info()})
 RUNNING = Gauge(
     "iimm_jobs_running", "Running jobs by worker (host:pid)", ["worker"], registry=REGISTRY
+)
+ARTIFACT_BYTES = Gauge(
+    "iimm_artifact_bytes",
+    "Bytes in the artifact store by kind (top-level prefix), as last measured",
+    ["kind"],
+    registry=REGISTRY,
+)
+ARTIFACT_FILES = Gauge(
+    "iimm_artifact_files", "Files in the artifact store by kind, as last measured", ["kind"],
+    registry=REGISTRY,
+)  # fmt: skip
+ARTIFACT_MEASURED = Gauge(
+    "iimm_artifact_usage_timestamp_seconds",
+    "When the artifact store was last measured (Unix time; absent before the first pass)",
+    registry=REGISTRY,
 )
 #: Histogram buckets of job times, in seconds: from an empty job to a long fine-tune.
 BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 12 * 3600.0)
@@ -126,3 +143,17 @@ def refresh_job_gauges(session: Session) -> None:
     )
     RUN_TIME.refresh(session)
     QUEUE_WAIT.refresh(session)
+
+
+def refresh_artifact_gauges(session: Session) -> None:
+    """Set the artifact gauges from the usage rows the maintenance pass wrote (no walk of
+    the store here); no rows yet (no pass so far): no series."""
+    ARTIFACT_BYTES.clear()
+    ARTIFACT_FILES.clear()
+    newest = None
+    for row in session.scalars(select(ArtifactUsage)):
+        ARTIFACT_BYTES.labels(row.kind).set(row.bytes)
+        ARTIFACT_FILES.labels(row.kind).set(row.files)
+        newest = max(newest or row.measured_at, row.measured_at)
+    if newest is not None:
+        ARTIFACT_MEASURED.set(newest.timestamp())

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 from app.db import session_scope
-from app.health.metrics import REGISTRY, refresh_job_gauges
+from app.health.metrics import REGISTRY, refresh_artifact_gauges, refresh_job_gauges
 
 router = APIRouter(tags=["health"])
 
@@ -71,6 +71,7 @@ def _metrics(request: Request) -> bytes:
     try:
         with session_scope(request.app.state.read_sessionmaker) as session:
             refresh_job_gauges(session)
+            refresh_artifact_gauges(session)
     except Exception:  # the database is down: still serve the request metrics
         pass
     return generate_latest(REGISTRY)
@@ -78,6 +79,7 @@ def _metrics(request: Request) -> bytes:
 
 @router.get("/metrics", response_class=PlainTextResponse)
 def get_metrics(request: Request) -> PlainTextResponse:
-    """Prometheus metrics: requests, job counts by state, job durations, queue depth."""
+    """Prometheus metrics: requests, job counts by state, job durations, queue depth, and
+    artifact bytes by kind (as last measured by the maintenance pass)."""
     body = _metrics(request)
     return PlainTextResponse(body, media_type=CONTENT_TYPE_LATEST)

@@ -15,7 +15,7 @@ from starlette.datastructures import UploadFile
 from app.artifacts import Storage
 from app.auth.service import Principal
 from app.config import Settings
-from app.db import new_id
+from app.db import new_id, on_rollback
 from app.deps import (
     JSON,
     MULTIPART,
@@ -150,6 +150,7 @@ def _answer(
         return JSONResponse(result.model_dump())
     key = f"measures/{new_id('upl')}"
     _store(storage, key, arrays)
+    on_rollback(session, lambda: storage.delete(key))  # kept after the job: see app.deletion
     params = MeasuresParams(artifact=key, measures=names, variant=variant)  # type: ignore[arg-type]
     job, _ = jobs_service.create_job(
         session=session, project_id=principal.project_id, params=params, idempotency_key=None,

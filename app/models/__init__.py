@@ -1,6 +1,6 @@
 """ORM tables only; domain logic lives in the domain packages."""
 
-from app.models.artifacts import Embedding, Score
+from app.models.artifacts import ArtifactUsage, Embedding, Score
 from app.models.catalog import Dataset, PretrainedModel
 from app.models.finetuning import Evaluation, FinetunedModel
 from app.models.jobs import Job, JobStatus, OutboxEntry
@@ -10,6 +10,7 @@ from app.models.webhooks import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "ApiKey",
+    "ArtifactUsage",
     "Dataset",
     "Embedding",
     "Evaluation",

@@ -1,13 +1,25 @@
-"""Stored results: embeddings of a (model, dataset, split, prompts) and their measures."""
+"""Stored results: embeddings of a (model, dataset, split, prompts) and their measures; the
+artifact store's usage by kind."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, RecordMixin
+from app.db import Base, RecordMixin, UTCDateTime, utcnow
 
 
 class Embedding(RecordMixin, Base):
@@ -54,3 +66,15 @@ class Score(RecordMixin, Base):
     zero_shot_accuracy: Mapped[float | None] = mapped_column(Float, default=None)
     embedding_id: Mapped[str | None] = mapped_column(String(40), default=None)
     job_id: Mapped[str | None] = mapped_column(String(40), default=None)
+
+
+class ArtifactUsage(Base):
+    """Bytes and files under one top-level prefix (kind) of the artifact store, as last
+    measured by the maintenance pass (`app.artifacts.usage`); `/metrics` reads these rows."""
+
+    __tablename__ = "artifact_usage"
+
+    kind: Mapped[str] = mapped_column(String(40), primary_key=True)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    files: Mapped[int] = mapped_column(BigInteger, default=0)
+    measured_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

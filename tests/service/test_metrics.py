@@ -1,18 +1,28 @@
 """`/metrics` job series from the database: queue depth, running jobs per worker, and the
-run-time and queue-wait histograms checked bucket by bucket against a direct count."""
+run-time and queue-wait histograms checked bucket by bucket against a direct count; the
+artifact store's bytes and files by kind against a walk of the disk, on a running stack."""
 
 from __future__ import annotations
 
+import io
 import random
+import tempfile
+import time
 from pathlib import Path
 
+import numpy as np
+import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.artifacts.usage import KINDS
 from app.db import make_engine, make_sessionmaker, session_scope
 from app.health.metrics import BUCKETS, REGISTRY, refresh_job_gauges
 from app.migrate import upgrade
 from app.models import Job, Project
+from tests.service.conftest import _postgres_up, _redis_up, redis_db
+from tests.service.stack import drop_database, production_stack, wait_job
+from tests.service.test_api import add_tiny, upload
 
 
 def _samples() -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -68,3 +78,60 @@ def test_job_series_equal_a_direct_count(tmp_path: Path) -> None:
             assert buckets["+Inf"] == len(times)
             (total,) = [s[1] for s in got[f"{name}_sum"] if s[0][label] == value]
             assert abs(total - sum(times)) < 1e-6
+
+
+def _on_disk(root: Path) -> dict[str, tuple[int, int]]:
+    """(bytes, files) under each top-level folder of `root`, by a walk of the disk."""
+    out = dict.fromkeys(KINDS, (0, 0))
+    for top in root.iterdir():
+        files = [p for p in top.rglob("*") if p.is_file() and not p.is_symlink()]
+        out[top.name] = (sum(p.stat().st_size for p in files), len(files))
+    return out
+
+
+def _scraped(text: str) -> dict[str, tuple[int, int]]:
+    values: dict[str, dict[str, float]] = {"iimm_artifact_bytes": {}, "iimm_artifact_files": {}}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in values:
+                values[sample.name][sample.labels["kind"]] = sample.value
+    size, count = values["iimm_artifact_bytes"], values["iimm_artifact_files"]
+    return {k: (int(size[k]), int(count.get(k, -1))) for k in size}
+
+
+def test_artifact_bytes_by_kind_equal_the_files_on_disk(workdir: Path, shapes_zip: Path) -> None:
+    """After an upload, an embedding and a `measures:upload` job, `/metrics` reports, for
+    every kind, the bytes and files a walk of the artifact folder finds."""
+    if not (_postgres_up() and _redis_up()):
+        pytest.skip("Postgres or Redis is not running")
+    data_dir = Path(tempfile.mkdtemp(prefix="usage-", dir=workdir))
+    stack, db_url = production_stack(
+        data_dir, f"redis://127.0.0.1:6379/{redis_db()}",
+        IIMM_ARTIFACT_USAGE_INTERVAL_S="0.5", IIMM_MEASURES_SYNC_MAX_VALUES="10",
+    )  # fmt: skip
+    try:
+        stack.start_worker()
+        with stack.client() as c:
+            ds, model = upload(c, shapes_zip).json(), add_tiny(c)
+            body = {"type": "embed", "model_id": model["id"], "dataset_id": ds["id"]}
+            embed = c.post("/v1/jobs", json=body).json()
+            rng = np.random.default_rng(0)
+            buf = io.BytesIO()
+            np.savez(buf, images=rng.normal(size=(30, 8)), texts=rng.normal(size=(3, 8)),
+                     labels=np.arange(30) % 3)  # fmt: skip
+            measures = c.post("/v1/measures:upload", files={"file": ("e.npz", buf.getvalue())})
+            assert measures.status_code == 202, measures.text
+            for job in (embed, measures.json()):
+                assert wait_job(c, job["id"], timeout=240)["status"] == "succeeded"
+            disk = _on_disk(Path(stack.env["IIMM_STORAGE_URL"]))
+            assert all(disk[k][0] > 0 for k in ("datasets", "embeddings", "measures")), disk
+            deadline = time.monotonic() + 60  # a failure bound, not a speed requirement
+            scraped = _scraped(c.get("/metrics").text)
+            while scraped != disk and time.monotonic() < deadline:
+                time.sleep(0.5)
+                scraped = _scraped(c.get("/metrics").text)
+            assert scraped == disk
+            assert "iimm_artifact_usage_timestamp_seconds" in c.get("/metrics").text
+    finally:
+        stack.stop()
+        drop_database(db_url)
