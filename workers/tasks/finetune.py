@@ -168,8 +168,18 @@ def run_finetune(ctx: JobContext) -> Outcome | Waiting:
         discard_on_cancel(ctx, lambda: ctx.storage.delete(checkpoint_key(ctx.job_id))),
         cpu_threads(loaded.device, ctx.settings.finetune_threads),
     ):
+        threads = torch_threads()
         result = train(ctx, loaded, train_row, _config(p), checkpoint_key(ctx.job_id))
-        return conclude(ctx, p, loaded, result.model, result.to_dict())
+        summary = {**result.to_dict(), "cpu_threads": threads}
+        return conclude(ctx, p, loaded, result.model, summary)
+
+
+def torch_threads() -> int:
+    """PyTorch's intra-op CPU thread count in this process now (a job records the count it
+    trained with: IIMM_FINETUNE_THREADS on CPU)."""
+    import torch
+
+    return int(torch.get_num_threads())
 
 
 def conclude(

@@ -25,6 +25,7 @@ from workers.tasks.finetune import (
     checkpoint_key,
     conclude,
     load_tuned,
+    torch_threads,
     train,
 )
 
@@ -51,9 +52,16 @@ def run_point(ctx: JobContext) -> Outcome:
     (train_row,) = dataset_rows(ctx, [p.dataset_id])
     ctx.progress(0.0, "loading model")
     loaded = load_base(ctx, model_row)
-    with discard_on_cancel(ctx, lambda: ctx.storage.delete(p.checkpoint_key)):
+    from workers.ml.finetune.runtime import cpu_threads
+
+    # the serial fine-tune's thread count (IIMM_FINETUNE_THREADS), recorded as observed
+    with (
+        discard_on_cancel(ctx, lambda: ctx.storage.delete(p.checkpoint_key)),
+        cpu_threads(loaded.device, ctx.settings.finetune_threads),
+    ):
+        threads = torch_threads()
         result = train(ctx, loaded, train_row, config, p.checkpoint_key, share=1.0)
-    return Outcome({"index": p.index, **result.to_dict()})
+    return Outcome({"index": p.index, **result.to_dict(), "cpu_threads": threads})
 
 
 def _children(ctx: JobContext) -> list[Child]:
@@ -132,4 +140,7 @@ def _conclude_grid(ctx: JobContext, p: FinetuneParams, kids: list[Child]) -> Out
     ctx.progress(TRAIN_SHARE, "loading the chosen grid point")
     loaded = load_base(ctx, base_model_row(ctx, p.model_id))
     model = load_tuned(ctx, loaded, checkpoint_key(ctx.job_id))
-    return conclude(ctx, p, loaded, model, summary)
+    from workers.ml.finetune.runtime import cpu_threads
+
+    with cpu_threads(loaded.device, ctx.settings.finetune_threads):  # as the serial job
+        return conclude(ctx, p, loaded, model, summary)

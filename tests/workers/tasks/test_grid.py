@@ -67,6 +67,7 @@ def serial_grid(
 ) -> Any:  # fmt: skip
     """The library's serial grid on a job's data, through the worker's own helpers."""
     from workers.ml.finetune import FinetuneConfig, finetune
+    from workers.ml.finetune.runtime import cpu_threads
     from workers.tasks.datasets import open_layout
     from workers.tasks.evaluation import base_model_row, dataset_rows, load_base, templates_of
     from workers.tasks.finetune import _train_val
@@ -76,10 +77,11 @@ def serial_grid(
     layout = open_layout(ctx, row)
     train, val = _train_val(layout, loaded.preprocess, dataset_id)
     config = FinetuneConfig.from_dict({**hyper, "method": "full", "grid": grid}).validate()
-    return finetune(
-        copy.deepcopy(loaded.model), loaded.tokenizer, train, val, layout.class_names,
-        templates_of(layout), config, checkpoint_dir=out, device="cpu",
-    )  # fmt: skip
+    with cpu_threads(torch.device("cpu"), ctx.settings.finetune_threads):  # as a job trains
+        return finetune(
+            copy.deepcopy(loaded.model), loaded.tokenizer, train, val, layout.class_names,
+            templates_of(layout), config, checkpoint_dir=out, device="cpu",
+        )  # fmt: skip
 
 
 def assert_same_model(ours: dict[str, Any], theirs: dict[str, Any]) -> None:
@@ -226,3 +228,34 @@ def test_size_groups_share_a_model_load_until_the_bound() -> None:
     assert size_groups(rows, "test", 10) == [["a", "b"], ["c"], ["d", "e"]]
     assert size_groups(rows, "test", 100) == [list("abcde")]
     assert size_groups(rows, "val", 1) == [list("abcde")]  # sizes unknown: one group
+
+
+def test_grid_points_train_with_the_fine_tune_thread_setting(
+    service: tuple[TestClient, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each `finetune_point` child (and a serial fine-tune) trains with IIMM_FINETUNE_THREADS
+    CPU threads, read inside its run, and gives the process its own count back."""
+    c, colours = service
+    dataset, model = upload(c, colours).json()["id"], add_tiny(c)["id"]
+    before = torch.get_num_threads()
+    wanted = before + 1  # differs from what the process runs with
+    monkeypatch.setenv("IIMM_FINETUNE_THREADS", str(wanted))
+    get_settings.cache_clear()
+    runner.worker_env.cache_clear()
+    try:
+        grid_job = _submit(c, model, dataset, {"lr": [0.001, 0.01]})
+        body = {"type": "finetune", "model_id": model, "dataset_id": dataset,
+                "hyperparameters": HYPER, "evaluate_on": [dataset]}  # fmt: skip
+        serial_job = c.post("/v1/jobs", json=body).json()["id"]
+        drain()
+    finally:
+        monkeypatch.delenv("IIMM_FINETUNE_THREADS")
+        get_settings.cache_clear()
+        runner.worker_env.cache_clear()
+    assert torch.get_num_threads() == before
+    kids = c.get("/v1/jobs", params={"parent_id": grid_job}).json()["items"]
+    assert len(kids) == 2 and all(k["status"] == "succeeded" for k in kids), kids
+    assert [k["result"]["cpu_threads"] for k in kids] == [wanted, wanted]
+    for job_id in (grid_job, serial_job):
+        job = c.get(f"/v1/jobs/{job_id}").json()
+        assert job["status"] == "succeeded" and job["result"]["cpu_threads"] == wanted, job
