@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from workers.ml.finetune import FinetuneConfig
-from workers.tasks.finetune import TRAIN_SHARE, _progress
+from workers.tasks.training import TRAIN_SHARE, _progress
 
 
 class FakeContext:

@@ -1,4 +1,5 @@
-"""Opening a registered dataset on a worker, wherever it lives."""
+"""A job's registered models and datasets on a worker: plain copies of their rows, the
+base model loaded, and the dataset opened wherever it lives."""
 
 from __future__ import annotations
 
@@ -37,6 +38,43 @@ def load_rows(
         m = {c: getattr(model, c) for c in cols}
         d = {c: getattr(dataset, c) for c in DATASET_COLUMNS}
     return m, d
+
+
+def base_model_row(ctx: JobContext, model_id: str) -> dict[str, Any]:
+    """A plain copy of the project's base model row."""
+    with session_scope(ctx.sessions) as session:
+        row = session.scalar(
+            select(PretrainedModel).where(
+                PretrainedModel.id == model_id, PretrainedModel.project_id == ctx.project_id
+            )
+        )
+        if row is None:
+            raise JobError(f"base model {model_id} was deleted before the job ran")
+        return {c: getattr(row, c) for c in ("id", "name", "arch", "pretrained", "preset")}
+
+
+def dataset_rows(ctx: JobContext, ids: list[str] | None) -> list[dict[str, Any]]:
+    """Plain copies of the given datasets of the project (all of them, by name, for None)."""
+    with session_scope(ctx.sessions) as session:
+        query = select(Dataset).where(Dataset.project_id == ctx.project_id)
+        if ids is not None:
+            query = query.where(Dataset.id.in_(ids))
+        rows = [{c: getattr(d, c) for c in DATASET_COLUMNS} for d in session.scalars(query)]
+    if ids is not None and len(rows) != len(set(ids)):
+        raise JobError("a dataset of the job was deleted before it ran")
+    return sorted(rows, key=lambda r: r["name"])
+
+
+def load_base(ctx: JobContext, model_row: dict[str, Any]) -> Any:
+    """The base model (a cached `LoadedModel`: copy `.model` before changing it)."""
+    from app.imagedata import ModelSpecError
+    from workers.ml.models import load_model
+    from workers.tasks.datasets import model_spec
+
+    try:
+        return load_model(model_spec(ctx, model_row), device=ctx.settings.device)
+    except ModelSpecError as exc:
+        raise JobError(str(exc)) from None
 
 
 def ref_names(model: dict[str, Any], dataset: dict[str, Any]) -> dict[str, str]:

@@ -12,17 +12,10 @@ from app.finetuning.jobs import EVALUATE
 from app.finetuning.params import EvaluateParams
 from app.jobs.children import FINAL, children_of
 from app.models import FinetunedModel, JobStatus
+from workers.tasks.accuracy import Target, evaluate_all, evaluation_rows, replace_evaluations
 from workers.tasks.base import JobContext, JobError, Outcome, Waiting
-from workers.tasks.evaluation import (
-    Target,
-    base_model_row,
-    dataset_rows,
-    evaluate_all,
-    evaluation_rows,
-    load_base,
-    replace_evaluations,
-)
-from workers.tasks.finetune import load_tuned
+from workers.tasks.datasets import base_model_row, dataset_rows, load_base
+from workers.tasks.training import load_tuned
 
 
 def _finetuned(ctx: JobContext, model_id: str) -> dict[str, Any] | None:

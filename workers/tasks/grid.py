@@ -19,10 +19,11 @@ from app.finetuning.params import FinetuneParams, FinetunePointParams
 from app.jobs.children import FINAL, children_of
 from app.models import JobStatus
 from workers.tasks.base import JobContext, JobError, Outcome, Waiting, discard_on_cancel
-from workers.tasks.evaluation import base_model_row, checkpoint_store, dataset_rows, load_base
-from workers.tasks.finetune import (
+from workers.tasks.datasets import base_model_row, dataset_rows, load_base
+from workers.tasks.training import (
     TRAIN_SHARE,
     checkpoint_key,
+    checkpoint_store,
     conclude,
     load_tuned,
     torch_threads,

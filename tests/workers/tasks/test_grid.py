@@ -68,9 +68,9 @@ def serial_grid(
     """The library's serial grid on a job's data, through the worker's own helpers."""
     from workers.ml.finetune import FinetuneConfig, finetune
     from workers.ml.finetune.runtime import cpu_threads
-    from workers.tasks.datasets import open_layout
-    from workers.tasks.evaluation import base_model_row, dataset_rows, load_base, templates_of
-    from workers.tasks.finetune import _train_val
+    from workers.tasks.accuracy import templates_of
+    from workers.tasks.datasets import base_model_row, dataset_rows, load_base, open_layout
+    from workers.tasks.training import _train_val
 
     loaded = load_base(ctx, base_model_row(ctx, model_id))
     (row,) = dataset_rows(ctx, [dataset_id])

@@ -1,10 +1,9 @@
-"""Shared worker code of `finetune` and `evaluate`: base models, labelled image data,
-checkpoint stores and test-split evaluations (zero-shot ones reuse stored embeddings)."""
+"""A model's accuracy on datasets' splits (top-1, top-5, per-class recall; zero-shot ones
+reuse stored embeddings) and its `Evaluation` rows: shared by the `finetune`,
+`finetune_point` and `evaluate` jobs."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,79 +14,15 @@ from app.db import new_id, session_scope
 from app.imagedata import ImageDataError
 from app.imagedata.prompts import default_templates
 from app.jobs.types import prompts_hash
-from app.models import Dataset, Embedding, Evaluation, PretrainedModel
+from app.models import Embedding, Evaluation
 from workers.tasks.base import JobContext, JobError
-from workers.tasks.datasets import DATASET_COLUMNS, open_layout
+from workers.tasks.datasets import open_layout
 from workers.tasks.score import zero_shot_top1
-
-
-class LabelledImages:
-    """``(preprocess(image), label)`` over the items of one split of a dataset layout."""
-
-    def __init__(self, layout: Any, split: str, preprocess: Callable[[Any], Any]) -> None:
-        rows = layout.split(split)
-        self.source, self.items = layout.source, list(rows.items)
-        self.labels = [int(v) for v in rows.labels]
-        self.preprocess = preprocess
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> tuple[Any, int]:
-        return self.preprocess(self.source.open(self.items[index])), self.labels[index]
 
 
 def templates_of(layout: Any) -> list[str]:
     """The dataset's default prompt templates, in the fine-tuning library's ``{}`` form."""
     return [t.replace("{c}", "{}") for t in default_templates(layout.name)]
-
-
-def load_base(ctx: JobContext, model_row: dict[str, Any]) -> Any:
-    """The base model (a cached `LoadedModel`: copy `.model` before changing it)."""
-    from app.imagedata import ModelSpecError
-    from workers.ml.models import load_model
-    from workers.tasks.datasets import model_spec
-
-    try:
-        return load_model(model_spec(ctx, model_row), device=ctx.settings.device)
-    except ModelSpecError as exc:
-        raise JobError(str(exc)) from None
-
-
-def base_model_row(ctx: JobContext, model_id: str) -> dict[str, Any]:
-    """A plain copy of the project's base model row."""
-    with session_scope(ctx.sessions) as session:
-        row = session.scalar(
-            select(PretrainedModel).where(
-                PretrainedModel.id == model_id, PretrainedModel.project_id == ctx.project_id
-            )
-        )
-        if row is None:
-            raise JobError(f"base model {model_id} was deleted before the job ran")
-        return {c: getattr(row, c) for c in ("id", "name", "arch", "pretrained", "preset")}
-
-
-def dataset_rows(ctx: JobContext, ids: list[str] | None) -> list[dict[str, Any]]:
-    """Plain copies of the given datasets of the project (all of them, by name, for None)."""
-    with session_scope(ctx.sessions) as session:
-        query = select(Dataset).where(Dataset.project_id == ctx.project_id)
-        if ids is not None:
-            query = query.where(Dataset.id.in_(ids))
-        rows = [{c: getattr(d, c) for c in DATASET_COLUMNS} for d in session.scalars(query)]
-    if ids is not None and len(rows) != len(set(ids)):
-        raise JobError("a dataset of the job was deleted before it ran")
-    return sorted(rows, key=lambda r: r["name"])
-
-
-def checkpoint_store(ctx: JobContext, key: str) -> Any:
-    """Where a run's checkpoints live: a local directory, or the artifact store via fsspec."""
-    if ctx.storage.is_local:
-        path = ctx.storage.path(key)
-        os.makedirs(path, exist_ok=True)
-        return path
-    from fsspec.implementations.dirfs import DirFileSystem
-
-    return DirFileSystem(path=ctx.storage.path(key), fs=ctx.storage.fs)
 
 
 @dataclass(frozen=True)
@@ -138,6 +73,7 @@ def evaluate_one(
     ctx: JobContext, loaded: Any, target: Target, dataset: dict[str, Any], split: str
 ) -> dict[str, Any]:
     """Metrics of `target` on one dataset split (zero-shot: stored embeddings when present)."""
+    from workers.ml.data.labelled import LabelledImages
     from workers.ml.finetune import evaluate
 
     if target.finetuned_model_id is None:
