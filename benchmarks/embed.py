@@ -84,8 +84,7 @@ def _raw_batches(loaded, dataset, split: str, batch_size: int, workers: int | No
     """(preprocessing, batch) pairs on the model's device: decoded uint8 images with the
     device preprocessing when the model's transform allows it, else Pillow-preprocessed
     tensors with the identity."""
-    from workers.ml.data.batched import passthrough
-    from workers.ml.data.tensor_decode import NativeImageDataset
+    from workers.ml.data.tensor_decode import NATIVE, ImageBatches, passthrough
     from workers.ml.gpu_preprocess import from_transform
 
     items = dataset.split(split).items
@@ -97,7 +96,7 @@ def _raw_batches(loaded, dataset, split: str, batch_size: int, workers: int | No
             for a in range(0, len(items), batch_size)
         ]
     loader = torch.utils.data.DataLoader(
-        NativeImageDataset(dataset.source, items),
+        ImageBatches(dataset.source, items, NATIVE),
         batch_size=batch_size,
         collate_fn=passthrough,
         num_workers=min(workers or 0, 8),
@@ -146,29 +145,24 @@ def cpu_costs(loaded, dataset, split: str, batch_size: int, preprocess: str) -> 
     """CPU microseconds per image of the workers' decoding and of the bare forward pass, and
     the ratio the whole path could at most reach on this machine's cores.
 
-    Decoding is the workers' dataset run in this process (``"cpu"``: the batched dataset of
-    the embedding loop; ``"device"``: the native decoder and its collate); the forward is
+    Decoding is the workers' dataset run in this process (``"cpu"``: decode, resize and crop
+    to uint8; ``"device"``: decode only, at the images' own size); the forward is
     process CPU time at 1 intra-op thread (the least CPU per image). Both must run on
     ``cores`` cores, so whole / bare <= bare seconds per image x cores / (decode + forward).
     Main-process work (normalisation, write, top-k, statistics) comes on top.
     """
-    from workers.ml.data.batched import BatchedImageDataset
-    from workers.ml.data.tensor_decode import NativeImageDataset
-    from workers.ml.data.transforms import split_for_device
+    from workers.ml.data.tensor_decode import NATIVE, ImageBatches
+    from workers.ml.gpu_preprocess import split_for_device
 
     items = dataset.split(split).items
     cuts = [
         list(range(a, min(a + batch_size, len(items)))) for a in range(0, len(items), batch_size)
     ]
+    transform = split_for_device(loaded.preprocess)[0] if preprocess == "cpu" else NATIVE
+    worker = ImageBatches(dataset.source, items, transform)
     t0 = time.process_time()
-    if preprocess == "cpu":
-        worker = BatchedImageDataset(dataset.source, items, split_for_device(loaded.preprocess)[0])
-        for batch in cuts:
-            worker.__getitems__(batch)
-    else:
-        native = NativeImageDataset(dataset.source, items)
-        for batch in cuts:
-            native.__getitems__(batch)
+    for batch in cuts:
+        worker.__getitems__(batch)
     decode = (time.process_time() - t0) / len(items) * 1e6
     batches = _preprocessed_batches(loaded, dataset, split, batch_size, 0)
     default = torch.get_num_threads()

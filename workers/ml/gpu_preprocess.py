@@ -1,10 +1,16 @@
-"""Device-side preprocessing: resize, centre crop and normalise whole batches where they lie.
+"""Batch-wise preprocessing on the model's device: the model's last arithmetic steps for
+``"cpu"`` preprocessing, and resize, centre crop and normalisation for ``"device"``.
 
-With ``preprocess="device"`` the DataLoader workers only decode images to uint8 CHW tensors
-at their native resolution (`workers.ml.data.tensor_decode`); this module reproduces the model's
-open_clip eval transform (``Resize(s, bicubic) -> CenterCrop -> ToTensor -> Normalize``) on a
-batch of such tensors in one batched op on the GPU (or the CPU: the same functions run on
-any device, which is how the tests check them).
+``"cpu"``: open_clip's eval transform ends with ToTensor (uint8 -> float / 255) and
+Normalize. Workers stop before them (`split_for_device`), sending 4x fewer bytes (uint8)
+between processes and skipping per-image float work; `DeviceNormalize` applies the same two
+operations, in the same order, to the whole batch: the result is bit-identical.
+
+``"device"``: the DataLoader workers only decode images to uint8 CHW tensors at their
+native resolution (`workers.ml.data.tensor_decode.NATIVE`); `DevicePreprocess` reproduces
+the model's open_clip eval transform (``Resize(s, bicubic) -> CenterCrop -> ToTensor ->
+Normalize``) on a batch of such tensors in one batched op on the GPU (or the CPU: the same
+functions run on any device, which is how the tests check them).
 
 Geometry is torchvision's own: the short side goes to ``s`` and the long side to
 ``int(s * long / short)`` (truncated), the crop's offset is ``round((h - ch) / 2)``. The
@@ -21,6 +27,8 @@ PyTorch's filter; the float32 kernel itself is off by up to 1.5e-3 of a level). 
 keeps ``interpolate``: W is dense, the kernel touches only the filter's support. On CUDA the
 height pass writes channels-last memory, the layout the model's convolutions read, and the
 normalisation is one fused multiply-add, so a batch crosses memory about four times.
+Whether the matrix form beats the kernel on a GPU is for ``benchmarks/gpu_check.sh`` to say
+(it times both); ``IIMM_DEVICE_RESIZE=interpolate`` selects the kernel.
 """
 
 from __future__ import annotations
@@ -125,6 +133,34 @@ class DevicePreprocess:
         """(y / 255 - mean) / std as one fused y * a + b on the float batch, in place."""
         scale, shift = _affine(self.mean, self.std, y.device)
         return torch.addcmul(shift, y, scale, out=y)
+
+
+@dataclass(frozen=True)
+class DeviceNormalize:
+    """x -> (x / 255 - mean) / std on a uint8 batch (N x C x H x W), where it lies."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1, 1, 1)
+        mean = torch.tensor(self.mean, device=x.device).view(shape)
+        std = torch.tensor(self.std, device=x.device).view(shape)
+        return x.float().div_(255).sub_(mean).div_(std)
+
+
+def split_for_device(preprocess: Callable) -> tuple[Callable, DeviceNormalize | None]:
+    """(worker transform producing uint8 CHW tensors, device step) for a Compose ending in
+    ToTensor + Normalize; (preprocess, None) for any other transform."""
+    steps = getattr(preprocess, "transforms", None)
+    if not steps or len(steps) < 2:
+        return preprocess, None
+    to_tensor, normalize = steps[-2], steps[-1]
+    if not (isinstance(to_tensor, tvt.ToTensor) and isinstance(normalize, tvt.Normalize)):
+        return preprocess, None
+    mean = tuple(float(v) for v in normalize.mean)
+    std = tuple(float(v) for v in normalize.std)
+    return tvt.Compose([*steps[:-2], tvt.PILToTensor()]), DeviceNormalize(mean, std)
 
 
 def _rounded(y: torch.Tensor) -> torch.Tensor:

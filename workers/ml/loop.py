@@ -21,11 +21,9 @@ from torch.utils.data import DataLoader
 from app.imagedata.errors import ImageDataError
 from app.imagedata.layout import DatasetLayout
 from workers.lifeline import DecodeWorkerInit
-from workers.ml.data.batched import BatchedImageDataset, passthrough
 from workers.ml.data.pool import shared_pool
-from workers.ml.data.tensor_decode import NativeImageDataset
-from workers.ml.data.transforms import split_for_device
-from workers.ml.gpu_preprocess import from_transform
+from workers.ml.data.tensor_decode import NATIVE, ImageBatches, passthrough
+from workers.ml.gpu_preprocess import from_transform, split_for_device
 from workers.ml.models import LoadedModel
 from workers.ml.pipeline import BatchPipeline, Pending
 from workers.ml.store import PROGRESS, RunArrays, RunState, write_json
@@ -50,14 +48,6 @@ def default_workers(device: torch.device, batches: int | None = None) -> int:
         return 0
     cpus = os.cpu_count() or 1
     return max(1, min(16, cpus - 1)) if device.type == "cuda" else max(1, min(4, cpus - 1))
-
-
-def early_split(device: torch.device) -> int:
-    """How many of a run's first batches the decoding pool cuts into one part per worker:
-    4 on CUDA (a 512-image forward of ViT-B-32 takes about a quarter of the time a worker
-    needs to decode a batch of 64-px PNGs, so after 4 split batches whole ones arrive in
-    time), none on CPU (the workers share the cores with the forward: nothing to gain)."""
-    return 4 if device.type == "cuda" else 0
 
 
 def lower_priority(worker_id: int) -> None:
@@ -181,14 +171,14 @@ class BatchLoop:
     num_workers: int | None
     on_error: str
     preprocess: str = "cpu"  # "cpu" or "device" (resolved; see workers.ml.gpu_preprocess)
-    worker_transform: Callable | None = field(init=False)
+    worker_transform: Callable = field(init=False)
     device_step: Callable | None = field(init=False)
 
     def __post_init__(self) -> None:
         if self.preprocess == "device":
             # Workers only decode (uint8, native size); resize, crop and normalisation run
             # once per batch on the model's device.
-            self.worker_transform, self.device_step = None, from_transform(self.model.preprocess)
+            self.worker_transform, self.device_step = NATIVE, from_transform(self.model.preprocess)
             if self.device_step is None:
                 raise ValueError("this model's preprocessing cannot run on the device")
             return
@@ -284,11 +274,7 @@ class BatchLoop:
         forks per run) unless it is busy or the dataset cannot be pickled, in which case
         from a DataLoader of the run's own.
         """
-        ds: torch.utils.data.Dataset
-        if self.worker_transform is None:
-            ds = NativeImageDataset(self.dataset.source, self.items)
-        else:  # one worker call decodes a whole batch into one tensor
-            ds = BatchedImageDataset(self.dataset.source, self.items, self.worker_transform)
+        ds = ImageBatches(self.dataset.source, self.items, self.worker_transform)
         cuda = self.model.device.type == "cuda"
         init = lower_priority if self.model.device.type == "cpu" else None
         batches = [range(a, b) for a, b in todo]
@@ -299,7 +285,7 @@ class BatchLoop:
             served = None
             if pool is not None:
                 try:
-                    served = pool.batches(ds, batches, split=early_split(self.model.device))
+                    served = pool.batches(ds, batches)
                 except (pickle.PicklingError, TypeError, AttributeError) as exc:
                     log.info("decoding in a DataLoader of this run's own: %s", exc)
             if served is not None:

@@ -1,13 +1,13 @@
-"""Batch-at-once decoding (``"cpu"`` preprocessing): the batched dataset gives exactly the
-per-image dataset's pixels and error messages, odd and damaged files included; the PNG fast
-path refuses what Pillow would decode differently; the forward's thread split."""
+"""Batch-at-once decoding (``"cpu"`` preprocessing): a batch holds exactly Pillow's pixels
+through the worker transform and its error messages, odd and damaged files included; EXIF
+and XMP orientation is applied on the device path too; the forward's thread split."""
 
 from __future__ import annotations
 
 import io
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,17 +18,10 @@ from PIL import Image, PngImagePlugin
 from torchvision import transforms as tvt
 
 from app.imagedata.decode import decode_image
+from app.imagedata.errors import DecodeError
 from app.imagedata.layout import FileSource
-from workers.ml.data.batched import BatchedImageDataset, identity_size, passthrough
-from workers.ml.data.dataset import ImageDataset
-from workers.ml.data.tensor_decode import (
-    BY_VALUE_BYTES,
-    NativeImageDataset,
-    fast_decode,
-    pil_to_tensor,
-    png_fast,
-)
-from workers.ml.data.transforms import split_for_device
+from workers.ml.data.tensor_decode import BY_VALUE_BYTES, NATIVE, ImageBatches, passthrough
+from workers.ml.gpu_preprocess import split_for_device
 from workers.ml.loop import ThreadSplit
 from workers.ml.models import LoadedModel
 
@@ -125,51 +118,47 @@ def _write(tmp_path: Path, files: dict[str, bytes]) -> list[str]:
     return sorted(files)
 
 
-def test_png_fast_refuses_what_pillow_decodes_differently() -> None:
-    files = _files((16, 16))
-    fast = {name for name, data in files.items() if png_fast(data)}
-    assert fast == {"rgb.png", "interlaced.png", "grey.png", "palette4.png", "text_comment.png"}
-    for name in fast:  # lossless: exactly Pillow's pixels
-        pixels = fast_decode(files[name], jpeg=False)
-        assert pixels is not None, name
-        assert torch.equal(pixels, pil_to_tensor(decode_image(files[name], name=name))), name
-    assert fast_decode(files["rgb.jpg"], jpeg=False) is None
-    assert fast_decode(files["rgb.jpg"]) is not None
-
-
 def test_orientation_metadata_keeps_pillows_rotation_on_the_device_path(
     tmp_path: Path,
 ) -> None:
     """Pillow rotates PNGs by EXIF/XMP orientation found in text chunks or after the image
-    data; the fast decoder would not, so those files take the Pillow path."""
+    data (libpng would not); the device path's images are Pillow's."""
     names = _write(tmp_path, _orientation_pngs(_image(20, 14)))
-    dataset = NativeImageDataset(FileSource(tmp_path), names)
+    dataset = ImageBatches(FileSource(tmp_path), names, NATIVE)
     for i, name in enumerate(names):
         tensor, _, error = dataset[i]
         assert not error and tensor.shape == (3, 20, 14), name
-        assert torch.equal(tensor, pil_to_tensor(decode_image(tmp_path / name, name=name)))
+        assert torch.equal(tensor, NATIVE(decode_image(tmp_path / name, name=name)))
+
+
+def _reference(root: Path, name: str, worker: Callable) -> tuple[torch.Tensor | None, str]:
+    """(worker transform of Pillow's image, "") or (None, the DecodeError's message)."""
+    try:
+        return worker(decode_image(root / name, name=name)), ""
+    except DecodeError as exc:
+        return None, str(exc)
 
 
 @pytest.mark.parametrize("image_size", [(16, 16), (20, 14)])
 @pytest.mark.parametrize("model_size", [16, 24])
-def test_batched_dataset_equals_the_per_image_dataset(
+def test_a_batch_holds_pillows_pixels_and_errors(
     tmp_path: Path, image_size: tuple[int, int], model_size: int
 ) -> None:
-    """Same pixels and errors whether the transform is skipped (16 px images, 16 px model),
-    or applied after the fast or the Pillow decoder (any other combination)."""
+    """Same pixels and errors as Pillow's decoder and the worker transform, image by image,
+    whether the transform changes the image's size or not."""
     worker, _ = split_for_device(open_clip.image_transform(model_size, is_train=False))
     names = [*_write(tmp_path, _files(image_size)), "missing.png"]
-    per_image = ImageDataset(FileSource(tmp_path), names, worker)
-    batched = BatchedImageDataset(FileSource(tmp_path), names, worker)
-    assert batched.identity == (model_size, model_size)
+    batched = ImageBatches(FileSource(tmp_path), names, worker)
     indices = list(range(len(names)))[::-1]
     pixels, index, errors = batched.__getitems__(indices)
     assert pixels.dtype == torch.uint8 and pixels.shape == (len(names), 3, model_size, model_size)
     assert index == indices
     for k, i in enumerate(indices):
-        expected, _, error = per_image[i]
+        expected, error = _reference(tmp_path, names[i], worker)
         assert errors[k] == error, names[i]
-        assert torch.equal(pixels[k], expected), names[i]
+        zeros = torch.zeros_like(pixels[k])
+        assert torch.equal(pixels[k], expected if expected is not None else zeros), names[i]
+        assert torch.equal(batched[i][0], pixels[k]) and batched[i][2] == error, names[i]
     failed = {names[i] for k, i in enumerate(indices) if errors[k]}
     # Pillow checks every chunk's CRC; it decodes a PNG without IEND.
     assert failed == {"bad_crc_text.png", "truncated.png", "garbage.png", "text.jpg", "missing.png"}
@@ -183,7 +172,7 @@ def test_batched_dataset_through_a_dataloader(
     the embedding loop gets the same pixels either way."""
     worker, _ = split_for_device(open_clip.image_transform(size, is_train=False))
     names = _write(tmp_path, {f"{i}.png": _png(_image(size, size, seed=i)) for i in range(10)})
-    dataset = BatchedImageDataset(FileSource(tmp_path), names, worker)
+    dataset = ImageBatches(FileSource(tmp_path), names, worker)
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=[[0, 1, 2, 3], [4, 5, 6, 7, 8, 9]], num_workers=1,
         collate_fn=passthrough,
@@ -199,29 +188,10 @@ def test_batched_dataset_through_a_dataloader(
     assert isinstance(in_process, torch.Tensor) and torch.equal(in_process, expected[:2])
 
 
-def test_identity_size_knows_only_no_op_steps(tiny_model: LoadedModel) -> None:
-    worker, _ = split_for_device(tiny_model.preprocess)
-    assert identity_size(worker) == (32, 32)
-    assert identity_size(split_for_device(open_clip.image_transform(224, False))[0]) == (224, 224)
-    bicubic = tvt.InterpolationMode.BICUBIC
-    assert identity_size(tvt.Compose([tvt.Resize((24, 16)), tvt.PILToTensor()])) == (24, 16)
-    assert identity_size(tvt.Compose([tvt.Resize(24, bicubic), tvt.PILToTensor()])) == (24, 24)
-    for steps in (
-        [tvt.Resize(24), tvt.CenterCrop(16)],  # the crop changes a 24 px image
-        [tvt.Resize(24), tvt.CenterCrop(24), tvt.Grayscale(3)],  # an unknown step
-        [tvt.Resize(24, max_size=30), tvt.CenterCrop(24)],
-        [tvt.Resize((24, 24)), tvt.CenterCrop((16, 16))],
-    ):
-        assert identity_size(tvt.Compose([*steps, tvt.PILToTensor()])) is None, steps
-    assert identity_size(tvt.Compose([tvt.Resize(24), tvt.ToTensor()])) is None
-    assert identity_size(lambda image: image) is None
-
-
-def test_a_transform_without_a_shortcut_is_applied_to_every_image(tmp_path: Path) -> None:
+def test_any_worker_transform_is_applied_to_every_image(tmp_path: Path) -> None:
     worker = tvt.Compose([tvt.Grayscale(3), tvt.PILToTensor()])
     names = _write(tmp_path, {"a.png": _png(_image(8, 8)), "b.png": _png(_image(8, 8, 1))})
-    batched = BatchedImageDataset(FileSource(tmp_path), names, worker)
-    assert batched.identity is None
+    batched = ImageBatches(FileSource(tmp_path), names, worker)
     pixels, _, errors = batched.__getitems__([0, 1])
     assert errors == ["", ""]
     for k, name in enumerate(names):

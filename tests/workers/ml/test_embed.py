@@ -169,7 +169,7 @@ def test_corrupt_images_are_skipped_and_counted(
 def test_device_normalisation_equals_the_full_transform(
     tiny_model: LoadedModel, shapes: DatasetLayout
 ) -> None:
-    from workers.ml.data.transforms import split_for_device
+    from workers.ml.gpu_preprocess import split_for_device
 
     worker, device_step = split_for_device(tiny_model.preprocess)
     assert device_step is not None

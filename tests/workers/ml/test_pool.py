@@ -24,7 +24,7 @@ from app.imagedata.layout import FileSource
 from workers.ml.data import pool as pool_module
 from workers.ml.data import torch_internals as internals
 from workers.ml.data.pool import STALE, RunDispatch, Task, close_pool, shared_pool
-from workers.ml.data.tensor_decode import NativeImageDataset
+from workers.ml.data.tensor_decode import NATIVE, ImageBatches
 from workers.ml.embed import embed_dataset
 from workers.ml.models import LoadedModel
 from workers.ml.synth import generate_task
@@ -216,7 +216,7 @@ def test_batches_come_back_in_order_with_their_errors(tmp_path: Path) -> None:
         Image.fromarray(rng.integers(0, 255, (6, 5, 3), dtype=np.uint8)).save(tmp_path / name)
         names.append(name)
     (tmp_path / "07.png").write_bytes(b"not a png")
-    dataset = NativeImageDataset(FileSource(tmp_path), names)
+    dataset = ImageBatches(FileSource(tmp_path), names, NATIVE)
     cuts = [range(a, min(a + 3, 23)) for a in range(0, 23, 3)]
     with shared_pool(2, pin_memory=False, worker_init_fn=None) as pool:
         assert pool is not None
@@ -227,62 +227,3 @@ def test_batches_come_back_in_order_with_their_errors(tmp_path: Path) -> None:
     for (pixels, _, _), cut in zip(got, cuts, strict=True):
         expect = dataset.__getitems__(list(cut))[0]
         assert np.array_equal(np.asarray(pixels), np.asarray(expect))
-
-
-@pytest.mark.parametrize("preprocess", ["cpu", "device"])
-def test_split_first_batches_give_the_same_bytes(
-    tiny_model: LoadedModel,
-    glyphs: DatasetLayout,
-    tmp_path: Path,
-    preprocess: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The first batches cut into one part per worker (CUDA's default) and joined: the
-    stored bytes are those of an in-process run. Forced here on CPU."""
-    from workers.ml import loop
-
-    ref = _embed(tiny_model, glyphs, tmp_path / "ref", 0, preprocess=preprocess)
-    monkeypatch.setattr(loop, "early_split", lambda device: 3)
-    _same_bytes(_embed(tiny_model, glyphs, tmp_path / "split", 2, preprocess=preprocess), ref)
-
-
-def test_cut_and_join_rebuild_the_whole_batch(tmp_path: Path) -> None:
-    """Parts joined equal the whole batch, for both datasets; by-value parts, a part whose
-    images all failed (its placeholders take the batch's size) and mixed sizes included."""
-    from PIL import Image
-
-    from workers.ml.data.batched import BatchedImageDataset
-    from workers.ml.data.pool import _cut, join
-    from workers.ml.data.transforms import split_for_device
-
-    assert _cut(list(range(10)), 4) == [[0, 1], [2, 3, 4], [5, 6], [7, 8, 9]]
-    assert _cut([0, 1], 5) == [[0], [1]]
-    rng = np.random.default_rng(2)
-    names = []
-    for i in range(12):
-        size = (9, 7) if i != 10 else (5, 6)  # one odd size (device mode: a list)
-        Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(
-            tmp_path / f"{i:02d}.png"
-        )
-        names.append(f"{i:02d}.png")
-    for bad in ("03.png", "04.png", "05.png"):  # part [3, 4, 5] fails entirely
-        (tmp_path / bad).write_bytes(b"broken")
-    native = NativeImageDataset(FileSource(tmp_path), names)
-    whole = native.__getitems__(list(range(9)))
-    parts = [native.__getitems__(rows) for rows in _cut(list(range(9)), 3)]
-    assert parts[1][0].shape[1:] != whole[0].shape[1:]  # placeholders of their own size
-    joined = join(parts)
-    assert torch.equal(joined[0], whole[0]) and joined[1:] == whole[1:]
-    by_value = [(p.numpy(), i, e) for p, i, e in parts]
-    assert torch.equal(join(by_value)[0], whole[0])
-    mixed = native.__getitems__(list(range(6, 12)))
-    joined = join([native.__getitems__(r) for r in _cut(list(range(6, 12)), 2)])
-    assert isinstance(mixed[0], list) and isinstance(joined[0], list)
-    assert all(torch.equal(a, b) for a, b in zip(joined[0], mixed[0], strict=True))
-    import open_clip
-
-    transform = split_for_device(open_clip.image_transform(8, is_train=False))[0]
-    batched = BatchedImageDataset(FileSource(tmp_path), names, transform)
-    whole = batched.__getitems__(list(range(12)))
-    joined = join([batched.__getitems__(r) for r in _cut(list(range(12)), 5)])
-    assert torch.equal(joined[0], whole[0]) and joined[1:] == whole[1:]

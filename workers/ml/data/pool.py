@@ -40,12 +40,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from workers.lifeline import DecodeWorkerInit
 from workers.ml.data import torch_internals as internals
-from workers.ml.data.batched import passthrough
+from workers.ml.data.tensor_decode import passthrough
 
 STALE = ("stale", [], [])  # a batch of a run that has ended, returned instead of decoding
 DIR_PREFIX = "iimm-decode-"  # + the owning process's pid + "-": payload files of one pool
@@ -142,20 +141,13 @@ class DecodePool:
             prefetch_factor=4, worker_init_fn=DecodeWorkerInit(worker_init_fn, self.pid),
         )  # fmt: skip
 
-    def batches(
-        self, dataset: Any, batches: Sequence[Sequence[int]], *, split: int = 0
-    ) -> Generator[Any, None, None]:
+    def batches(self, dataset: Any, batches: Sequence[Sequence[int]]) -> Generator[Any, None, None]:
         """The batches of `dataset` (an object with ``__getitems__``), decoded in order.
 
         The dataset is pickled here, before anything starts (a dataset that cannot be
         pickled raises now, and the caller can use a DataLoader of its own). Ending the
         iteration early (an error, a cancelled run) is safe: the rest of this run's queued
         batches are skipped by the workers and drained by the next run.
-
-        The first `split` batches are cut into one part per worker and joined here (`join`):
-        a run's first batch is then ready after a worker's share of it rather than a whole
-        batch's decoding (about 80 ms of idle GPU per run for 512 64-px PNGs), and the
-        workers are ahead of the device by the time they decode whole batches.
         """
         data = pickle.dumps(dataset, protocol=pickle.HIGHEST_PROTOCOL)
         key = hashlib.sha256(data).hexdigest()
@@ -165,22 +157,16 @@ class DecodePool:
             tmp.write_bytes(data)
             tmp.replace(payload)
         self.runs += 1
-        tasks: list[Task] = []
-        parts: list[int] = []
-        for i, batch in enumerate(batches):
-            cut = _cut(list(batch), self.config[0]) if i < split else [list(batch)]
-            tasks += [Task(self.runs, str(payload), key, rows) for rows in cut]
-            parts.append(len(cut))
-        self.tasks.tasks = tasks
-        return self._serve(payload, parts)
+        self.tasks.tasks = [Task(self.runs, str(payload), key, list(rows)) for rows in batches]
+        return self._serve(payload, len(self.tasks.tasks))
 
-    def _serve(self, payload: Path, parts: list[int]) -> Generator[Any, None, None]:
+    def _serve(self, payload: Path, count: int) -> Generator[Any, None, None]:
         self.current.value = self.runs
         iterator = self._start()
         _watch(iterator, True)
         try:
-            for n in parts:
-                yield join([next(iterator) for _ in range(n)]) if n > 1 else next(iterator)
+            for _ in range(count):  # exactly this run's batches: the iterator stays open
+                yield next(iterator)
         finally:
             self.current.value = 0  # whatever is still queued is now stale
             _watch(iterator, False)
@@ -217,36 +203,6 @@ class DecodePool:
         """Stop the workers and remove the payload files."""
         self.stop_workers()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _cut(rows: list[int], parts: int) -> list[list[int]]:
-    """`rows` in up to `parts` contiguous, nearly equal, non-empty pieces."""
-    n = len(rows)
-    pieces = [rows[i * n // parts : (i + 1) * n // parts] for i in range(parts)]
-    return [p for p in pieces if p]
-
-
-def join(parts: list[Any]) -> Any:
-    """One batch ``(pixels, index, errors)`` from its consecutive parts, as the whole batch
-    would have come: pixels concatenated (pinned again if the parts were), or a list of
-    images when sizes differ. A part whose images all failed holds placeholders of its own
-    size (`collate_native`); they take the size of the batch's decoded images, as in a
-    whole batch, so the device step sees the same tensor."""
-    index = [i for part in parts for i in part[1]]
-    errors = [e for part in parts for e in part[2]]
-    pixels = [torch.from_numpy(p[0]) if isinstance(p[0], np.ndarray) else p[0] for p in parts]
-    if not all(isinstance(p, torch.Tensor) for p in pixels):
-        images = [im for p in pixels for im in (p if isinstance(p, list) else p.unbind(0))]
-        return images, index, errors
-    good = [p.shape[1:] for p, part in zip(pixels, parts, strict=True) if not all(part[2])]
-    if good and len(set(good)) == 1:
-        pixels = [
-            p if p.shape[1:] == good[0] else p.new_zeros((p.shape[0], *good[0])) for p in pixels
-        ]
-    if len({p.shape[1:] for p in pixels}) > 1:
-        return [im for p in pixels for im in p.unbind(0)], index, errors
-    out = torch.cat(pixels)
-    return (out.pin_memory() if pixels[0].is_pinned() else out), index, errors
 
 
 def _watch(iterator: Any, on: bool) -> None:
