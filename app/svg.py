@@ -255,12 +255,16 @@ def heatmap_svg(
     highlight_label: str = "",
     missing_label: str = "no value",
     value_label: str = "value",
+    row_flags: Sequence[str] = (),
+    flag_label: str = "flagged",
 ) -> str:
     """Cells (rows × columns, values in [0, 1], None for missing) coloured on the ramp and
     printed; `row_notes` (one per row) at the right of each row; `row_title` and
     `column_title` name the axes; the cells `highlight` lists ((row, column) indices) are
-    outlined. Under the grid a colour scale of `value_label` and keys for the outline and
-    for missing cells (`missing_label`)."""
+    outlined. A row whose `row_flags` entry is not empty is marked with a flag (⚑) before
+    its note, the entry (why) as the mark's tooltip and `data-flag`. Under the grid a colour
+    scale of `value_label` and keys for the outline, for missing cells (`missing_label`)
+    and, when a row is flagged, for the mark (`flag_label`)."""
     if any(len(r) != len(columns) for r in cells) or len(cells) != len(rows):
         raise ValueError("cells must have one value per row and column")
     label_w = min(220, 28 + 7 * max((len(r) for r in rows), default=0))
@@ -271,10 +275,13 @@ def heatmap_svg(
     longest = max((len(c) for c in columns), default=0)
     top = head + min(110.0, 12.0 + 0.57 * 7 * longest)  # room for the slanted column names
     grid_w = cell_w * len(columns)
-    keys = max(len(missing_label), len(highlight_label) if highlight else 0)
+    flagged = any(row_flags)
+    note_w += 16 if flagged else 0
+    keys = max(len(missing_label), len(highlight_label) if highlight else 0,
+               len(flag_label) + 2 if flagged else 0)  # fmt: skip
     width = max(WIDTH * 0.75, label_w + grid_w + note_w + RIGHT, label_w + 40 + 7 * keys)
     grid_bottom = top + cell_h * len(rows)
-    height = grid_bottom + 22 + 10 + 34 + 20 * (2 if highlight else 1) + 8
+    height = grid_bottom + 22 + 10 + 34 + 20 * (1 + bool(highlight) + flagged) + 8
     outlined = set(highlight)
     body: list[str] = []
     if column_title:
@@ -330,22 +337,36 @@ def heatmap_svg(
                     f"height='{cell_h - 3}' fill='none' stroke='#e4572e' "
                     "stroke-width='2.5'/>"
                 )
+        note_x = label_w + grid_w + 8
+        if i < len(row_flags) and row_flags[i]:
+            body.append(
+                f"<text class='row-flag' x='{_num(note_x)}' y='{_num(y + cell_h / 2)}' "
+                f"dominant-baseline='middle' fill='#b00020' data-row='{i}' "
+                f"data-flag={quoteattr(row_flags[i])}>⚑<title>{escape(row_flags[i])}</title></text>"
+            )
         if i < len(row_notes):
             body.append(
-                f"<text class='row-note' x='{_num(label_w + grid_w + 8)}' "
+                f"<text class='row-note' x='{_num(note_x + (16 if flagged else 0))}' "
                 f"y='{_num(y + cell_h / 2)}' dominant-baseline='middle' fill='#333'>"
                 f"{escape(row_notes[i])}</text>"
             )
     body += _heat_legend(
-        label_w, grid_bottom + 22, value_label, missing_label, highlight_label if outlined else ""
-    )
+        label_w, grid_bottom + 22, value_label, missing_label, highlight_label if outlined else "",
+        flag_label if flagged else "",
+    )  # fmt: skip
     return _svg(body, title, subtitle, width, height)
 
 
 def _heat_legend(
-    x0: float, y0: float, value_label: str, missing_label: str, highlight_label: str
+    x0: float,
+    y0: float,
+    value_label: str,
+    missing_label: str,
+    highlight_label: str,
+    flag_label: str = "",
 ) -> list[str]:
-    """The colour scale (0 to 1 on the ramp, ticked) and keys for outlined and missing cells."""
+    """The colour scale (0 to 1 on the ramp, ticked) and keys for outlined and missing cells
+    and for the flag mark (each key only when its label is given)."""
     bar_w, bar_h = 200.0, 10.0
     stops = "".join(
         f"<stop offset='{k / (len(RAMP) - 1):.3f}' stop-color='{colour(k / (len(RAMP) - 1))}'/>"
@@ -377,5 +398,13 @@ def _heat_legend(
             f"<rect x='{_num(x0)}' y='{_num(y - 7)}' width='14' height='14' {style}/>"
             f"<text class='{kind}-key' x='{_num(x0 + 20)}' y='{_num(y)}' "
             f"dominant-baseline='middle'>{escape(label)}</text>"
+        )
+    if flag_label:
+        y = y0 + bar_h + 34 + 20 * len(keys)
+        out.append(
+            f"<text x='{_num(x0 + 7)}' y='{_num(y)}' text-anchor='middle' "
+            f"dominant-baseline='middle' fill='#b00020'>⚑</text>"
+            f"<text class='flag-key' x='{_num(x0 + 20)}' y='{_num(y)}' "
+            f"dominant-baseline='middle'>{escape(flag_label)}</text>"
         )
     return [*out, "</g>"]

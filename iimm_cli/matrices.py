@@ -26,18 +26,27 @@ def _fmt(value: float | None) -> str:
 
 
 def format_table(matrix: dict[str, Any]) -> str:
-    """Rows = training dataset (zero-shot first), columns = evaluation datasets, G, ood."""
+    """Rows = training dataset (zero-shot first), columns = evaluation datasets, G, ood; a
+    flagged row is marked (*) and its reason printed under the table."""
     ids = [d["id"] for d in matrix["datasets"]]
     header = ["train \\ eval", *(d["name"] for d in matrix["datasets"]), "gain", "ood_change"]
     lines = [header, ["zero-shot", *(_fmt(matrix["zero_shot"].get(i)) for i in ids), "", ""]]
+    notes = []
     for row in matrix["rows"]:
         cells = (_fmt(row["accuracies"].get(i)) for i in ids)
         name = row["train_dataset_name"] or row["train_dataset_id"]
-        lines.append([name, *cells, _fmt(row["gain"]), _fmt(row["ood_change"])])
+        gain = _fmt(row["gain"])
+        if row.get("flag"):
+            gain += "*"
+            notes.append(f"* {name}: {row['flag']}")
+        lines.append([name, *cells, gain, _fmt(row["ood_change"])])
     widths = [max(len(line[k]) for line in lines) for k in range(len(header))]
     return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-        for line in lines
+        [
+            "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+            for line in lines
+        ]
+        + notes
     )
 
 

@@ -1,6 +1,7 @@
 """The accuracy matrix as a heat map: rows = training dataset (after the zero-shot row),
 columns = evaluation dataset, the in-domain cells outlined, G and the out-of-domain change
-at the right of each row, a colour scale and a key for cells never evaluated."""
+at the right of each row (a flagged row marked, its reason as the mark's tooltip), a colour
+scale and a key for cells never evaluated."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from sqlalchemy.orm import Session
 from app.matrices.service import Matrix
 from app.models import PretrainedModel
 from app.svg import heatmap_svg
+
+#: The key of the mark on a flagged row (each mark's tooltip says the row's own reason).
+FLAG_LABEL = "zero-shot error too small for a stable G: left out of gain fits"
 
 
 def matrix_svg(m: Matrix, model: str) -> str:
@@ -29,6 +33,7 @@ def matrix_svg(m: Matrix, model: str) -> str:
         row_title="training dataset", column_title="evaluation dataset (test split)",
         highlight=diagonal, highlight_label="in-domain: evaluated on its training dataset",
         missing_label="not evaluated (run an evaluate job)", value_label="test top-1 accuracy",
+        row_flags=[""] + [r.flag or "" for r in m.rows], flag_label=FLAG_LABEL,
     )  # fmt: skip
 
 

@@ -47,18 +47,21 @@ def _cell(value: float | None) -> str:
 
 
 def to_csv(m: Matrix) -> str:
-    """One line per row (zero-shot first), one column per evaluation dataset (by name)."""
+    """One line per row (zero-shot first), one column per evaluation dataset (by name), then
+    G, the out-of-domain change and `flag` (why the row's G is left out of gain fits; empty
+    when it is not)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(
         ["train_dataset", "finetuned_model_id", *(m.names.get(i, i) for i in m.datasets),
-         "gain", "ood_change"]
+         "gain", "ood_change", "flag"]
     )  # fmt: skip
-    writer.writerow(["zero-shot", "", *(_cell(m.zero_shot.get(i)) for i in m.datasets), "", ""])
+    writer.writerow(["zero-shot", "", *(_cell(m.zero_shot.get(i)) for i in m.datasets), "", "", ""])
     for r in m.rows:
         cells = (_cell(r.accuracies.get(i)) for i in m.datasets)
         name = m.names.get(r.train_dataset_id, r.train_dataset_id)
-        writer.writerow([name, r.finetuned_model_id, *cells, _cell(r.gain), _cell(r.ood_change)])
+        writer.writerow([name, r.finetuned_model_id, *cells, _cell(r.gain), _cell(r.ood_change),
+                         r.flag or ""])  # fmt: skip
     return out.getvalue()
 
 

@@ -85,8 +85,9 @@ def _check_matrix(
                      headers=headers)  # fmt: skip
         assert resp.headers["content-type"].startswith("text/csv"), resp.text
         lines = list(csv.reader(io.StringIO(resp.text)))
-        assert lines[0][-2:] == ["gain", "ood_change"] and lines[1][0] == "zero-shot"
-        assert float(lines[2][-2]) == pytest.approx(gain, abs=1e-12)
+        assert lines[0][-3:] == ["gain", "ood_change", "flag"] and lines[1][0] == "zero-shot"
+        assert float(lines[2][-3]) == pytest.approx(gain, abs=1e-12)
+        assert lines[2][-1] == (row["flag"] or "")
 
 
 def _check_service(stack: Stack, c: httpx.Client, model_id: str, body: dict[str, Any]) -> None:
