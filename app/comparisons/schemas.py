@@ -68,6 +68,18 @@ class ComparisonRead(BaseModel):
     )
 
 
+class ZeroShotPrediction(BaseModel):
+    """What the method's gain predictor on zero-shot accuracy says for the same dataset: the
+    baseline a predictor on IIMM (or another measure) has to beat."""
+
+    predictor_id: str
+    gain: Interval
+    finetuned_accuracy: Interval | None = Field(
+        description="acc_zs + G·(1 − acc_zs) clipped to [0, 1], with its interval."
+    )
+    extrapolated: bool
+
+
 class RankingItem(BaseModel):
     """A (base model, method) candidate for the dataset, by predicted fine-tuned accuracy."""
 
@@ -89,6 +101,13 @@ class RankingItem(BaseModel):
     extrapolated: bool
     gain_predictor_id: str
     ood_change_predictor_id: str | None
+    gain_from_zero_shot_accuracy: ZeroShotPrediction | None = Field(
+        default=None,
+        description="Beside the ranking's own prediction: the newest gain predictor of this "
+        "base model and method on zero-shot accuracy, at this dataset's zero-shot accuracy; "
+        "null without one, or when it is the ranking's own predictor (`feature` is "
+        "zero_shot_accuracy).",
+    )
 
 
 class Unranked(BaseModel):

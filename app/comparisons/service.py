@@ -15,6 +15,7 @@ from app.comparisons.schemas import (
     RankingItem,
     RankingRead,
     Unranked,
+    ZeroShotPrediction,
 )
 from app.errors import InvalidError
 from app.measures.prediction import (
@@ -30,8 +31,8 @@ from app.models import PretrainedModel
 from app.models.predictors import Predictor
 from app.predictors import data
 from app.predictors import service as predictors_service
-from app.predictors.assess import headline
-from app.predictors.predictions import assess_request
+from app.predictors.assess import headline, newest
+from app.predictors.predictions import assess_request, prediction_of
 from app.predictors.schemas import Interval
 
 MIN_TASKS = 3
@@ -213,6 +214,7 @@ def _candidates_of(
     """One candidate per method with a usable gain predictor; the rest as unranked."""
     usable = [p for p in preds if task.value(p.feature) is not None]
     chosen = headline(usable)
+    baseline = newest(p for p in usable if p.feature == data.ZERO_SHOT)
     out, unranked = [], []
     for method in sorted({p.method for p in preds}):
         gp, fp = chosen.get((method, "gain")), chosen.get((method, "ood_change"))
@@ -230,12 +232,14 @@ def _candidates_of(
             ood_change_fit=None if fp is None else fit_from_dict(fp.fit),
             ood_change_feature=None if fp is None else task.value(fp.feature),
         )  # fmt: skip
+        zp = baseline.get((method, "gain"))
         meta = {
             "model": model,
             "gain": gp,
             "ood_change": fp,
             "x": x,
             "acc": task.zero_shot_accuracy,
+            "zero_shot": None if zp is None or zp.id == gp.id else zp,
         }
         out.append((candidate, meta))
     return out, unranked
@@ -277,6 +281,23 @@ def _gather(
     return candidates, unranked
 
 
+def _zero_shot_prediction(
+    predictor: Predictor | None, acc_zs: float, level: float
+) -> ZeroShotPrediction | None:
+    """The zero-shot-accuracy gain predictor's prediction at `acc_zs` (None without one, or
+    when it cannot predict: its fit has no interval)."""
+    if predictor is None:
+        return None
+    try:
+        p = prediction_of(predictor, x=acc_zs, acc_zs=acc_zs, level=level)
+    except InvalidError:
+        return None
+    return ZeroShotPrediction(
+        predictor_id=predictor.id, gain=p.prediction, finetuned_accuracy=p.finetuned_accuracy,
+        extrapolated=p.extrapolated,
+    )  # fmt: skip
+
+
 def rank(*, session: Session, project_id: str, dataset_id: str, level: float) -> RankingRead:
     """The project's (base model, method) pairs by predicted fine-tuned accuracy on a dataset."""
     dataset_name = predictors_service.check_datasets(session, project_id, [dataset_id])[dataset_id]
@@ -297,6 +318,7 @@ def rank(*, session: Session, project_id: str, dataset_id: str, level: float) ->
             gain=_interval(r.gain), ood_change=None if r.ood_change is None else _interval(
                 r.ood_change), extrapolated=r.gain.extrapolated, gain_predictor_id=m["gain"].id,
             ood_change_predictor_id=None if m["ood_change"] is None else m["ood_change"].id,
+            gain_from_zero_shot_accuracy=_zero_shot_prediction(m["zero_shot"], m["acc"], level),
         ))  # fmt: skip
     return RankingRead(
         dataset_id=dataset_id, dataset_name=dataset_name, level=level, items=items,

@@ -402,6 +402,12 @@ def test_rankings(stack: Stack) -> None:
                         "piecewise": "never"}  # fmt: skip
                 assert c.post("/v1/predictors", json=body).status_code == 201
                 fits[(sd.model_id, t)] = expected_fit(c, sd, sorted(sd.datasets), target=t)
+        # beside a's ranking: its gain predictor on zero-shot accuracy (b has none)
+        body = {"base_model_id": a.model_id, "method": "full", "target": "gain",
+                "feature": "zero_shot_accuracy", "piecewise": "never"}  # fmt: skip
+        zs_predictor = c.post("/v1/predictors", json=body).json()
+        tuned = sorted(a.datasets)
+        zs_fit = fit_linear([a.zero_shot[d] for d in tuned], [a.gain(d) for d in tuned])
         lonely = add_tiny(c)["id"]
         resp = c.get("/v1/rankings", params={"dataset_id": target})
         assert resp.status_code == 200, resp.text
@@ -418,6 +424,16 @@ def test_rankings(stack: Stack) -> None:
             for k in ("value", "lower", "upper"):
                 _close(got["finetuned_accuracy"][k], getattr(exp.accuracy, k))
                 _close(got["ood_change"][k], getattr(exp.ood_change, k))
+        beside = {i["base_model_id"]: i["gain_from_zero_shot_accuracy"] for i in body["items"]}
+        assert (
+            beside[b.model_id] is None and beside[a.model_id]["predictor_id"] == zs_predictor["id"]
+        )
+        want_zs = predict(zs_fit, 0.3)  # at the target's zero-shot accuracy, 0.3 for a
+        for k in ("value", "lower", "upper"):
+            _close(beside[a.model_id]["gain"][k], getattr(want_zs, k))
+            _close(beside[a.model_id]["finetuned_accuracy"][k],
+                   getattr(implied_accuracy_interval(0.3, want_zs), k))  # fmt: skip
+        assert beside[a.model_id]["extrapolated"] == want_zs.extrapolated
         assert [u["base_model_id"] for u in body["unranked"]] == [lonely]
         # names beside the ids, as the catalog has them
         names = {m["id"]: m["name"] for m in c.get("/v1/models").json()["items"]}
