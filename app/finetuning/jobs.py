@@ -17,8 +17,7 @@ from app.finetuning.params import (
     FinetunePointParams,
     grid_size,
 )
-from app.jobs.jobtype import JobResult, JobType, NamedResult
-from app.jobs.types import require_split
+from app.jobtype import JobResult, JobType, NamedResult, require_split
 from app.models import Dataset, FinetunedModel, PretrainedModel
 from app.ownership import get_owned
 

@@ -12,6 +12,7 @@ CLIP_benchmark, MIT licence; ``data/clip_benchmark_templates.json``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from functools import cache
@@ -158,3 +159,10 @@ def check_prompts(prompts: str | Sequence[str] | None) -> None:
         resolve_templates(prompts, None)
     elif prompts is not None:
         render_prompts(list(prompts), ["x"])
+
+
+def prompts_hash(prompts: list[str] | str | None) -> str:
+    """Content key of a prompt list or ensemble name (`default` when none is given)."""
+    if not prompts:
+        return "default"
+    return hashlib.sha256(json.dumps(prompts).encode()).hexdigest()[:32]

@@ -16,8 +16,8 @@ from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from app.db import new_id, utcnow
-from app.jobs.jobtype import JobType
 from app.jobs.relay import enqueue
+from app.jobtype import JobType
 from app.models import Job, JobStatus
 from app.models.jobs import FINAL_STATUSES
 

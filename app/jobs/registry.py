@@ -3,13 +3,18 @@
 To add a job type: declare `X = JobType(...)` in your domain's `jobs.py` (or `types.py`),
 append it to `JOB_TYPES`, and map its name to its handler in `workers.tasks.HANDLERS`;
 `tests/workers/tasks/test_registry.py` fails until both lists agree.
+
+This module imports the domains, so a domain's job-type module builds only on `app.jobtype`
+(below the domains), never on `app.jobs`: the import contracts (pyproject.toml) refuse the
+cycle. A domain that also creates jobs through `app.jobs.service` declares its types in
+`app.jobs.types` instead (as `MEASURES` for `app.measure_requests`).
 """
 
 from __future__ import annotations
 
 from app.finetuning.jobs import EVALUATE, FINETUNE, FINETUNE_POINT
-from app.jobs.jobtype import JobResult, JobType, NamedResult
 from app.jobs.types import EMBED, MEASURES, SCORE
+from app.jobtype import JobResult, JobType, NamedResult
 from app.predictors.jobs import ASSESS
 
 JOB_TYPES: tuple[JobType, ...] = (

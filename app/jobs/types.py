@@ -9,10 +9,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import ConflictError, InvalidError
-from app.jobs.jobtype import JobResult, JobType, NamedResult
+from app.imagedata.prompts import prompts_hash
+from app.jobtype import JobResult, JobType, NamedResult, check_refs
 from app.measures.registry import Variant
-from app.models import Dataset, Embedding, PretrainedModel
-from app.ownership import get_owned
+from app.models import Embedding
 
 FAST = "fast"
 
@@ -185,38 +185,6 @@ class MeasuresJobResult(JobResult):
     n: int
     k: int
     dim: int
-
-
-def prompts_hash(prompts: list[str] | str | None) -> str:
-    """Content key of a prompt list or ensemble name (`default` when none is given)."""
-    import hashlib
-    import json
-
-    if not prompts:
-        return "default"
-    return hashlib.sha256(json.dumps(prompts).encode()).hexdigest()[:32]
-
-
-def require_split(dataset: Dataset, split: str, why: str) -> None:
-    """422 naming the dataset's splits unless it has `split` (the field is `split`)."""
-    # Datasets registered by URI have unknown splits ({}) until a worker reads them.
-    if dataset.splits and split not in dataset.splits:
-        raise InvalidError(
-            f"dataset {dataset.id} has no {split!r} split ({why}); it has {sorted(dataset.splits)}",
-            errors=[{"loc": ["body", "split"], "type": "enum",
-                     "msg": f"no such split; allowed: {', '.join(sorted(dataset.splits))}"}],
-        )  # fmt: skip
-
-
-def check_refs(
-    session: Session, project_id: str, model_id: str, dataset_id: str, split: str | None = None
-) -> None:
-    """404 unless the job's model and dataset both belong to the caller's project; 422 unless
-    the dataset has `split` (when given)."""
-    get_owned(session, PretrainedModel, model_id, project_id, "model")
-    dataset = get_owned(session, Dataset, dataset_id, project_id, "dataset")
-    if split is not None:
-        require_split(dataset, split, "the split to read")
 
 
 def _check_embed(session: Session, project_id: str, params: BaseModel) -> None:

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
-from app.jobs.types import prompts_hash
+from app.imagedata.prompts import prompts_hash
 from app.matrices.arithmetic import low_error_flag, row_figures
 from app.models import Dataset, Embedding, Evaluation, FinetunedModel, PretrainedModel
 from app.ownership import get_owned

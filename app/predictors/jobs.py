@@ -7,8 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from app.jobs.jobtype import JobType, NamedResult
-from app.jobs.types import check_refs
+from app.jobtype import JobType, NamedResult, check_refs
 
 
 class AssessParams(BaseModel):

@@ -12,8 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.db import new_id, session_scope
 from app.imagedata import ImageDataError
-from app.imagedata.prompts import default_templates
-from app.jobs.types import prompts_hash
+from app.imagedata.prompts import default_templates, prompts_hash
 from app.models import Embedding, Evaluation
 from workers.tasks.base import JobContext, JobError
 from workers.tasks.datasets import open_layout

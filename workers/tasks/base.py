@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.artifacts import Storage
 from app.config import Settings
-from app.jobs.jobtype import JobType
+from app.jobtype import JobType
 
 
 class JobError(Exception):

@@ -14,7 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db import new_id
-from app.jobs.types import EmbedParams, prompts_hash
+from app.imagedata.prompts import prompts_hash
+from app.jobs.types import EmbedParams
 from app.models import Embedding
 from workers.tasks.base import JobContext, JobError, Outcome, discard_on_cancel
 from workers.tasks.datasets import load_rows, open_layout, ref_names

@@ -11,7 +11,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.db import new_id, session_scope
-from app.jobs.types import ScoreParams, prompts_hash
+from app.imagedata.prompts import prompts_hash
+from app.jobs.types import ScoreParams
 from app.models import Embedding, Score
 from workers.tasks.base import JobContext, JobError, Outcome
 from workers.tasks.datasets import load_rows, ref_names

@@ -1,0 +1,77 @@
+"""What a job type declares (its parameter schema, queue, reference checks and links), and
+the reference checks job types share.
+
+Each domain declares its types as module constants (`EMBED = JobType(...)`) on this module,
+which sits below the domains; the one list of them is `app.jobs.registry.JOB_TYPES`, above
+the domains, and their handlers are `workers.tasks.HANDLERS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
+
+from app.errors import InvalidError
+from app.models import Dataset, PretrainedModel
+from app.ownership import get_owned
+
+Check = Callable[[Session, str, BaseModel], None]
+Links = Callable[[str, dict[str, Any], dict[str, Any] | None], dict[str, str]]
+
+
+@dataclass(frozen=True)
+class JobType:
+    """One kind of job: `params` has a `type: Literal[name]` field; `check` raises on bad
+    references at submission (404/409/422); `links` names what a job of it produced;
+    `internal` types are created by the service itself, never by `POST /v1/jobs`;
+    `result` (a `JobResult` with the same `type` literal) is the shape of what it returns."""
+
+    name: str
+    params: type[BaseModel]
+    queue: str
+    check: Check | None = None
+    links: Links | None = None
+    internal: bool = False
+    result: type[BaseModel] | None = None
+
+
+class JobResult(BaseModel):
+    """Base of a job type's result: `type` names the job type (the union's discriminator).
+
+    Extra keys are kept: the fields declared are the contract, a worker may add figures.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+
+class NamedResult(JobResult):
+    """A result that names the job's model and dataset beside their ids in `params`."""
+
+    model_name: str | None = Field(default=None, description="The model's name.")
+    dataset_name: str | None = Field(default=None, description="The dataset's name.")
+
+
+def require_split(dataset: Dataset, split: str, why: str) -> None:
+    """422 naming the dataset's splits unless it has `split` (the field is `split`)."""
+    # Datasets registered by URI have unknown splits ({}) until a worker reads them.
+    if dataset.splits and split not in dataset.splits:
+        raise InvalidError(
+            f"dataset {dataset.id} has no {split!r} split ({why}); it has {sorted(dataset.splits)}",
+            errors=[{"loc": ["body", "split"], "type": "enum",
+                     "msg": f"no such split; allowed: {', '.join(sorted(dataset.splits))}"}],
+        )  # fmt: skip
+
+
+def check_refs(
+    session: Session, project_id: str, model_id: str, dataset_id: str, split: str | None = None
+) -> None:
+    """404 unless the job's model and dataset both belong to the caller's project; 422 unless
+    the dataset has `split` (when given)."""
+    get_owned(session, PretrainedModel, model_id, project_id, "model")
+    dataset = get_owned(session, Dataset, dataset_id, project_id, "dataset")
+    if split is not None:
+        require_split(dataset, split, "the split to read")
