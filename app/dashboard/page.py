@@ -34,6 +34,8 @@ HTML = """<!doctype html>
   <section><h2>Predictors: gain (or forgetting) against a zero-shot measure</h2>
     <div id="predictors" class="grid"></div></section>
   <section><h2>Accuracy matrices</h2><div id="matrices" class="grid"></div></section>
+  <section><h2>Which measure predicts G best (Spearman ρ over the fine-tuned tasks)</h2>
+    <div id="comparisons" class="grid"></div></section>
 </main>
 </body>
 </html>
@@ -50,12 +52,19 @@ input { width: 28em; padding: 4px; } #status { color: #555; margin: 8px 0 0; min
 .card h3 { font-size: 13px; margin: 0 0 2px; font-weight: 600; overflow-wrap: anywhere; }
 .card .meta { font-size: 12px; color: #666; margin: 0 0 6px; overflow-wrap: anywhere; }
 .card img { display: block; max-width: 100%; }
+.card .beside { font-size: 12px; color: #333; margin: 0 0 6px; overflow-wrap: anywhere; }
+.card table { border-collapse: collapse; font-size: 12px; margin-top: 4px; }
+.card th, .card td { padding: 2px 8px; text-align: right; border-bottom: 1px solid #eee; }
+.card th:first-child, .card td:first-child { text-align: left; }
+.card tr.best td { font-weight: 600; } .card tr.baseline td:first-child { color: #1f5fa8; }
 .getting-started { margin: 0 24px; color: #444; } .error { color: #b00020; }
 """
 
 JS = """// IIMM dashboard: lists the project's predictors and fine-tuned (base model, method)
 // pairs through the REST API and shows the API's SVG figure of each, the reference model's
-// first; an empty project gets a getting-started line instead.
+// first, each IIMM predictor with the zero-shot-accuracy predictor (the baseline it must
+// beat) beside it, and per pair the comparison of every measure (which predicts G best);
+// an empty project gets a getting-started line instead.
 "use strict";
 
 const KEY = "iimm-api-key";
@@ -136,22 +145,102 @@ function predictorTitle(p, names) {
   return `${TARGETS[p.target] || p.target} vs ${p.feature} · ${p.method} · ${model}`;
 }
 
-// What tells two fits of the same kind apart: when, which, on how many tasks.
-function predictorMeta(p) {
-  const when = String(p.created_at || "").slice(0, 16).replace("T", " ");
-  return `fitted ${when} UTC · ${p.id} · n = ${p.n}`;
+// A number with `digits` decimals (a sign with `signed`), "–" when missing.
+function num(v, digits, signed) {
+  if (v === null || v === undefined || !Number.isFinite(v)) return "–";
+  return (signed && v >= 0 ? "+" : "") + v.toFixed(digits);
 }
 
-async function card(doc, get, title, meta, path) {
+// The figures two fits are compared by: Pearson r, the slope's p-value, leave-one-out RMSE.
+function fitStats(p) {
+  return `r ${num(p.pearson_r, 2, true)} · p ${num(p.slope_pvalue, 3)} · ` +
+    `LOO RMSE ${num(p.loo_rmse, 3)}`;
+}
+
+// What tells two fits of the same kind apart: when, which, on how many tasks, how well.
+function predictorMeta(p) {
+  const when = String(p.created_at || "").slice(0, 16).replace("T", " ");
+  return `fitted ${when} UTC · ${p.id} · n = ${p.n} · ${fitStats(p)}`;
+}
+
+const ZERO_SHOT = "zero_shot_accuracy";
+const groupOf = (p) => `${p.base_model_id}\u0000${p.method}\u0000${p.target}`;
+
+// Per (base model, method, target): the newest zero-shot-accuracy predictor.
+function zeroShotBaselines(predictors) {
+  const out = new Map();
+  for (const p of predictors) {
+    if (p.feature !== ZERO_SHOT) continue;
+    const seen = out.get(groupOf(p));
+    if (!seen || String(seen.created_at) <= String(p.created_at)) out.set(groupOf(p), p);
+  }
+  return out;
+}
+
+// Each zero-shot-accuracy predictor moved right after the last IIMM predictor of its base
+// model, method and target, so that the two figures stand side by side; the order is
+// otherwise kept.
+function zeroShotBeside(predictors) {
+  const withIimm = new Set(predictors.filter((p) => p.feature === "iimm").map(groupOf));
+  const moved = predictors.filter((p) => p.feature === ZERO_SHOT && withIimm.has(groupOf(p)));
+  const rest = predictors.filter((p) => !moved.includes(p));
+  const lastIimm = new Map();
+  for (const p of rest) if (p.feature === "iimm") lastIimm.set(groupOf(p), p);
+  const out = [];
+  for (const p of rest) {
+    out.push(p);
+    if (lastIimm.get(groupOf(p)) === p) out.push(...moved.filter((z) => groupOf(z) === groupOf(p)));
+  }
+  return out;
+}
+
+// The line under an IIMM predictor's title: the zero-shot-accuracy predictor of the same
+// base model, method and target, or how to fit one.
+function besideLine(p, baselines) {
+  const z = baselines.get(groupOf(p));
+  if (!z) {
+    return "beside it: no zero-shot-accuracy predictor yet (POST /v1/predictors with " +
+      "feature zero_shot_accuracy)";
+  }
+  return `beside it, zero-shot accuracy as the feature (${z.id}): n = ${z.n} · ${fitStats(z)}`;
+}
+
+function comparisonPath(baseModelId, method) {
+  const q = new URLSearchParams({ base_model_id: baseModelId, method });
+  return `/v1/comparisons?${q}`;
+}
+
+// One line per measure, the best first (as the API orders them); IIMM and zero-shot
+// accuracy marked as the baselines a reader looks for.
+function comparisonRows(body) {
+  return body.items.map((m, i) => ({
+    cls: [i === 0 ? "best" : "", ["iimm", ZERO_SHOT].includes(m.measure) ? "baseline" : ""]
+      .filter(Boolean).join(" "),
+    cells: [m.measure, num(m.spearman_gain, 2, true), num(m.spearman_gain_pvalue, 3),
+      num(m.r_squared, 3), num(m.spearman_accuracy, 2, true)],
+  }));
+}
+
+function comparisonText(body) {
+  const left = (body.flagged || []).length;
+  const flagged = left ? ` · ${left} task(s) left out: zero-shot error too small for a stable G`
+    : "";
+  return `best measure: ${body.best_measure} · ${body.verdict}${flagged}`;
+}
+
+function text(doc, tag, cls, content) {
+  const el = doc.createElement(tag);
+  el.className = cls;
+  el.textContent = content;
+  return el;
+}
+
+async function card(doc, get, title, meta, path, beside) {
   const box = doc.createElement("div");
   box.className = "card";
-  const h = doc.createElement("h3");
-  h.textContent = title;
-  box.appendChild(h);
-  const m = doc.createElement("p");
-  m.className = "meta";
-  m.textContent = meta;
-  box.appendChild(m);
+  box.appendChild(text(doc, "h3", "", title));
+  box.appendChild(text(doc, "p", "meta", meta));
+  if (beside) box.appendChild(text(doc, "p", "beside", beside));
   const resp = await get(path);
   if (!resp.ok) {
     const p = doc.createElement("p");
@@ -167,21 +256,53 @@ async function card(doc, get, title, meta, path) {
   return box;
 }
 
+// The comparison of every measure for one (base model, method): the verdict and a table.
+async function comparisonCard(doc, get, title, path) {
+  const box = doc.createElement("div");
+  box.className = "card";
+  box.appendChild(text(doc, "h3", "", title));
+  const resp = await get(path);
+  if (!resp.ok) {
+    box.appendChild(text(doc, "p", "error", await problemText(resp)));
+    return box;
+  }
+  const body = await resp.json();
+  box.appendChild(text(doc, "p", "meta", comparisonText(body)));
+  const table = doc.createElement("table");
+  const head = doc.createElement("tr");
+  for (const h of ["measure", "ρ vs G", "p", "R²", "ρ vs acc ft"]) {
+    head.appendChild(text(doc, "th", "", h));
+  }
+  table.appendChild(head);
+  for (const row of comparisonRows(body)) {
+    const tr = doc.createElement("tr");
+    tr.className = row.cls;
+    for (const c of row.cells) tr.appendChild(text(doc, "td", "", c));
+    table.appendChild(tr);
+  }
+  box.appendChild(table);
+  return box;
+}
+
 async function show(doc, get) {
   const status = doc.getElementById("status");
   const predictorsBox = doc.getElementById("predictors");
   const matricesBox = doc.getElementById("matrices");
+  const comparisonsBox = doc.getElementById("comparisons");
   predictorsBox.replaceChildren();
   matricesBox.replaceChildren();
+  comparisonsBox.replaceChildren();
   status.textContent = "Loading…";
   try {
     const { names, reference } = await projectModels(get);
-    const predictors = referenceFirst(
-      await listAll(get, "/v1/predictors"), reference, (p) => p.base_model_id);
+    const predictors = zeroShotBeside(referenceFirst(
+      await listAll(get, "/v1/predictors"), reference, (p) => p.base_model_id));
+    const baselines = zeroShotBaselines(predictors);
     for (const p of predictors) {
       const path = predictorFigurePath(p);
+      const beside = p.feature === "iimm" ? besideLine(p, baselines) : null;
       predictorsBox.appendChild(
-        await card(doc, get, predictorTitle(p, names), predictorMeta(p), path));
+        await card(doc, get, predictorTitle(p, names), predictorMeta(p), path, beside));
     }
     const pairs = referenceFirst(
       matrixPairs(await listAll(get, "/v1/finetuned-models")), reference, (m) => m.base);
@@ -189,6 +310,8 @@ async function show(doc, get) {
       const title = `${method} · ${names[base] || base}`;
       const path = matrixFigurePath(base, method);
       matricesBox.appendChild(await card(doc, get, title, `base model ${base}`, path));
+      comparisonsBox.appendChild(
+        await comparisonCard(doc, get, title, comparisonPath(base, method)));
     }
     if (predictors.length === 0 && pairs.length === 0) {
       const start = doc.createElement("p");
@@ -219,7 +342,8 @@ if (typeof document !== "undefined") {
 if (typeof module !== "undefined") {
   module.exports = {
     predictorFigurePath, matrixFigurePath, matrixPairs, makeClient, predictorTitle,
-    predictorMeta, referenceFirst, GETTING_STARTED, show,
+    predictorMeta, referenceFirst, GETTING_STARTED, show, zeroShotBeside, besideLine,
+    zeroShotBaselines, comparisonPath, comparisonRows, comparisonText, fitStats,
   };
 }
 """

@@ -176,7 +176,8 @@ class El {
   toJSON() { return { tag: this.tag, cls: this.className, text: this.textContent,
                       src: this.src, alt: this.alt, children: this.children }; }
 }
-const ids = { status: new El("p"), predictors: new El("div"), matrices: new El("div") };
+const ids = { status: new El("p"), predictors: new El("div"), matrices: new El("div"),
+              comparisons: new El("div") };
 const doc = { createElement: (t) => new El(t), getElementById: (i) => ids[i] };
 const app = require(process.argv[4]);
 const seen = [];
@@ -195,13 +196,43 @@ app.show(doc, app.makeClient(key, fetchAbs)).then(() => {
 """
 
 
+def _beside_order(predictors: list[dict[str, Any]]) -> list[str]:
+    """Predictor ids in the API's order, each zero-shot-accuracy one moved right after the
+    last IIMM one of its (base model, method, target)."""
+
+    def group(p: dict[str, Any]) -> tuple[str, str, str]:
+        return p["base_model_id"], p["method"], p["target"]
+
+    iimm = [p for p in predictors if p["feature"] == "iimm"]
+    last = {group(p): p["id"] for p in iimm}
+    moved = [p for p in predictors if p["feature"] == "zero_shot_accuracy" and group(p) in last]
+    out = []
+    for p in predictors:
+        if p in moved:
+            continue
+        out.append(p["id"])
+        if last.get(group(p)) == p["id"]:
+            out += [z["id"] for z in moved if group(z) == group(p)]
+    return out
+
+
+def _stats(p: dict[str, Any]) -> str:
+    return (f"r {p['pearson_r']:+.2f} · p {p['slope_pvalue']:.3f} · "
+            f"LOO RMSE {p['loo_rmse']:.3f}")  # fmt: skip
+
+
 def test_dashboard_script_shows_every_figure(stack: Stack, project: Any, tmp_path: Path) -> None:
     """The page's own script, run by Node against the live API with the project's key:
-    one card with an image per predictor, one per (base model, method) matrix."""
+    one card with an image per predictor (the zero-shot-accuracy predictor beside the IIMM
+    one), one per (base model, method) matrix, and per matrix the comparison of every
+    measure with the best one named."""
     node = shutil.which("node")
     if node is None:
         pytest.skip("Node.js is not installed")
-    key, seed, c, _ = project
+    key, seed, c, line = project
+    body = {"base_model_id": seed.model_id, "method": "full", "feature": "zero_shot_accuracy",
+            "piecewise": "never"}  # fmt: skip
+    zs = c.post("/v1/predictors", json=body).json()
     (tmp_path / "app.js").write_text(JS)
     (tmp_path / "harness.js").write_text(HARNESS)
     done = subprocess.run([node, str(tmp_path / "harness.js"), stack.url, key,
@@ -209,15 +240,27 @@ def test_dashboard_script_shows_every_figure(stack: Stack, project: Any, tmp_pat
                           timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
-    predictors = c.get("/v1/predictors").json()["items"]
+    listed = c.get("/v1/predictors").json()["items"]
+    by_id = {p["id"]: p for p in listed}
+    predictors = [by_id[i] for i in _beside_order(listed)]
     cards = out["ids"]["predictors"]["children"]
-    assert len(cards) == len(predictors) >= 1
+    assert len(cards) == len(predictors) >= 2
     model = c.get(f"/v1/models/{seed.model_id}").json()["name"]
     for card, p in zip(cards, predictors, strict=True):
-        title, meta, img = card["children"]
+        title, meta, *beside, img = card["children"]
         assert title["text"] == f"G vs {p['feature']} · {p['method']} · {model}"
         assert p["id"] in meta["text"] and p["created_at"][:10] in meta["text"]
+        assert meta["text"].endswith(_stats(p)) and f"n = {p['n']}" in meta["text"]
         assert img["tag"] == "img" and img["src"].startswith("blob:")
+        if p["feature"] == "iimm":  # the baseline it must beat, beside it
+            assert [b["text"] for b in beside] == [
+                f"beside it, zero-shot accuracy as the feature ({zs['id']}): n = {zs['n']} · "
+                f"{_stats(zs)}"
+            ]
+        else:
+            assert beside == []
+    order = [p["id"] for p in predictors]
+    assert order.index(zs["id"]) == order.index(line["id"]) + 1
     matrices = out["ids"]["matrices"]["children"]
     assert [m["children"][0]["text"] for m in matrices] == [f"full · {model}", f"lora · {model}"]
     assert all(m["children"][2]["src"].startswith("blob:") for m in matrices)
@@ -225,6 +268,23 @@ def test_dashboard_script_shows_every_figure(stack: Stack, project: Any, tmp_pat
         s for s in out["seen"] if s.startswith("not svg")
     ]
     assert out["ids"]["status"]["text"] == f"{len(predictors)} predictor(s), 2 matrix(es)."
+    full, lora = out["ids"]["comparisons"]["children"]
+    assert [full["children"][0]["text"], lora["children"][0]["text"]] == [
+        f"full · {model}", f"lora · {model}"]  # fmt: skip
+    compared = c.get("/v1/comparisons", params={"base_model_id": seed.model_id,
+                                                "method": "full"}).json()  # fmt: skip
+    _, verdict, table = full["children"]
+    assert verdict["text"] == f"best measure: {compared['best_measure']} · {compared['verdict']}"
+    head, *rows = table["children"]
+    assert [h["text"] for h in head["children"]] == ["measure", "ρ vs G", "p", "R²", "ρ vs acc ft"]
+    assert [r["children"][0]["text"] for r in rows] == [m["measure"] for m in compared["items"]]
+    for r, m in zip(rows, compared["items"], strict=True):
+        assert r["children"][1]["text"] == f"{m['spearman_gain']:+.2f}"
+        assert ("baseline" in r["cls"]) == (m["measure"] in ("iimm", "zero_shot_accuracy"))
+    assert "best" in rows[0]["cls"].split() and not any("best" in r["cls"] for r in rows[1:])
+    # two lora tasks are too few to compare: the API's problem, not an empty table
+    _, problem = lora["children"]
+    assert problem["cls"] == "error" and problem["text"].startswith("422")
     bad = subprocess.run([node, str(tmp_path / "harness.js"), stack.url, "wrong-key",
                           str(tmp_path / "app.js")], capture_output=True, text=True,
                          timeout=60)  # fmt: skip
@@ -265,3 +325,38 @@ console.log(JSON.stringify(ordered.map((x) => x.id)));
     assert start["cls"] == "getting-started" and "make demo" in start["text"]
     assert "iimm demo" in start["text"] and ids["matrices"]["children"] == []
     assert ids["status"]["text"] == "0 predictor(s), 0 matrix(es)."
+
+
+def test_dashboard_puts_each_zero_shot_predictor_beside_its_iimm_one(tmp_path: Path) -> None:
+    """On hand-made predictor lists: a zero-shot-accuracy predictor follows the last IIMM
+    predictor of its base model, method and target (others keep their order, one with no
+    IIMM partner stays where it was); an IIMM predictor without a partner says how to fit
+    one."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("Node.js is not installed")
+    (tmp_path / "app.js").write_text(JS)
+    done = subprocess.run(
+        [node, "-e", """
+const app = require(process.argv[1]);
+const p = (id, m, f, t = "gain", method = "full") =>
+  ({id, base_model_id: m, method, feature: f, target: t, created_at: id, n: 5,
+    pearson_r: -0.5, slope_pvalue: 0.25, loo_rmse: 0.125});
+const items = [p("p1", "a", "zero_shot_accuracy"), p("p2", "a", "iimm"), p("p3", "b", "iimm"),
+  p("p4", "a", "iimm", "ood_change"), p("p5", "a", "iimm"), p("p6", "a", "logme"),
+  p("p7", "b", "zero_shot_accuracy", "gain", "lora"), p("p8", "a", "zero_shot_accuracy")];
+const ordered = app.zeroShotBeside(items).map((x) => x.id);
+const base = app.zeroShotBaselines(items);
+console.log(JSON.stringify({ordered, withZs: app.besideLine(items[1], base),
+                            without: app.besideLine(items[2], base)}));
+""", str(tmp_path / "app.js")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["ordered"] == ["p2", "p3", "p4", "p5", "p1", "p8", "p6", "p7"]
+    assert out["withZs"] == (
+        "beside it, zero-shot accuracy as the feature (p8): n = 5 · r -0.50 · p 0.250 · "
+        "LOO RMSE 0.125"
+    )
+    assert "no zero-shot-accuracy predictor yet" in out["without"]
