@@ -145,8 +145,15 @@ def run_assess(args: argparse.Namespace) -> int:
                      f"{_fmt(doc['iimm']['ci_high'])}]")]  # fmt: skip
     for method, entry in doc["methods"].items():
         gain, ood_change = entry["gain"], entry["ood_change"]
+        baseline = entry.get("gain_from_zero_shot_accuracy")
+        feature = f" (from {gain['feature']})" if gain else ""
         rows += [
-            (f"{method}: gain", _interval(gain and gain["prediction"])),
+            (f"{method}: gain{feature}", _interval(gain and gain["prediction"])),
+            *(
+                [(f"{method}: gain (from zero_shot_accuracy)", _interval(baseline["prediction"]))]
+                if baseline
+                else []
+            ),
             (f"{method}: finetuned accuracy", _interval(entry["finetuned_accuracy"])),
             (
                 f"{method}: ood_change (<0: forgotten)",
