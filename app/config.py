@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     # An evaluate job on datasets of more images than this in all fans out as child jobs,
     # each a group of datasets of about this many images (small ones share a model load).
     evaluate_group_images: int = Field(default=20000, ge=1)
+    # An embed job on a split of more images than this (0: never) fans out as `embed_shard`
+    # child jobs of about `embed_shard_size` images each, merged into the one embedding.
+    embed_shard_threshold: int = Field(default=100_000, ge=0)
+    embed_shard_size: int = Field(default=50_000, ge=1)
     # DataLoader workers; None (unset) = as many as the device wants where the worker process
     # may start processes (embedded worker, Celery --pool=solo), 0 in Celery prefork children.
     embed_num_workers: int | None = Field(default=None, ge=0)

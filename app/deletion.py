@@ -49,7 +49,9 @@ log = logging.getLogger("iimm.deletion")
 #: `models/<model id>`: an uploaded model's architecture and checkpoint, owned by the model.
 #: `measures/<upload id>`: the arrays of a `measures` job, owned by the job until some time
 #: after it finished (`job_files_retention_s`).
-PREFIXES = ("datasets", "embeddings", "finetune", "measures", "models")
+#: `shards/<job id>`: a sharded embed job's shards, owned by the job while it is not final
+#: (it removes them when it ends; the sweep, those of a job cancelled while it waited).
+PREFIXES = ("datasets", "embeddings", "finetune", "measures", "models", "shards")
 FINAL = (JobStatus.succeeded.value, JobStatus.failed.value, JobStatus.cancelled.value)
 #: Working folders of requests (`<data dir>/tmp/iimm-upload-*`, `<data dir>/iimm-model-*`).
 TEMP_FOLDERS = ("tmp/iimm-upload-*", "iimm-model-*")
@@ -186,7 +188,8 @@ def sweep_orphans(
     """Remove artifacts no live row points to, untouched for `min_age_s` seconds (a job may
     be writing one whose row comes at its end); returns the removed keys.
 
-    A fine-tune's checkpoints (`finetune/<job id>`) are kept while the job is not final.
+    A fine-tune's checkpoints (`finetune/<job id>`) and a sharded embedding's shards
+    (`shards/<job id>`) are kept while the job is not final.
     A `measures` job's arrays are kept while the job is not final and for
     `job_files_retention_s` seconds after it finished. Artifacts whose age the storage
     cannot tell are kept.
@@ -197,7 +200,9 @@ def sweep_orphans(
     live |= {f"models/{i}" for i in session.scalars(select(PretrainedModel.id))}
     live |= _job_files(session, retention_s=job_files_retention_s)
     active = {
-        f"finetune/{j}" for j in session.scalars(select(Job.id).where(Job.status.not_in(FINAL)))
+        f"{prefix}/{j}"
+        for j in session.scalars(select(Job.id).where(Job.status.not_in(FINAL)))
+        for prefix in ("finetune", "shards")
     }
     removed = []
     now = time.time()

@@ -58,6 +58,22 @@ class EmbedParams(_Params):
     )
 
 
+class EmbedShardParams(_Params):
+    """Rows ``start``..``stop`` of an `embed` job's split, embedded by a child of that job into
+    artifact key ``key`` with the parent's batch size (`workers.tasks.shards`)."""
+
+    type: Literal["embed_shard"] = "embed_shard"
+    model_id: str = Field(max_length=40)
+    dataset_id: str = Field(max_length=40)
+    split: str = Field(default="test", max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
+    prompts: Prompts = None
+    index: int = Field(ge=0, description="The shard's place among its parent's shards.")
+    start: int = Field(ge=0, description="First row of the split (a multiple of batch_size).")
+    stop: int = Field(ge=1, description="One past the last row.")
+    batch_size: int = Field(ge=1)
+    key: str = Field(max_length=200, description="Artifact key of the shard's run directory.")
+
+
 class ScoreParams(_Params):
     """Compute measures on stored embeddings of (model, dataset, split)."""
 
@@ -123,6 +139,16 @@ class EmbedTiming(BaseModel):
     store_s: float | None = Field(default=None, description="Writing the embeddings.")
 
 
+class EmbedShard(BaseModel):
+    """One shard of a sharded `embed` job: a child job that embedded rows `rows` of the split."""
+
+    index: int
+    rows: list[int] = Field(description="[start, stop) of the split's rows.")
+    job_id: str
+    worker: str | None = Field(description="The worker that ran it (host:pid).")
+    timing: EmbedTiming | None = None
+
+
 class EmbedResult(NamedResult):
     """What an `embed` job stored: the embedding's id, its size and zero-shot accuracy."""
 
@@ -143,6 +169,12 @@ class EmbedResult(NamedResult):
         default=None,
         description="`context_length`, `truncated_classes` and `colliding_classes` (groups of "
         "classes whose prompts are identical once truncated).",
+    )
+    shards: list[EmbedShard] | None = Field(
+        default=None,
+        description="On a split of more than `IIMM_EMBED_SHARD_THRESHOLD` images: the child "
+        "jobs that embedded it, one range of rows each, merged into the same arrays and "
+        "statistics as one worker's run; null when one job embedded it all.",
     )
 
 
@@ -229,3 +261,4 @@ def _score_links(job_id: str, params: dict[str, Any], _: dict[str, Any] | None) 
 EMBED = JobType("embed", EmbedParams, "gpu", _check_embed, _score_links, result=EmbedResult)
 SCORE = JobType("score", ScoreParams, "cpu", _check_score, _score_links, result=ScoreResult)
 MEASURES = JobType("measures", MeasuresParams, "cpu", internal=True, result=MeasuresJobResult)
+EMBED_SHARD = JobType("embed_shard", EmbedShardParams, "gpu", internal=True)

@@ -9,13 +9,14 @@ one in `JOB_TYPES`; `tests/workers/tasks/test_registry.py` checks that they agre
 from __future__ import annotations
 
 from app.finetuning.jobs import EVALUATE, FINETUNE, FINETUNE_POINT
-from app.jobs.types import EMBED, MEASURES, SCORE
+from app.jobs.types import EMBED, EMBED_SHARD, MEASURES, SCORE
 from app.predictors.jobs import ASSESS
-from workers.tasks import assess, embed, evaluate, finetune, grid, measures, score
+from workers.tasks import assess, evaluate, finetune, grid, measures, score, shards
 from workers.tasks.base import Handler, JobContext, JobError, Outcome
 
 HANDLERS: dict[str, Handler] = {
-    EMBED.name: embed.run_embed,
+    EMBED.name: shards.run_embed_job,
+    EMBED_SHARD.name: shards.run_shard,
     SCORE.name: score.run_score,
     MEASURES.name: measures.run_measures,
     FINETUNE.name: finetune.run_finetune,

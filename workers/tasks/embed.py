@@ -15,13 +15,14 @@ from sqlalchemy.orm import Session
 
 from app.db import new_id
 from app.imagedata.prompts import prompts_hash
-from app.jobs.types import EmbedParams
+from app.jobs.types import EmbedParams, EmbedShardParams
 from app.models import Embedding
 from workers.tasks.base import JobContext, JobError, Outcome, discard_on_cancel
 from workers.tasks.datasets import load_rows, open_layout, ref_names
 
 
-def _existing(ctx: JobContext, p: EmbedParams) -> dict[str, Any] | None:
+def stored_embedding(ctx: JobContext, p: EmbedParams) -> dict[str, Any] | None:
+    """The result of the embedding of (model, dataset, split, prompts) if one is stored."""
     from app.db import session_scope
 
     with session_scope(ctx.sessions) as session:
@@ -38,7 +39,8 @@ def _result(embedding_id: str, n: int, zero_shot: dict[str, Any]) -> dict[str, A
     return {"embedding_id": embedding_id, "n": n, "zero_shot": zero_shot}
 
 
-def _load_model(ctx: JobContext, model_row: dict[str, Any]) -> Any:
+def load_model_for(ctx: JobContext, model_row: dict[str, Any]) -> Any:
+    """The job's base model, loaded on the worker's device (JobError for a bad spec)."""
     from app.imagedata import ModelSpecError
     from workers.ml.models import load_model
     from workers.tasks.datasets import model_spec
@@ -50,13 +52,15 @@ def _load_model(ctx: JobContext, model_row: dict[str, Any]) -> Any:
         raise JobError(str(exc)) from None
 
 
-def _out_dir(ctx: JobContext, key: str) -> Path:
+def work_dir(ctx: JobContext, key: str) -> Path:
+    """Where a run stored under artifact `key` is written: in place in a local store, else
+    in the worker's data directory (then copied with `Storage.put_dir`)."""
     if ctx.storage.is_local:
         return Path(ctx.storage.path(key))
     return ctx.settings.data_dir / "work" / key
 
 
-def _read_meta(out: Path) -> tuple[int, int, int, dict[str, Any], dict[str, Any]]:
+def read_meta(out: Path) -> tuple[int, int, int, dict[str, Any], dict[str, Any]]:
     import numpy as np
 
     meta = json.loads((out / "meta.json").read_text())
@@ -79,25 +83,45 @@ def _prompt_summary(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_embed(ctx: JobContext) -> Outcome:
-    """Embed (model, dataset, split, prompts) unless already stored; resumable and idempotent."""
+    """Embed (model, dataset, split, prompts) unless already stored; resumable and idempotent.
+
+    One run on this worker whatever the split's size (the `embed` job's handler,
+    `workers.tasks.shards.run_embed_job`, fans large splits out; the `assess` job calls this).
+    """
     p = EmbedParams.model_validate({"type": "embed", **ctx.params})
     model_row, dataset_row = load_rows(ctx, p.model_id, p.dataset_id)
     names = ref_names(model_row, dataset_row)
-    if (done := _existing(ctx, p)) is not None:
+    if (done := stored_embedding(ctx, p)) is not None:
         return Outcome({**done, **names, "reused": True})
     ctx.progress(0.0, "loading model")
-    model = _load_model(ctx, model_row)
+    model = load_model_for(ctx, model_row)
     layout = open_layout(ctx, dataset_row)
-    digest = hashlib.sha256(
-        f"{model.fingerprint}|{layout.fingerprint}|{p.split}|{prompts_hash(p.prompts)}".encode()
-    ).hexdigest()[:40]
-    key = f"embeddings/{digest}"
-    out = _out_dir(ctx, key)
+    key = embedding_key(model.fingerprint, layout.fingerprint, p)
+    out = work_dir(ctx, key)
     with discard_on_cancel(ctx, lambda: shutil.rmtree(out, ignore_errors=True)):
-        timing = _embed(ctx, model, layout, p, out)
+        timing = embed_rows(ctx, model, layout, p, out)
     if not ctx.storage.is_local:
         ctx.storage.put_dir(out, key)
-    n, k, dim, zero_shot, notes = _read_meta(out)
+    extra: dict[str, Any] = {**names}
+    if timing is not None:
+        extra["timing"] = {**timing, "device": str(model.device)}
+    return stored_outcome(ctx, p, key, out, extra)
+
+
+def embedding_key(model_fingerprint: str, dataset_fingerprint: str, p: EmbedParams) -> str:
+    """The artifact key of an embedding: a hash of what its bytes depend on."""
+    digest = hashlib.sha256(
+        f"{model_fingerprint}|{dataset_fingerprint}|{p.split}|{prompts_hash(p.prompts)}".encode()
+    ).hexdigest()[:40]
+    return f"embeddings/{digest}"
+
+
+def stored_outcome(
+    ctx: JobContext, p: EmbedParams, key: str, out: Path, extra: dict[str, Any]
+) -> Outcome:
+    """The job's result read from the completed run in `out` (stored under `key`), and the
+    `Embedding` row it writes when it succeeds; `extra` joins the result."""
+    n, k, dim, zero_shot, notes = read_meta(out)
     emb_id = new_id("emb")
 
     def write(session: Session) -> None:
@@ -107,10 +131,7 @@ def run_embed(ctx: JobContext) -> Outcome:
             zero_shot=zero_shot, job_id=ctx.job_id,
         ))  # fmt: skip
 
-    result = {**_result(emb_id, n, zero_shot), **names, "reused": False, **notes}
-    if timing is not None:
-        result["timing"] = {**timing, "device": str(model.device)}
-    return Outcome(result, write)
+    return Outcome({**_result(emb_id, n, zero_shot), "reused": False, **notes, **extra}, write)
 
 
 def loader_workers(setting: int | None) -> int | None:
@@ -122,10 +143,19 @@ def loader_workers(setting: int | None) -> int | None:
     return 0 if multiprocessing.current_process().daemon else None
 
 
-def _embed(
-    ctx: JobContext, model: Any, layout: Any, p: EmbedParams, out: Path
+def embed_rows(
+    ctx: JobContext,
+    model: Any,
+    layout: Any,
+    p: EmbedParams | EmbedShardParams,
+    out: Path,
+    *,
+    shard: tuple[int, int] | None = None,
+    batch_size: int | None = None,
 ) -> dict[str, Any] | None:
-    """Run the embedding; where its time went (None when the files were already complete)."""
+    """Run the embedding of rows `shard` (default: all) of the split into `out`, in batches
+    of `batch_size` (default: the setting); where its time went (None when the files were
+    already complete). JobError for undecodable images."""
     from app.imagedata import ImageDataError
     from workers.ml.embed import embed_dataset
 
@@ -133,8 +163,8 @@ def _embed(
     try:
         result = embed_dataset(
             model, layout, split=p.split, out_dir=out, prompts=p.prompts,
-            batch_size=ctx.settings.embed_batch_size,
-            num_workers=loader_workers(ctx.settings.embed_num_workers),
+            batch_size=batch_size or ctx.settings.embed_batch_size,
+            num_workers=loader_workers(ctx.settings.embed_num_workers), shard=shard,
             resume=True, checkpoint_every_s=5.0,
             progress=lambda f, stage=None, **units: ctx.progress(f, stage or "embedding", **units),
         )  # fmt: skip

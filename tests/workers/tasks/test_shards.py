@@ -1,0 +1,230 @@
+"""A large `embed` job fanned out as `embed_shard` child jobs, run in process by the embedded
+worker's own `execute` one after another: the stored arrays and statistics are byte for byte
+those of one worker's run of the whole split; the shards are gone afterwards; a crashed shard
+is retried; a shard that fails for good fails the parent, naming it; cancelling the parent
+cancels the shards."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import Settings, get_settings
+from app.db import session_scope
+from tests.service.stack import make_task, zip_dir
+from tests.service.test_api import add_tiny, upload
+from tests.workers.tasks.test_grid import drain
+from workers import runner
+from workers.tasks.base import JobContext, JobError
+
+# 6 classes x 30 images: a train split of 132 rows, cut (batch 16) into shards of rows
+# 0..48, 48..96 and 96..132; classes straddle the cuts, where adding the shards' own float64
+# sums would change the last bits of the statistics (tests/workers/ml/test_resume_shards.py).
+SHARD_ENV = {"IIMM_EMBED_BATCH_SIZE": "16", "IIMM_EMBED_SHARD_THRESHOLD": "64",
+             "IIMM_EMBED_SHARD_SIZE": "48"}  # fmt: skip
+ROWS = [[0, 48], [48, 96], [96, 132]]
+FILES = ("images.npy", "labels.npy", "topk.npy", "index.npy", "texts.npy", "stats.json")
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Path]]:
+    """An embedded API in process (SQLite), the in-process worker's environment sharding
+    splits of more than 64 images, and a zipped dataset with a 132-image train split."""
+    data_dir = tmp_path_factory.mktemp("shards")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("IIMM_DATA_DIR", str(data_dir))
+    for key, value in SHARD_ENV.items():
+        mp.setenv(key, value)
+    get_settings.cache_clear()
+    runner.worker_env.cache_clear()
+    shapes = make_task(data_dir / "src", task="shapes", per_class=30)
+    archive = zip_dir(shapes, data_dir / "shapes.zip")
+    with TestClient(create_app_for(data_dir)) as client:
+        client.headers["Authorization"] = f"Bearer {(data_dir / 'admin.key').read_text().strip()}"
+        yield client, archive
+    runner.worker_env.cache_clear()
+    get_settings.cache_clear()
+    mp.undo()
+
+
+def create_app_for(data_dir: Path) -> Any:
+    from app.main import create_app
+
+    return create_app(Settings(data_dir=data_dir))
+
+
+def submit_embed(c: Any, archive: Path) -> tuple[str, str, str]:
+    """Upload the dataset and a tiny model, submit an embed job of the train split."""
+    dataset, model = upload(c, archive).json()["id"], add_tiny(c)["id"]
+    body = {"type": "embed", "model_id": model, "dataset_id": dataset, "split": "train"}
+    resp = c.post("/v1/jobs", json=body)
+    assert resp.status_code == 202, resp.text
+    return resp.json()["id"], model, dataset
+
+
+def single_run(ctx: JobContext, model_id: str, dataset_id: str, out: Path) -> Path:
+    """One worker's run of the whole train split through the embed job's own helpers (the
+    job's model and dataset, the setting's batch size), into `out`."""
+    from workers.ml.embed import embed_dataset
+    from workers.tasks.datasets import load_rows, open_layout
+    from workers.tasks.embed import load_model_for
+
+    model_row, dataset_row = load_rows(ctx, model_id, dataset_id)
+    model, layout = load_model_for(ctx, model_row), open_layout(ctx, dataset_row)
+    batch = ctx.settings.embed_batch_size
+    embed_dataset(model, layout, split="train", out_dir=out, batch_size=batch, num_workers=0)
+    return out
+
+
+def assert_same_run(stored: Path, single: Path) -> None:
+    """The stored embedding is the single run: the same bytes of every array and of the
+    statistics, the same run key (its inputs), measures and zero-shot accuracy."""
+    for name in FILES:
+        assert (stored / name).read_bytes() == (single / name).read_bytes(), name
+    ours, theirs = (json.loads((d / "meta.json").read_text()) for d in (stored, single))
+    for key in ("run_key", "n", "measures", "zero_shot", "shard", "skipped"):
+        assert ours[key] == theirs[key], key
+
+
+def embedding_dir(settings: Settings, sessions: Any, embedding_id: str) -> Path:
+    from app.models import Embedding
+
+    with session_scope(sessions) as session:
+        uri = session.get(Embedding, embedding_id).uri
+    return Path(settings.artifacts_url) / uri
+
+
+def _ctx(model_id: str) -> JobContext:
+    from sqlalchemy import select
+
+    from app.models import PretrainedModel
+
+    env = runner.worker_env()
+    with session_scope(env.sessions) as session:
+        project = session.scalar(
+            select(PretrainedModel.project_id).where(PretrainedModel.id == model_id)
+        )
+    return JobContext("job_single", project, 1, {}, env.settings, env.sessions, env.storage)
+
+
+def _kids(c: TestClient, job_id: str) -> list[dict[str, Any]]:
+    items = c.get("/v1/jobs", params={"parent_id": job_id}).json()["items"]
+    return sorted(items, key=lambda k: k["params"]["index"])
+
+
+def test_a_sharded_embedding_is_the_single_runs_bytes(
+    service: tuple[TestClient, Path], tmp_path: Path
+) -> None:
+    c, archive = service
+    job_id, model, dataset = submit_embed(c, archive)
+    outcomes = drain()
+    assert outcomes[0].startswith("waiting") and outcomes[-1] == "succeeded", outcomes
+    job = c.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "succeeded", job
+    kids = _kids(c, job_id)
+    assert [k["type"] for k in kids] == ["embed_shard"] * 3
+    assert [[k["params"]["start"], k["params"]["stop"]] for k in kids] == ROWS
+    assert all(k["status"] == "succeeded" and k["worker"] for k in kids)
+    result = job["result"]
+    assert [s["rows"] for s in result["shards"]] == ROWS and result["n"] == 132
+    assert [s["worker"] for s in result["shards"]] == [k["worker"] for k in kids]
+    env = runner.worker_env()
+    stored = embedding_dir(env.settings, env.sessions, result["embedding_id"])
+    single = single_run(_ctx(model), model, dataset, tmp_path / "single")
+    assert_same_run(stored, single)
+    assert not (Path(env.settings.artifacts_url) / "shards" / job_id).exists()
+    scores = c.post("/v1/jobs", json={"type": "score", "model_id": model, "dataset_id": dataset,
+                                      "split": "train"})  # fmt: skip
+    assert scores.status_code == 202, scores.text  # the merged embedding is a stored one
+
+
+def test_a_crashed_shard_is_retried_and_the_result_unchanged(
+    service: tuple[TestClient, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from workers.tasks import HANDLERS
+
+    c, archive = service
+    real, crashed = HANDLERS["embed_shard"], []
+
+    def crash_once(ctx: JobContext) -> Any:
+        if ctx.params["index"] == 1 and not crashed:
+            crashed.append(ctx.job_id)
+            raise OSError("the disk went away")
+        return real(ctx)
+
+    monkeypatch.setitem(HANDLERS, "embed_shard", crash_once)
+    job_id, model, dataset = submit_embed(c, archive)
+    drain()
+    job = c.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "succeeded", job
+    assert [k["attempts"] for k in _kids(c, job_id)] == [1, 2, 1]
+    env = runner.worker_env()
+    stored = embedding_dir(env.settings, env.sessions, job["result"]["embedding_id"])
+    assert_same_run(stored, single_run(_ctx(model), model, dataset, tmp_path / "single"))
+
+
+def test_a_shard_that_fails_for_good_fails_the_parent(
+    service: tuple[TestClient, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workers.tasks import HANDLERS
+
+    c, archive = service
+    real = HANDLERS["embed_shard"]
+
+    def fail_second(ctx: JobContext) -> Any:
+        if ctx.params["index"] == 1:
+            raise JobError("image 50 cannot be decoded")
+        return real(ctx)
+
+    monkeypatch.setitem(HANDLERS, "embed_shard", fail_second)
+    job_id, _, _ = submit_embed(c, archive)
+    drain()
+    job = c.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "failed", job
+    assert "shard 2 of 3 (rows 48..96" in job["error"]
+    assert "image 50 cannot be decoded" in job["error"]
+    assert [k["status"] for k in _kids(c, job_id)] == ["succeeded", "failed", "succeeded"]
+    settings = runner.worker_env().settings
+    assert not (Path(settings.artifacts_url) / "shards" / job_id).exists()
+
+
+def _sweep() -> list[str]:
+    from app.deletion import sweep_orphans
+
+    env = runner.worker_env()
+    with session_scope(env.sessions) as session:
+        return sweep_orphans(session, env.storage, min_age_s=0.0)
+
+
+def test_cancelling_the_parent_cancels_its_shards(service: tuple[TestClient, Path]) -> None:
+    c, archive = service
+    job_id, _, _ = submit_embed(c, archive)
+    assert runner.execute(job_id).startswith("waiting")
+    assert c.get(f"/v1/jobs/{job_id}").json()["status"] == "waiting"
+    assert [k["status"] for k in _kids(c, job_id)] == ["queued"] * 3
+    # a shard stored while the parent waits is the job's: the orphan sweep keeps it ...
+    done = Path(runner.worker_env().settings.artifacts_url) / "shards" / job_id / "000"
+    done.mkdir(parents=True)
+    (done / "images.npy").write_bytes(b"rows")
+    assert f"shards/{job_id}" not in _sweep() and done.exists()
+    assert c.post(f"/v1/jobs/{job_id}:cancel").json()["status"] == "cancelled"
+    assert [k["status"] for k in _kids(c, job_id)] == ["cancelled"] * 3
+    assert drain() == []
+    # ... and removes it once the job is final (a parent cancelled while waiting never runs)
+    assert f"shards/{job_id}" in _sweep() and not done.parent.exists()
+
+
+def test_a_split_below_the_threshold_is_one_job(service: tuple[TestClient, Path]) -> None:
+    c, archive = service
+    dataset, model = upload(c, archive).json()["id"], add_tiny(c)["id"]
+    body = {"type": "embed", "model_id": model, "dataset_id": dataset, "split": "test"}
+    job_id = c.post("/v1/jobs", json=body).json()["id"]
+    assert drain() == ["succeeded"]
+    job = c.get(f"/v1/jobs/{job_id}").json()
+    assert job["result"]["n"] == 48 and job["result"].get("shards") is None
+    assert _kids(c, job_id) == []
