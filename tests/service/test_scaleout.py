@@ -1,9 +1,11 @@
 """Scale-out on the production stack with two real Celery workers: a grid's children run on
-both and give the serial grid's model; cancelling the parent stops the children; a worker
-killed with SIGKILL mid-child loses nothing."""
+both and give the serial grid's model; a sharded embedding's shards run on both and give the
+single run's bytes; cancelling the parent stops the children; a worker killed with SIGKILL
+mid-child loses nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 import uuid
@@ -19,6 +21,14 @@ from tests.service.stack import Stack, drop_database, make_task, production_stac
 from tests.service.test_api import add_tiny, upload
 from tests.service.test_finetune import wait_pruned
 from tests.workers.tasks.test_grid import assert_same_grid, assert_same_model, serial_grid
+from tests.workers.tasks.test_shards import (
+    ROWS,
+    SHARD_ENV,
+    assert_same_run,
+    embedding_dir,
+    single_run,
+    submit_embed,
+)
 
 pytestmark = pytest.mark.skipif(
     not (_postgres_up() and _redis_up()), reason="Postgres or Redis is not running"
@@ -31,7 +41,8 @@ GRID = {"lr": [0.001, 0.003, 0.01, 0.03]}
 def two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A production stack with two Celery workers, both consuming before a test submits."""
     data_dir = tmp_path_factory.mktemp("scaleout")
-    stack, db_url = production_stack(data_dir, f"redis://127.0.0.1:6379/{redis_db()}")
+    broker = f"redis://127.0.0.1:6379/{redis_db()}"
+    stack, db_url = production_stack(data_dir, broker, **SHARD_ENV)  # shards above 64 images
     try:
         stack.start_worker()
         stack.start_worker()
@@ -73,8 +84,10 @@ def _wait_child(c: httpx.Client, job_id: str, pred: Any, timeout: float = 180.0)
     raise TimeoutError(f"no child of {job_id} matched in {timeout}s")
 
 
-def _serial(stack: Stack, model: str, dataset: str, out: Path) -> dict[str, Any]:
-    """The library's serial grid, here in the test process, on the stack's database/store."""
+@contextlib.contextmanager
+def _in_process(stack: Stack, model: str) -> Iterator[Any]:
+    """A `JobContext` in the test process on the stack's settings, database and store (in
+    `model`'s project), with the workers' torch threads (their float reductions)."""
     import torch
 
     from app.artifacts import Storage
@@ -87,23 +100,28 @@ def _serial(stack: Stack, model: str, dataset: str, out: Path) -> dict[str, Any]
         if key.startswith("IIMM_"):
             mp.setenv(key, value)
     threads = torch.get_num_threads()
-    torch.set_num_threads(int(stack.env["OMP_NUM_THREADS"]))  # the workers' float reductions
+    torch.set_num_threads(int(stack.env["OMP_NUM_THREADS"]))
+    settings = Settings()
+    engine = make_engine(settings.db_url)
     try:
-        settings = Settings()
-        engine = make_engine(settings.db_url)
         storage = Storage(settings.artifacts_url, cache_dir=settings.data_dir / "cache")
         with engine.connect() as conn:
             from sqlalchemy import text
 
             project = conn.scalar(text("SELECT project_id FROM base_models WHERE id = :m"),
                                   {"m": model})  # fmt: skip
-        ctx = JobContext("job_serial", project, 1, {}, settings, make_sessionmaker(engine),
+        yield JobContext("job_serial", project, 1, {}, settings, make_sessionmaker(engine),
                          storage)  # fmt: skip
-        return serial_grid(ctx, model, dataset, HYPER, GRID, out).to_dict()
     finally:
         torch.set_num_threads(threads)
         engine.dispose()
         mp.undo()
+
+
+def _serial(stack: Stack, model: str, dataset: str, out: Path) -> dict[str, Any]:
+    """The library's serial grid, here in the test process, on the stack's database/store."""
+    with _in_process(stack, model) as ctx:
+        return serial_grid(ctx, model, dataset, HYPER, GRID, out).to_dict()
 
 
 def _final(root: Path) -> dict[str, Any]:
@@ -132,6 +150,34 @@ def test_grid_children_run_on_both_workers_and_give_the_serial_model(
     serial = _serial(two, model, dataset, tmp_path / "serial")
     assert_same_grid(result, serial)
     assert_same_model(_final(artifacts / job_id), _final(tmp_path / "serial"))
+
+
+@pytest.fixture(scope="module")
+def shapes(workdir: Path) -> Path:
+    root = workdir / "scaleout-shapes"
+    root.mkdir(exist_ok=True)
+    return zip_dir(make_task(root / "data", task="shapes", per_class=30), root / "s.zip")
+
+
+def test_sharded_embedding_on_two_workers_gives_the_single_runs_bytes(
+    two: Stack, shapes: Path, tmp_path: Path
+) -> None:
+    with two.client(two.new_key(f"shards-{uuid.uuid4().hex[:6]}")) as c:
+        job_id, model, dataset = submit_embed(c, shapes)
+        job = wait_job(c, job_id, timeout=600)
+        assert job["status"] == "succeeded", job
+        kids = sorted(c.get("/v1/jobs", params={"parent_id": job_id}).json()["items"],
+                      key=lambda k: k["params"]["index"])  # fmt: skip
+    assert [(k["type"], k["status"]) for k in kids] == [("embed_shard", "succeeded")] * 3
+    assert [[k["params"]["start"], k["params"]["stop"]] for k in kids] == ROWS
+    # three messages published at once to two idle solo workers holding one message each
+    assert {k["worker"] for k in kids} == {two.worker_id(p) for p in two.workers}
+    assert [s["worker"] for s in job["result"]["shards"]] == [k["worker"] for k in kids]
+    with _in_process(two, model) as ctx:
+        single = single_run(ctx, model, dataset, tmp_path / "single")
+        stored = embedding_dir(ctx.settings, ctx.sessions, job["result"]["embedding_id"])
+    assert_same_run(stored, single)
+    assert not (two.data_dir / "artifacts" / "shards" / job_id).exists()
 
 
 def test_cancelling_the_parent_stops_its_children(two: Stack, colours: Path) -> None:

@@ -193,17 +193,12 @@ def _evaluate(c: TestClient, model: str, datasets: list[str]) -> tuple[dict[str,
     return c.get(f"/v1/jobs/{job_id}").json(), kids
 
 
-def test_an_evaluation_fans_out_in_groups_with_the_same_figures(
-    service: tuple[TestClient, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    c, colours = service
-    data_dir = runner.worker_env().settings.data_dir
-    others = [zip_dir(make_task(data_dir / f"t{s}", per_class=3, seed=s), data_dir / f"t{s}.zip")
-              for s in (11, 12)]  # fmt: skip
-    datasets = [upload(c, z).json()["id"] for z in (colours, *others)]
-    model = add_tiny(c)["id"]
+def _inline_and_fanned(
+    c: TestClient, monkeypatch: pytest.MonkeyPatch, model: str, datasets: list[str]
+) -> tuple[dict[str, Any], dict[str, Any], list]:
+    """An evaluate job run whole, then the same fanned out one child per dataset."""
     inline, none = _evaluate(c, model, datasets)
-    assert inline["status"] == "succeeded" and none == []
+    assert inline["status"] == "succeeded" and none == [], inline
     monkeypatch.setenv("IIMM_EVALUATE_GROUP_IMAGES", "1")  # every dataset its own group
     get_settings.cache_clear()
     runner.worker_env.cache_clear()
@@ -218,6 +213,46 @@ def test_an_evaluation_fans_out_in_groups_with_the_same_figures(
     assert all(k["status"] == "succeeded" and len(k["params"]["dataset_ids"]) == 1 for k in kids)
     assert fanned["result"]["metrics"] == inline["result"]["metrics"]
     assert fanned["result"]["failed"] == {}
+    return inline, fanned, kids
+
+
+def _small_datasets(c: TestClient, seeds: tuple[int, ...]) -> list[str]:
+    data_dir = runner.worker_env().settings.data_dir
+    zips = [zip_dir(make_task(data_dir / f"t{s}", per_class=3, seed=s), data_dir / f"t{s}.zip")
+            for s in seeds]  # fmt: skip
+    return [upload(c, z).json()["id"] for z in zips]
+
+
+def test_an_evaluation_fans_out_in_groups_with_the_same_figures(
+    service: tuple[TestClient, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c, colours = service
+    datasets = [upload(c, colours).json()["id"], *_small_datasets(c, (11, 12))]
+    _, fanned, _ = _inline_and_fanned(c, monkeypatch, add_tiny(c)["id"], datasets)
+    assert fanned["result"]["zero_shot"] is True
+
+
+def test_a_fine_tuned_models_evaluation_fans_out_with_the_same_figures(
+    service: tuple[TestClient, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each child loads the base model and the fine-tuned checkpoint; the figures and the
+    evaluation rows are those of the evaluation run whole."""
+    c, colours = service
+    train, model = upload(c, colours).json()["id"], add_tiny(c)["id"]
+    body = {"type": "finetune", "model_id": model, "dataset_id": train,
+            "hyperparameters": HYPER, "evaluate_on": []}  # fmt: skip
+    job_id = c.post("/v1/jobs", json=body).json()["id"]
+    drain()
+    job = c.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "succeeded", job
+    ftm = job["result"]["finetuned_model_id"]
+    datasets = [train, *_small_datasets(c, (13, 14))]
+    inline, fanned, _ = _inline_and_fanned(c, monkeypatch, ftm, datasets)
+    assert fanned["result"]["zero_shot"] is False
+    rows = c.get("/v1/evaluations", params={"model_id": ftm}).json()["items"]
+    assert {r["dataset_id"]: r["top1"] for r in rows} == {
+        d: m["top1"] for d, m in inline["result"]["metrics"].items()
+    }
 
 
 def test_size_groups_share_a_model_load_until_the_bound() -> None:
