@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import anyio
 import anyio.to_thread
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Query, Request, Security
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
@@ -197,3 +197,9 @@ def _ending(endpoint: Callable[..., Any], name: str) -> Callable[..., Any]:
         return result
 
     return run
+
+
+#: A page's `cursor`: the `next_cursor` of the page before (see `app.pagination`).
+CursorQuery = Annotated[str | None, Query(max_length=100)]
+#: A page's size, `limit`: at most 200 items (the default is each route's).
+LimitQuery = Annotated[int, Query(ge=1, le=200)]

@@ -16,6 +16,8 @@ from app.deletion import CASCADE_DOC
 from app.deps import (
     MULTIPART,
     CurrentPrincipal,
+    CursorQuery,
+    LimitQuery,
     SessionDep,
     SettingsDep,
     StorageDep,
@@ -129,8 +131,8 @@ async def upload_model(
 def list_models(
     session: SessionDep,
     principal: CurrentPrincipal,
-    cursor: Annotated[str | None, Query(max_length=100)] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: CursorQuery = None,
+    limit: LimitQuery = 50,
 ) -> ModelList:
     """List the project's models, newest first (cursor pagination)."""
     rows, nxt = service.list_models(

@@ -9,7 +9,6 @@ from typing import BinaryIO
 from urllib.parse import urlparse
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.artifacts import Storage
@@ -17,11 +16,11 @@ from app.basemodels.schemas import ModelCreate
 from app.config import Settings
 from app.datasets.service import REMOTE_SCHEMES
 from app.db import new_id, on_rollback
-from app.errors import ConflictError, ForbiddenError, InvalidError
+from app.errors import ForbiddenError, InvalidError
 from app.imagedata import ModelSpecError, resolve_spec
 from app.imagedata.model_specs import BUNDLED_CONFIGS, RANDOM
 from app.models import PretrainedModel
-from app.ownership import get_owned
+from app.ownership import add_named, get_owned
 from app.pagination import page
 
 
@@ -103,13 +102,7 @@ def create_model(
         pretrained=weights if is_remote(weights) else stored_weights,
         preset=body.preset,
     )
-    try:
-        with session.begin_nested():
-            session.add(row)
-            session.flush()
-    except IntegrityError:
-        raise ConflictError(f"a model named {body.name!r} already exists in this project") from None
-    return row
+    return add_named(session, row, "model")
 
 
 def upload_model(
@@ -142,13 +135,7 @@ def upload_model(
     stored = next(p for p in folder.iterdir() if p.name.startswith("weights."))
     row = PretrainedModel(id=model_id, project_id=project_id, name=name,
                     arch=str(folder / f"{model_id}.json"), pretrained=str(stored))  # fmt: skip
-    try:
-        with session.begin_nested():
-            session.add(row)
-            session.flush()
-    except IntegrityError:
-        raise ConflictError(f"a model named {name!r} already exists in this project") from None
-    return row
+    return add_named(session, row, "model")
 
 
 def get_model(*, session: Session, project_id: str, model_id: str) -> PretrainedModel:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.deps import CurrentPrincipal, SessionDep, TransactionalRoute
+from app.deps import CurrentPrincipal, CursorQuery, SessionDep, TransactionalRoute
 from app.errors import problems
 from app.finetuning import service
 from app.finetuning.schemas import (
@@ -19,7 +19,6 @@ from app.models import Evaluation
 
 router = APIRouter(route_class=TransactionalRoute)
 IdQuery = Annotated[str | None, Query(max_length=40)]
-Cursor = Annotated[str | None, Query(max_length=100)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
@@ -35,7 +34,7 @@ def list_finetuned_models(
     base_model_id: IdQuery = None,
     method: IdQuery = None,
     train_dataset_id: IdQuery = None,
-    cursor: Cursor = None,
+    cursor: CursorQuery = None,
     limit: Limit = 100,
 ) -> FinetunedModelList:
     """The project's fine-tuned models, filtered by base model, method and training dataset."""
@@ -89,7 +88,7 @@ def list_evaluations(
     base_model_id: IdQuery = None,
     dataset_id: IdQuery = None,
     split: Annotated[str | None, Query(max_length=40)] = None,
-    cursor: Cursor = None,
+    cursor: CursorQuery = None,
     limit: Limit = 200,
 ) -> EvaluationList:
     """Stored accuracies (top-1, top-5, mean per-class recall) of models on dataset splits."""

@@ -6,7 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, Response, status
 
-from app.deps import CurrentPrincipal, SessionDep, SettingsDep, TransactionalRoute
+from app.deps import (
+    CurrentPrincipal,
+    CursorQuery,
+    LimitQuery,
+    SessionDep,
+    SettingsDep,
+    TransactionalRoute,
+)
 from app.errors import problems
 from app.jobs import service
 from app.jobs.schemas import JobCreate, JobList, JobRead
@@ -87,8 +94,8 @@ def list_jobs(
     parent_id: Annotated[
         str | None, Query(max_length=40, description="Only the child jobs of this job")
     ] = None,
-    cursor: Annotated[str | None, Query(max_length=100)] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: CursorQuery = None,
+    limit: LimitQuery = 50,
 ) -> JobList:
     """List the project's jobs, newest first, optionally only those in one `status` or the
     children of one job (`parent_id`: e.g. the grid points of a `finetune` job)."""

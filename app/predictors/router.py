@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Response, status
 
-from app.deps import CurrentPrincipal, SessionDep, TransactionalRoute
+from app.deps import CurrentPrincipal, CursorQuery, LimitQuery, SessionDep, TransactionalRoute
 from app.errors import problems
 from app.finetuning.params import Method
 from app.negotiation import SVG, wants
@@ -67,8 +67,8 @@ def list_predictors(
     base_model_id: Annotated[str | None, Query(max_length=40)] = None,
     method: Annotated[Method | None, Query(description="Fine-tuning method")] = None,
     target: Target | None = None,
-    cursor: Annotated[str | None, Query(max_length=100)] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: CursorQuery = None,
+    limit: LimitQuery = 50,
 ) -> PredictorList:
     """List the project's predictors, newest first (cursor pagination), optionally filtered."""
     filters = {"base_model_id": base_model_id, "method": method, "target": target}

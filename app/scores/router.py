@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
-from app.deps import CurrentPrincipal, SessionDep, TransactionalRoute
+from app.deps import CurrentPrincipal, CursorQuery, SessionDep, TransactionalRoute
 from app.errors import problems
 from app.models import Score
 from app.pagination import page
@@ -24,7 +24,7 @@ def list_scores(
     dataset_id: Annotated[str | None, Query(max_length=40)] = None,
     split: Annotated[str | None, Query(max_length=40)] = None,
     measure: Annotated[str | None, Query(max_length=60)] = None,
-    cursor: Annotated[str | None, Query(max_length=100)] = None,
+    cursor: CursorQuery = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> ScoreList:
     """Stored measures of the project, filtered by model, dataset, split and measure name."""

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from app.deps import CurrentPrincipal, SessionDep, SettingsDep
+from app.deps import CurrentPrincipal, CursorQuery, LimitQuery, SessionDep, SettingsDep
 from app.errors import problems
 from app.models import WebhookEndpoint
 from app.webhooks import service
@@ -63,8 +63,8 @@ def create_webhook(
 def list_webhooks(
     session: SessionDep,
     principal: CurrentPrincipal,
-    cursor: Annotated[str | None, Query(max_length=100)] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: CursorQuery = None,
+    limit: LimitQuery = 50,
 ) -> WebhookList:
     """List the project's endpoints, newest first (secrets are not shown)."""
     rows, nxt = service.list_webhooks(
@@ -94,8 +94,8 @@ def list_webhook_deliveries(
     session: SessionDep,
     principal: CurrentPrincipal,
     status: Annotated[DeliveryStatus | None, Query(description="Only in this state")] = None,
-    cursor: Annotated[str | None, Query(max_length=100)] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: CursorQuery = None,
+    limit: LimitQuery = 50,
 ) -> DeliveryList:
     """An endpoint's deliveries, newest first: status, attempts, the last answer or error."""
     rows, nxt = service.list_deliveries(
