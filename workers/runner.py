@@ -7,6 +7,10 @@ Stopping (embedded worker, `main`): SIGTERM or SIGINT cancels the running job an
 back to the queue at once (the attempt is refunded), so that another worker takes it; a job
 that has not stopped after `worker_stop_grace_s` is given back anyway and the process exits
 (its decoding processes die with it, `workers.lifeline`). A second signal exits at once.
+
+Stopping (Celery, `workers.celery_app`): SIGTERM starts Celery's warm shutdown (no new
+message is taken); the running job is cancelled the same way (`Stopper.request_then_give_back`),
+so it is given back at once and the warm shutdown ends with the task instead of after it.
 """
 
 from __future__ import annotations
@@ -312,6 +316,28 @@ class Stopper:
         ctx = self.running
         if ctx is not None:
             ctx.cancelled.set()
+
+    def request_then_give_back(self, grace_s: float) -> None:
+        """Stop (`request`) from a signal handler of a process whose loop is not ours
+        (Celery's); if the running job has not stopped after `grace_s` seconds, give it back
+        anyway (its late writes then match nothing). Never exits the process."""
+        ctx = self.running
+        self.request()
+        if ctx is None:
+            return
+
+        def watch() -> None:
+            deadline = time.monotonic() + grace_s
+            while self.running is ctx and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if self.running is ctx:
+                try:
+                    outcome = give_back(worker_env(), ctx)
+                    log.warning("job %s did not stop in time: %s", ctx.job_id, outcome)
+                except Exception as exc:  # the reaper requeues it when the lease expires
+                    log.warning("could not give back job %s: %s", ctx.job_id, exc)
+
+        threading.Thread(target=watch, name="stopper", daemon=True).start()
 
     def _watch(self, read: int, grace_s: float) -> None:
         _wait_for_stop_signal(read)

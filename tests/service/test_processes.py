@@ -206,3 +206,88 @@ def test_sigkill_worker_leaves_no_decoder(kind: str, workdir: Path, slow_zip: Pa
         stack.stop()
         if db_url:
             drop_database(db_url)
+
+
+def _start_celery(stack: Stack, pool: str) -> subprocess.Popen[bytes]:
+    """A Celery worker on both queues with `pool` (`solo`, as for a GPU, or `prefork` with
+    one pool process, as for CPUs)."""
+    if pool == "solo":
+        return stack.start_worker()
+    proc = stack._spawn(
+        ["-m", "celery", "-A", "workers.celery_app", "worker", "--pool=prefork",
+         "--concurrency=1", "-Q", "gpu,cpu", "-n", f"prefork{os.getpid()}@%h",
+         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning"],
+        "worker",
+    )  # fmt: skip
+    stack.workers.append(proc)
+    return proc
+
+
+def _job_row(db_url: str, job_id: str) -> dict[str, object]:
+    from sqlalchemy import create_engine, select
+
+    from app.models import Job
+
+    engine = create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(
+                select(Job.status, Job.attempts, Job.max_attempts, Job.worker_id,
+                       Job.lease_expires_at, Job.stage).where(Job.id == job_id)
+            ).one()  # fmt: skip
+    finally:
+        engine.dispose()
+    return dict(row._mapping)
+
+
+@pytest.mark.parametrize("pool", ["solo", "prefork"])
+def test_sigterm_to_a_celery_worker_gives_its_job_back(
+    pool: str, workdir: Path, slow_zip: Path
+) -> None:
+    """SIGTERM to a Celery worker mid-embedding (its main pid, as `docker stop` does): the job
+    is back in the queue, unleased and with its attempt refunded, while its lease (600 s)
+    is far from expiring, so the reaper did not do it; the worker exits 0 with its
+    processes, and another worker finishes the job."""
+    if not (_postgres_up() and _redis_up()):
+        pytest.skip("Postgres or Redis is not running")
+    data_dir = Path(tempfile.mkdtemp(prefix=f"term-{pool}-", dir=workdir))
+    stack, db_url = production_stack(
+        data_dir, f"redis://127.0.0.1:6379/{redis_db()}",
+        IIMM_EMBED_BATCH_SIZE="2", IIMM_LEASE_S="600",
+    )  # fmt: skip
+    started: list[psutil.Process] = []
+    try:
+        first = _start_celery(stack, pool)
+        with stack.client() as c:
+            job_id = start_embed(c, slow_zip)
+            wait_for("the job to run", lambda: _job_row(db_url, job_id)["status"] == "running")
+            ran = _job_row(db_url, job_id)
+            assert ran["lease_expires_at"] is not None and ran["attempts"] == 1
+            started = [psutil.Process(first.pid), *descendants(first.pid)]
+            # Frozen while signalled: the job cannot end on its own before the stop is seen.
+            os.killpg(first.pid, signal.SIGSTOP)
+            first.send_signal(signal.SIGTERM)
+            os.killpg(first.pid, signal.SIGCONT)
+
+            def given_back() -> bool:
+                row = _job_row(db_url, job_id)
+                assert row["status"] in ("running", "queued"), row
+                return row["status"] == "queued"
+
+            wait_for("the job to be given back", given_back, GONE_WITHIN_S)
+            back = _job_row(db_url, job_id)
+            assert back["lease_expires_at"] is None
+            assert str(back["stage"]).startswith("retrying: worker stopped"), back
+            assert back["attempts"] == 1 and back["max_attempts"] == 4  # refunded, not reaped
+            assert first.wait(timeout=GONE_WITHIN_S) == 0
+            stack.workers.remove(first)
+            wait_for("the worker's processes to end", lambda: not alive(started), GONE_WITHIN_S)
+            second = stack.start_worker()
+            final = wait_job(c, job_id, timeout=240)
+        assert final["status"] == "succeeded", final
+        assert final["attempts"] == 2 and final["worker"] == stack.worker_id(second)
+    finally:
+        for p in alive(started):
+            p.kill()
+        stack.stop()
+        drop_database(db_url)
