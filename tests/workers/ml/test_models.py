@@ -104,3 +104,63 @@ def test_model_cache_is_bounded_by_count_and_bytes() -> None:
     finally:
         configure_model_cache(max_models=4, max_bytes=8 << 30)
         clear_model_cache()
+
+
+def test_a_worker_bounds_its_model_cache_from_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`IIMM_MODEL_CACHE_MAX_MODELS` reaches the worker's cache (`workers.runner.worker_env`)."""
+    from app.config import get_settings
+    from workers.ml.models import cached_models, clear_model_cache, configure_model_cache
+    from workers.runner import worker_env
+
+    monkeypatch.setenv("IIMM_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("IIMM_MODEL_CACHE_MAX_MODELS", "1")
+    get_settings.cache_clear()
+    worker_env.cache_clear()
+    clear_model_cache()
+    try:
+        assert worker_env().settings.model_cache_max_models == 1
+        load_model(str(TINY_JSON), device="cpu", seed=0)
+        second = load_model(str(TINY_JSON), device="cpu", seed=1)
+        assert cached_models() == [second]
+    finally:
+        get_settings.cache_clear()
+        worker_env.cache_clear()
+        configure_model_cache(max_models=4, max_bytes=8 << 30)
+        clear_model_cache()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_evicted_cuda_models_give_their_memory_back() -> None:
+    """An evicted model's CUDA memory is freed, and the cache's release returns the freed
+    blocks to the device (`torch.cuda.empty_cache`): reserved memory falls back."""
+    from workers.ml.models import (
+        cached_models,
+        clear_model_cache,
+        configure_model_cache,
+        model_nbytes,
+    )
+
+    clear_model_cache()
+    load_model(str(TINY_JSON), device="cuda", seed=0)  # one-time CUDA set-up out of the way
+    clear_model_cache()
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    base, reserved0 = torch.cuda.memory_allocated(), torch.cuda.memory_reserved()
+    try:
+        configure_model_cache(max_models=2, max_bytes=8 << 30)
+        size = model_nbytes(load_model(str(TINY_JSON), device="cuda", seed=0).model)
+        load_model(str(TINY_JSON), device="cuda", seed=1)
+        assert torch.cuda.memory_allocated() - base >= 2 * size
+        assert torch.cuda.memory_reserved() > reserved0
+        configure_model_cache(max_models=1, max_bytes=8 << 30)  # evicts seed 0
+        assert len(cached_models()) == 1
+        assert torch.cuda.memory_allocated() - base < 2 * size
+        clear_model_cache()
+        torch.cuda.synchronize()
+        assert torch.cuda.memory_allocated() == base
+        assert torch.cuda.memory_reserved() <= reserved0  # given back, not kept cached
+    finally:
+        configure_model_cache(max_models=4, max_bytes=8 << 30)
+        clear_model_cache()
