@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from app.basemodels.checkpoints import check_architecture, check_checkpoint, pickle_globals
 from app.errors import InvalidError
 
-TINY = Path(__file__).resolve().parents[2] / "workers" / "ml" / "configs" / "tiny-clip.json"
+TINY = Path(__file__).resolve().parents[3] / "workers" / "ml" / "configs" / "tiny-clip.json"
 
 
 class Evil:
