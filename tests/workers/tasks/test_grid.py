@@ -294,3 +294,28 @@ def test_grid_points_train_with_the_fine_tune_thread_setting(
     for job_id in (grid_job, serial_job):
         job = c.get(f"/v1/jobs/{job_id}").json()
         assert job["status"] == "succeeded" and job["result"]["cpu_threads"] == wanted, job
+
+
+def test_keeping_decoded_images_between_epochs_trains_the_same_model(
+    service: tuple[TestClient, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fine-tune that keeps its preprocessed images between epochs (the default) and one
+    that decodes them on every read give bit-identical parameters and the same history."""
+    from workers.tasks import training
+
+    c, colours = service
+    data_dir = runner.worker_env().settings.data_dir
+    dataset, model = upload(c, colours).json()["id"], add_tiny(c)["id"]
+    body = {"type": "finetune", "model_id": model, "dataset_id": dataset,
+            "hyperparameters": {**HYPER, "epochs": 3}, "evaluate_on": [dataset]}  # fmt: skip
+    results = {}
+    for budget in (training.DECODED_CACHE_BYTES, 0):
+        monkeypatch.setattr(training, "DECODED_CACHE_BYTES", budget)
+        job_id = c.post("/v1/jobs", json=body).json()["id"]
+        drain()
+        job = c.get(f"/v1/jobs/{job_id}").json()
+        assert job["status"] == "succeeded", job
+        results[budget] = (job["result"], _final(data_dir / "artifacts", f"finetune/{job_id}"))
+    (kept, kept_final), (decoded, decoded_final) = results.values()
+    assert kept["history"] == decoded["history"] and kept["test_top1"] == decoded["test_top1"]
+    assert_same_model(kept_final, decoded_final)
