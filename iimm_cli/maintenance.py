@@ -1,5 +1,5 @@
-"""`iimm maintenance`: the outbox relay, the reaper and webhook deliveries as a process of
-their own.
+"""`iimm maintenance`: the outbox relay, the reaper, webhook deliveries, the orphan and
+retention sweep and the artifact usage measurement as a process of their own.
 
 The API runs them in a thread by default (`IIMM_RUN_MAINTENANCE_IN_API=true`). A production
 deployment with several API processes or replicas can instead set it to false everywhere
@@ -19,14 +19,17 @@ from typing import Any
 def register(sub: Any) -> None:
     """Add the `maintenance` subcommand."""
     p = sub.add_parser(
-        "maintenance", help="run the outbox relay, the reaper and webhook deliveries"
+        "maintenance",
+        help="run the outbox relay, the reaper, webhook deliveries, the sweep and usage",
     )
     p.add_argument("--once", action="store_true", help="one pass, then exit")
     p.set_defaults(handler=run_maintenance)
 
 
 def run_maintenance(args: argparse.Namespace) -> int:
-    """Relay every IIMM_RELAY_INTERVAL_S, reap every IIMM_REAPER_INTERVAL_S, until SIGTERM."""
+    """Relay every IIMM_RELAY_INTERVAL_S, reap every IIMM_REAPER_INTERVAL_S, sweep every
+    IIMM_ORPHAN_SWEEP_INTERVAL_S, measure the store every IIMM_ARTIFACT_USAGE_INTERVAL_S,
+    until SIGTERM (`--once`: each once)."""
     from app.config import get_settings
     from app.db import make_engine, make_sessionmaker
     from app.jobs.maintenance import Maintenance
