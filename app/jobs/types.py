@@ -158,7 +158,9 @@ class EmbedResult(NamedResult):
     zero_shot: ZeroShotAccuracy
     reused: bool = Field(default=False, description="True when stored embeddings were reused.")
     timing: EmbedTiming | None = Field(
-        default=None, description="Where the time went; null when nothing was embedded."
+        default=None,
+        description="Where the time went; null when nothing was embedded by this job (reused, "
+        "or embedded in shards: each shard's is in `shards`).",
     )
     warnings: list[str] = Field(
         default=[],

@@ -84,7 +84,7 @@ def test_cuda_resume_and_shards_are_bit_identical(
         embed_dataset(gpu_model, shapes, split="train", out_dir=dirs[-1], batch_size=4,
                       num_workers=2, shard=shard)  # fmt: skip
     merge_shards(dirs, tmp_path / "m")
-    for name in ("images.npy", "topk.npy"):
+    for name in ("images.npy", "topk.npy", "stats.json"):
         ref = (whole.out_dir / name).read_bytes()
         assert (tmp_path / "r" / name).read_bytes() == ref
-        assert (tmp_path / "m" / name).read_bytes() == ref
+        assert (tmp_path / "m" / name).read_bytes() == ref, name
