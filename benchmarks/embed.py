@@ -177,6 +177,79 @@ def cpu_costs(loaded, dataset, split: str, batch_size: int, preprocess: str) -> 
     return {"decode_us": decode, "forward_us": forward, "cores": float(_cores())}
 
 
+def decoder_costs(dataset, split: str, limit: int = 512) -> dict[str, float]:
+    """CPU microseconds per image (process time, 1 thread) of the embedding path's decoding
+    (`workers.ml.data.tensor_decode.decode`: Pillow, to uint8 RGB at native size) against
+    torchvision's libpng/libjpeg decoder (``torchvision.io.decode_image``, what the path used
+    before for PNGs and JPEGs Pillow would not treat differently), on up to `limit` of the
+    split's PNGs and on the same images re-encoded as JPEG (quality 90). Both from bytes in
+    memory. The path's decode capacity on c cores is c x 1e6 / us images per second, to set
+    against the bare forward's rate."""
+    import io
+
+    from PIL import Image
+
+    class Bytes:  # a source over encoded bytes in memory, like a manifest's
+        def __init__(self, blobs: list[bytes]) -> None:
+            self.blobs = blobs
+
+        def open(self, item: int) -> Image.Image:
+            from app.imagedata.decode import decode_image as pillow
+
+            return pillow(self.blobs[item])
+
+    items = dataset.split(split).items[:limit]
+    pngs = []
+    for item in items:
+        buf = io.BytesIO()
+        dataset.source.open(item).save(buf, "PNG")
+        pngs.append(buf.getvalue())
+    jpegs = []
+    for blob in pngs:
+        buf = io.BytesIO()
+        Image.open(io.BytesIO(blob)).convert("RGB").save(buf, "JPEG", quality=90)
+        jpegs.append(buf.getvalue())
+    default = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = {}
+    try:
+        for fmt, blobs in (("png", pngs), ("jpeg", jpegs)):
+            source = Bytes(blobs)
+            out[f"{fmt}_pillow_us"] = _best_us([(source, i) for i in range(len(blobs))], _pillow)
+            out[f"{fmt}_torchvision_us"] = _best_us(blobs, _torchvision)
+    finally:
+        torch.set_num_threads(default)
+    return out
+
+
+def _pillow(args: tuple[Any, int]) -> torch.Tensor:
+    from workers.ml.data.tensor_decode import NATIVE, decode
+
+    return decode(*args, NATIVE)
+
+
+def _torchvision(blob: bytes) -> torch.Tensor:
+    import warnings
+
+    from torchvision.io import ImageReadMode, decode_image
+
+    raw = torch.frombuffer(bytearray(blob), dtype=torch.uint8)
+    with warnings.catch_warnings():  # torchvision 0.29 deprecates its decoders (TorchCodec)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return decode_image(raw, mode=ImageReadMode.RGB)
+
+
+def _best_us(inputs: list[Any], fn: Any, repeats: int = 3) -> float:
+    """Least process CPU microseconds per input of `fn` over `inputs`."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.process_time()
+        for x in inputs:
+            fn(x)
+        best = min(best, time.process_time() - t0)
+    return best / len(inputs) * 1e6
+
+
 class _LastStages(logging.Handler):
     """Keeps the stage breakdown the embedding loop logs at the end of each run."""
 
@@ -293,6 +366,8 @@ def run_one(name: str, args: argparse.Namespace, root: Path) -> list[dict[str, A
             del raw
         if args.cpu_costs and loaded.device.type == "cpu":
             row.update(cpu_costs(loaded, dataset, "test", bs, resolved), bare_s=bare / n)
+        if args.decoders and mode == modes[0]:
+            row["decoders"] = decoder_costs(dataset, "test")
         rows.append(row)
     return rows
 
@@ -311,6 +386,13 @@ def _print_row(row: dict[str, Any]) -> None:
         extra += (f"; device preprocessing alone: {row['step']:.1f} img/s (with PyTorch's "
                   f"resampling kernel: {row['step_kernel']:.1f})")  # fmt: skip
     print(extra, flush=True)
+    if "decoders" in row:
+        d, cores = row["decoders"], _cores()
+        for fmt in ("png", "jpeg"):
+            pil, tv = d[f"{fmt}_pillow_us"], d[f"{fmt}_torchvision_us"]
+            print(f"    decoding a {fmt} (CPU us/img, 1 thread): Pillow {pil:.1f}, torchvision "
+                  f"{tv:.1f} ({pil / tv:.2f}x); Pillow on {cores} cores: "
+                  f"{cores * 1e6 / pil:.0f} img/s", flush=True)  # fmt: skip
     if row.get("stages"):  # where the fastest whole run's time went (workers.ml.loop.Stages)
         print(f"    stages of the fastest run: {row['stages']}", flush=True)
 
@@ -327,6 +409,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="alternate bare/whole runs")
     parser.add_argument(
         "--cpu-costs", action="store_true", help="also CPU us/image of decode and forward"
+    )
+    parser.add_argument(
+        "--decoders", action="store_true", help="also Pillow vs torchvision decoding CPU us/image"
     )
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (auto)")
     parser.add_argument("--preprocess", default="cpu", choices=["cpu", "device", "auto", "both"])

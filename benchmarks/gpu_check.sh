@@ -17,4 +17,4 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 python3 -m pytest -q -p no:cacheprovider tests/workers/ml/test_cuda.py \
     tests/workers/ml/test_device_preprocess.py tests/workers/ml/test_pool.py
 python3 benchmarks/embed.py --device cuda --dtype bf16 --n 65536 --batch-size 512 \
-    --workers 15 --preprocess both --image-size 64 --models ViT-B-32,tiny --repeats 1
+    --workers 15 --preprocess both --image-size 64 --models ViT-B-32,tiny --repeats 1 --decoders

@@ -235,8 +235,6 @@ class BatchLoop:
                 if batch is None:
                     break
                 pixels, index, errors = batch
-                if isinstance(pixels, np.ndarray):  # small batches come by value
-                    pixels = torch.from_numpy(pixels)
                 start = int(index[0]) - self.shard[0]
                 new = pipe.submit(pixels, start, self._errors(index, errors))
                 stages.submit += time.perf_counter() - t1

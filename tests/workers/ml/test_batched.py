@@ -20,7 +20,7 @@ from torchvision import transforms as tvt
 from app.imagedata.decode import decode_image
 from app.imagedata.errors import DecodeError
 from app.imagedata.layout import FileSource
-from workers.ml.data.tensor_decode import BY_VALUE_BYTES, NATIVE, ImageBatches, passthrough
+from workers.ml.data.tensor_decode import NATIVE, ImageBatches, passthrough
 from workers.ml.gpu_preprocess import split_for_device
 from workers.ml.loop import ThreadSplit
 from workers.ml.models import LoadedModel
@@ -168,8 +168,8 @@ def test_a_batch_holds_pillows_pixels_and_errors(
 def test_batched_dataset_through_a_dataloader(
     tmp_path: Path, tiny_model: LoadedModel, size: int
 ) -> None:
-    """Small batches come out of a worker by value (numpy), large ones as shared tensors;
-    the embedding loop gets the same pixels either way."""
+    """Whole batches come out of a worker, small images and large: the embedding loop gets
+    the pixels of an in-process decode."""
     worker, _ = split_for_device(open_clip.image_transform(size, is_train=False))
     names = _write(tmp_path, {f"{i}.png": _png(_image(size, size, seed=i)) for i in range(10)})
     dataset = ImageBatches(FileSource(tmp_path), names, worker)
@@ -179,9 +179,8 @@ def test_batched_dataset_through_a_dataloader(
     )  # fmt: skip
     batches = list(loader)
     assert [b[1] for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7, 8, 9]]
-    by_value = 6 * 3 * size * size <= BY_VALUE_BYTES
-    assert all(isinstance(b[0], np.ndarray if by_value else torch.Tensor) for b in batches)
-    pixels = torch.cat([torch.as_tensor(b[0]) for b in batches])
+    assert all(isinstance(b[0], torch.Tensor) for b in batches)
+    pixels = torch.cat([b[0] for b in batches])
     expected = torch.stack([worker(decode_image(tmp_path / n)) for n in names])
     assert torch.equal(pixels, expected)
     in_process, _, _ = dataset.__getitems__([0, 1])

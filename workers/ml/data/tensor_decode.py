@@ -12,8 +12,8 @@ damaged files named in a `DecodeError`), then the worker transform of the run:
   resize, crop and normalisation run batched on the model's device.
 
 A DataLoader asks the dataset with ``__getitems__`` for a whole batch at once and gets it
-assembled, ``(pixels, index, errors)``: one worker call and one transfer per batch (by value
-when small, `BY_VALUE_BYTES`), no per-image tuples to collate.
+assembled, ``(pixels, index, errors)``: one worker call and one transfer per batch, no
+per-image tuples to collate.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 from torchvision import transforms as tvt
@@ -32,13 +31,7 @@ from app.imagedata.layout import ImageSource
 #: The worker transform of ``"device"`` preprocessing: RGB pixels as uint8 3 x H x W.
 NATIVE: Callable[[Image.Image], torch.Tensor] = tvt.PILToTensor()
 
-# A worker returns a tensor through shared memory: per tensor a new file descriptor, sent
-# over a fresh authenticated connection to the worker's resource sharer, about 1 ms of CPU
-# in each process. Small batches (the tiny model's: 96 KiB at 32 px x 32 images) cost less
-# copied through the worker's pipe as a numpy array; the loop wraps them with from_numpy.
-BY_VALUE_BYTES = 1 << 20
-
-Pixels = torch.Tensor | np.ndarray | list[torch.Tensor]
+Pixels = torch.Tensor | list[torch.Tensor]
 Batch = tuple[Pixels, list[int], list[str]]
 
 
@@ -57,14 +50,6 @@ def decode(
 def passthrough(batch: Batch) -> Batch:
     """The DataLoader's collate_fn for `ImageBatches`: the batch is already assembled."""
     return batch
-
-
-def for_transfer(pixels: torch.Tensor) -> torch.Tensor | np.ndarray:
-    """A worker's batch as it should travel: a numpy array (pickled by value) when small and
-    in a DataLoader worker, else the tensor (shared memory). See `BY_VALUE_BYTES`."""
-    if torch.utils.data.get_worker_info() is not None and pixels.nbytes <= BY_VALUE_BYTES:
-        return pixels.numpy()
-    return pixels
 
 
 class ImageBatches(torch.utils.data.Dataset):
@@ -106,4 +91,4 @@ class ImageBatches(torch.utils.data.Dataset):
         ]
         if any(im.shape != shape for im in filled):
             return filled, list(index), list(errors)
-        return for_transfer(torch.stack(filled)), list(index), list(errors)
+        return torch.stack(filled), list(index), list(errors)
