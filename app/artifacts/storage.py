@@ -47,6 +47,7 @@ class Storage:
             return Path(self.path(key))
         target = self.cache_dir / key
         if not target.exists():
+            self.cache_dir.parent.mkdir(parents=True, exist_ok=True)  # a fresh worker has none
             tmp = Path(tempfile.mkdtemp(dir=self.cache_dir.parent))
             self.fs.get(self.path(key) + "/", str(tmp), recursive=True)
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -31,25 +31,31 @@ ROWS = [[0, 48], [48, 96], [96, 132]]
 FILES = ("images.npy", "labels.npy", "topk.npy", "index.npy", "texts.npy", "stats.json")
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Path]]:
-    """An embedded API in process (SQLite), the in-process worker's environment sharding
-    splits of more than 64 images, and a zipped dataset with a 132-image train split."""
-    data_dir = tmp_path_factory.mktemp("shards")
+def _service(data_dir: Path, **env: str) -> Iterator[tuple[TestClient, Path]]:
     mp = pytest.MonkeyPatch()
     mp.setenv("IIMM_DATA_DIR", str(data_dir))
-    for key, value in SHARD_ENV.items():
+    for key, value in {**SHARD_ENV, **env}.items():
         mp.setenv(key, value)
     get_settings.cache_clear()
     runner.worker_env.cache_clear()
     shapes = make_task(data_dir / "src", task="shapes", per_class=30)
     archive = zip_dir(shapes, data_dir / "shapes.zip")
-    with TestClient(create_app_for(data_dir)) as client:
-        client.headers["Authorization"] = f"Bearer {(data_dir / 'admin.key').read_text().strip()}"
-        yield client, archive
-    runner.worker_env.cache_clear()
-    get_settings.cache_clear()
-    mp.undo()
+    try:
+        with TestClient(create_app_for(data_dir)) as client:
+            key = (data_dir / "admin.key").read_text().strip()
+            client.headers["Authorization"] = f"Bearer {key}"
+            yield client, archive
+    finally:
+        runner.worker_env.cache_clear()
+        get_settings.cache_clear()
+        mp.undo()
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Path]]:
+    """An embedded API in process (SQLite), the in-process worker's environment sharding
+    splits of more than 64 images, and a zipped dataset with a 132-image train split."""
+    yield from _service(tmp_path_factory.mktemp("shards"))
 
 
 def create_app_for(data_dir: Path) -> Any:
@@ -228,3 +234,30 @@ def test_a_split_below_the_threshold_is_one_job(service: tuple[TestClient, Path]
     job = c.get(f"/v1/jobs/{job_id}").json()
     assert job["result"]["n"] == 48 and job["result"].get("shards") is None
     assert _kids(c, job_id) == []
+
+
+def test_shards_in_a_remote_store_merge_to_the_single_runs_bytes(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """With a remote artifact store (fsspec's memory filesystem) the shards are uploaded,
+    fetched by the parent, merged and removed from the store and the worker's folders."""
+    import fsspec
+
+    root = f"memory://iimm-shards-{tmp_path.name}"
+    for c, archive in _service(tmp_path_factory.mktemp("remote"), IIMM_STORAGE_URL=root):
+        job_id, model, dataset = submit_embed(c, archive)
+        drain()
+        job = c.get(f"/v1/jobs/{job_id}").json()
+        assert job["status"] == "succeeded", job
+        env = runner.worker_env()
+        assert not env.storage.is_local
+        from app.models import Embedding
+
+        with session_scope(env.sessions) as session:
+            uri = session.get(Embedding, job["result"]["embedding_id"]).uri
+        stored = tmp_path / "stored"
+        fsspec.filesystem("memory").get(f"{env.storage.path(uri)}/", str(stored), recursive=True)
+        assert_same_run(stored, single_run(_ctx(model), model, dataset, tmp_path / "single"))
+        assert not env.storage.exists(f"shards/{job_id}")
+        data_dir = env.settings.data_dir
+        assert not list(data_dir.rglob(f"*{job_id}*")), "shard copies left on the worker"
