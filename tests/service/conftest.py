@@ -1,7 +1,8 @@
 """Fixtures of the service tests: running stacks (embedded and production) and datasets.
 
-Each module shares one stack per configuration (processes are slow to start on 2 cores);
-tests isolate themselves with their own projects (API keys) or their own stacks.
+The modules of one pytest process share one default stack per configuration (processes are
+slow to start on 2 cores); tests isolate themselves with their own projects (API keys), or
+start their own stacks where they need other settings or the whole store to themselves.
 """
 
 from __future__ import annotations
@@ -44,11 +45,76 @@ def redis_db() -> int:
     return random.randint(1, 15)
 
 
+class SharedStacks:
+    """The default stacks of one pytest process (an xdist worker), one per kind, each
+    started on first use with one worker and stopped when the session ends.
+
+    Starting a stack costs seconds of CPU (an API process, a worker importing torch, for
+    production a fresh database and its migration); modules whose tests isolate themselves
+    by project (their own API keys, uniquely named rows, content no other module uploads
+    when a test asserts a fresh computation) share these. A module that needs other
+    settings, checks the whole store (orphan sweeps) or stops the API starts its own.
+    """
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.stacks: dict[str, Stack] = {}
+        self.db_urls: list[str] = []
+
+    def get(self, kind: str) -> Stack:
+        """The running stack of `kind` ("embedded" or "production"), with a live worker
+        (a module that killed the workers and failed before starting one leaves none)."""
+        st = self.stacks.get(kind)
+        if st is not None and (st.api is None or st.api.poll() is not None):
+            st.stop()  # the API died: start afresh
+            st = None
+        if st is None:
+            data_dir = self.base / f"shared-{kind}"
+            data_dir.mkdir()
+            if kind == "embedded":
+                st = embedded_stack(data_dir)
+            else:
+                if not (_redis_up() and _postgres_up()):
+                    pytest.skip("Postgres or Redis is not running")
+                st, db_url = production_stack(data_dir, f"redis://127.0.0.1:6379/{redis_db()}")
+                self.db_urls.append(db_url)
+            self.stacks[kind] = st
+        st.workers = [p for p in st.workers if p.poll() is None]
+        if not st.workers:
+            st.start_worker()
+        return st
+
+    def stop(self) -> None:
+        for st in self.stacks.values():
+            st.stop()
+        for url in self.db_urls:
+            from tests.service.stack import drop_database
+
+            drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def shared_stacks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedStacks]:
+    """This process's default stacks (see `SharedStacks`)."""
+    shared = SharedStacks(tmp_path_factory.mktemp("shared-stacks"))
+    try:
+        yield shared
+    finally:
+        shared.stop()
+
+
 @pytest.fixture(scope="module", params=["embedded", "production"])
-def stack(
+def stack(request: pytest.FixtureRequest, shared_stacks: SharedStacks) -> Stack:
+    """A running stack with one worker, in both configurations (shared by the modules of
+    this process: tests isolate themselves with their own projects)."""
+    return shared_stacks.get(request.param)
+
+
+@pytest.fixture(scope="module", params=["embedded", "production"])
+def own_stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    """A running stack with one worker, in both configurations."""
+    """A running stack with one worker for this module alone, in both configurations."""
     data_dir = tmp_path_factory.mktemp(f"stack-{request.param}")
     db_url = None
     if request.param == "embedded":

@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.service.stack import TINY, Stack, wait_job
+from tests.service.stack import TINY, Stack, make_task, wait_job, zip_dir
 
 PROBLEM = "application/problem+json"
 
@@ -171,9 +171,19 @@ def test_torchvision_reference_is_embedded_by_the_worker(stack: Stack) -> None:
         assert_problem(c.post("/v1/datasets", json=missing), 422, "not a directory")
 
 
-def test_embed_score_end_to_end(stack: Stack, shapes_zip: Path) -> None:
+@pytest.fixture(scope="module")
+def unseen_zip(workdir: Path) -> Path:
+    """Shapes no other module uploads (6 classes, 8 images each): embedding files are
+    content-addressed and shared across projects, and the stack is shared across modules,
+    so a first embedding of these is computed here."""
+    root = workdir / "api-unseen"
+    root.mkdir(exist_ok=True)
+    return zip_dir(make_task(root / "shapes", seed=17), root / "unseen.zip")
+
+
+def test_embed_score_end_to_end(stack: Stack, unseen_zip: Path) -> None:
     with stack.client() as c:
-        ds, model = upload(c, shapes_zip).json(), add_tiny(c)
+        ds, model = upload(c, unseen_zip).json(), add_tiny(c)
         body = {"type": "embed", "model_id": model["id"], "dataset_id": ds["id"]}
         assert_problem(c.post("/v1/jobs", json={**body, "type": "score"}), 409, "embed")
         resp = c.post("/v1/jobs", json=body, headers={"Idempotency-Key": "k1"})

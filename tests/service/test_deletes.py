@@ -11,11 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import create_engine, func, select
 
 from app.models import Dataset, Embedding, OutboxEntry, Score
 from tests.service.stack import ROOT, Stack, make_task, wait_job, zip_dir
 from tests.service.test_api import add_tiny, assert_problem, upload
+
+
+@pytest.fixture(scope="module")
+def stack(own_stack: Stack) -> Stack:
+    """A stack of this module's own: the orphan sweep and the shared files' removal are
+    checked on the whole store, which no other module's content may share."""
+    return own_stack
 
 
 def _db_url(stack: Stack) -> str:

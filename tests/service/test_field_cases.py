@@ -4,38 +4,26 @@ through `POST /v1/datasets:upload` on the embedded and the production stack."""
 from __future__ import annotations
 
 import io
-import tempfile
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from PIL import Image
 
-from tests.service.stack import Stack, drop_database, embedded_stack, production_stack
+from tests.service.conftest import SharedStacks
+from tests.service.stack import Stack
 
 CASES = Path(__file__).resolve().parents[1] / "fixtures" / "cases"
 PROBLEM = "application/problem+json"
 
 
 @pytest.fixture(scope="module", params=["embedded", "production"])
-def api(request: pytest.FixtureRequest, workdir: Path) -> Iterator[Stack]:
-    """An API of each kind (uploads are validated in the API process: no worker needed)."""
-    from tests.service.conftest import _postgres_up, _redis_up, redis_db
-
-    data_dir = Path(tempfile.mkdtemp(prefix=f"field-{request.param}-", dir=workdir))
-    db_url = None
-    if request.param == "embedded":
-        stack = embedded_stack(data_dir)
-    else:
-        if not (_redis_up() and _postgres_up()):
-            pytest.skip("Postgres or Redis is not running")
-        stack, db_url = production_stack(data_dir, f"redis://127.0.0.1:6379/{redis_db()}")
-    yield stack
-    stack.stop()
-    if db_url:
-        drop_database(db_url)
+def api(request: pytest.FixtureRequest, shared_stacks: SharedStacks) -> Stack:
+    """An API of each kind (uploads are validated in the API process); the process's shared
+    stacks (the cases upload copies into the admin project: names are unique, no test
+    counts what the project holds)."""
+    return shared_stacks.get(request.param)
 
 
 def _case(name: str) -> bytes:

@@ -8,7 +8,6 @@ import hashlib
 import io
 import os
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,8 @@ import httpx
 import pytest
 import torch
 
-from tests.service.stack import ROOT, Stack, embedded_stack, wait_job
+from tests.service.conftest import SharedStacks
+from tests.service.stack import ROOT, Stack, wait_job
 from tests.service.test_api import assert_problem, upload
 
 TINY = ROOT / "workers" / "ml" / "configs" / "tiny-clip.json"
@@ -28,13 +28,9 @@ class Evil:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    st = embedded_stack(tmp_path_factory.mktemp("upload"))
-    st.start_worker()
-    try:
-        yield st
-    finally:
-        st.stop()
+def stack(shared_stacks: SharedStacks) -> Stack:
+    """The process's embedded stack (tests use their own projects and model ids)."""
+    return shared_stacks.get("embedded")
 
 
 def _name(prefix: str) -> str:

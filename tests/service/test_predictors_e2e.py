@@ -4,8 +4,6 @@ model on three, fit gain against IIMM, and predict for the held-out fourth (API 
 from __future__ import annotations
 
 import json
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +12,8 @@ import pytest
 
 from app.measures.prediction import fit_linear, implied_accuracy_interval, predict
 from iimm_cli import main as cli
-from tests.service.stack import Stack, embedded_stack, make_task, wait_job, zip_dir
+from tests.service.conftest import SharedStacks
+from tests.service.stack import Stack, make_task, wait_job, zip_dir
 from tests.service.test_api import add_tiny, upload
 
 TASKS = ("colours", "shapes", "orientations", "textures")
@@ -22,12 +21,10 @@ HYPER = {"epochs": 2, "batch_size": 8, "lr": 0.02, "seed": 0}
 
 
 @pytest.fixture(scope="module")
-def e2e_stack(workdir: Path) -> Iterator[Stack]:
-    """An embedded stack with one worker (the deployment users start with)."""
-    stack = embedded_stack(Path(tempfile.mkdtemp(prefix="e2e-", dir=workdir)))
-    stack.start_worker()
-    yield stack
-    stack.stop()
+def e2e_stack(shared_stacks: SharedStacks) -> Stack:
+    """An embedded stack with one worker (the deployment users start with); the process's
+    shared one (the test works in its own project)."""
+    return shared_stacks.get("embedded")
 
 
 @pytest.fixture(scope="module")
