@@ -66,11 +66,10 @@ def run_embed_job(ctx: JobContext) -> Outcome | Waiting:
     """The `embed` handler: a split of more than `embed_shard_threshold` images is embedded
     by `embed_shard` child jobs and merged; any other split in one run (`run_embed`)."""
     p = EmbedParams.model_validate({"type": "embed", **ctx.params})
+    if kids := _children(ctx):  # whatever this worker's settings: the shards are made
+        return _gather(ctx, p, kids)
     if ctx.parent_id is not None or not ctx.settings.embed_shard_threshold:
         return run_embed(ctx)
-    kids = _children(ctx)
-    if kids:
-        return _gather(ctx, p, kids)
     plan = _plan(ctx, p)
     if plan is None:
         return run_embed(ctx)

@@ -261,3 +261,25 @@ def test_shards_in_a_remote_store_merge_to_the_single_runs_bytes(
         assert not env.storage.exists(f"shards/{job_id}")
         data_dir = env.settings.data_dir
         assert not list(data_dir.rglob(f"*{job_id}*")), "shard copies left on the worker"
+
+
+def test_the_parent_merges_on_a_worker_that_would_not_shard(
+    service: tuple[TestClient, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers may differ in settings: a parent whose shards exist merges them wherever it
+    runs again, rather than embedding the split once more."""
+    c, archive = service
+    job_id, _, _ = submit_embed(c, archive)
+    assert runner.execute(job_id).startswith("waiting")
+    monkeypatch.setenv("IIMM_EMBED_SHARD_THRESHOLD", "0")
+    get_settings.cache_clear()
+    runner.worker_env.cache_clear()
+    try:
+        drain()
+    finally:
+        monkeypatch.setenv("IIMM_EMBED_SHARD_THRESHOLD", SHARD_ENV["IIMM_EMBED_SHARD_THRESHOLD"])
+        get_settings.cache_clear()
+        runner.worker_env.cache_clear()
+    job = c.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "succeeded", job
+    assert [s["rows"] for s in job["result"]["shards"]] == ROWS
