@@ -153,7 +153,11 @@ def test_a_worker_killed_during_a_run_fails_it_and_the_next_run_works(
     def kill(fraction: float, stage: str, **units: object) -> None:
         if stage == "embedding":
             os.kill(victim, signal.SIGKILL)
-            time.sleep(0.5)  # SIGCHLD arrives; the handler raises here or at the next batch
+            # once it is dead its SIGCHLD is ours: the handler raises in this loop or at
+            # the next batch
+            deadline = time.monotonic() + 60
+            while _status(victim) not in ("Z", "") and time.monotonic() < deadline:
+                time.sleep(0.01)
 
     with pytest.raises(RuntimeError, match=f"DataLoader worker \\(pid\\(?s?\\)? ?{victim}"):
         embed_dataset(tiny_model, shapes, split="train", out_dir=tmp_path / "cut", batch_size=4,
