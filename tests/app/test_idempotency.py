@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import make_engine, make_sessionmaker, session_scope
+from app.db import make_engine, session_scope
 from app.errors import InvalidError
 from app.idempotency import insert_once, replay, request_hash
 from app.migrate import upgrade
@@ -18,22 +18,39 @@ from tests.service.conftest import _postgres_up
 from tests.service.stack import create_database, drop_database
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def factory(request: pytest.FixtureRequest, tmp_path) -> Iterator[sessionmaker[Session]]:
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def engine(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
+    """One migrated database of each kind for the module (tests roll back what they did)."""
     if request.param == "postgres":
         if not _postgres_up():
             pytest.skip("Postgres is not running on 127.0.0.1:5432")
         url = create_database()
     else:
-        url = f"sqlite:///{tmp_path / 'i.db'}"
+        url = f"sqlite:///{tmp_path_factory.mktemp('idempotency') / 'i.db'}"
     upgrade(url)
     engine = make_engine(url)
-    with session_scope(make_sessionmaker(engine)) as s:
-        s.add(Project(id="prj_1", name="p"))
-    yield make_sessionmaker(engine)
+    yield engine
     engine.dispose()
     if request.param == "postgres":
         drop_database(url)
+
+
+@pytest.fixture
+def factory(engine: Engine) -> Iterator[sessionmaker[Session]]:
+    """Sessions inside one transaction that the test never commits: each `session_scope`
+    commits or rolls back a savepoint, and the whole test is rolled back at the end."""
+    with engine.connect() as conn:
+        outer = conn.begin()
+        factory = sessionmaker(bind=conn, expire_on_commit=False,
+                               join_transaction_mode="create_savepoint")  # fmt: skip
+        with session_scope(factory) as s:
+            s.add(Project(id="prj_1", name="p"))
+        try:
+            yield factory
+        finally:
+            outer.rollback()
 
 
 def _job(job_id: str, key: str | None, digest: str) -> Job:
