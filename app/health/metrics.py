@@ -1,6 +1,8 @@
 """Prometheus metrics: requests (middleware), and job gauges and histograms read from the
-database (the truth, shared by every API replica): queue depth per queue and running jobs
-per worker (what an autoscaler such as KEDA reads), run time and queue wait of jobs; the
+database (the truth, shared by every API replica, so each replica exports the same
+cluster-wide values: aggregate them with `max`): queue depth and running jobs per queue,
+always present for every known queue and job type (0 when idle), and running jobs per worker
+(what an autoscaler such as KEDA reads), run time and queue wait of jobs; the
 artifact store's bytes and files by kind, as last measured by the maintenance pass
 (`app.artifacts.usage`: a walk of the store is too slow for every scrape)."""
 
@@ -14,11 +16,13 @@ from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.jobs.registry import JOB_TYPES
 from app.measures import kernel_info
 from app.models import ArtifactUsage, Job, OutboxEntry
+from app.models.jobs import JobStatus
 
 REGISTRY = CollectorRegistry()
 REQUESTS = Counter(
@@ -27,13 +31,28 @@ REQUESTS = Counter(
 LATENCY = Histogram(
     "iimm_http_request_seconds", "HTTP request latency", ["method", "route"], registry=REGISTRY
 )
-JOBS = Gauge("iimm_jobs", "Jobs by type and state", ["type", "status"], registry=REGISTRY)
-QUEUE_DEPTH = Gauge("iimm_queue_depth", "Queued jobs by queue", ["queue"], registry=REGISTRY)
+#: The job series are counted in the database, so every API replica exports the same,
+#: cluster-wide value: aggregate them across scrape targets with `max`, never `sum`.
+CLUSTER_WIDE = (
+    "cluster-wide, from the database: every replica exports the same value (max, not sum)"
+)
+JOBS = Gauge(
+    "iimm_jobs", f"Jobs by type and state; {CLUSTER_WIDE}", ["type", "status"], registry=REGISTRY
+)
+QUEUE_DEPTH = Gauge(
+    "iimm_queue_depth", f"Queued jobs by queue; {CLUSTER_WIDE}", ["queue"], registry=REGISTRY
+)
+QUEUE_RUNNING = Gauge(
+    "iimm_queue_running", f"Running jobs by queue; {CLUSTER_WIDE}", ["queue"], registry=REGISTRY
+)
 OUTBOX = Gauge("iimm_outbox_pending", "Outbox entries not yet published", registry=REGISTRY)
 BUILD = Info("iimm_build", "Version and the measures' pass implementation", registry=REGISTRY)
 BUILD.info({"version": metadata.version("iimm-service"), "measures_kernel": kernel_info()})
 RUNNING = Gauge(
-    "iimm_jobs_running", "Running jobs by worker (host:pid)", ["worker"], registry=REGISTRY
+    "iimm_jobs_running",
+    f"Running jobs by worker (host:pid; no sample while none runs); {CLUSTER_WIDE}",
+    ["worker"],
+    registry=REGISTRY,
 )
 ARTIFACT_BYTES = Gauge(
     "iimm_artifact_bytes",
@@ -111,25 +130,46 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, watched)
         finally:
-            path = getattr(scope.get("route"), "path", "unmatched")
+            path = _route_path(scope)
             REQUESTS.labels(scope["method"], path, str(status)).inc()
             LATENCY.labels(scope["method"], path).observe(time.perf_counter() - start)
 
 
+def _route_path(scope: Scope) -> str:
+    """The template of the route that served `scope`: FastAPI's routes put themselves in the
+    scope; Starlette's plain routes and mounts (`/openapi.json`, the docs' assets) do not, so
+    they are matched again here. `unmatched` when nothing matches (a 404)."""
+    route = scope.get("route")
+    if route is not None:
+        return str(route.path)
+    app = scope.get("app")
+    for candidate in getattr(getattr(app, "router", None), "routes", ()):
+        if isinstance(candidate, BaseRoute) and candidate.matches(scope)[0] is not Match.NONE:
+            return str(getattr(candidate, "path", "unmatched"))
+    return "unmatched"
+
+
 def refresh_job_gauges(session: Session) -> None:
-    """Set the job gauges from the database (the truth), across all projects."""
+    """Set the job gauges from the database (the truth), across all projects.
+
+    Every known job type × status, and every known queue, has a sample (0 when there are no
+    such jobs), so sums over them are never empty when the service is idle."""
     JOBS.clear()
+    for job_type in JOB_TYPES:
+        for job_status in JobStatus:
+            JOBS.labels(job_type.name, job_status.value).set(0)
     for type_, status, count in session.execute(
         select(Job.type, Job.status, func.count()).group_by(Job.type, Job.status)
     ):
         JOBS.labels(type_, status).set(count)
-    QUEUE_DEPTH.clear()
-    for queue in sorted({t.queue for t in JOB_TYPES}):
-        QUEUE_DEPTH.labels(queue).set(0)
-    for queue, count in session.execute(
-        select(Job.queue, func.count()).where(Job.status == "queued").group_by(Job.queue)
-    ):
-        QUEUE_DEPTH.labels(queue).set(count)
+    for gauge, status in ((QUEUE_DEPTH, "queued"), (QUEUE_RUNNING, "running")):
+        gauge.clear()
+        for queue in sorted({t.queue for t in JOB_TYPES}):
+            gauge.labels(queue).set(0)
+        for queue, count in session.execute(
+            select(Job.queue, func.count()).where(Job.status == status).group_by(Job.queue)
+        ):
+            gauge.labels(queue).set(count)
     RUNNING.clear()
     for worker, count in session.execute(
         select(Job.worker_id, func.count()).where(Job.status == "running").group_by(Job.worker_id)

@@ -59,8 +59,12 @@ def test_job_series_equal_a_direct_count(tmp_path: Path) -> None:
     got = _samples()
 
     depth = {s[0]["queue"]: s[1] for s in got["iimm_queue_depth"]}
+    by_queue = {s[0]["queue"]: s[1] for s in got["iimm_queue_running"]}
     for queue in ("gpu", "cpu"):
         assert depth[queue] == sum(j["status"] == "queued" and j["queue"] == queue for j in jobs)
+        assert by_queue[queue] == sum(
+            j["status"] == "running" and j["queue"] == queue for j in jobs
+        )
     running = {s[0]["worker"]: s[1] for s in got["iimm_jobs_running"]}
     for worker in ("h1:10", "h2:20"):
         assert running.get(worker, 0) == sum(
