@@ -1,4 +1,4 @@
-"""Batch-at-once decoding (``"cpu"`` preprocessing): a batch holds exactly Pillow's pixels
+"""workers.ml.data.tensor_decode, ``"cpu"`` preprocessing: a batch holds exactly Pillow's pixels
 through the worker transform and its error messages, odd and damaged files included; EXIF
 and XMP orientation is applied on the device path too; the forward's thread split."""
 
