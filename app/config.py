@@ -11,10 +11,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
+
+#: What each production URL looks like, for the messages that ask for one.
+URL_EXAMPLES = {
+    "database_url": "postgresql+psycopg://user@host/db",
+    "broker_url": "redis://host:6379/0",
+    "storage_url": "s3://bucket/prefix, or a path on a shared file system",
+}
 
 
 class Settings(BaseSettings):
@@ -131,7 +138,7 @@ class Settings(BaseSettings):
                 n for n in ("database_url", "broker_url", "storage_url") if not getattr(self, n)
             ]
             if missing:
-                names = ", ".join(f"IIMM_{n.upper()}" for n in missing)
+                names = ", ".join(f"IIMM_{n.upper()} ({URL_EXAMPLES[n]})" for n in missing)
                 raise ValueError(f"production mode needs {names}")
             if self.database_url and self.database_url.startswith("sqlite"):
                 raise ValueError("production mode needs a Postgres IIMM_DATABASE_URL")
@@ -165,5 +172,40 @@ class Settings(BaseSettings):
 
 @lru_cache
 def get_settings() -> Settings:
-    """The process-wide settings (cached; tests clear the cache after changing env)."""
+    """The process-wide settings (cached; tests clear the cache after changing env).
+
+    Raises pydantic's `ValidationError` when a variable is invalid; a process's entry point
+    calls `settings_or_exit` instead, which says so in one line."""
     return Settings()
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """One line naming each invalid or missing `IIMM_*` variable and why (no traceback)."""
+    parts = []
+    for error in exc.errors():
+        msg = str(error.get("msg", "")).removeprefix("Value error, ")
+        loc = [str(p) for p in error.get("loc", ()) if isinstance(p, str)]
+        parts.append(f"IIMM_{loc[0].upper()}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
+def settings_or_exit(process: str, *, production: bool = False) -> Settings:
+    """The process-wide settings, or `SystemExit` (status 1) with one line on stderr saying
+    what to set in `process`'s environment (e.g. ``"the worker"``), instead of a traceback.
+
+    With `production`, the process refuses to run outside production mode or without a
+    broker: a Celery worker without `IIMM_BROKER_URL` would wait on Celery's default
+    `amqp://guest@localhost:5672` for messages that never come."""
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        line = describe_invalid(exc)
+        them = "them" if len(exc.errors()) > 1 or ", IIMM_" in line else "it"
+        raise SystemExit(f"iimm: {line}; set {them} in {process}'s environment") from None
+    if production and settings.mode != "production":
+        needs = ", ".join(f"IIMM_{n.upper()} ({u})" for n, u in URL_EXAMPLES.items())
+        raise SystemExit(
+            f"iimm: {process} runs only in production mode: it needs IIMM_MODE=production"
+            f" and {needs}; set them in {process}'s environment"
+        )
+    return settings

@@ -11,11 +11,11 @@ from fastapi import FastAPI
 
 from app.artifacts import Storage
 from app.auth.service import PrincipalCache
-from app.config import Settings, get_settings
+from app.config import Settings, settings_or_exit
 from app.db import API_THREADS, make_engine, make_sessionmaker, session_scope
 from app.deps import KnownQuery
 from app.errors import install_error_handlers
-from app.health.metrics import MetricsMiddleware
+from app.health.metrics import MetricsMiddleware, set_build_info
 from app.limits import BodyLimitMiddleware
 from app.openapi import TAGS, install_openapi, operation_id
 
@@ -106,7 +106,8 @@ def _routers(app: FastAPI) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The API application for `settings` (default: from the environment)."""
-    settings = settings or get_settings()
+    settings = settings or settings_or_exit("the API")
+    set_build_info()
     app = FastAPI(
         title="IIMM service",
         version="0.1.0",

@@ -2,6 +2,8 @@
 
 Start one worker per GPU with `--pool=solo -Q gpu` and CPU workers with `-Q cpu`:
     celery -A workers.celery_app worker --pool=solo -Q gpu --concurrency=1
+It runs only in production mode: without `IIMM_MODE=production` and the database, broker and
+storage URLs, importing it exits at once with one line saying what to set.
 The broker carries only job ids; the database row is the truth, so a lost or duplicated
 message never loses or doubles a job (see `workers.runner`).
 
@@ -30,13 +32,15 @@ from billiard.process import active_children
 from celery import Celery
 from celery.signals import task_prerun, worker_process_init, worker_shutting_down
 
-from app.config import get_settings
+from app.config import get_settings, settings_or_exit
 from app.jobs.broker import RUN_JOB_TASK, celery_config
 
 log = logging.getLogger("iimm.celery")
 
 celery_app = Celery("iimm")
-celery_app.conf.update(celery_config(get_settings()))
+# Without IIMM_BROKER_URL Celery would connect to amqp://guest@localhost:5672 and wait there
+# for jobs forever: refuse at once, in one line, instead.
+celery_app.conf.update(celery_config(settings_or_exit("the Celery worker", production=True)))
 celery_app.conf.task_routes = {RUN_JOB_TASK: {"queue": "cpu"}}
 
 

@@ -47,7 +47,14 @@ QUEUE_RUNNING = Gauge(
 )
 OUTBOX = Gauge("iimm_outbox_pending", "Outbox entries not yet published", registry=REGISTRY)
 BUILD = Info("iimm_build", "Version and the measures' pass implementation", registry=REGISTRY)
-BUILD.info({"version": metadata.version("iimm-service"), "measures_kernel": kernel_info()})
+
+
+def set_build_info() -> None:
+    """Fill `iimm_build` (the measures' kernel depends on the settings: called by `create_app`
+    once they are known to be valid, not at import)."""
+    BUILD.info({"version": metadata.version("iimm-service"), "measures_kernel": kernel_info()})
+
+
 RUNNING = Gauge(
     "iimm_jobs_running",
     f"Running jobs by worker (host:pid; no sample while none runs); {CLUSTER_WIDE}",
