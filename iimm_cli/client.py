@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,17 @@ from typing import Any
 from iimm_cli._common import CliError
 
 FINAL = ("succeeded", "failed", "cancelled")
+
+#: Query parameters the API's problems tell a caller to pass, and the CLI flags that pass
+#: them (`iimm datasets upload --allow-duplicate`, `iimm datasets delete --cascade`).
+QUERY_FLAGS = {"allow_duplicate": "--allow-duplicate", "cascade": "--cascade"}
+_QUERY_HINT = re.compile(r"\??\b(" + "|".join(QUERY_FLAGS) + r")=true\b")
+
+
+def as_cli_hint(detail: str) -> str:
+    """A problem's `detail` in the CLI's terms: `?cascade=true` or `allow_duplicate=true`
+    (what the API asks of an HTTP caller) become the flags `--cascade`, `--allow-duplicate`."""
+    return _QUERY_HINT.sub(lambda m: QUERY_FLAGS[m[1]], detail)
 
 
 def add_client_args(parser: argparse.ArgumentParser) -> None:
@@ -64,7 +76,8 @@ class ApiClient:
         return None if resp.status_code == 204 else resp.json()
 
     def send(self, method: str, path: str, **kw: Any) -> Any:
-        """Send a request; the raw response, or CliError with the problem's detail."""
+        """Send a request; the raw response, or CliError with the problem's detail (its
+        query-parameter hints given as CLI flags, `as_cli_hint`)."""
         import httpx
 
         try:
@@ -76,7 +89,7 @@ class ApiClient:
                 detail = resp.json().get("detail", resp.text)
             except ValueError:
                 detail = resp.text
-            raise CliError(f"{resp.status_code}: {detail}")
+            raise CliError(f"{resp.status_code}: {as_cli_hint(str(detail))}")
         return resp
 
     def wait_job(
