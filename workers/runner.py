@@ -154,6 +154,7 @@ def execute(job_id: str) -> str:
     STOP.running = ctx
     try:
         if STOP.requested.is_set():
+            ctx.stopping.set()
             ctx.cancelled.set()
         return _run(env, ctx, job_type, beat)
     finally:
@@ -311,10 +312,12 @@ class Stopper:
         ).start()
 
     def request(self) -> None:
-        """Stop: no new job; the running one is cancelled (and given back)."""
+        """Stop: no new job; the running one is cancelled and given back, keeping what it
+        wrote to resume from (`JobContext.stopping`, set before it is cancelled)."""
         self.requested.set()
         ctx = self.running
         if ctx is not None:
+            ctx.stopping.set()
             ctx.cancelled.set()
 
     def request_then_give_back(self, grace_s: float) -> None:

@@ -58,6 +58,9 @@ class JobContext:
     storage: Storage
     cancelled: threading.Event = field(default_factory=threading.Event)
     lost: threading.Event = field(default_factory=threading.Event)  # another attempt has it
+    #: The worker is stopping: the job is cancelled only to be given back to the queue
+    #: (`workers.runner.give_back`), so what it wrote to resume from must stay.
+    stopping: threading.Event = field(default_factory=threading.Event)
     parent_id: str | None = None
     progress_value: float | None = None
     stage: str | None = None
@@ -92,11 +95,13 @@ class JobContext:
 @contextlib.contextmanager
 def discard_on_cancel(ctx: JobContext, discard: Callable[[], None]) -> Iterator[None]:
     """Run `discard` (remove what the block wrote) if the job is cancelled inside the block,
-    unless the claim was lost: then another attempt owns (and may be using) those files."""
+    unless the claim was lost (another attempt owns, and may be using, those files) or the
+    worker is stopping (`JobContext.stopping`: the job goes back to the queue and its next
+    attempt resumes from them, e.g. a fine-tune from its last epoch's checkpoint)."""
     try:
         yield
     except JobCancelledError:
-        if not ctx.lost.is_set():
+        if not ctx.lost.is_set() and not ctx.stopping.is_set():
             discard()
         raise
 

@@ -10,14 +10,17 @@ Each point trains from the pristine base model with its own seed and its checkpo
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy import select
 
 from app.db import session_scope
 from app.finetuning.jobs import FINETUNE_POINT
 from app.finetuning.params import FinetuneParams, FinetunePointParams
 from app.jobs.children import FINAL, children_of
-from app.models import JobStatus
+from app.models import Job, JobStatus
 from workers.tasks.base import JobContext, JobError, Outcome, Waiting, discard_on_cancel
 from workers.tasks.datasets import base_model_row, dataset_rows, load_base
 from workers.tasks.training import (
@@ -57,12 +60,31 @@ def run_point(ctx: JobContext) -> Outcome:
 
     # the serial fine-tune's thread count (IIMM_FINETUNE_THREADS), recorded as observed
     with (
-        discard_on_cancel(ctx, lambda: ctx.storage.delete(p.checkpoint_key)),
+        discard_on_cancel(ctx, lambda: _discard_point(ctx, p.checkpoint_key)),
         cpu_threads(loaded.device, ctx.settings.finetune_threads),
     ):
         threads = torch_threads()
         result = train(ctx, loaded, train_row, config, p.checkpoint_key, share=1.0)
     return Outcome({"index": p.index, **result.to_dict(), "cpu_threads": threads})
+
+
+def _discard_point(ctx: JobContext, key: str) -> None:
+    """A cancelled point's checkpoints go; when its parent is cancelled too (final), the
+    folders `finetune/{parent}/grid` and `finetune/{parent}` go with the last point's, as
+    soon as they are empty (a finished sibling's files stay for the orphan sweep)."""
+    ctx.storage.delete(key)
+    if ctx.parent_id is None or not ctx.storage.is_local:  # object stores have no folders
+        return
+    with session_scope(ctx.sessions) as session:
+        parent = session.scalar(select(Job.status).where(Job.id == ctx.parent_id))
+    if parent not in FINAL:
+        return
+    grid = ctx.storage.path(key.rsplit("/", 1)[0])
+    for folder in (grid, os.path.dirname(grid)):
+        try:
+            os.rmdir(folder)  # only if empty: a sibling still running keeps its files
+        except OSError:
+            return
 
 
 def _children(ctx: JobContext) -> list[Child]:
