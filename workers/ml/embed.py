@@ -78,7 +78,9 @@ def embed_dataset(
     mode = resolve_preprocess(preprocess, model.preprocess, model.device)
     run = _describe_run(model, dataset, split, templates, (start, stop), batch_size, on_error)
     if mode == "device":  # only then, so the keys of existing "cpu" runs stay valid
-        run = _rekey({**run, "preprocess": mode})
+        # "decoder": device-mode workers decode with Pillow since torchvision's decoders were
+        # dropped (its JPEG bytes differ), so an older device run is never resumed into this one
+        run = _rekey({**run, "preprocess": mode, "decoder": "pillow"})
     if (out / META).is_file() and resume:
         done = load_result(out)
         if done.meta.get("run_key") == run["run_key"]:

@@ -37,9 +37,10 @@ _SAME = (
     "dim",
     "class_names",
     "preprocess",
+    "decoder",
 )
 #: The entries of meta.json that make up a run's key (`workers.ml.embed._describe_run`);
-#: "preprocess" only where the run has one.
+#: "preprocess" and "decoder" only where the run has them (device-mode runs).
 _RUN = (
     "model_fingerprint",
     "dataset_fingerprint",
