@@ -49,9 +49,10 @@ log = logging.getLogger("iimm.deletion")
 #: `models/<model id>`: an uploaded model's architecture and checkpoint, owned by the model.
 #: `measures/<upload id>`: the arrays of a `measures` job, owned by the job until some time
 #: after it finished (`job_files_retention_s`).
+#: `uploads/<dataset id>`: an upload waiting for its ingest job, owned by the dataset.
 #: `shards/<job id>`: a sharded embed job's shards, owned by the job while it is not final
 #: (it removes them when it ends; the sweep, those of a job cancelled while it waited).
-PREFIXES = ("datasets", "embeddings", "finetune", "measures", "models", "shards")
+PREFIXES = ("datasets", "embeddings", "finetune", "measures", "models", "shards", "uploads")
 FINAL = (JobStatus.succeeded.value, JobStatus.failed.value, JobStatus.cancelled.value)
 #: Working folders of requests (`<data dir>/tmp/iimm-upload-*`, `<data dir>/iimm-model-*`).
 TEMP_FOLDERS = ("tmp/iimm-upload-*", "iimm-model-*")
@@ -178,8 +179,8 @@ def delete_dataset(*, session: Session, storage: Storage, row: Dataset, cascade:
     upload = row.uri if row.source == "upload" else None
     session.delete(row)
     session.flush()
-    if upload:
-        remove_artifacts_after_commit(session, storage, {upload})
+    if upload:  # its files, and the archive an ingest job had not validated yet
+        remove_artifacts_after_commit(session, storage, {upload, f"uploads/{row.id}"})
 
 
 def sweep_orphans(
@@ -197,6 +198,7 @@ def sweep_orphans(
     live = set(session.scalars(select(Embedding.uri)))
     live |= {k for k in session.scalars(select(FinetunedModel.checkpoint_uri)) if k}
     live |= set(session.scalars(select(Dataset.uri).where(Dataset.source == "upload")))
+    live |= {f"uploads/{i}" for i in session.scalars(select(Dataset.id))}
     live |= {f"models/{i}" for i in session.scalars(select(PretrainedModel.id))}
     live |= _job_files(session, retention_s=job_files_retention_s)
     active = {

@@ -94,6 +94,11 @@ class AppError(Exception):
         self.errors = errors
         self.extensions = extensions or {}
 
+    def problem(self) -> dict[str, Any]:
+        """This error as a stored problem document (`Problem`'s fields, without `instance`),
+        e.g. the `error` of a dataset whose ingest job found it."""
+        return problem_body(self.kind, self.detail, status=self.status)
+
 
 class NotFoundError(AppError):
     status, title, kind = 404, "Not found", "not-found"
@@ -125,6 +130,13 @@ class UnsupportedMediaTypeError(AppError):
 
 class UnavailableError(AppError):
     status, title, kind = 503, "Service unavailable", "unavailable"
+
+
+def problem_body(kind: str, detail: str, *, status: int | None = None) -> dict[str, Any]:
+    """A problem document of `kind` (a key of `KINDS`) as a plain dict: type, title, status,
+    detail."""
+    code, title, _ = KINDS[kind]
+    return {"type": type_uri(kind), "title": title, "status": status or code, "detail": detail}
 
 
 def problem_response(

@@ -58,6 +58,9 @@ def start_embedded(data_dir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
     raise RuntimeError("the embedded service did not start")
 
 
+FINAL = ("succeeded", "failed", "cancelled")
+
+
 def setup(client: httpx.Client, work: Path) -> dict[str, str]:
     """A dataset and a tiny model, embedded once (so submissions exercise the job path)."""
     from workers.ml.synth import generate_task
@@ -71,12 +74,15 @@ def setup(client: httpx.Client, work: Path) -> dict[str, str]:
     name = f"load-{random.randrange(1 << 30)}"
     with archive.open("rb") as fh:
         ds = client.post("/v1/datasets:upload", data={"name": name}, files={"file": fh}).json()
+    # 202: the dataset is validated by its ingest job (an embed job would wait for it anyway)
+    while client.get(f"/v1/jobs/{ds['job_id']}").json()["status"] not in FINAL:
+        time.sleep(0.2)
     model = client.post(
         "/v1/models", json={"name": name, "arch": TINY, "pretrained": "random"}
     ).json()
     ids = {"model_id": model["id"], "dataset_id": ds["id"]}
     job = client.post("/v1/jobs", json={"type": "embed", **ids}).json()
-    while client.get(f"/v1/jobs/{job['id']}").json()["status"] not in ("succeeded", "failed"):
+    while client.get(f"/v1/jobs/{job['id']}").json()["status"] not in FINAL:
         time.sleep(0.2)
     return ids
 

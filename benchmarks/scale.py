@@ -134,8 +134,8 @@ def print_embed(rows: list[dict[str, Any]]) -> None:
 
 def _measure(stack: Stack, workers: int, archive: Path, args: argparse.Namespace) -> dict:
     with stack.client(stack.new_key(f"scale-{uuid.uuid4().hex[:6]}")) as c:
-        resp = upload(c, archive)
-        assert resp.status_code == 201, resp.text
+        resp = upload(c, archive)  # waits for its ingest job
+        assert resp.status_code == 200 and resp.json()["status"] == "ready", resp.text
         dataset, model = resp.json()["id"], add_tiny(c)["id"]
         _empty_jobs(c, model, 4 * workers)  # warm: imports, model cache, connections
         empty = _empty_jobs(c, model, args.empty)

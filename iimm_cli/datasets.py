@@ -1,4 +1,11 @@
-"""`iimm datasets upload|list|show|delete`."""
+"""`iimm datasets upload|add|list|show|delete`.
+
+The API answers an upload or a reference at once with the dataset `validating` (202) and an
+`ingest` job that checks and decodes it on a worker; `upload` and `add` wait for that job
+(with a progress bar on a terminal) and print the dataset once `ready`, or fail with the
+problem the job found, as the synchronous API did; `--no-wait` prints the `validating`
+dataset at once (`iimm jobs wait <job_id>` later).
+"""
 
 from __future__ import annotations
 
@@ -20,11 +27,23 @@ def register(sub: Any) -> None:
     up = dsub.add_parser("upload", help="upload a folder or archive of class folders")
     up.add_argument("path")
     up.add_argument("--name", required=True)
-    up.add_argument(
-        "--allow-duplicate", action="store_true", help="register a copy of a dataset's content"
+    add = dsub.add_parser(
+        "add", help="register a dataset where it lives (file://, torchvision://, s3://)"
     )
-    add_client_args(up)
+    add.add_argument("uri")
+    add.add_argument("--name", required=True)
+    add.add_argument("--format", default=None, help="folder, csv, parquet, webdataset, ...")
+    for p in (up, add):
+        p.add_argument(
+            "--allow-duplicate", action="store_true", help="register a copy of a dataset's content"
+        )
+        p.add_argument(
+            "--no-wait", action="store_true",
+            help="print the dataset `validating` at once instead of waiting for its ingest job",
+        )  # fmt: skip
+        add_client_args(p)
     up.set_defaults(handler=run_upload)
+    add.set_defaults(handler=run_add)
     for name, fn in (("list", run_list), ("show", run_show), ("delete", run_delete)):
         p = dsub.add_parser(name)
         if name != "list":
@@ -35,10 +54,31 @@ def register(sub: Any) -> None:
         p.set_defaults(handler=fn)
 
 
-def upload(
-    client: ApiClient, path: Path, name: str, allow_duplicate: bool = False
+def wait_ingested(
+    client: ApiClient, dataset: dict[str, Any], *, bar: bool = False
 ) -> dict[str, Any]:
-    """Upload a folder (zipped on the fly) or an archive; returns the dataset."""
+    """Wait for the ingest job of a `validating` dataset; the dataset once `ready`, or
+    CliError with its problem (``422: archive rejected: ...``) when it failed."""
+    if dataset.get("status") == "validating" and dataset.get("job_id"):
+        client.wait_job(dataset["job_id"], timeout=3600, bar=bar)
+        dataset = client.request("GET", f"/v1/datasets/{dataset['id']}")
+    if dataset.get("status") == "failed":
+        error = dataset.get("error") or {}
+        raise CliError(f"{error.get('status', 422)}: {error.get('detail', 'validation failed')}")
+    return dataset
+
+
+def upload(
+    client: ApiClient,
+    path: Path,
+    name: str,
+    allow_duplicate: bool = False,
+    *,
+    wait: bool = True,
+    bar: bool = False,
+) -> dict[str, Any]:
+    """Upload a folder (zipped on the fly) or an archive; returns the dataset, by default
+    once its ingest job made it `ready` (`wait_ingested`), else `validating`."""
     if not path.exists():
         raise CliError(f"{path} does not exist")
     tmp = None
@@ -49,18 +89,32 @@ def upload(
         with path.open("rb") as fh:
             files = {"file": (path.name, fh, "application/octet-stream")}
             params = {"allow_duplicate": "true"} if allow_duplicate else {}
-            return client.request(
+            dataset = client.request(
                 "POST", "/v1/datasets:upload", data={"name": name}, files=files, params=params
             )
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
+    return wait_ingested(client, dataset, bar=bar) if wait else dataset
 
 
 def run_upload(args: argparse.Namespace) -> int:
-    """Upload and print the dataset."""
+    """Upload, wait for the ingest job (unless --no-wait) and print the dataset."""
     client = ApiClient.from_args(args)
-    print_json(upload(client, Path(args.path), args.name, args.allow_duplicate))
+    print_json(
+        upload(client, Path(args.path), args.name, args.allow_duplicate, wait=not args.no_wait,
+               bar=True)
+    )  # fmt: skip
+    return 0
+
+
+def run_add(args: argparse.Namespace) -> int:
+    """Register a reference, wait for the ingest job (unless --no-wait), print the dataset."""
+    client = ApiClient.from_args(args)
+    body = {"name": args.name, "uri": args.uri, **({"format": args.format} if args.format else {})}
+    params = {"allow_duplicate": "true"} if args.allow_duplicate else {}
+    dataset = client.request("POST", "/v1/datasets", json=body, params=params)
+    print_json(dataset if args.no_wait else wait_ingested(client, dataset, bar=True))
     return 0
 
 

@@ -89,13 +89,15 @@ def upload_suite(
     client: Any, root: Path, cfg: LoopConfig, log: Callable[[str], None]
 ) -> dict[str, str]:
     """Generate the reference suite's tasks of `cfg` under `root` and upload each."""
-    from iimm_cli.datasets import upload
+    from iimm_cli.datasets import upload, wait_ingested
     from workers.ml.reference.suite import generate_suite
 
     names = [*cfg.train_tasks, *cfg.held_out_tasks]
     folders = generate_suite(root, per_class=cfg.per_class, seed=cfg.seed, tasks=names)
     stamp = int(time.time())
-    ids = {name: upload(client, folders[name], f"{name}-{stamp}")["id"] for name in names}
+    # all uploaded first: their ingest jobs validate them on the workers meanwhile
+    sent = {name: upload(client, folders[name], f"{name}-{stamp}", wait=False) for name in names}
+    ids = {name: wait_ingested(client, dataset)["id"] for name, dataset in sent.items()}
     log(f"  {len(ids)} datasets uploaded ({cfg.per_class} images per class, a quarter test)")
     return ids
 

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.artifacts import Storage
 from app.config import Settings, get_settings
 from app.db import after_commit, make_engine, make_sessionmaker, session_scope
-from app.jobs import children, claims
+from app.jobs import children, claims, dependencies
 from app.jobs.relay import enqueue
 from app.models import Job, JobStatus
 from workers.tasks import HANDLERS, JobContext, JobError
@@ -174,10 +174,32 @@ def _finish(env: WorkerEnv, ctx: JobContext, status: JobStatus, **kw: object) ->
 
 
 def _wake_parent(env: WorkerEnv, ctx: JobContext, session: Session) -> None:
-    """This job is final: its parent goes on if it was the last child (same transaction)."""
+    """This job is final: its parent goes on if it was the last child, and the jobs waiting
+    for it (a dataset's ingest job) are queued again (same transaction)."""
     children.wake_parent(
         session=session, parent_id=ctx.parent_id, use_broker=env.settings.uses_broker
     )
+    dependencies.job_final(session=session, job_id=ctx.job_id, use_broker=env.settings.uses_broker)
+
+
+def _gate(env: WorkerEnv, ctx: JobContext) -> str | None:
+    """Park the job as `waiting` for the ingest job of a dataset it names that is still
+    being validated, or fail it if such a dataset failed; None when it can run."""
+    with session_scope(env.sessions) as session:
+        found = dependencies.gate(session, ctx.project_id, ctx.params, ctx.job_id)
+        if found is None:
+            return None
+        if found.error is None:
+            ok = claims.wait(
+                session=session, job_id=ctx.job_id, attempt=ctx.attempt, stage=found.stage,
+                progress=None, waits_for=found.wait_for,
+            )  # fmt: skip
+            if ok:
+                return f"waiting: {found.stage}"
+    if found.error is not None:
+        ok = _finish(env, ctx, JobStatus.failed, error=found.error)
+        return f"failed: {found.error}" if ok else "lost: lease taken over"
+    return "cancelled" if _finish(env, ctx, JobStatus.cancelled) else "lost: lease taken over"
 
 
 def _wait(env: WorkerEnv, ctx: JobContext, waiting: Waiting) -> str:
@@ -207,6 +229,8 @@ def _run(env: WorkerEnv, ctx: JobContext, job_type: str, beat: Heartbeat) -> str
     if fn is None:
         _finish(env, ctx, JobStatus.failed, error=f"no worker handler for job type {job_type!r}")
         return "failed: unknown type"
+    if (gated := _gate(env, ctx)) is not None:
+        return gated
     try:
         outcome = fn(ctx)
     except JobCancelledError:

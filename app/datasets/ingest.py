@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,9 @@ from app.errors import InvalidError, TooLargeError
 from app.imagedata import ArchiveError, ArchiveLimits, DatasetLayout, ImageDataError, open_dataset
 from app.imagedata.decode import ExifOrientationWarning
 from app.imagedata.errors import ArchiveTooLargeError
+
+#: Called as images are decoded: (images done, images in all).
+Progress = Callable[[int, int], None]
 
 
 def archive_limits(settings: Settings) -> ArchiveLimits:
@@ -43,16 +47,19 @@ def _check_pixels(layout: DatasetLayout, max_pixels: int) -> None:
                 )
 
 
-def _check_decodes(layout: DatasetLayout) -> None:
+def _check_decodes(layout: DatasetLayout, progress: Progress | None = None) -> None:
     """Decode every image once; images whose EXIF orientation could not be applied are
     listed in a warning on the layout (they are used unrotated)."""
     seen: set[Any] = set()
     unrotated: list[str] = []
+    total = sum(len(split.items) for split in layout.splits.values())
     for split in layout.splits.values():
         for item in split.items:
             if item in seen:
                 continue
             seen.add(item)
+            if progress is not None and len(seen) % 64 == 1:
+                progress(len(seen) - 1, total)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", ExifOrientationWarning)
                 layout.source.open(item)
@@ -83,9 +90,11 @@ def open_and_validate(
     class_names: list[str] | None = None,
     extract_dir: Path | None = None,
     name_encoding: str | None = None,
+    progress: Progress | None = None,
 ) -> DatasetLayout:
     """Open `path` as a dataset and decode every image; 4xx errors that say what is wrong
-    (naming entries and rows of the upload, never a folder of the server)."""
+    (naming entries and rows of the upload, never a folder of the server). `progress` is
+    called every 64 images decoded (it may raise to stop)."""
     Image.MAX_IMAGE_PIXELS = settings.max_image_pixels
     try:
         layout = open_dataset(
@@ -97,7 +106,7 @@ def open_and_validate(
             name_encoding=name_encoding,
         )
         _check_pixels(layout, settings.max_image_pixels)
-        _check_decodes(layout)
+        _check_decodes(layout, progress)
     except ArchiveError as exc:
         msg = user_message(exc, path.parent, extract_dir, settings.data_dir)
         if isinstance(exc, ArchiveTooLargeError):

@@ -25,6 +25,7 @@ from app.deps import (
 )
 from app.errors import InvalidError, problems
 from app.limits import read_form
+from app.models import Dataset
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], route_class=TransactionalRoute)
 
@@ -64,7 +65,8 @@ UPLOAD_BODY: dict[str, Any] = {
 
 DUPLICATE_DOC = (
     "Register it even when a dataset of the project has the same content (fingerprint);"
-    " otherwise that is a 409 naming the existing dataset"
+    " otherwise that is a 409 naming the existing dataset: at once for the same remote or"
+    " torchvision URI, else the ingest job's (the dataset fails with the 409 problem)"
 )
 
 
@@ -101,11 +103,22 @@ def _name_encoding(value: object) -> str | None:
         ) from None
 
 
+ACCEPTED = (
+    "Accepted: the dataset, `validating`, with `job_id`; `Location` is its ingest job, whose"
+    " end makes the dataset `ready` or `failed` (with `error`)"
+)
+
+
+def _accepted(row: Dataset, response: Response) -> DatasetRead:
+    response.headers["Location"] = f"/v1/jobs/{row.job_id}"
+    return DatasetRead.model_validate(row)
+
+
 @router.post(
     "",
-    status_code=status.HTTP_201_CREATED,
+    status_code=status.HTTP_202_ACCEPTED,
     response_model=DatasetRead,
-    responses=problems(403, 409, 413, 415),
+    responses={202: {"description": ACCEPTED}, **problems(403, 409, 413, 415)},
     dependencies=[media_type(JSON, hint="to upload an archive, POST multipart to :upload")],
 )
 def create_dataset(
@@ -113,28 +126,31 @@ def create_dataset(
     session: SessionDep,
     principal: CurrentPrincipal,
     settings: SettingsDep,
+    storage: StorageDep,
     response: Response,
     allow_duplicate: Annotated[bool, Query(description=DUPLICATE_DOC)] = False,
 ) -> DatasetRead:
     """Register a dataset the workers read where it lives.
 
     `{"name", "uri", "format"}` with a `file://` URI under an allowed root, a
-    `torchvision://` URI, or an `s3://`/`https://` URI on an allowed host. To upload an
-    archive instead, use `POST /v1/datasets:upload`.
+    `torchvision://` URI, or an `s3://`/`https://` URI on an allowed host. The scheme, root
+    or host and the name are checked now; the dataset is answered `validating` (202) and its
+    `ingest` job (CPU queue, `Location`) opens it (decoding every image of a local folder or
+    file) and makes it `ready` or `failed` with the problem in `error`. To upload an archive
+    instead, use `POST /v1/datasets:upload`.
     """
     row = service.register_uri(
-        session=session, settings=settings, project_id=principal.project_id, ref=ref,
-        allow_duplicate=allow_duplicate,
+        session=session, storage=storage, settings=settings, project_id=principal.project_id,
+        ref=ref, allow_duplicate=allow_duplicate,
     )  # fmt: skip
-    response.headers["Location"] = f"/v1/datasets/{row.id}"
-    return DatasetRead.model_validate(row)
+    return _accepted(row, response)
 
 
 @router.post(
     ":upload",
-    status_code=status.HTTP_201_CREATED,
+    status_code=status.HTTP_202_ACCEPTED,
     response_model=DatasetRead,
-    responses=problems(409, 413, 415),
+    responses={202: {"description": ACCEPTED}, **problems(409, 413, 415)},
     openapi_extra=UPLOAD_BODY,
     dependencies=[media_type(MULTIPART, hint="to register a URI, POST JSON to /v1/datasets")],
 )
@@ -150,12 +166,15 @@ async def upload_dataset(
     """Upload a dataset archive (multipart).
 
     `name`, `file` (zip/tar/tar.gz of `class/*.png` or `split/class/*.png`) and optionally
-    `manifest` (CSV/Parquet with `path`, `label`, optional `split`). Every image is decoded
-    and checked; ingest is atomic (a failed upload leaves no row and no file).
+    `manifest` (CSV/Parquet with `path`, `label`, optional `split`). The upload is stored and
+    answered at once (202, `validating`, `Location` = its `ingest` job); the job extracts,
+    checks and decodes every image on a CPU worker and makes the dataset `ready`, or
+    `failed` with the problem (422, 413, 409) in `error` and its files removed. Checks that
+    need no decoding (media type, size limit, empty file, name) are answered now.
     """
     name, file, manifest, encoding = await _form_upload(request)
     row = await run_in_threadpool(
-        lambda: service.ingest_upload(
+        lambda: service.accept_upload(
             session=session, storage=storage, settings=settings,
             project_id=principal.project_id, name=name, archive=file.file,
             filename=file.filename or "upload.zip",
@@ -164,8 +183,7 @@ async def upload_dataset(
             name_encoding=encoding, allow_duplicate=allow_duplicate,
         )
     )  # fmt: skip
-    response.headers["Location"] = f"/v1/datasets/{row.id}"
-    return DatasetRead.model_validate(row)
+    return _accepted(row, response)
 
 
 @router.get("", response_model=DatasetList, responses=problems())
@@ -184,7 +202,8 @@ def list_datasets(
 
 @router.get("/{dataset_id}", response_model=DatasetRead, responses=problems(404))
 def get_dataset(dataset_id: str, session: SessionDep, principal: CurrentPrincipal) -> DatasetRead:
-    """One dataset: class names, split sizes, fingerprint, status."""
+    """One dataset: status (`validating`, `ready`, `failed` with `error`), class names,
+    split sizes, fingerprint, skipped files and warnings."""
     return DatasetRead.model_validate(
         service.get_dataset(session=session, project_id=principal.project_id, dataset_id=dataset_id)
     )

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from app.errors import Problem
 
 NAME_PATTERN = r"^[\w .-]+$"
 NAME_RULE = "1-200 letters, digits, spaces, `_`, `.` or `-`"
@@ -63,7 +65,10 @@ class DatasetWarning(BaseModel):
 
 
 class DatasetRead(BaseModel):
-    """A registered dataset: class names, split sizes and a content fingerprint."""
+    """A registered dataset: class names, split sizes and a content fingerprint.
+
+    Uploads and references start `validating` while their `ingest` job (`job_id`) extracts,
+    checks and decodes them; then `ready`, or `failed` with `error` saying why."""
 
     model_config = ConfigDict(
         from_attributes=True,
@@ -84,7 +89,18 @@ class DatasetRead(BaseModel):
 
     id: str
     name: str
-    status: str
+    status: Literal["validating", "ready", "registered", "failed"] = Field(
+        description="`validating` while the ingest job runs, then `ready` or `failed`"
+        " (`registered`: a reference registered before ingest jobs, not read yet)."
+    )
+    job_id: str | None = Field(
+        default=None, description="The `ingest` job that validates it (`/v1/jobs/{job_id}`)."
+    )
+    error: Problem | None = Field(
+        default=None,
+        description="Why it failed: the problem a synchronous upload would have answered"
+        " (422 bad archive or images, 413 over a limit, 409 same content as another dataset).",
+    )
     format: str
     source: str
     uri: str
@@ -96,6 +112,16 @@ class DatasetRead(BaseModel):
     skipped: list[SkippedFiles] = []
     warnings: list[DatasetWarning] = []
     created_at: datetime
+    links: dict[str, str] = Field(
+        default_factory=dict, description="`self`, and `job` (its ingest job) when it has one."
+    )
+
+    @model_validator(mode="after")
+    def _links(self) -> DatasetRead:
+        self.links = {"self": f"/v1/datasets/{self.id}"}
+        if self.job_id:
+            self.links["job"] = f"/v1/jobs/{self.job_id}"
+        return self
 
 
 class DatasetList(BaseModel):

@@ -1,13 +1,13 @@
-"""Dataset service: atomic ingest of uploads, URI references, list, get, delete. Flushes only."""
+"""Dataset service: accept uploads and references (their ingest job validates them), the
+validation the job runs, list, get, delete. Flushes only."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import urlparse
 
 from sqlalchemy import select
@@ -16,11 +16,12 @@ from sqlalchemy.orm import Session
 
 from app.artifacts import Storage
 from app.config import Settings
-from app.datasets.ingest import archive_limits, open_and_validate, user_message
+from app.datasets.ingest import Progress, archive_limits, open_and_validate, user_message
 from app.datasets.schemas import DatasetRef
 from app.db import new_id, on_rollback
 from app.errors import ConflictError, ForbiddenError, InvalidError, TooLargeError
 from app.imagedata import ArchiveError, DatasetLayout, extract_archive
+from app.imagedata.errors import ArchiveTooLargeError
 from app.imagedata.folders import skipped_files
 from app.models import Dataset
 from app.ownership import get_owned
@@ -41,24 +42,33 @@ def save_stream(src: BinaryIO, dest: Path, max_bytes: int) -> int:
     return total
 
 
-def _row(project_id: str, name: str, layout: DatasetLayout, **kw: object) -> Dataset:
-    return Dataset(
-        id=kw.pop("id", None) or new_id("dst"),
-        project_id=project_id,
-        name=name,
-        status="ready",
-        class_names=list(layout.class_names),
-        splits={k: len(v) for k, v in layout.splits.items()},
-        fingerprint=layout.fingerprint,
-        skipped=list(layout.skipped),
-        warnings=list(layout.warnings),
-        **kw,
-    )
+#: Dataset statuses: `validating` until its ingest job ends, then `ready` or `failed`.
+VALIDATING, READY, FAILED = "validating", "ready", "failed"
 
 
-def _add(session: Session, row: Dataset, allow_duplicate: bool = False) -> Dataset:
-    if not allow_duplicate:
-        _ensure_not_duplicate(session, row.project_id, row.fingerprint)
+def upload_key(dataset_id: str) -> str:
+    """Where an upload's archive (and manifest) wait for its ingest job."""
+    return f"uploads/{dataset_id}"
+
+
+def pending_fingerprint(dataset_id: str) -> str:
+    """The fingerprint of a dataset whose content is not read yet (equal to no other)."""
+    return f"pending:{dataset_id}"
+
+
+def layout_values(layout: DatasetLayout) -> dict[str, Any]:
+    """The columns a validated layout fills: class names, split sizes, fingerprint, skipped
+    files and warnings."""
+    return {
+        "class_names": list(layout.class_names),
+        "splits": {k: len(v) for k, v in layout.splits.items()},
+        "fingerprint": layout.fingerprint,
+        "skipped": list(layout.skipped),
+        "warnings": list(layout.warnings),
+    }
+
+
+def _add(session: Session, row: Dataset) -> Dataset:
     try:
         with session.begin_nested():
             session.add(row)
@@ -70,12 +80,17 @@ def _add(session: Session, row: Dataset, allow_duplicate: bool = False) -> Datas
     return row
 
 
-def _ensure_not_duplicate(session: Session, project_id: str, fingerprint: str) -> None:
-    """409 naming the project's dataset with the same content fingerprint, if any."""
+def ensure_not_duplicate(
+    session: Session, project_id: str, fingerprint: str, *, exclude: str | None = None
+) -> None:
+    """409 naming the project's dataset (other than `exclude`) with the same content
+    fingerprint, if any."""
     query = select(Dataset.id, Dataset.name).where(
         Dataset.project_id == project_id, Dataset.fingerprint == fingerprint
     )
-    same = session.execute(query.limit(1)).first()
+    if exclude is not None:
+        query = query.where(Dataset.id != exclude)
+    same = session.execute(query.order_by(Dataset.id).limit(1)).first()
     if same is not None:
         raise ConflictError(
             f"dataset {same.name!r} ({same.id}) in this project has the same content"
@@ -83,13 +98,42 @@ def _ensure_not_duplicate(session: Session, project_id: str, fingerprint: str) -
         )
 
 
-def _ensure_name_free(session: Session, project_id: str, name: str) -> None:
-    query = select(Dataset.id).where(Dataset.project_id == project_id, Dataset.name == name)
-    if session.scalar(query) is not None:
-        raise ConflictError(f"a dataset named {name!r} already exists in this project")
+def _free_name(session: Session, storage: Storage, project_id: str, name: str) -> None:
+    """409 if the name is taken; a dataset of that name that failed validation is replaced
+    (deleted, with its stored files)."""
+    query = select(Dataset).where(Dataset.project_id == project_id, Dataset.name == name)
+    row = session.scalar(query)
+    if row is None:
+        return
+    if row.status == FAILED:
+        from app.deletion import delete_dataset
+
+        delete_dataset(session=session, storage=storage, row=row, cascade=True)
+        return
+    raise ConflictError(f"a dataset named {name!r} already exists in this project")
 
 
-def ingest_upload(
+def _start_ingest(
+    session: Session, settings: Settings, row: Dataset, allow_duplicate: bool
+) -> Dataset:
+    """Create the dataset's `ingest` job (CPU queue) in this transaction."""
+    from app.jobs.service import create_job
+    from app.jobs.types import IngestParams
+
+    params = IngestParams(dataset_id=row.id, allow_duplicate=allow_duplicate)
+    job, _ = create_job(
+        session=session, project_id=row.project_id, params=params, idempotency_key=None,
+        max_attempts=settings.max_attempts, use_broker=settings.uses_broker,
+    )  # fmt: skip
+    row.job_id = job.id
+    session.flush()
+    return row
+
+
+MANIFEST_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def accept_upload(
     *,
     session: Session,
     storage: Storage,
@@ -103,33 +147,48 @@ def ingest_upload(
     name_encoding: str | None = None,
     allow_duplicate: bool = False,
 ) -> Dataset:
-    """Store an uploaded archive (optionally with a manifest); nothing is left on failure.
+    """Store an uploaded archive (and manifest) under `upload_key` and create the dataset
+    `validating` with its `ingest` job; nothing is decoded here.
 
-    `name_encoding` decodes archive member names that declare no encoding (default: guessed).
-    Content equal to a dataset of the project (same fingerprint) is a 409 naming it unless
-    `allow_duplicate`.
+    Checks that need no reading of the content are answered now: the size limit (413), an
+    empty file, the manifest's type and the name (422; 409 when taken). The rest (archive,
+    images, manifest rows, a duplicate of the project's content) is the ingest job's.
     """
+    manifest_ext = None
+    if manifest is not None:
+        manifest_ext = Path(manifest_name or "manifest.csv").suffix.lower()
+        if manifest_ext not in MANIFEST_SUFFIXES:
+            raise InvalidError("manifest must be a .csv or .parquet file")
     dataset_id = new_id("dst")
     work = Path(tempfile.mkdtemp(prefix="iimm-upload-", dir=_tmp_root(settings)))
     try:
         suffix = "".join(Path(filename or "upload.zip").suffixes[-2:]) or ".zip"
-        upload = work / f"upload{suffix.lower()}"
-        size = save_stream(archive, upload, settings.max_upload_bytes)
-        opts = _UploadOptions(manifest, manifest_name, name, name_encoding)
-        layout, root_rel, fmt = _open_upload(work, upload, opts, settings)
-        os.unlink(upload)
-        _ensure_name_free(session, project_id, name)  # after the slow part: short transaction
-        if not allow_duplicate:
-            _ensure_not_duplicate(session, project_id, layout.fingerprint)
-        key = f"datasets/{dataset_id}"
-        storage.put_dir(work / "data", key)
+        upload = f"upload{suffix.lower()}"
+        size = save_stream(archive, work / upload, settings.max_upload_bytes)
+        if size == 0:
+            raise InvalidError("the uploaded file is empty; send a zip, tar or tar.gz archive")
+        if manifest is not None:
+            save_stream(manifest, work / f"manifest{manifest_ext}", settings.max_json_bytes * 8)
+        _free_name(session, storage, project_id, name)
+        key = upload_key(dataset_id)
+        storage.put_dir(work, key)
         on_rollback(session, lambda: storage.delete(key))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    info = {"root": root_rel, "kind": layout.kind, "derived_splits": dict(layout.derived)}
-    row = _row(project_id, name, layout, id=dataset_id, format=fmt, source="upload", uri=key,
-               size_bytes=size, info=info)  # fmt: skip
-    return _add(session, row, allow_duplicate=True)  # checked above, before storing
+    fmt = (manifest_ext or ".archive").lstrip(".").replace("pq", "parquet")
+    info = {
+        "upload": {
+            "archive": upload,
+            "name_encoding": name_encoding,
+            "manifest": f"manifest{manifest_ext}" if manifest_ext else None,
+        }
+    }
+    row = Dataset(
+        id=dataset_id, project_id=project_id, name=name, status=VALIDATING, format=fmt,
+        source="upload", uri=f"datasets/{dataset_id}", class_names=[], splits={},
+        fingerprint=pending_fingerprint(dataset_id), size_bytes=size, info=info,
+    )  # fmt: skip
+    return _start_ingest(session, settings, _add(session, row), allow_duplicate)
 
 
 def _tmp_root(settings: Settings) -> str:
@@ -138,38 +197,37 @@ def _tmp_root(settings: Settings) -> str:
     return str(path)
 
 
-@dataclass(frozen=True)
-class _UploadOptions:
-    manifest: BinaryIO | None
-    manifest_name: str | None
-    name: str
-    name_encoding: str | None
-
-
-def _open_upload(
-    work: Path, upload: Path, opts: _UploadOptions, settings: Settings
-) -> tuple[DatasetLayout, str, str]:
-    data = work / "data"
-    if opts.manifest is None:
+def validate_upload(
+    src: Path,
+    data: Path,
+    info: dict[str, Any],
+    settings: Settings,
+    name: str,
+    progress: Progress | None = None,
+) -> tuple[DatasetLayout, str]:
+    """Extract, check and decode the upload stored in `src` (`info["upload"]` names its
+    files) into `data`; (layout, its root relative to `data`). Errors are the `AppError`s
+    of `open_and_validate`; `progress(done, total)` is called as images are decoded."""
+    upload = info.get("upload") or {}
+    archive, encoding = src / upload.get("archive", "upload.zip"), upload.get("name_encoding")
+    if not upload.get("manifest"):
         layout = open_and_validate(
-            upload, settings=settings, name=opts.name, extract_dir=data,
-            name_encoding=opts.name_encoding,
+            archive, settings=settings, name=name, extract_dir=data, name_encoding=encoding,
+            progress=progress,
         )  # fmt: skip
-        return layout, os.path.relpath(layout.location, data), "archive"
+        return layout, os.path.relpath(layout.location, data)
     try:
-        limits = archive_limits(settings)
-        extract_archive(upload, data, limits=limits, name_encoding=opts.name_encoding)
+        extract_archive(archive, data, limits=archive_limits(settings), name_encoding=encoding)
     except ArchiveError as exc:
-        raise InvalidError(f"archive rejected: {user_message(exc, work)}") from None
-    ext = Path(opts.manifest_name or "manifest.csv").suffix.lower()
-    if ext not in (".csv", ".parquet", ".pq"):
-        raise InvalidError("manifest must be a .csv or .parquet file")
-    target = data / f"manifest{ext}"
-    save_stream(opts.manifest, target, settings.max_json_bytes * 8)
-    layout = open_and_validate(target, settings=settings, name=opts.name)
+        if isinstance(exc, ArchiveTooLargeError):
+            raise TooLargeError(f"archive rejected: {user_message(exc, src, data)}") from None
+        raise InvalidError(f"archive rejected: {user_message(exc, src, data)}") from None
+    target = data / upload["manifest"]
+    shutil.copyfile(src / upload["manifest"], target)
+    layout = open_and_validate(target, settings=settings, name=name, progress=progress)
     used = {str(target)} | {str(data / str(i)) for s in layout.splits.values() for i in s.items}
     layout.skipped = skipped_files(data, used, manifest=True)
-    return layout, target.name, ext.lstrip(".").replace("pq", "parquet")
+    return layout, target.name
 
 
 def _check_root(uri: str, path: Path, settings: Settings) -> Path:
@@ -227,29 +285,38 @@ def _check_uri(ref: DatasetRef, settings: Settings) -> Path | None:
 def register_uri(
     *,
     session: Session,
+    storage: Storage,
     settings: Settings,
     project_id: str,
     ref: DatasetRef,
     allow_duplicate: bool = False,
 ) -> Dataset:
-    """Register data the workers read in place (validated now when it is local); the same
-    content (or URI) as a dataset of the project is a 409 unless `allow_duplicate`."""
+    """Record a reference the workers read in place and create the dataset `validating`
+    with its `ingest` job, which opens (and, for folders and files, decodes) it.
+
+    The URI's scheme, allowed root or host, a torchvision dataset's name and root, that a
+    local path exists, and the name are checked now (403, 422, 409). Remote and torchvision
+    references are fingerprinted by URI, so the same URI again is a 409 now unless
+    `allow_duplicate`; a local one's content fingerprint is the ingest job's to compare."""
     path = _check_uri(ref, settings)
-    if path is None:
-        row = Dataset(
-            id=new_id("dst"), project_id=project_id, name=ref.name, status="registered",
-            format=ref.format or _default_format(ref.uri), source="uri", uri=ref.uri,
-            class_names=ref.class_names or [], splits={}, fingerprint=_uri_fp(ref.uri), info={},
-        )  # fmt: skip
-        return _add(session, row, allow_duplicate)
-    if not path.exists():
+    if path is not None and not path.exists():
         raise InvalidError(f"{ref.uri} does not exist")
-    layout = open_and_validate(path, settings=settings, name=ref.name, class_names=ref.class_names)
-    _ensure_name_free(session, project_id, ref.name)
-    fmt = ref.format or layout.kind
-    row = _row(project_id, ref.name, layout, format=fmt, source="uri", uri=path.as_uri(),
-               size_bytes=0, info={"root": str(path), "kind": layout.kind})  # fmt: skip
-    return _add(session, row, allow_duplicate)
+    _free_name(session, storage, project_id, ref.name)
+    dataset_id = new_id("dst")
+    if path is None:
+        uri, fingerprint, info = ref.uri, _uri_fp(ref.uri), {}
+        if not allow_duplicate:
+            ensure_not_duplicate(session, project_id, fingerprint)
+    else:
+        uri, fingerprint = path.as_uri(), pending_fingerprint(dataset_id)
+        info = {"root": str(path)}
+    row = Dataset(
+        id=dataset_id, project_id=project_id, name=ref.name, status=VALIDATING,
+        format=ref.format or _default_format(ref.uri), source="uri", uri=uri,
+        class_names=ref.class_names or [], splits={}, fingerprint=fingerprint, size_bytes=0,
+        info={**info, "format_given": ref.format is not None},
+    )  # fmt: skip
+    return _start_ingest(session, settings, _add(session, row), allow_duplicate)
 
 
 def _default_format(uri: str) -> str:
@@ -278,9 +345,13 @@ def list_datasets(
 def delete_dataset(
     *, session: Session, storage: Storage, project_id: str, dataset_id: str, cascade: bool = False
 ) -> None:
-    """Delete a dataset and its stored files (uploads only); with results computed from it,
-    409 unless `cascade` (see `app.deletion`)."""
+    """Delete a dataset and its stored files (uploads only; a `validating` one's ingest job
+    is cancelled); with results computed from it, 409 unless `cascade` (see `app.deletion`)."""
     from app.deletion import delete_dataset as delete
 
     row = get_dataset(session=session, project_id=project_id, dataset_id=dataset_id)
+    if row.status == VALIDATING and row.job_id:
+        from app.jobs.children import cancel_tree
+
+        cancel_tree(session=session, job_id=row.job_id)  # its ingest job: nothing to validate
     delete(session=session, storage=storage, row=row, cascade=cascade)

@@ -68,6 +68,10 @@ def wake_parent(*, session: Session, parent_id: str | None, use_broker: bool) ->
     )
     if parent is None or parent.status != JobStatus.waiting.value:
         return False
+    if parent.waits_for is not None and session.scalar(
+        select(Job.id).where(Job.id == parent.waits_for, Job.status.not_in(FINAL))
+    ):
+        return False  # it waits for a job that is not final (`app.jobs.dependencies`)
     pending = session.scalar(
         select(func.count())
         .select_from(Job)
@@ -76,7 +80,8 @@ def wake_parent(*, session: Session, parent_id: str | None, use_broker: bool) ->
     if pending:
         return False
     parent.status = JobStatus.queued.value
-    parent.stage = "children finished"
+    parent.stage = "children finished" if parent.waits_for is None else "dependency finished"
+    parent.waits_for = None
     parent.updated_at = utcnow()
     enqueue(session=session, job=parent, use_broker=use_broker)
     session.flush()
@@ -84,11 +89,15 @@ def wake_parent(*, session: Session, parent_id: str | None, use_broker: bool) ->
 
 
 def wake_ready_parents(*, session: Session, use_broker: bool, limit: int = 500) -> int:
-    """Queue every waiting parent whose children are all final (the reaper's backstop)."""
-    child = aliased(Job)
+    """Queue every waiting job whose children, and the job it `waits_for`, are all final
+    (the reaper's backstop)."""
+    child, target = aliased(Job), aliased(Job)
     open_child = exists().where(child.parent_id == Job.id, child.status.not_in(FINAL))
+    blocked = exists().where(target.id == Job.waits_for, target.status.not_in(FINAL))
     ready = session.scalars(
-        select(Job.id).where(Job.status == JobStatus.waiting.value, ~open_child).limit(limit)
+        select(Job.id)
+        .where(Job.status == JobStatus.waiting.value, ~open_child, ~blocked)
+        .limit(limit)
     ).all()
     return sum(wake_parent(session=session, parent_id=i, use_broker=use_broker) for i in ready)
 

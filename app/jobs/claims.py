@@ -189,8 +189,10 @@ def wait(
     stage: str,
     progress: float | None,
     detail: dict[str, Any] | None = None,
+    waits_for: str | None = None,
 ) -> bool:
-    """Our running attempt becomes `waiting` (for its child jobs), giving its worker back;
+    """Our running attempt becomes `waiting` (for its child jobs, or the job `waits_for`:
+    `app.jobs.dependencies`), giving its worker back;
     the attempt is refunded as in `release` (the next run is a continuation, not a retry).
     False if the claim was lost or cancellation was asked for (then the caller finishes it
     as cancelled)."""
@@ -202,6 +204,7 @@ def wait(
         "lease_expires_at": None,
         "stage": stage[:100],
         "progress_detail": detail,
+        "waits_for": waits_for,
         "updated_at": now,
     }
     if progress is not None:

@@ -1,5 +1,6 @@
-"""The reaper: re-queues jobs whose worker vanished, fails them past the retry limit, and
-queues waiting parents whose children are all final (if the last child's wake was lost)."""
+"""The reaper: re-queues jobs whose worker vanished, fails them past the retry limit, fails
+datasets whose ingest job ended without validating them, and queues waiting jobs whose
+children (or the job they wait for) are all final (if the last one's wake was lost)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.db import session_scope, utcnow
 from app.jobs.children import wake_ready_parents
+from app.jobs.dependencies import settle_datasets
 from app.jobs.relay import wake_relay
 from app.models import Job, JobStatus, OutboxEntry
 from app.webhooks.events import record_job_event
@@ -84,7 +86,8 @@ def reap_once(factory: sessionmaker[Session], settings: Settings) -> int:
         for job in expired:
             _requeue(session, job, settings)
         resent = _stale_queued(session, settings) if settings.uses_broker else 0
+        settled = settle_datasets(session)
         woken = wake_ready_parents(session=session, use_broker=settings.uses_broker)
-    if expired or resent or woken:
+    if expired or resent or woken or settled:
         wake_relay()
-    return len(expired) + resent + woken
+    return len(expired) + resent + woken + settled

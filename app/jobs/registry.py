@@ -13,12 +13,12 @@ cycle. A domain that also creates jobs through `app.jobs.service` declares its t
 from __future__ import annotations
 
 from app.finetuning.jobs import EVALUATE, FINETUNE, FINETUNE_POINT
-from app.jobs.types import EMBED, EMBED_SHARD, MEASURES, SCORE
+from app.jobs.types import EMBED, EMBED_SHARD, INGEST, MEASURES, SCORE
 from app.jobtype import JobResult, JobType, NamedResult
 from app.predictors.jobs import ASSESS
 
 JOB_TYPES: tuple[JobType, ...] = (
-    EMBED, EMBED_SHARD, SCORE, MEASURES, FINETUNE, FINETUNE_POINT, EVALUATE, ASSESS,
+    EMBED, EMBED_SHARD, SCORE, MEASURES, FINETUNE, FINETUNE_POINT, EVALUATE, ASSESS, INGEST,
 )  # fmt: skip
 _BY_NAME = {t.name: t for t in JOB_TYPES}
 

@@ -36,7 +36,9 @@ class JobProgress(BaseModel):
     """Where a job is: its stage, the fraction done and the stage's own figures.
 
     Written by the worker at most every `IIMM_PROGRESS_INTERVAL_S` (1 s by default) while
-    it runs. A queued job's stage is `queued`; a finished job's is its final status.
+    it runs. A queued job's stage is `queued`; a waiting job's says what it waits for
+    (e.g. ``waiting for dataset shapes to be validated``); a finished job's is its final
+    status.
     """
 
     stage: str = Field(examples=["embedding"])
@@ -68,6 +70,8 @@ class JobProgress(BaseModel):
             stage = "queued"
         elif status == JobStatus.running:
             stage = job.stage or "starting"
+        elif status == JobStatus.waiting:  # what it waits for: its children, or a dataset
+            stage = job.stage or "waiting"
         else:
             stage = status.value
         detail = job.progress_detail if status != JobStatus.queued else None
@@ -116,6 +120,11 @@ class JobRead(BaseModel):
     id: str
     parent_id: str | None = Field(
         default=None, description="The job that created this one (e.g. a grid's `finetune`)."
+    )
+    waits_for: str | None = Field(
+        default=None,
+        description="While `waiting` for another job: its id (e.g. the `ingest` job of a"
+        " dataset still being validated).",
     )
     type: JobTypeName = Field(description="The job type; `params` and `result` follow it.")
     status: JobStatus

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from app.db import new_id
 from app.errors import ConflictError, InvalidError
 from app.idempotency import insert_once, replay, request_hash
-from app.jobs import children, registry
+from app.jobs import children, dependencies, registry
 from app.jobs.relay import enqueue
 from app.models import Job, JobStatus
 from app.models.jobs import FINAL_STATUSES
@@ -37,6 +37,7 @@ def create_job(
         return existing, False
     if job_type.check is not None:
         job_type.check(session, project_id, params)
+    dependencies.refuse_failed(session, project_id, data)
     job = Job(
         id=new_id("job"),
         project_id=project_id,
@@ -93,6 +94,7 @@ def cancel_job(*, session: Session, project_id: str, job_id: str, use_broker: bo
         record_job_event(session, job_id, JobStatus.cancelled)
     if job.status in FINAL_STATUSES:
         children.wake_parent(session=session, parent_id=job.parent_id, use_broker=use_broker)
+        dependencies.job_final(session=session, job_id=job.id, use_broker=use_broker)
     return job
 
 

@@ -264,3 +264,40 @@ EMBED = JobType("embed", EmbedParams, "gpu", _check_embed, _score_links, result=
 SCORE = JobType("score", ScoreParams, "cpu", _check_score, _score_links, result=ScoreResult)
 MEASURES = JobType("measures", MeasuresParams, "cpu", internal=True, result=MeasuresJobResult)
 EMBED_SHARD = JobType("embed_shard", EmbedShardParams, "gpu", internal=True)
+
+
+# The internal `ingest` job (here, not in app.datasets: that domain creates it through
+# app.jobs.service). `POST /v1/datasets:upload` stores the archive under `uploads/<id>` and
+# `POST /v1/datasets` records the reference; both create the dataset `validating` and one
+# `ingest` job on the CPU queue (`workers.tasks.ingest`), which makes it `ready` or `failed`
+# (its `error` is the problem a synchronous request would have answered: 422, 413, 409).
+
+
+class IngestParams(BaseModel):
+    """Validate dataset `dataset_id` (created `validating` by the upload or registration)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["ingest"] = "ingest"
+    dataset_id: str = Field(max_length=40, examples=["dst_0193c0ffee00a1b2c3d4e5f6"])
+    allow_duplicate: bool = Field(
+        default=False,
+        description="Register it even when a dataset of the project has the same content.",
+    )
+
+
+class IngestResult(JobResult):
+    """What an `ingest` job found: the dataset's classes and split sizes."""
+
+    type: Literal["ingest"] = "ingest"
+    dataset_id: str
+    dataset_name: str | None = Field(default=None, description="The dataset's name.")
+    class_names: list[str] = Field(default=[], description="The classes, in label order.")
+    splits: dict[str, int] = Field(default={}, description="Images per split.")
+
+
+def _links(job_id: str, params: dict[str, Any], _: dict[str, Any] | None) -> dict[str, str]:
+    return {"dataset": f"/v1/datasets/{params['dataset_id']}"}
+
+
+INGEST = JobType("ingest", IngestParams, "cpu", links=_links, internal=True, result=IngestResult)

@@ -21,6 +21,7 @@ class Dataset(RecordMixin, Base):
 
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(200))
+    #: `validating` (its ingest job runs), `ready`, `registered` (never read yet) or `failed`.
     status: Mapped[str] = mapped_column(String(20), default="ready")
     format: Mapped[str] = mapped_column(String(40))
     source: Mapped[str] = mapped_column(String(20))  # "upload" or "uri"
@@ -34,6 +35,10 @@ class Dataset(RecordMixin, Base):
     skipped: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     #: What a user should know about the data: [{code, detail, items}].
     warnings: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    #: The `ingest` job that extracts, checks and decodes it (None: registered before them).
+    job_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    #: Why it failed, as an RFC 9457 problem (type, title, status, detail); None unless failed.
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
 class PretrainedModel(RecordMixin, Base):

@@ -13,8 +13,9 @@ from app.db import Base, RecordMixin, UTCDateTime, utcnow
 
 
 class JobStatus(enum.StrEnum):
-    """Lifecycle of a job; the last three are final. A `waiting` job has child jobs to wait
-    for and holds no worker: the last child to finish queues it again."""
+    """Lifecycle of a job; the last three are final. A `waiting` job has child jobs (or a
+    job named by `waits_for`) to wait for and holds no worker: the last of them to finish
+    queues it again."""
 
     queued = "queued"
     running = "running"
@@ -36,12 +37,15 @@ class Job(RecordMixin, Base):
         Index("ix_jobs_project_id_id", "project_id", "id"),
         Index("ix_jobs_status_lease_expires_at", "status", "lease_expires_at"),
         Index("ix_jobs_parent_id", "parent_id"),
+        Index("ix_jobs_waits_for", "waits_for"),
     )
 
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     parent_id: Mapped[str | None] = mapped_column(
         ForeignKey("jobs.id", ondelete="CASCADE"), default=None
     )
+    #: A job this one waits for (`waiting` until it is final): a dataset's `ingest` job.
+    waits_for: Mapped[str | None] = mapped_column(String(40), default=None)
     type: Mapped[str] = mapped_column(String(40))
     queue: Mapped[str] = mapped_column(String(40))
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

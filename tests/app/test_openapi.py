@@ -141,3 +141,20 @@ def test_embed_result_parts_are_declared_models(document: dict[str, Any]) -> Non
         assert kind in kinds, (name, declared)
     for name in ("ZeroShotAccuracy", "EmbedTiming"):
         assert schemas[name].get("additionalProperties", True) is True, name
+
+
+def test_dataset_creation_is_accepted_with_its_ingest_job(document: dict[str, Any]) -> None:
+    """Uploads and references answer 202 with the `validating` dataset (its `job_id`, the
+    `error` a failed one carries) and document the ingest job; no 201 is left."""
+    schemas = document["components"]["schemas"]
+    for path in ("/v1/datasets", "/v1/datasets:upload"):
+        responses = document["paths"][path]["post"]["responses"]
+        assert "201" not in responses and "ingest job" in responses["202"]["description"]
+        body = responses["202"]["content"]["application/json"]["schema"]
+        assert body == {"$ref": "#/components/schemas/DatasetRead"}
+        assert {"409", "413", "415"} <= set(responses)
+    read = schemas["DatasetRead"]["properties"]
+    assert read["status"]["enum"] == ["validating", "ready", "registered", "failed"]
+    assert {"job_id", "error", "links"} <= set(read)
+    problem = {"$ref": "#/components/schemas/Problem"}
+    assert problem in read["error"]["anyOf"]

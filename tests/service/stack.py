@@ -100,14 +100,15 @@ class Stack:
             key_file = self.data_dir / "admin.key"
             self.admin_key = self.env.get("IIMM_BOOTSTRAP_API_KEY") or key_file.read_text().strip()
 
-    def start_worker(self) -> subprocess.Popen[bytes]:
+    def start_worker(self, queues: tuple[str, ...] = ("gpu", "cpu")) -> subprocess.Popen[bytes]:
+        """A worker process consuming `queues` (both by default)."""
         if self.kind == "embedded":
-            proc = self._spawn(["-m", "workers.runner"], "worker")
+            proc = self._spawn(["-m", "workers.runner", *queues], "worker")
         else:
             name = f"w{uuid.uuid4().hex[:6]}@%h"
             proc = self._spawn(
                 ["-m", "celery", "-A", "workers.celery_app", "worker", "--pool=solo", "-Q",
-                 "gpu,cpu", "-n", name, "--without-gossip", "--without-mingle",
+                 ",".join(queues), "-n", name, "--without-gossip", "--without-mingle",
                  "--without-heartbeat", "-l", "warning"],
                 "worker",
             )  # fmt: skip
@@ -236,6 +237,29 @@ def wait_job(client: httpx.Client, job_id: str, timeout: float = 120.0) -> dict[
         if job["status"] in FINAL or time.monotonic() > deadline:
             return job
         time.sleep(0.3)
+
+
+def ingested(client: httpx.Client, resp: httpx.Response, timeout: float = 180.0) -> httpx.Response:
+    """The end of an upload or registration: for a 202 (the dataset `validating`), wait for
+    its ingest job, then the dataset as `GET /v1/datasets/{id}` answers it (200) or, when it
+    failed, its problem (`error`) as the response a synchronous request would have been
+    (that status, problem+json). Any other response is returned as it is."""
+    if resp.status_code != 202:
+        return resp
+    accepted = resp.json()
+    assert accepted["status"] == "validating" and accepted["job_id"], accepted
+    assert resp.headers["location"] == f"/v1/jobs/{accepted['job_id']}"
+    job = wait_job(client, accepted["job_id"], timeout)
+    assert job["status"] in FINAL, f"ingest job still {job['status']} after {timeout}s"
+    got = client.get(f"/v1/datasets/{accepted['id']}")
+    if got.status_code != 200 or got.json()["status"] != "failed":
+        return got
+    problem = {k: v for k, v in got.json()["error"].items() if v is not None}
+    assert job["status"] == "failed" and job["error"] == problem["detail"], (job, problem)
+    return httpx.Response(
+        problem["status"], json=problem, request=got.request,
+        headers={"content-type": "application/problem+json"},
+    )  # fmt: skip
 
 
 def zip_dir(src: Path, dest: Path) -> Path:

@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.service.stack import TINY, Stack, make_task, wait_job, zip_dir
+from tests.service.stack import TINY, Stack, ingested, make_task, wait_job, zip_dir
 
 PROBLEM = "application/problem+json"
 
@@ -22,15 +22,23 @@ def _name(prefix: str) -> str:
 
 
 def upload(
-    client: httpx.Client, archive: Path, name: str | None = None, allow_duplicate: bool = True
+    client: httpx.Client,
+    archive: Path,
+    name: str | None = None,
+    allow_duplicate: bool = True,
+    *,
+    wait: bool = True,
 ) -> httpx.Response:
-    """Upload `archive`; by default as a copy when the project has the same content (tests
-    share projects and archives)."""
+    """Upload `archive` and wait for its ingest job (`stack.ingested`: the dataset, 200, or
+    its problem; with `wait=False` the 202 as it came: where no worker runs yet, or the
+    test runs the jobs itself); by default as a copy when the project has the same content
+    (tests share projects and archives)."""
     params = {"allow_duplicate": "true"} if allow_duplicate else {}
     with archive.open("rb") as fh:
         files = {"file": (archive.name, fh, "application/zip")}
         data = {"name": name or _name("ds")}
-        return client.post("/v1/datasets:upload", data=data, files=files, params=params)
+        resp = client.post("/v1/datasets:upload", data=data, files=files, params=params)
+    return ingested(client, resp) if wait else resp
 
 
 def add_tiny(client: httpx.Client) -> dict[str, Any]:
@@ -106,17 +114,26 @@ def test_datasets_crud_and_pagination(stack: Stack, shapes_zip: Path) -> None:
         made = []
         for _ in range(3):
             resp = upload(c, shapes_zip)
-            assert resp.status_code == 201, resp.text
-            assert resp.headers["location"] == f"/v1/datasets/{resp.json()['id']}"
+            assert resp.status_code == 200 and resp.json()["status"] == "ready", resp.text
             made.append(resp.json())
         ds = made[0]
         assert len(ds["class_names"]) == 6 and ds["splits"]["test"] == 12
         assert_problem(upload(c, shapes_zip, ds["name"]), 409)
-        # the same content again is refused, naming the first copy (ids: the earliest made)
-        same = upload(c, shapes_zip, allow_duplicate=False)
+        # the same content again is refused by its ingest job, naming the first copy; the
+        # dataset stays listed as `failed` (its files removed) until deleted or uploaded again
+        same = upload(c, shapes_zip, name="again", allow_duplicate=False)
         assert_problem(same, 409, "same content", "allow_duplicate=true")
-        assert any(d["id"] in same.json()["detail"] for d in made)
-        assert len(c.get("/v1/datasets").json()["items"]) == 3
+        assert made[0]["id"] in same.json()["detail"]
+        [failed] = [d for d in c.get("/v1/datasets").json()["items"] if d["name"] == "again"]
+        assert failed["status"] == "failed" and failed["error"]["status"] == 409
+        assert not (stack.data_dir / "artifacts" / "datasets" / failed["id"]).exists()
+        assert not (stack.data_dir / "artifacts" / "uploads" / failed["id"]).exists()
+        # a failed dataset's name is free: uploading again replaces it
+        again = upload(c, shapes_zip, name="again")
+        assert again.status_code == 200 and again.json()["status"] == "ready", again.text
+        assert_problem(c.get(f"/v1/datasets/{failed['id']}"), 404)
+        made.append(again.json())
+        assert len(c.get("/v1/datasets").json()["items"]) == 4
         page1 = c.get("/v1/datasets", params={"limit": 2}).json()
         page2 = c.get("/v1/datasets", params={"limit": 2, "cursor": page1["next_cursor"]}).json()
         ids = [d["id"] for d in page1["items"] + page2["items"]]
@@ -134,8 +151,8 @@ def test_dataset_reference(stack: Stack, shapes_zip: Path) -> None:
         zf.extractall(folder)
     with stack.client() as c:
         ref = {"name": _name("ref"), "uri": folder.as_uri()}
-        ok = c.post("/v1/datasets", json=ref, params={"allow_duplicate": "true"})
-        assert ok.status_code == 201, ok.text
+        ok = ingested(c, c.post("/v1/datasets", json=ref, params={"allow_duplicate": "true"}))
+        assert ok.status_code == 200 and ok.json()["status"] == "ready", ok.text
         assert ok.json()["source"] == "uri" and ok.json()["splits"]["train"] == 36
         roots = json.loads(stack.env["IIMM_ALLOWED_ROOTS"])
         etc = c.post("/v1/datasets", json={"name": "etc", "uri": "file:///etc"})
@@ -151,16 +168,18 @@ def test_torchvision_reference_is_embedded_by_the_worker(stack: Stack) -> None:
     with stack.client() as c:
         uri = f"torchvision://MNIST?root={root}"
         ds = c.post("/v1/datasets", json={"name": _name("mnist"), "uri": uri})
-        assert ds.status_code == 201, ds.text
+        assert ds.status_code == 202, ds.text
         assert ds.json()["format"] == "torchvision" and ds.json()["uri"] == uri
         model = add_tiny(c)
         body = {"type": "embed", "model_id": model["id"], "dataset_id": ds.json()["id"]}
         assert ds.json()["class_names"] == [] and ds.json()["splits"] == {}  # not opened yet
+        # submitted at once: the embed job runs once the dataset's ingest job has opened it
         job = wait_job(c, c.post("/v1/jobs", json=body).json()["id"])
         assert job["status"] == "succeeded", job
         assert job["result"]["n"] == 10
-        # The worker that opened it recorded what the API could not read at registration.
+        # The ingest job recorded what the API does not read at registration.
         seen = c.get(f"/v1/datasets/{ds.json()['id']}").json()
+        assert seen["status"] == "ready" and wait_job(c, seen["job_id"])["status"] == "succeeded"
         assert seen["splits"]["train"] == 8 and seen["splits"]["test"] == 10
         assert len(seen["class_names"]) == 10 and seen["class_names"][0].startswith("0")
         bad = {"name": "x", "uri": f"torchvision://Places365?root={root}"}
@@ -389,6 +408,7 @@ def test_cli_roundtrip(stack: Stack, shapes_zip: Path) -> None:
     # the module's project already holds this content: the CLI registers a copy when asked
     ds = json.loads(_cli(stack, "datasets", "upload", str(folder), "--name", _name("cli"),
                          "--allow-duplicate"))  # fmt: skip
+    assert ds["status"] == "ready" and ds["splits"]["test"] == 12  # it waited for the ingest job
     model = json.loads(
         _cli(stack, "models", "add", "--name", _name("m"), "--arch", TINY, "--pretrained", "random")
     )
@@ -409,3 +429,10 @@ def test_cli_roundtrip(stack: Stack, shapes_zip: Path) -> None:
         text=True,
     )
     assert bad.returncode == 2 and "401" in bad.stderr
+    # the same content again without --allow-duplicate: the ingest job's 409, as before
+    env["IIMM_API_KEY"] = stack.admin_key
+    again = subprocess.run(
+        [sys.executable, "-m", "iimm_cli", "datasets", "upload", str(folder), "--name", "again"],
+        env=env, cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert again.returncode == 2 and "409: " in again.stderr and "same content" in again.stderr

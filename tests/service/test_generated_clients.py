@@ -207,6 +207,10 @@ def _workflow(client: Any, task_zips: list[Path], hook: Any, receiver: Receiver)
             body = UploadDatasetBody(name=name, file=File(payload=fh, file_name=archive.name))
             datasets.append(_api("datasets.upload_dataset").sync(client=client, body=body))
     assert [d.name for d in datasets] == list(TASKS)
+    # 202: each `validating`, with the ingest job that checks and decodes it
+    assert all(d.status.value == "validating" for d in datasets)
+    ingests = [_wait(client, _api("jobs.get_job").sync(d.job_id, client=client)) for d in datasets]
+    assert [job.result.dataset_id for job in ingests] == [d.id for d in datasets]
     ids = [d.id for d in datasets]
     train, held_out = ids[:3], ids[3]
     model = _api("models.create_model").sync(

@@ -1,4 +1,6 @@
-"""Hostile uploads: each is a 4xx problem+json with a clear detail; nothing is left behind."""
+"""Hostile uploads: each is a 4xx problem+json with a clear detail, answered at once when no
+decoding is needed (media type, size, name) or else as the `error` of the failed dataset
+(and its ingest job); nothing is left behind but that failed dataset's row."""
 
 from __future__ import annotations
 
@@ -15,16 +17,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.service.stack import Stack, embedded_stack
+from tests.service.stack import Stack, embedded_stack, ingested
 
 PROBLEM = "application/problem+json"
 
 
 @pytest.fixture(scope="module")
 def api(workdir: Path) -> Iterator[Stack]:
-    """An embedded API (no worker needed) with small limits."""
+    """An embedded API and worker with small limits."""
     data_dir = Path(tempfile.mkdtemp(prefix="hostile-", dir=workdir))
     stack = embedded_stack(data_dir, IIMM_MAX_UPLOAD_BYTES="3000000", IIMM_MAX_IMAGE_PIXELS="20000")
+    stack.start_worker()
     yield stack
     stack.stop()
 
@@ -101,10 +104,13 @@ CASES = {
 
 
 def _state(stack: Stack) -> tuple[list[str], list[Path]]:
+    """The datasets that did not fail, and every stored or temporary file."""
     with stack.client() as c:
-        ids = [d["id"] for d in c.get("/v1/datasets").json()["items"]]
-    stored = stack.data_dir / "artifacts" / "datasets"
-    files = sorted(stored.rglob("*")) if stored.exists() else []
+        ids = [d["id"] for d in c.get("/v1/datasets").json()["items"] if d["status"] != "failed"]
+    files = []
+    for kind in ("datasets", "uploads"):
+        stored = stack.data_dir / "artifacts" / kind
+        files += sorted(stored.rglob("*")) if stored.exists() else []
     return ids, files + sorted((stack.data_dir / "tmp").rglob("*"))
 
 
@@ -122,6 +128,7 @@ def test_hostile_archive(api: Stack, case: str) -> None:
         resp = c.post(
             "/v1/datasets:upload", data={"name": "hostile"}, files={"file": ("d.zip", make())}
         )
+        resp = ingested(c, resp)
     _assert_problem(resp, status, word)
     assert httpx.get(f"{api.url}/healthz").status_code == 200
     assert _state(api) == before
@@ -136,6 +143,7 @@ def test_manifest_naming_missing_files(api: Stack) -> None:
             data={"name": "manifest"},
             files={"file": ("d.zip", archive), "manifest": ("m.csv", csv)},
         )
+        resp = ingested(c, resp)
     _assert_problem(resp, 422, "missing")
     assert _state(api)[0] == []
 
@@ -173,5 +181,6 @@ def test_good_upload_still_works(api: Stack) -> None:
         resp = c.post(
             "/v1/datasets:upload", data={"name": "fine"}, files={"file": ("d.zip", _zip(_good()))}
         )
-    assert resp.status_code == 201, resp.text
+        resp = ingested(c, resp)
+    assert resp.status_code == 200, resp.text
     assert resp.json()["class_names"] == ["a", "b"]

@@ -27,22 +27,24 @@ def test_a_separate_maintenance_process_relays_the_outbox(workdir: Path, shapes_
     try:
         stack.start_worker()
         with stack.client() as c:
-            ds, model = upload(c, shapes_zip).json(), add_tiny(c)
-            body = {"type": "embed", "model_id": model["id"], "dataset_id": ds["id"]}
-            job = c.post("/v1/jobs", json=body).json()
+            # the upload's ingest job is the job waiting in the outbox
+            ds, model = upload(c, shapes_zip, wait=False).json(), add_tiny(c)
             time.sleep(3.0)  # six relay intervals: nobody publishes it
-            assert c.get(f"/v1/jobs/{job['id']}").json()["status"] == "queued"
+            assert c.get(f"/v1/jobs/{ds['job_id']}").json()["status"] == "queued"
             metrics = c.get("/metrics").text
             assert "iimm_outbox_pending 1.0" in metrics
             once = subprocess.run([sys.executable, "-m", "iimm_cli", "maintenance", "--once"],
                                   env=stack.env, cwd=ROOT, capture_output=True, text=True,
                                   timeout=60)  # fmt: skip
             assert once.returncode == 0, once.stderr
-            assert wait_job(c, job["id"])["status"] == "succeeded"
+            assert wait_job(c, ds["job_id"])["status"] == "succeeded"
+            body = {"type": "embed", "model_id": model["id"], "dataset_id": ds["id"]}
+            first = c.post("/v1/jobs", json=body).json()
             second = c.post("/v1/jobs", json={**body, "split": "train"}).json()
             log = (data_dir / "maintenance.log").open("wb")
             proc = subprocess.Popen([sys.executable, "-m", "iimm_cli", "maintenance"],
                                     env=stack.env, cwd=ROOT, stdout=log, stderr=log)  # fmt: skip
+            assert wait_job(c, first["id"])["status"] == "succeeded"
             assert wait_job(c, second["id"])["status"] == "succeeded"
             assert "iimm_outbox_pending 0.0" in c.get("/metrics").text
         proc.send_signal(signal.SIGTERM)

@@ -19,7 +19,7 @@ from schemathesis.checks import (  # noqa: E402
 )
 
 from app.errors import KINDS  # noqa: E402
-from tests.service.stack import TINY, Stack, embedded_stack  # noqa: E402
+from tests.service.stack import TINY, Stack, embedded_stack, ingested  # noqa: E402
 
 CHECKS = [
     not_a_server_error,
@@ -93,8 +93,14 @@ def test_problem_types_and_unknown_query(schema_stack: Stack) -> None:
 
 def test_validation_at_submission(schema_stack: Stack, shapes_zip: Path) -> None:
     """A split the dataset lacks and an unknown method: 422 naming the field and the values."""
-    with schema_stack.client() as c, shapes_zip.open("rb") as fh:
-        ds = c.post("/v1/datasets:upload", data={"name": "sub"}, files={"file": fh}).json()
+    schema_stack.start_worker(queues=("cpu",))  # for the upload's ingest job only
+    try:
+        with schema_stack.client() as c, shapes_zip.open("rb") as fh:
+            resp = c.post("/v1/datasets:upload", data={"name": "sub"}, files={"file": fh})
+            ds = ingested(c, resp).json()
+    finally:
+        schema_stack.kill_workers()
+    with schema_stack.client() as c:
         model = c.post(
             "/v1/models", json={"name": "sub", "arch": TINY, "pretrained": "random"}
         ).json()
@@ -107,7 +113,8 @@ def test_validation_at_submission(schema_stack: Stack, shapes_zip: Path) -> None
         assert "'validation'" in problem["detail"] and str(splits) in problem["detail"]
         msg = f"no such split; allowed: {', '.join(splits)}"
         assert problem["errors"] == [{"loc": ["body", "split"], "msg": msg, "type": "enum"}]
-        assert c.get("/v1/jobs").json()["items"] == []  # nothing was queued
+        queued = [j["type"] for j in c.get("/v1/jobs").json()["items"]]
+        assert "ingest" in queued and set(queued) == {"ingest"}  # no job but uploads' ingests
         bad = c.get("/v1/comparisons", params={"base_model_id": model["id"], "method": "dora"})
         assert bad.status_code == 422 and bad.json()["errors"][0]["loc"] == ["query", "method"]
         assert "'full'" in bad.json()["errors"][0]["msg"] and "'lora'" in bad.json()["detail"]

@@ -83,8 +83,14 @@ def _until(what: str, check: Callable[[], Any], timeout: float = 120.0) -> Any:
     return value
 
 
-def _embed(c: httpx.Client, shapes_zip: Path) -> dict[str, Any]:
-    dataset, model = upload(c, shapes_zip).json()["id"], add_tiny(c)
+def _dataset(c: httpx.Client, shapes_zip: Path) -> str:
+    """A ready dataset, uploaded before the test's hook exists (its ingest job's events are
+    not the test's)."""
+    return str(upload(c, shapes_zip).json()["id"])
+
+
+def _embed(c: httpx.Client, dataset: str) -> dict[str, Any]:
+    model = add_tiny(c)
     body = {"type": "embed", "model_id": model["id"], "dataset_id": dataset, "split": "test"}
     job = wait_job(c, c.post("/v1/jobs", json=body).json()["id"])
     assert job["status"] == "succeeded", job
@@ -120,10 +126,11 @@ def test_endpoints_crud_and_url_checks(stack: Stack) -> None:
 def test_job_events_arrive_signed(stack: Stack, shapes_zip: Path) -> None:
     port = free_port()
     with stack.client(stack.new_key(_name("events"))) as c:
+        dataset = _dataset(c, shapes_zip)
         hook = c.post("/v1/webhooks", json={"url": f"http://127.0.0.1:{port}/hook"}).json()
         receiver = Receiver(port, hook["secret"])
         try:
-            job = _embed(c, shapes_zip)
+            job = _embed(c, dataset)
             wanted = ["job.queued", "job.running", "job.succeeded"]
 
             def events() -> list[str]:
@@ -160,9 +167,10 @@ def test_job_events_arrive_signed(stack: Stack, shapes_zip: Path) -> None:
 def test_a_receiver_down_for_a_while_gets_the_event_later(stack: Stack, shapes_zip: Path) -> None:
     port = free_port()  # nothing listens there yet: connections are refused
     with stack.client(stack.new_key(_name("down"))) as c:
+        dataset = _dataset(c, shapes_zip)
         body = {"url": f"http://127.0.0.1:{port}/hook", "event_types": ["job.succeeded"]}
         hook = c.post("/v1/webhooks", json=body).json()
-        job = _embed(c, shapes_zip)
+        job = _embed(c, dataset)
         url = f"/v1/webhooks/{hook['id']}/deliveries"
 
         def retried() -> dict[str, Any] | None:

@@ -9,9 +9,9 @@ one in `JOB_TYPES`; `tests/workers/tasks/test_registry.py` checks that they agre
 from __future__ import annotations
 
 from app.finetuning.jobs import EVALUATE, FINETUNE, FINETUNE_POINT
-from app.jobs.types import EMBED, EMBED_SHARD, MEASURES, SCORE
+from app.jobs.types import EMBED, EMBED_SHARD, INGEST, MEASURES, SCORE
 from app.predictors.jobs import ASSESS
-from workers.tasks import assess, evaluate, finetune, grid, measures, score, shards
+from workers.tasks import assess, evaluate, finetune, grid, ingest, measures, score, shards
 from workers.tasks.base import Handler, JobContext, JobError, Outcome
 
 HANDLERS: dict[str, Handler] = {
@@ -23,6 +23,7 @@ HANDLERS: dict[str, Handler] = {
     FINETUNE_POINT.name: grid.run_point,
     EVALUATE.name: evaluate.run_evaluate,
     ASSESS.name: assess.run_assess,
+    INGEST.name: ingest.run_ingest,
 }
 
 __all__ = ["HANDLERS", "Handler", "JobContext", "JobError", "Outcome"]

@@ -54,11 +54,14 @@ def base_model_row(ctx: JobContext, model_id: str) -> dict[str, Any]:
 
 
 def dataset_rows(ctx: JobContext, ids: list[str] | None) -> list[dict[str, Any]]:
-    """Plain copies of the given datasets of the project (all of them, by name, for None)."""
+    """Plain copies of the given datasets of the project (for None, all of them that are
+    validated: not `validating` nor `failed`), by name."""
     with session_scope(ctx.sessions) as session:
         query = select(Dataset).where(Dataset.project_id == ctx.project_id)
         if ids is not None:
             query = query.where(Dataset.id.in_(ids))
+        else:
+            query = query.where(Dataset.status.not_in(("validating", "failed")))
         rows = [{c: getattr(d, c) for c in DATASET_COLUMNS} for d in session.scalars(query)]
     if ids is not None and len(rows) != len(set(ids)):
         raise JobError("a dataset of the job was deleted before it ran")
