@@ -18,10 +18,11 @@ from app.models import ArtifactUsage
 
 #: The kinds the service writes: `datasets/<id>` uploads, `embeddings/<hash>`,
 #: `finetune/<job id>` checkpoints, `measures/<upload id>` arrays of `POST /v1/measures:upload`
-#: jobs, `models/<id>` uploaded models, `shards/<job id>` a sharded embedding's parts. They
-#: are always reported (0 when absent); other top-level folders are reported under their own
-#: name, files at the root as ``other``.
-KINDS = ("datasets", "embeddings", "finetune", "measures", "models", "shards")
+#: jobs, `models/<id>` uploaded models, `shards/<job id>` a sharded embedding's parts,
+#: `uploads/<dataset id>` archives waiting for their ingest job. They are always reported (0
+#: when absent); other top-level folders are reported under their own name, files at the
+#: root as ``other``.
+KINDS = ("datasets", "embeddings", "finetune", "measures", "models", "shards", "uploads")
 
 
 def measure_usage(storage: Storage) -> dict[str, tuple[int, int]]:

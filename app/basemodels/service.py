@@ -14,11 +14,11 @@ from sqlalchemy.orm import Session
 from app.artifacts import Storage
 from app.basemodels.schemas import ModelCreate
 from app.config import Settings
-from app.datasets.service import REMOTE_SCHEMES
 from app.db import new_id, on_rollback
 from app.errors import ForbiddenError, InvalidError
 from app.imagedata import ModelSpecError, resolve_spec
 from app.imagedata.model_specs import BUNDLED_CONFIGS, RANDOM
+from app.locations import REMOTE_SCHEMES
 from app.models import PretrainedModel
 from app.ownership import add_named, get_owned
 from app.pagination import page
@@ -56,7 +56,7 @@ def _locate(raw: str | None, settings: Settings, *, checkpoint: bool) -> str | N
     `IIMM_ALLOWED_ROOTS`; a checkpoint must load as safetensors or weights-only), a remote
     one is kept for the workers (403 unless its host is in `IIMM_ALLOWED_HOSTS`)."""
     from app.basemodels.checkpoints import check_checkpoint
-    from app.datasets.service import check_location
+    from app.locations import check_location
 
     if raw is None or "://" not in raw:
         return raw
@@ -113,7 +113,7 @@ def upload_model(
     streamed to the artifact store (each at most `max_upload_bytes`) after the checks of
     `app.basemodels.checkpoints`; nothing is left behind on failure."""
     from app.basemodels.checkpoints import check_architecture, check_checkpoint
-    from app.datasets.service import save_stream
+    from app.locations import save_stream
 
     if not storage.is_local:
         raise InvalidError("model uploads need a local or shared-filesystem artifact store")

@@ -19,28 +19,14 @@ from app.config import Settings
 from app.datasets.ingest import Progress, archive_limits, open_and_validate, user_message
 from app.datasets.schemas import DatasetRef
 from app.db import new_id, on_rollback
-from app.errors import ConflictError, ForbiddenError, InvalidError, TooLargeError
+from app.errors import ConflictError, InvalidError, TooLargeError
 from app.imagedata import ArchiveError, DatasetLayout, extract_archive
 from app.imagedata.errors import ArchiveTooLargeError
 from app.imagedata.folders import skipped_files
+from app.locations import check_location, check_root, save_stream
 from app.models import Dataset
 from app.ownership import get_owned
 from app.pagination import page
-
-_CHUNK = 1 << 20
-
-
-def save_stream(src: BinaryIO, dest: Path, max_bytes: int) -> int:
-    """Copy an upload to `dest`, refusing more than `max_bytes`."""
-    total = 0
-    with dest.open("wb") as out:
-        while chunk := src.read(_CHUNK):
-            total += len(chunk)
-            if total > max_bytes:
-                raise TooLargeError(f"upload is larger than the limit of {max_bytes} bytes")
-            out.write(chunk)
-    return total
-
 
 #: Dataset statuses: `validating` until its ingest job ends, then `ready` or `failed`.
 VALIDATING, READY, FAILED = "validating", "ready", "failed"
@@ -230,17 +216,6 @@ def validate_upload(
     return layout, target.name
 
 
-def _check_root(uri: str, path: Path, settings: Settings) -> Path:
-    path = path.resolve()
-    roots = [Path(r).resolve() for r in settings.allowed_roots]
-    if not any(path == r or r in path.parents for r in roots):
-        raise ForbiddenError(
-            f"{uri} is not under an allowed root; allowed roots (IIMM_ALLOWED_ROOTS): "
-            f"{settings.allowed_roots or 'none configured'}"
-        )
-    return path
-
-
 def _check_torchvision(ref: DatasetRef, settings: Settings) -> None:
     """Name and root of a torchvision:// reference (the files are read by the workers)."""
     from app.imagedata import ImageDataError
@@ -250,29 +225,8 @@ def _check_torchvision(ref: DatasetRef, settings: Settings) -> None:
         _, root = parse_torchvision_uri(ref.uri)
     except ImageDataError as exc:
         raise InvalidError(str(exc)) from None
-    if not _check_root(ref.uri, root, settings).is_dir():
+    if not check_root(ref.uri, root, settings).is_dir():
         raise InvalidError(f"the root of {ref.uri} is not a directory on this machine")
-
-
-REMOTE_SCHEMES = ("s3", "gs", "https")
-
-
-def check_location(uri: str, settings: Settings, *, others: tuple[str, ...] = ()) -> Path | None:
-    """The resolved local path of a ``file://`` URI under `IIMM_ALLOWED_ROOTS`, or None for an
-    ``s3://``, ``gs://`` or ``https://`` URI whose host `IIMM_ALLOWED_HOSTS` allows. 403 naming
-    the allowed roots or hosts; 422 for another scheme (`others` are named as also accepted)."""
-    parsed = urlparse(uri)
-    if parsed.scheme == "file":
-        return _check_root(uri, Path(parsed.path), settings)
-    if parsed.scheme in REMOTE_SCHEMES:
-        if parsed.hostname not in settings.allowed_hosts:
-            raise ForbiddenError(
-                f"host {parsed.hostname!r} is not allowed; allowed hosts (IIMM_ALLOWED_HOSTS): "
-                f"{settings.allowed_hosts or 'none configured'}"
-            )
-        return None
-    schemes = ", ".join(f"{s}://" for s in ("file", *others, *REMOTE_SCHEMES))
-    raise InvalidError(f"unsupported URI scheme {parsed.scheme!r}; use {schemes}")
 
 
 def _check_uri(ref: DatasetRef, settings: Settings) -> Path | None:

@@ -56,7 +56,7 @@ def drain() -> list[str]:
         outcomes.append(runner.execute(job_id))
 
 
-def _ingested(c: TestClient, archive: Path) -> str:
+def upload_and_ingest(c: TestClient, archive: Path) -> str:
     """Upload `archive` and run its ingest job here; the ready dataset's id."""
     dataset = upload(c, archive, wait=False).json()  # type: ignore[arg-type]
     assert drain() == ["succeeded"]
@@ -132,7 +132,7 @@ def test_grid_children_give_the_serial_grid(
 ) -> None:
     c, colours = service
     data_dir = runner.worker_env().settings.data_dir
-    dataset, model = _ingested(c, colours), add_tiny(c)["id"]
+    dataset, model = upload_and_ingest(c, colours), add_tiny(c)["id"]
     job_id = _submit(c, model, dataset, GRID)
     outcomes = drain()
     assert outcomes[0].startswith("waiting") and outcomes[-1] == "succeeded", outcomes
@@ -164,7 +164,7 @@ def test_a_failed_point_is_reported_and_the_rest_concluded(
     service: tuple[TestClient, Path],
 ) -> None:
     c, colours = service
-    dataset, model = _ingested(c, colours), add_tiny(c)["id"]
+    dataset, model = upload_and_ingest(c, colours), add_tiny(c)["id"]
     job_id = _submit(c, model, dataset, {"lr": [0.001, 0.01]})
     assert runner.execute(job_id).startswith("waiting")
     kids = c.get("/v1/jobs", params={"parent_id": job_id}).json()["items"]
@@ -182,7 +182,7 @@ def test_a_failed_point_is_reported_and_the_rest_concluded(
 
 def test_cancelling_the_parent_cancels_its_children(service: tuple[TestClient, Path]) -> None:
     c, colours = service
-    dataset, model = _ingested(c, colours), add_tiny(c)["id"]
+    dataset, model = upload_and_ingest(c, colours), add_tiny(c)["id"]
     job_id = _submit(c, model, dataset, {"lr": [0.001, 0.01]})
     outcome = runner.execute(job_id)
     assert outcome.startswith("waiting"), outcome
@@ -228,14 +228,14 @@ def _small_datasets(c: TestClient, seeds: tuple[int, ...]) -> list[str]:
     data_dir = runner.worker_env().settings.data_dir
     zips = [zip_dir(make_task(data_dir / f"t{s}", per_class=3, seed=s), data_dir / f"t{s}.zip")
             for s in seeds]  # fmt: skip
-    return [_ingested(c, z) for z in zips]
+    return [upload_and_ingest(c, z) for z in zips]
 
 
 def test_an_evaluation_fans_out_in_groups_with_the_same_figures(
     service: tuple[TestClient, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     c, colours = service
-    datasets = [_ingested(c, colours), *_small_datasets(c, (11, 12))]
+    datasets = [upload_and_ingest(c, colours), *_small_datasets(c, (11, 12))]
     _, fanned, _ = _inline_and_fanned(c, monkeypatch, add_tiny(c)["id"], datasets)
     assert fanned["result"]["zero_shot"] is True
 
@@ -246,7 +246,7 @@ def test_a_fine_tuned_models_evaluation_fans_out_with_the_same_figures(
     """Each child loads the base model and the fine-tuned checkpoint; the figures and the
     evaluation rows are those of the evaluation run whole."""
     c, colours = service
-    train, model = _ingested(c, colours), add_tiny(c)["id"]
+    train, model = upload_and_ingest(c, colours), add_tiny(c)["id"]
     body = {"type": "finetune", "model_id": model, "dataset_id": train,
             "hyperparameters": HYPER, "evaluate_on": []}  # fmt: skip
     job_id = c.post("/v1/jobs", json=body).json()["id"]
@@ -279,7 +279,7 @@ def test_grid_points_train_with_the_fine_tune_thread_setting(
     """Each `finetune_point` child (and a serial fine-tune) trains with IIMM_FINETUNE_THREADS
     CPU threads, read inside its run, and gives the process its own count back."""
     c, colours = service
-    dataset, model = _ingested(c, colours), add_tiny(c)["id"]
+    dataset, model = upload_and_ingest(c, colours), add_tiny(c)["id"]
     before = torch.get_num_threads()
     wanted = before + 1  # differs from what the process runs with
     monkeypatch.setenv("IIMM_FINETUNE_THREADS", str(wanted))
@@ -313,7 +313,7 @@ def test_keeping_decoded_images_between_epochs_trains_the_same_model(
 
     c, colours = service
     data_dir = runner.worker_env().settings.data_dir
-    dataset, model = _ingested(c, colours), add_tiny(c)["id"]
+    dataset, model = upload_and_ingest(c, colours), add_tiny(c)["id"]
     body = {"type": "finetune", "model_id": model, "dataset_id": dataset,
             "hyperparameters": {**HYPER, "epochs": 3}, "evaluate_on": [dataset]}  # fmt: skip
     results = {}

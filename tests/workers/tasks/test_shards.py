@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 from app.config import Settings, get_settings
 from app.db import session_scope
 from tests.service.stack import make_task, zip_dir
-from tests.service.test_api import add_tiny, upload
-from tests.workers.tasks.test_grid import drain
+from tests.service.test_api import add_tiny
+from tests.workers.tasks.test_grid import drain, upload_and_ingest
 from workers import runner
 from workers.tasks.base import JobContext, JobError
 
@@ -66,7 +66,7 @@ def create_app_for(data_dir: Path) -> Any:
 
 def submit_embed(c: Any, archive: Path) -> tuple[str, str, str]:
     """Upload the dataset and a tiny model, submit an embed job of the train split."""
-    dataset, model = upload(c, archive).json()["id"], add_tiny(c)["id"]
+    dataset, model = upload_and_ingest(c, archive), add_tiny(c)["id"]
     body = {"type": "embed", "model_id": model, "dataset_id": dataset, "split": "train"}
     resp = c.post("/v1/jobs", json=body)
     assert resp.status_code == 202, resp.text
@@ -227,7 +227,7 @@ def test_cancelling_the_parent_cancels_its_shards(service: tuple[TestClient, Pat
 
 def test_a_split_below_the_threshold_is_one_job(service: tuple[TestClient, Path]) -> None:
     c, archive = service
-    dataset, model = upload(c, archive).json()["id"], add_tiny(c)["id"]
+    dataset, model = upload_and_ingest(c, archive), add_tiny(c)["id"]
     body = {"type": "embed", "model_id": model, "dataset_id": dataset, "split": "test"}
     job_id = c.post("/v1/jobs", json=body).json()["id"]
     assert drain() == ["succeeded"]
