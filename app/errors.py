@@ -27,8 +27,8 @@ KINDS: dict[str, tuple[int, str, str]] = {
     "conflict": (409, "Conflict", "The request clashes with the current state: a name already"
                  " taken, a job already finished, inputs not computed yet (`detail` says which"
                  " job to run first)."),
-    "too-large": (413, "Content too large", "The body, archive or grid is above a limit;"
-                  " `detail` names it."),
+    "too-large": (413, "Content too large", "The request body or an archive in it is above a"
+                  " size limit; `detail` names it."),
     "unsupported-media-type": (415, "Unsupported media type", "The body's `Content-Type` is"
                                " not the one this operation takes; `detail` names the"
                                " operation that takes it."),
