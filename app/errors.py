@@ -71,6 +71,15 @@ class Problem(BaseModel):
         description="What a refused delete would remove, counted by kind (409)",
         examples=[{"finetuned_models": 2, "evaluations": 10, "scores": 4}],
     )
+    score_id: str | None = Field(
+        default=None,
+        description="The stored score a refused `score` job would replace (409): it was "
+        "computed with other prompts (`prompts`, `prompts_hash`); pass `replace: true`",
+    )
+    prompts: list[str] | str | None = Field(
+        default=None, description="That score's prompts (absent: the default template)"
+    )
+    prompts_hash: str | None = Field(default=None, description="That score's prompts' hash")
 
 
 class AppError(Exception):

@@ -69,6 +69,10 @@ def create_job(
     With `Idempotency-Key`, a repeated request with the same body returns the same job; the
     same key with another body is rejected with 422. The job is stored before the broker is
     told, so it runs even if the broker is down at submission.
+
+    A `score` job whose model, dataset and split already have scores computed with other
+    `prompts` is refused with 409 naming one (`score_id`, its `prompts`, `prompts_hash`)
+    unless it says `"replace": true`; with the same prompts it recomputes them in place.
     """
 
     job, created = service.create_job(

@@ -12,7 +12,7 @@ from app.errors import ConflictError, InvalidError
 from app.imagedata.prompts import prompts_hash
 from app.jobtype import JobResult, JobType, NamedResult, check_refs
 from app.measures.registry import Variant
-from app.models import Embedding
+from app.models import Embedding, Score
 
 FAST = "fast"
 
@@ -93,6 +93,12 @@ class ScoreParams(_Params):
         le=2000,
         description="Bootstrap resamples for 95% intervals of IIMM and its terms (0: none; "
         "200 is plenty).",
+    )
+    replace: bool = Field(
+        default=False,
+        description="Replace stored scores of this model, dataset and split that were "
+        "computed with other prompts (without it such a job is refused with 409; scores "
+        "with the same prompts are always recomputed in place).",
     )
 
 
@@ -249,6 +255,51 @@ def _check_score(session: Session, project_id: str, params: BaseModel) -> None:
             f"no embeddings of dataset {params.dataset_id} split {params.split!r} with model"
             f" {params.model_id}: submit an embed job first and wait for it to succeed"
         )
+    if not params.replace:
+        refuse_other_prompts(session, params)
+
+
+def scores_with_other_prompts(session: Session, params: ScoreParams) -> list[Score]:
+    """Stored scores a `score` job would replace that rest on other prompts than its own
+    (the measures it computes, of its model, dataset and split)."""
+    from app.measures import FAST_MEASURES
+
+    return list(
+        session.scalars(
+            select(Score).where(
+                Score.model_id == params.model_id, Score.dataset_id == params.dataset_id,
+                Score.split == params.split,
+                Score.measure.in_(list(params.measures or FAST_MEASURES)),
+                Score.prompts_hash != prompts_hash(params.prompts),
+            ).order_by(Score.id)
+        )
+    )  # fmt: skip
+
+
+def refuse_other_prompts(session: Session, params: ScoreParams) -> None:
+    """409 naming a stored score (and its prompts) that the job would replace although it
+    was computed with other prompts; the caller passes `replace: true` to replace it."""
+    other = scores_with_other_prompts(session, params)
+    if other:
+        first = other[0]
+        raise ConflictError(
+            f"{len(other)} stored score(s) of model {params.model_id}, dataset"
+            f" {params.dataset_id}, split {params.split!r} were computed with other prompts,"
+            f" e.g. {first.id} ({first.measure}) with prompts"
+            f" {_describe(first.prompts)}; this job's prompts are"
+            f" {_describe(params.prompts)}: pass \"replace\": true (CLI: --param"
+            " replace=true) to replace them",
+            extensions={"score_id": first.id, "prompts": first.prompts,
+                        "prompts_hash": first.prompts_hash},
+        )  # fmt: skip
+
+
+def _describe(prompts: list[str] | str | None) -> str:
+    if not prompts:
+        return "the default (paper)"
+    if isinstance(prompts, str):
+        return repr(prompts)
+    return f"{len(prompts)} template(s) {prompts!r}"[:300]
 
 
 def _score_links(job_id: str, params: dict[str, Any], _: dict[str, Any] | None) -> dict[str, str]:

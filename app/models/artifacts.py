@@ -42,7 +42,9 @@ class Embedding(RecordMixin, Base):
 
 
 class Score(RecordMixin, Base):
-    """One measure of one (model, dataset, split), with its sample size and interval."""
+    """One measure of one (model, dataset, split), with its sample size and interval, and
+    the prompts of the embeddings it was computed on (one row per measure and key: a score
+    with other prompts replaces it only when the job asks to, `replace`)."""
 
     __tablename__ = "scores"
     __table_args__ = (
@@ -66,6 +68,12 @@ class Score(RecordMixin, Base):
     zero_shot_accuracy: Mapped[float | None] = mapped_column(Float, default=None)
     embedding_id: Mapped[str | None] = mapped_column(String(40), default=None)
     job_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    #: The score job's `prompts` (templates or an ensemble's name; None: the default).
+    prompts: Mapped[Any] = mapped_column(JSON, default=None, nullable=True)
+    #: `app.imagedata.prompts.prompts_hash` of `prompts` (as on its `Embedding`).
+    prompts_hash: Mapped[str] = mapped_column(
+        String(64), default="default", server_default="default"
+    )
 
 
 class ArtifactUsage(Base):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ScoreRead(BaseModel):
@@ -24,6 +24,8 @@ class ScoreRead(BaseModel):
                     "ci_high": 0.4160,
                     "n": 2000,
                     "zero_shot_accuracy": 0.61,
+                    "prompts": "clip_benchmark:cifar10",
+                    "prompts_hash": "5d0c7e...",
                 }
             ]
         },
@@ -45,6 +47,15 @@ class ScoreRead(BaseModel):
     n: int
     zero_shot_accuracy: float | None
     job_id: str | None
+    prompts: list[str] | str | None = Field(
+        default=None,
+        description="The prompts of the embeddings the score rests on, as the score job gave "
+        "them (templates or an ensemble's name; null: the dataset's default template).",
+    )
+    prompts_hash: str = Field(
+        default="default",
+        description="Content key of `prompts` (`default` for none), as on its embeddings.",
+    )
     created_at: datetime
 
 

@@ -32,6 +32,19 @@ def _embedding(ctx: JobContext, p: ScoreParams) -> dict[str, Any]:
         return {"id": row.id, "uri": row.uri, "n": row.n, "zero_shot": row.zero_shot}
 
 
+def _refuse_other_prompts(ctx: JobContext, p: ScoreParams) -> None:
+    """Fail (JobError, the submission's 409 detail) if stored scores this job would replace
+    rest on other prompts and the job did not ask to replace them."""
+    from app.errors import ConflictError
+    from app.jobs.types import refuse_other_prompts
+
+    with session_scope(ctx.sessions) as session:
+        try:
+            refuse_other_prompts(session, p)
+        except ConflictError as exc:
+            raise JobError(exc.detail) from None
+
+
 def zero_shot_top1(zero_shot: dict[str, Any]) -> float | None:
     """The top-1 zero-shot accuracy from an embedding's metadata, whatever its key."""
     for key in ("top1", "accuracy", "zero_shot_accuracy", "acc1", "top1_accuracy"):
@@ -75,7 +88,8 @@ def _intervals(
 
 
 def run_score(ctx: JobContext) -> Outcome:
-    """Compute the measures; rows are replaced, so a rerun leaves exactly one row per measure.
+    """Compute the measures; rows are replaced, so a rerun leaves exactly one row per measure
+    (rows computed with other prompts only when the job says `replace`).
 
     An undefined measure is stored as null with its reason and never fails the others; what
     the values rest on (truncated prompts, colliding classes, tiny classes) is a warning on
@@ -84,6 +98,8 @@ def run_score(ctx: JobContext) -> Outcome:
     from app.measures import measure_report
 
     p = ScoreParams.model_validate({"type": "score", **ctx.params})
+    if not p.replace:  # scores with other prompts stored since the submission's check
+        _refuse_other_prompts(ctx, p)
     emb = _embedding(ctx, p)
     names = ref_names(*load_rows(ctx, p.model_id, p.dataset_id))
     images, texts, labels, warnings = _load(ctx, emb["uri"])
@@ -105,6 +121,7 @@ def run_score(ctx: JobContext) -> Outcome:
             ci_low=_finite(cis[name][1]) if name in cis else None,
             ci_high=_finite(cis[name][2]) if name in cis else None,
             n=emb["n"], zero_shot_accuracy=acc, embedding_id=emb["id"], job_id=ctx.job_id,
+            prompts=p.prompts, prompts_hash=prompts_hash(p.prompts),
         )
         for name, value in values.items()
     ]  # fmt: skip
