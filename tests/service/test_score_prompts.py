@@ -4,6 +4,7 @@ prompts recompute in place. Through the API of the embedded stack with a real wo
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +65,32 @@ def test_a_score_with_other_prompts_is_refused_unless_replacing(
         # and now the default prompts are the other ones
         back = c.post("/v1/jobs", json=score)
         assert back.status_code == 409 and back.json()["score_id"] == row["id"], back.text
+
+
+def test_two_queued_scores_with_other_prompts_never_replace_each_other(
+    shared_stacks: SharedStacks, shapes_zip: Path
+) -> None:
+    """Both are accepted (no score yet) while the worker is frozen; whichever runs second
+    finds the first one's score and fails naming it instead of replacing it."""
+    stack = shared_stacks.get("embedded")
+    with stack.client() as c:
+        ref = {"model_id": add_tiny(c)["id"], "dataset_id": upload(c, shapes_zip).json()["id"],
+               "split": "test"}  # fmt: skip
+        _done(c, {"type": "embed", **ref})
+        _done(c, {"type": "embed", **ref, "prompts": OTHER})
+        score = {"type": "score", **ref, "measures": ["iimm"]}
+        stack.signal_workers(signal.SIGSTOP)
+        try:
+            ids = [c.post("/v1/jobs", json=body).json()["id"]
+                   for body in (score, {**score, "prompts": OTHER})]  # fmt: skip
+        finally:
+            stack.signal_workers(signal.SIGCONT)
+        jobs = [wait_job(c, i) for i in ids]
+        assert sorted(j["status"] for j in jobs) == ["failed", "succeeded"], jobs
+        won = next(j for j in jobs if j["status"] == "succeeded")
+        lost = next(j for j in jobs if j["status"] == "failed")
+        query = {**{k: ref[k] for k in ("model_id", "dataset_id", "split")}, "measure": "iimm"}
+        (row,) = _rows(c, query)
+        assert row["job_id"] == won["id"]
+        assert row["id"] in lost["error"] and "replace" in lost["error"]
+        assert row["prompts_hash"] == prompts_hash(won["params"].get("prompts"))
