@@ -8,7 +8,7 @@ the domains, and their handlers are `workers.tasks.HANDLERS`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,12 +66,57 @@ def require_split(dataset: Dataset, split: str, why: str) -> None:
         )  # fmt: skip
 
 
+def prompt_dataset_name(dataset: Dataset) -> str:
+    """The name a worker resolves a job's named prompts with (`resolve_templates`): the
+    torchvision dataset's for a ``torchvision://`` reference, else the dataset's own."""
+    if dataset.uri and dataset.uri.startswith("torchvision:"):
+        from app.imagedata.errors import LayoutError
+        from app.imagedata.references import parse_torchvision_uri
+
+        try:
+            return parse_torchvision_uri(dataset.uri)[0]
+        except LayoutError:
+            pass
+    return dataset.name
+
+
+def require_prompts(dataset: Dataset, prompts: str | Sequence[str] | None) -> None:
+    """422 naming the bad value and what is allowed unless `prompts` (a job's ``prompts``: a
+    list of templates with ``{c}``, an ensemble's name or None) resolves to templates for
+    this dataset, as the worker will (`app.imagedata.prompts.resolve_templates`); e.g.
+    ``clip_benchmark`` on a dataset CLIP_benchmark has no templates for."""
+    from app.imagedata import ImageDataError
+    from app.imagedata.prompts import NAMED_ENSEMBLES, render_prompts, resolve_templates
+
+    try:
+        render_prompts(resolve_templates(prompts, prompt_dataset_name(dataset)), ["x"])
+    except ImageDataError as exc:
+        names = ", ".join(NAMED_ENSEMBLES)
+        raise InvalidError(
+            f"prompts {prompts!r} cannot be used with dataset {dataset.id} "
+            f"({dataset.name!r}): {exc}",
+            errors=[
+                {
+                    "loc": ["body", "prompts"],
+                    "type": "value_error",
+                    "msg": f"allowed: a list of templates with {{c}}, or one of {names}",
+                }
+            ],
+        ) from None
+
+
 def check_refs(
-    session: Session, project_id: str, model_id: str, dataset_id: str, split: str | None = None
+    session: Session,
+    project_id: str,
+    model_id: str,
+    dataset_id: str,
+    split: str | None = None,
+    prompts: str | Sequence[str] | None = None,
 ) -> None:
     """404 unless the job's model and dataset both belong to the caller's project; 422 unless
-    the dataset has `split` (when given)."""
+    the dataset has `split` (when given) and `prompts` resolve for it (`require_prompts`)."""
     get_owned(session, PretrainedModel, model_id, project_id, "model")
     dataset = get_owned(session, Dataset, dataset_id, project_id, "dataset")
     if split is not None:
         require_split(dataset, split, "the split to read")
+    require_prompts(dataset, prompts)

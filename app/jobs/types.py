@@ -127,7 +127,11 @@ class ZeroShotAccuracy(BaseModel):
 
 
 class EmbedTiming(BaseModel):
-    """Where an embed job's time went (seconds of wall time). Other keys may follow."""
+    """Where an embed job's time went (seconds of wall time). Other keys may follow.
+
+    A sharded job's figures are its shards' summed (`seconds` is then worker time, not wall
+    time, and `images_per_second` one worker's rate), with `shards`, `merge_s` and
+    `critical_path_s` added; each shard's own are in `result.shards[].timing`."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -143,6 +147,20 @@ class EmbedTiming(BaseModel):
     submit_s: float | None = Field(default=None, description="Host side of the forward pass.")
     device_s: float | None = Field(default=None, description="Waiting for the accelerator.")
     store_s: float | None = Field(default=None, description="Writing the embeddings.")
+    shards: int | None = Field(
+        default=None, description="Sharded job: how many shards' loops the figures sum."
+    )
+    merge_s: float | None = Field(
+        default=None,
+        description="Sharded job: merging the shards into one run (null: another job had "
+        "stored the embedding meanwhile, nothing was merged).",
+    )
+    critical_path_s: float | None = Field(
+        default=None,
+        description="Sharded job: the slowest shard's loop plus the merge, the least wall "
+        "time with one worker per shard (model loads and queueing left out; the job's "
+        "`created_at`/`finished_at` give the elapsed time).",
+    )
 
 
 class EmbedShard(BaseModel):
@@ -165,8 +183,9 @@ class EmbedResult(NamedResult):
     reused: bool = Field(default=False, description="True when stored embeddings were reused.")
     timing: EmbedTiming | None = Field(
         default=None,
-        description="Where the time went; null when nothing was embedded by this job (reused, "
-        "or embedded in shards: each shard's is in `shards`).",
+        description="Where the time went; null when nothing was embedded by this job (reused). "
+        "Embedded in shards: the shards' figures summed, with the merge's (each shard's own "
+        "are in `shards`).",
     )
     warnings: list[str] = Field(
         default=[],
@@ -229,12 +248,16 @@ class MeasuresJobResult(JobResult):
 
 def _check_embed(session: Session, project_id: str, params: BaseModel) -> None:
     assert isinstance(params, EmbedParams)
-    check_refs(session, project_id, params.model_id, params.dataset_id, params.split)
+    check_refs(
+        session, project_id, params.model_id, params.dataset_id, params.split, params.prompts
+    )
 
 
 def _check_score(session: Session, project_id: str, params: BaseModel) -> None:
     assert isinstance(params, ScoreParams)
-    check_refs(session, project_id, params.model_id, params.dataset_id, params.split)
+    check_refs(
+        session, project_id, params.model_id, params.dataset_id, params.split, params.prompts
+    )
     if params.measures:
         from app.measures import check_names
 

@@ -30,7 +30,7 @@ class AssessParams(BaseModel):
 
 def _check_assess(session: Session, project_id: str, params: BaseModel) -> None:
     assert isinstance(params, AssessParams)
-    check_refs(session, project_id, params.model_id, params.dataset_id, "test")
+    check_refs(session, project_id, params.model_id, params.dataset_id, "test", params.prompts)
 
 
 def _links(job_id: str, params: dict[str, Any], _: dict[str, Any] | None) -> dict[str, str]:

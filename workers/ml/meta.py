@@ -49,10 +49,12 @@ def measures_of(stats: ModalityStats, texts: np.ndarray) -> dict[str, float]:
         return {}
 
 
-def split_warnings(labels: np.ndarray, dataset: DatasetLayout, split: str) -> list[str]:
-    """A sentence naming the classes with fewer than 2 images in this run's split."""
-    counts = np.bincount(labels.astype(np.int64), minlength=dataset.num_classes)
-    small = [n for n, c in zip(dataset.class_names, counts.tolist(), strict=True) if c < 2]
+def split_warnings(labels: np.ndarray, class_names: list[str], split: str) -> list[str]:
+    """A sentence naming the classes with fewer than 2 images among `labels` (shape (n,),
+    class indexes), which must be all the stored rows of `split`: a shard's rows would name
+    classes that other shards hold (`workers.ml.shards.merge_shards` says it for the whole)."""
+    counts = np.bincount(labels.astype(np.int64), minlength=len(class_names))
+    small = [n for n, c in zip(class_names, counts.tolist(), strict=True) if c < 2]
     if not small:
         return []
     return [
@@ -82,16 +84,21 @@ def finalise_run(
     write_json(out / STATS, state.stats.to_dict())
     labels = np.load(out / LABELS)
     zero_shot = zero_shot_metrics(np.load(out / TOPK), labels, dataset.num_classes)
-    start = run["shard"][0]
+    start, stop = run["shard"]
+    n_split = len(dataset.split(run["split"]))
+    report = prompt_report(model, dataset.class_names, templates)
+    warnings = prompt_warnings(report)
+    if (start, stop) == (0, n_split):  # a shard's rows are not the split: the merge judges
+        warnings += split_warnings(labels, list(dataset.class_names), run["split"])
     meta = {
         **run,
         "n": len(labels),
         "dim": int(model.embed_dim),
-        "n_split": len(dataset.split(run["split"])),
+        "n_split": n_split,
         "class_names": list(dataset.class_names),
         "prompts": render_prompts(templates, dataset.class_names),
-        "prompt_report": (report := prompt_report(model, dataset.class_names, templates)),
-        "warnings": prompt_warnings(report) + split_warnings(labels, dataset, run["split"]),
+        "prompt_report": report,
+        "warnings": warnings,
         "zero_shot": zero_shot,
         "measures": measures_of(state.stats, texts),
         "skipped": [{"index": s["row"] + start, "error": s["error"]} for s in state.skipped],

@@ -13,15 +13,17 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from app.measures import ModalityStats
-from workers.ml.meta import measures_of, versions
+from workers.ml.meta import measures_of, split_warnings, versions
 from workers.ml.result import EmbedResult, load_result
 from workers.ml.store import IMAGES, INDEX, LABELS, META, STATS, TEXTS, TOPK, write_json
+from workers.ml.text import prompt_warnings
 from workers.ml.zeroshot import zero_shot_metrics
 
 _SAME = (
@@ -94,9 +96,24 @@ def _concat(dirs: list[Path], name: str, out: Path) -> None:
     del merged
 
 
-def merge_shards(shard_dirs: list[str | Path], out_dir: str | Path) -> EmbedResult:
-    """Merge completed shard runs (any order) into one run directory `out_dir`."""
-    results = sorted((load_result(d) for d in shard_dirs), key=lambda r: r.meta["shard"][0])
+def merge_shards(
+    shard_dirs: Sequence[str | Path], out_dir: str | Path, *, job_ids: Sequence[str] | None = None
+) -> EmbedResult:
+    """Merge completed shard runs (any order) into one run directory `out_dir`.
+
+    Its meta.json is the one a single run of the whole split writes (`embed_dataset`), the
+    warnings about the split's classes judged on the merged rows, plus ``merged_from``: per
+    shard, in row order, its ``index``, ``rows`` [start, stop) and, when `job_ids` (one per
+    directory, in the same order) is given, the ``job_id`` that embedded it; never the
+    directories, which are gone once merged. ValueError when the runs are not contiguous parts
+    of one run; FileNotFoundError when one is incomplete.
+    """
+    if job_ids is not None and len(job_ids) != len(shard_dirs):
+        raise ValueError(f"{len(job_ids)} job ids for {len(shard_dirs)} shards")
+    loaded = [(load_result(d), None if job_ids is None else job_ids[i])
+              for i, d in enumerate(shard_dirs)]  # fmt: skip
+    loaded.sort(key=lambda rj: rj[0].meta["shard"][0])
+    results = [r for r, _ in loaded]
     if not results:
         raise ValueError("no shards to merge")
     metas = [r.meta for r in results]
@@ -116,15 +133,19 @@ def merge_shards(shard_dirs: list[str | Path], out_dir: str | Path) -> EmbedResu
         raise ValueError("the shards' class counts do not add up to their rows' labels")
     write_json(out / STATS, stats.to_dict())
     labels = np.load(out / LABELS)
+    sources = [{"index": i, "rows": list(r.meta["shard"]), **({"job_id": j} if j else {})}
+               for i, (r, j) in enumerate(loaded)]  # fmt: skip
     meta = {
-        **metas[0],
-        "shard": [0, metas[0]["n_split"]],
+        **first,
+        "shard": [0, first["n_split"]],
         "n": len(labels),
-        "merged_from": [str(d) for d in dirs],
+        "warnings": prompt_warnings(first.get("prompt_report") or {})
+        + split_warnings(labels, first["class_names"], first["split"]),
+        "merged_from": sources,
         "versions": versions(),
         "skipped": [s for m in metas for s in m["skipped"]],
         "measures": measures_of(stats, texts),
-        "zero_shot": zero_shot_metrics(np.load(out / TOPK), labels, len(metas[0]["class_names"])),
+        "zero_shot": zero_shot_metrics(np.load(out / TOPK), labels, len(first["class_names"])),
     }
     meta["run_key"] = _run_key(meta)
     write_json(out / META, meta)

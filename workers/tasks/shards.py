@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,14 +154,41 @@ def _gather(ctx: JobContext, p: EmbedParams, kids: list[Shard]) -> Outcome | Wai
     failed = [k for k in kids if k.status != JobStatus.succeeded.value]
     if failed:
         _remove_shards(ctx)  # the job is final: nothing could use them
-        why = "; ".join(
-            f"shard {k.index + 1} of {len(kids)} (rows {k.start}..{k.stop}, job {k.job_id}) "
-            f"{k.status}: {k.error or 'no error recorded'}"
-            for k in failed
-        )
-        raise JobError(f"embedding dataset {p.dataset_id} in shards failed: {why}"[:3000])
+        raise JobError(_failure(ctx.job_id, p.dataset_id, kids, failed)[:3000])
     with discard_on_cancel(ctx, lambda: _remove_shards(ctx)):
         return _merge(ctx, p, kids)
+
+
+def _failure(job_id: str, dataset_id: str, kids: list[Shard], failed: list[Shard]) -> str:
+    """The parent's error: each distinct (status, error) once, with the shards (0-based, as
+    `result.shards[].index`) it befell: "shards 0–3 failed: ..." rather than four copies."""
+    groups: dict[tuple[str, str], list[Shard]] = {}
+    for k in failed:
+        groups.setdefault((k.status, k.error or "no error recorded"), []).append(k)
+    parts = []
+    for (status, error), group in groups.items():
+        if len(group) == 1:
+            (k,) = group
+            who = f"shard {k.index} (rows {k.start}..{k.stop}, job {k.job_id})"
+        else:
+            who = f"shards {_index_ranges([k.index for k in group])}"
+        parts.append(f"{who} {status}: {error}")
+    head = (
+        f"embedding dataset {dataset_id} in {len(kids)} shards (index 0–{len(kids) - 1}; "
+        f"jobs with parent_id {job_id}) failed: "
+    )
+    return head + "; ".join(parts)
+
+
+def _index_ranges(indexes: list[int]) -> str:
+    """[0, 1, 2, 3, 5] -> "0–3, 5"."""
+    runs: list[list[int]] = []
+    for i in sorted(indexes):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ", ".join(f"{a}" if a == b else f"{a}–{b}" for a, b in runs)
 
 
 def _merge(ctx: JobContext, p: EmbedParams, kids: list[Shard]) -> Outcome:
@@ -176,24 +204,64 @@ def _merge(ctx: JobContext, p: EmbedParams, kids: list[Shard]) -> Outcome:
         for k in kids
     ]  # fmt: skip
     if (stored := stored_embedding(ctx, p)) is not None:  # another job stored it meanwhile
-        result = {**stored, **names, "reused": True, "shards": summary}
+        result = {**stored, **names, "reused": True, "shards": summary,
+                  "timing": shards_timing(summary, None)}  # fmt: skip
         return Outcome(result, after_commit=lambda: _remove_shards(ctx))
     ctx.progress(SHARDS_SHARE, "merging shards", done=len(kids), total=len(kids), unit="shards")
     merged_dir = ctx.settings.data_dir / "work" / "merge" / ctx.job_id
     shutil.rmtree(merged_dir, ignore_errors=True)
+    started = time.perf_counter()
     try:
-        merged = merge_shards([ctx.storage.local_dir(k.key) for k in kids], merged_dir)
+        merged = merge_shards(
+            [ctx.storage.local_dir(k.key) for k in kids], merged_dir,
+            job_ids=[k.job_id for k in kids],
+        )  # fmt: skip
     except (ValueError, FileNotFoundError) as exc:
         _remove_shards(ctx)
         raise JobError(f"cannot merge the shards of dataset {p.dataset_id}: {exc}") from None
     meta = merged.meta
     key = embedding_key(meta["model_fingerprint"], meta["dataset_fingerprint"], p)
-    outcome = stored_outcome(ctx, p, key, merged_dir, {**names, "shards": summary})
+    timing = shards_timing(summary, time.perf_counter() - started)
+    outcome = stored_outcome(ctx, p, key, merged_dir, {**names, "shards": summary,
+                                                       "timing": timing})  # fmt: skip
     if _stored_run_key(ctx, key) != meta["run_key"]:
         ctx.storage.put_dir(merged_dir, key)  # moved when local
     shutil.rmtree(merged_dir, ignore_errors=True)
     outcome.after_commit = lambda: _remove_shards(ctx)
     return outcome
+
+
+def shards_timing(shards: list[dict[str, Any]], merge_s: float | None) -> dict[str, Any] | None:
+    """A sharded embed job's `timing` (`app.jobs.types.EmbedTiming`) from its shards' (those
+    that embedded something) and the merge's seconds (None: no merge ran); None when no shard
+    embedded anything.
+
+    Counts (images, batches) and stage seconds are summed over the shards; so is `seconds`,
+    worker time rather than wall time, whence `images_per_second` is one worker's rate as in
+    an unsharded job's. `critical_path_s` is the slowest shard's loop plus the merge: the
+    least wall time with a worker per shard, model loads and queueing left out (the job's
+    `created_at` and `finished_at` give the elapsed time).
+    """
+    timed = [s["timing"] for s in shards if s.get("timing")]
+    if not timed:
+        return None
+    total = sum(float(t["seconds"]) for t in timed)
+    images = sum(int(t["images"]) for t in timed)
+    merge = None if merge_s is None else round(merge_s, 4)
+    out: dict[str, Any] = {
+        "images": images,
+        "batches": sum(int(t.get("batches") or 0) for t in timed),
+        "seconds": round(total, 4),
+        "images_per_second": round(images / max(total, 1e-9), 1),
+        "workers": max(int(t.get("workers") or 0) for t in timed),
+        "device": ", ".join(sorted({str(t.get("device")) for t in timed})),
+        **{f"{stage}_s": round(sum(float(t.get(f"{stage}_s") or 0.0) for t in timed), 4)
+           for stage in ("loader", "submit", "device", "store")},
+        "shards": len(timed),
+        "merge_s": merge,
+        "critical_path_s": round(max(float(t["seconds"]) for t in timed) + (merge or 0.0), 4),
+    }  # fmt: skip
+    return out
 
 
 def _stored_run_key(ctx: JobContext, key: str) -> str | None:

@@ -129,6 +129,12 @@ def test_shards_merge_to_the_whole_run(
         )
     merged = merge_shards(list(reversed(dirs)), tmp_path / "merged")
     _same_bytes(whole.out_dir, merged.out_dir)
+    # meta.json is the whole run's, but for where it came from: rows, not server folders
+    assert {k: v for k, v in merged.meta.items() if k != "merged_from"} == whole.meta
+    assert merged.meta["merged_from"] == [
+        {"index": i, "rows": list(shard)}
+        for i, shard in enumerate(plan_shards(len(shapes.split("train")), 3, 4))
+    ]
     # the float64 sums are re-added in the whole run's batch order: the same bytes
     assert (merged.out_dir / "stats.json").read_bytes() == (
         whole.out_dir / "stats.json"
@@ -192,3 +198,28 @@ def test_merged_statistics_are_the_whole_runs_bytes(
         whole.out_dir / "stats.json"
     ).read_bytes()
     assert merged.measures == whole.measures
+
+
+def test_merged_warnings_judge_the_whole_split(tiny_model: LoadedModel, tmp_path: Path) -> None:
+    """Classes short of images are named from the merged rows, as the single run names them;
+    a shard, which holds part of the split, names none (its rows lack classes others hold)."""
+    from app.imagedata import open_dataset
+    from workers.ml.synth import generate_task
+
+    # 2 images a class: 1 in train, so the whole split has every class short of 2 images
+    layout = open_dataset(generate_task("shapes", tmp_path / "d", per_class=2, seed=0), seed=0)
+    kw = {"split": "train", "batch_size": 2, "num_workers": 0}
+    whole = embed_dataset(tiny_model, layout, out_dir=tmp_path / "whole", **kw)
+    short = f"{layout.num_classes} classes have fewer than 2 images in split 'train'"
+    assert [w for w in whole.meta["warnings"] if short in w], whole.meta["warnings"]
+    plan = plan_shards(len(layout.split("train")), 2, 2)
+    parts = [
+        embed_dataset(tiny_model, layout, out_dir=tmp_path / f"s{i}", shard=shard, **kw)
+        for i, shard in enumerate(plan)
+    ]
+    assert all("fewer than 2 images" not in w for p in parts for w in p.meta["warnings"])
+    merged = merge_shards([p.out_dir for p in parts], tmp_path / "merged", job_ids=["j0", "j1"])
+    assert merged.meta["warnings"] == whole.meta["warnings"]
+    assert [m["job_id"] for m in merged.meta["merged_from"]] == ["j0", "j1"]
+    with pytest.raises(ValueError, match="1 job ids for 2 shards"):
+        merge_shards([p.out_dir for p in parts], tmp_path / "m2", job_ids=["j0"])

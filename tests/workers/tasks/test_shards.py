@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from app.config import Settings, get_settings
 from app.db import session_scope
 from tests.service.stack import make_task, zip_dir
-from tests.service.test_api import add_tiny
+from tests.service.test_api import add_tiny, upload
 from tests.workers.tasks.test_grid import drain, upload_and_ingest
 from workers import runner
 from workers.tasks.base import JobContext, JobError
@@ -87,14 +87,23 @@ def single_run(ctx: JobContext, model_id: str, dataset_id: str, out: Path) -> Pa
     return out
 
 
-def assert_same_run(stored: Path, single: Path) -> None:
+#: meta.json entries that describe the sharding, not the run (all else is the single run's).
+SHARDING = {"merged_from"}
+
+
+def assert_same_run(stored: Path, single: Path) -> dict[str, Any]:
     """The stored embedding is the single run: the same bytes of every array and of the
-    statistics, the same run key (its inputs), measures and zero-shot accuracy."""
+    statistics, the same meta.json (run key, measures, zero-shot accuracy, warnings, ...)
+    but for the entries that describe the sharding; the stored meta.json."""
     for name in FILES:
         assert (stored / name).read_bytes() == (single / name).read_bytes(), name
     ours, theirs = (json.loads((d / "meta.json").read_text()) for d in (stored, single))
-    for key in ("run_key", "n", "measures", "zero_shot", "shard", "skipped"):
-        assert ours[key] == theirs[key], key
+    # the same content uploaded again (another name, folder) is embedded under the same key,
+    # kept as first stored
+    per_upload = {"name": None, "location": None}
+    ours_, theirs_ = ({**m, "dataset": {**m["dataset"], **per_upload}} for m in (ours, theirs))
+    assert {k: v for k, v in ours_.items() if k not in SHARDING} == theirs_
+    return ours
 
 
 def embedding_dir(settings: Settings, sessions: Any, embedding_id: str) -> Path:
@@ -142,8 +151,24 @@ def test_a_sharded_embedding_is_the_single_runs_bytes(
     env = runner.worker_env()
     stored = embedding_dir(env.settings, env.sessions, result["embedding_id"])
     single = single_run(_ctx(model), model, dataset, tmp_path / "single")
-    assert_same_run(stored, single)
+    meta = assert_same_run(stored, single)
+    # rows 0..48 hold classes 0-2 only: a shard's own count is no warning about the split
+    assert result["warnings"] == [] == meta["warnings"]
+    assert meta["merged_from"] == [  # the shards' jobs and rows, not their (gone) folders
+        {"index": k["params"]["index"], "rows": r, "job_id": k["id"]}
+        for k, r in zip(kids, ROWS, strict=True)
+    ]
     assert not (Path(env.settings.artifacts_url) / "shards" / job_id).exists()
+    # the job's timing adds up its shards' (each embedded its rows) and the merge
+    timing, parts = result["timing"], [s["timing"] for s in result["shards"]]
+    assert timing["images"] == sum(t["images"] for t in parts) == 132
+    assert timing["shards"] == 3
+    assert timing["batches"] == sum(t["batches"] for t in parts) == 9
+    assert timing["seconds"] == pytest.approx(sum(t["seconds"] for t in parts), abs=1e-3)
+    assert timing["images_per_second"] == pytest.approx(132 / timing["seconds"], abs=0.1)
+    assert timing["merge_s"] >= 0
+    slowest = max(t["seconds"] for t in parts)
+    assert timing["critical_path_s"] == pytest.approx(slowest + timing["merge_s"], abs=1e-3)
     scores = c.post("/v1/jobs", json={"type": "score", "model_id": model, "dataset_id": dataset,
                                       "split": "train"})  # fmt: skip
     assert scores.status_code == 202, scores.text  # the merged embedding is a stored one
@@ -192,11 +217,34 @@ def test_a_shard_that_fails_for_good_fails_the_parent(
     drain()
     job = c.get(f"/v1/jobs/{job_id}").json()
     assert job["status"] == "failed", job
-    assert "shard 2 of 3 (rows 48..96" in job["error"]
+    assert "shard 1 (rows 48..96" in job["error"]
     assert "image 50 cannot be decoded" in job["error"]
     assert [k["status"] for k in _kids(c, job_id)] == ["succeeded", "failed", "succeeded"]
     settings = runner.worker_env().settings
     assert not (Path(settings.artifacts_url) / "shards" / job_id).exists()
+
+
+def test_shards_failing_alike_are_named_once(
+    service: tuple[TestClient, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every shard failing with the same error: the parent's error says it once, naming the
+    shards by their 0-based index (as `result.shards[].index`)."""
+    from workers.tasks import HANDLERS
+
+    c, archive = service
+    why = "the same long complaint " * 20
+
+    def fail(ctx: JobContext) -> Any:
+        raise JobError(why)
+
+    monkeypatch.setitem(HANDLERS, "embed_shard", fail)
+    job_id, _, _ = submit_embed(c, archive)
+    drain()
+    job = c.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "failed", job
+    assert job["error"].count(why.strip()) == 1, job["error"]
+    assert "shards 0–2 failed: " in job["error"]
+    assert "in 3 shards (index 0–2" in job["error"]
 
 
 def _sweep() -> list[str]:
@@ -283,3 +331,34 @@ def test_the_parent_merges_on_a_worker_that_would_not_shard(
     job = c.get(f"/v1/jobs/{job_id}").json()
     assert job["status"] == "succeeded", job
     assert [s["rows"] for s in job["result"]["shards"]] == ROWS
+
+
+def test_prompts_the_dataset_cannot_use_are_refused_at_submission(
+    service: tuple[TestClient, Path],
+) -> None:
+    """`clip_benchmark` on a dataset CLIP_benchmark has no templates for, or templates
+    without `{c}`, are a 422 naming the value and what is allowed, for every job type that
+    takes prompts, before any job (or shard) exists; on a dataset it knows it is accepted."""
+    c, archive = service
+    dataset, model = upload_and_ingest(c, archive), add_tiny(c)["id"]
+    refs = {"model_id": model, "dataset_id": dataset}
+    before = c.get("/v1/jobs").json()["items"]
+    bodies = [
+        {"type": "embed", **refs, "split": "train", "prompts": "clip_benchmark"},
+        {"type": "score", **refs, "split": "train", "prompts": "clip_benchmark"},
+        {"type": "assess", **refs, "prompts": ["a photo without a placeholder"]},
+    ]
+    for body in bodies:
+        resp = c.post("/v1/jobs", json=body)
+        assert resp.status_code == 422, (body, resp.text)
+        problem = resp.json()
+        assert repr(body["prompts"]) in problem["detail"], problem
+        assert problem["errors"][0]["loc"] == ["body", "prompts"], problem
+        assert "clip_imagenet_80" in problem["errors"][0]["msg"], problem
+    assert "no templates for dataset" in c.post("/v1/jobs", json=bodies[0]).json()["detail"]
+    assert c.get("/v1/jobs").json()["items"] == before
+    # a dataset named as CLIP_benchmark names one passes the check (score: 409, not embedded)
+    eurosat = upload(c, archive, name="EuroSAT", wait=False).json()["id"]
+    assert drain() == ["succeeded"]  # its ingest job
+    resp = c.post("/v1/jobs", json={**bodies[1], "dataset_id": eurosat})
+    assert resp.status_code == 409 and "no embeddings" in resp.json()["detail"], resp.text
