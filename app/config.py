@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     evaluate_group_images: int = Field(default=20000, ge=1)
     # An embed job on a split of more images than this (0: never) fans out as `embed_shard`
     # child jobs of about `embed_shard_size` images each, merged into the one embedding.
+    # Read by the worker that first runs the embed job (with its embed_batch_size), never by
+    # the API: set them in the workers' environment.
     embed_shard_threshold: int = Field(default=100_000, ge=0)
     embed_shard_size: int = Field(default=50_000, ge=1)
     # DataLoader workers; None (unset) = as many as the device wants where the worker process
