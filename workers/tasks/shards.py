@@ -89,7 +89,10 @@ def run_embed_job(ctx: JobContext) -> Outcome | Waiting:
 
 def _plan(ctx: JobContext, p: EmbedParams) -> list[tuple[int, int]] | None:
     """The shards' row ranges, or None when the split is small enough for one run (or the
-    embedding is stored, or the split cannot be read: `run_embed` reports that)."""
+    embedding is stored, or the split cannot be read: `run_embed` reports that). JobError,
+    before any shard exists, for prompts the dataset has no templates for (checked at
+    submission; a job queued before that check, or a dataset read differently, gets here)."""
+    from app.imagedata.prompts import render_prompts, resolve_templates
     from workers.ml.shards import plan_shards
 
     threshold = ctx.settings.embed_shard_threshold
@@ -98,6 +101,10 @@ def _plan(ctx: JobContext, p: EmbedParams) -> list[tuple[int, int]] | None:
     if (known is not None and known <= threshold) or stored_embedding(ctx, p) is not None:
         return None
     layout = open_layout(ctx, dataset_row)
+    try:
+        render_prompts(resolve_templates(p.prompts, layout.name), ["x"])
+    except ImageDataError as exc:
+        raise JobError(f"cannot embed dataset {p.dataset_id}: {exc}") from None
     try:
         n = len(layout.split(p.split))
     except ImageDataError:

@@ -362,3 +362,24 @@ def test_prompts_the_dataset_cannot_use_are_refused_at_submission(
     assert drain() == ["succeeded"]  # its ingest job
     resp = c.post("/v1/jobs", json={**bodies[1], "dataset_id": eurosat})
     assert resp.status_code == 409 and "no embeddings" in resp.json()["detail"], resp.text
+
+
+def test_a_queued_job_with_prompts_the_dataset_cannot_use_fails_before_fanning_out(
+    service: tuple[TestClient, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job that got past submission with such prompts (queued before the check existed)
+    fails once, naming them, with no shard created."""
+    import app.jobtype
+
+    c, archive = service
+    dataset, model = upload_and_ingest(c, archive), add_tiny(c)["id"]
+    monkeypatch.setattr(app.jobtype, "require_prompts", lambda dataset, prompts: None)
+    body = {"type": "embed", "model_id": model, "dataset_id": dataset, "split": "train",
+            "prompts": "clip_benchmark"}  # fmt: skip
+    resp = c.post("/v1/jobs", json=body)
+    assert resp.status_code == 202, resp.text
+    drain()
+    job = c.get(f"/v1/jobs/{resp.json()['id']}").json()
+    assert job["status"] == "failed", job
+    assert job["error"].count("CLIP_benchmark has no templates for dataset") == 1, job["error"]
+    assert _kids(c, job["id"]) == []
