@@ -7,8 +7,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-# Keep the 2-core CI machine responsive when several libraries start thread pools.
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# One thread per pytest process for torch and BLAS (they read OMP_NUM_THREADS when first
+# imported): the suite runs two xdist workers on the 2-core CI machine, so a second thread
+# only spins against the other worker; tiny models train and embed several times faster
+# in CPU seconds with one (test_finetune_training's learning and resume tests: 31 -> 8 CPU-s).
+# The service stacks' processes run with one thread too (tests/service/stack.py).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # No network at test time: make hub libraries fail fast instead of trying to download.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -193,8 +193,9 @@ def test_cpu_threads_sets_and_restores_the_thread_count() -> None:
     from workers.ml.finetune.runtime import cpu_threads
 
     before = torch.get_num_threads()
-    with cpu_threads(torch.device("cpu"), 1):
-        assert torch.get_num_threads() == 1
+    wanted = before + 1  # differs from what the process runs with
+    with cpu_threads(torch.device("cpu"), wanted):
+        assert torch.get_num_threads() == wanted
     assert torch.get_num_threads() == before
     with cpu_threads(torch.device("cpu"), 0):  # 0: torch's own default, untouched
         assert torch.get_num_threads() == before
