@@ -50,7 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except CliError as exc:
-        print(f"iimm {args.command}: error: {exc}", file=sys.stderr)
+        from iimm_cli.client import as_cli_hint  # the API's hints as this CLI's flags
+
+        print(f"iimm {args.command}: error: {as_cli_hint(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

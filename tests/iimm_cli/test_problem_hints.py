@@ -1,57 +1,79 @@
-"""The CLI prints the API's problem hints as its own flags: a duplicate upload's 409 says
-`--allow-duplicate` and a delete with dependents says `--cascade` (the API's details say
-`allow_duplicate=true` and `?cascade=true`), and those flags exist on the commands."""
+"""The CLI prints the API's problem hints as its own flags: a duplicate upload's 409 (the
+dataset's ingest error) says `--allow-duplicate` and a delete with dependents says `--cascade`
+(the API's details say `allow_duplicate=true` and `?cascade=true`), and those flags exist on
+the commands. The API is answered by httpx's MockTransport with the service's own messages."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
-from PIL import Image
 
-from app.config import Settings
+from app.datasets.service import ensure_not_duplicate
 from app.deletion import DependentsError
-from app.main import create_app
-from iimm_cli import build_parser
-from iimm_cli._common import CliError
+from app.errors import ConflictError
+from iimm_cli import build_parser, main
 from iimm_cli.client import ApiClient
-from iimm_cli.datasets import upload
-
-KEY = "hint-test-" + "k" * 20
 
 
-def _folder(root: Path) -> Path:
-    for c, colour in enumerate(("red", "blue")):
-        (root / f"class{c}").mkdir(parents=True)
-        for i in range(4):
-            Image.new("RGB", (8, 8), colour).save(root / f"class{c}" / f"{i}.png")
-    return root
+def _duplicate_detail() -> str:
+    """What the service says of a second upload of the same content."""
+
+    class OneRow:
+        def execute(self, _: object) -> Any:
+            return SimpleNamespace(first=lambda: SimpleNamespace(name="colours", id="dst_1"))
+
+    with pytest.raises(ConflictError) as err:
+        ensure_not_duplicate(OneRow(), "prj_1", "fp")  # type: ignore[arg-type]
+    assert "allow_duplicate=true" in err.value.detail  # what an HTTP caller is told
+    return err.value.detail
 
 
-def test_a_duplicate_upload_names_the_cli_flag(tmp_path: Path) -> None:
-    settings = Settings(
-        data_dir=tmp_path / "var", bootstrap_api_key=KEY, run_maintenance_in_api=False
-    )
-    folder = _folder(tmp_path / "ds")
-    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {KEY}"}) as http:
-        client = ApiClient("http://testserver", KEY)
-        client.http = http
-        upload(client, folder, "colours")
-        with pytest.raises(CliError) as err:
-            upload(client, folder, "colours2")
-        assert str(err.value).startswith("409: ")
-        assert "pass --allow-duplicate to register a copy" in str(err.value)
-        assert "allow_duplicate=true" not in str(err.value)
-        assert upload(client, folder, "colours2", allow_duplicate=True)["name"] == "colours2"
-    args = build_parser().parse_args(
-        ["datasets", "upload", str(folder), "--name", "c", "--allow-duplicate"]
-    )
-    assert args.allow_duplicate is True
+def _serve(
+    monkeypatch: pytest.MonkeyPatch, answer: Callable[[httpx.Request], httpx.Response]
+) -> None:
+    def from_args(cls: type[ApiClient], args: object) -> ApiClient:
+        client = ApiClient("http://testserver", "key")
+        client.http = httpx.Client(
+            base_url="http://testserver", transport=httpx.MockTransport(answer)
+        )
+        return client
+
+    monkeypatch.setattr(ApiClient, "from_args", classmethod(from_args))
 
 
-def test_a_delete_with_dependents_names_the_cli_flag() -> None:
+def test_a_duplicate_upload_names_the_cli_flag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    detail = _duplicate_detail()
+    failed = {"id": "dst_2", "status": "failed", "error": {"status": 409, "detail": detail}}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(
+                202, json={"id": "dst_2", "status": "validating", "job_id": "job_1"}
+            )
+        if request.url.path == "/v1/jobs/job_1":
+            return httpx.Response(200, json={"id": "job_1", "status": "succeeded"})
+        return httpx.Response(200, json=failed)
+
+    _serve(monkeypatch, answer)
+    (tmp_path / "a.zip").write_bytes(b"PK\x05\x06" + bytes(18))
+    argv = ["datasets", "upload", str(tmp_path / "a.zip"), "--name", "colours2"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "409: " in err and "pass --allow-duplicate to register a copy" in err, err
+    assert "allow_duplicate=true" not in err
+    assert build_parser().parse_args([*argv, "--allow-duplicate"]).allow_duplicate is True
+
+
+def test_a_delete_with_dependents_names_the_cli_flag(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     problem = DependentsError("dataset 'colours' (dst_1)", {"scores": 2})
     assert "?cascade=true" in problem.detail  # what an HTTP caller is told
 
@@ -59,10 +81,9 @@ def test_a_delete_with_dependents_names_the_cli_flag() -> None:
         body = {"type": "/problems/conflict", "status": 409, "detail": problem.detail}
         return httpx.Response(409, json=body, headers={"content-type": "application/problem+json"})
 
-    client = ApiClient("http://testserver", KEY)
-    client.http = httpx.Client(base_url="http://testserver", transport=httpx.MockTransport(answer))
-    with pytest.raises(CliError) as err:
-        client.request("DELETE", "/v1/datasets/dst_1")
-    assert "delete with --cascade to remove them too" in str(err.value)
-    assert "cascade=true" not in str(err.value)
+    _serve(monkeypatch, answer)
+    assert main(["datasets", "delete", "dst_1"]) == 2
+    err = capsys.readouterr().err
+    assert "409: " in err and "delete with --cascade to remove them too" in err, err
+    assert "cascade=true" not in err
     assert build_parser().parse_args(["datasets", "delete", "dst_1", "--cascade"]).cascade is True
