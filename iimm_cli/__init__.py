@@ -56,6 +56,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # invalid IIMM_* settings: one line, not pydantic's traceback
+        from pydantic import ValidationError
+
+        if not (isinstance(exc, ValidationError) and exc.title == "Settings"):
+            raise
+        from app.config import describe_invalid
+
+        line = describe_invalid(exc)
+        them = "them" if ", IIMM_" in line or len(exc.errors()) > 1 else "it"
+        print(f"iimm {args.command}: error: {line}; set {them} in the environment", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,6 +1,7 @@
-"""A Celery worker or an API started without its environment stops at once with one line
-saying what to set (exit status 1), instead of a Celery worker waiting on
-`amqp://guest@localhost:5672` for jobs that never come or a pydantic traceback."""
+"""A Celery worker, an API or an `iimm` command started without its environment stops at
+once with one line saying what to set (exit status 1; 2 for `iimm`), instead of a Celery
+worker waiting on `amqp://guest@localhost:5672` for jobs that never come or a pydantic
+traceback."""
 
 from __future__ import annotations
 
@@ -69,3 +70,14 @@ def test_the_api_refuses_in_one_line(tmp_path: Path, env: dict[str, str], expect
     line = _last_line(proc)
     assert line.startswith("iimm: " + expected), line
     assert line.endswith("in the API's environment"), line
+
+
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["maintenance", "--once"]])
+def test_iimm_commands_refuse_in_one_line(tmp_path: Path, command: list[str]) -> None:
+    proc = _run(["-m", "iimm_cli", *command], tmp_path, IIMM_MODE="production")
+    assert proc.returncode == 2, proc
+    line = _last_line(proc)
+    assert line.startswith(
+        f"iimm {command[0]}: error: production mode needs IIMM_DATABASE_URL ("
+    ), line
+    assert line.endswith("; set them in the environment"), line
