@@ -12,6 +12,7 @@ from app.deps import (
     LimitQuery,
     SessionDep,
     SettingsDep,
+    StorageDep,
     TransactionalRoute,
 )
 from app.errors import problems
@@ -122,13 +123,17 @@ def get_job(job_id: str, session: SessionDep, principal: CurrentPrincipal) -> Jo
 
 @router.post("/{job_id}:cancel", response_model=JobRead, responses=problems(404, 409))
 def cancel_job(
-    job_id: str, session: SessionDep, principal: CurrentPrincipal, settings: SettingsDep
+    job_id: str,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    settings: SettingsDep,
+    storage: StorageDep,
 ) -> JobRead:
     """Cancel a job and its child jobs: queued and waiting ones stop at once, running ones
-    at their next heartbeat."""
+    at their next heartbeat. A cancelled fine-tune's checkpoints are removed."""
     return to_read(
         service.cancel_job(
             session=session, project_id=principal.project_id, job_id=job_id,
-            use_broker=settings.uses_broker,
+            use_broker=settings.uses_broker, storage=storage,
         )
     )  # fmt: skip

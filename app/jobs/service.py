@@ -6,6 +6,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.artifacts import Storage
 from app.db import new_id
 from app.errors import ConflictError, InvalidError
 from app.idempotency import insert_once, replay, request_hash
@@ -81,9 +82,20 @@ def list_jobs(
     return page(session, query, Job.id, cursor, limit)
 
 
-def cancel_job(*, session: Session, project_id: str, job_id: str, use_broker: bool = False) -> Job:
+def cancel_job(
+    *,
+    session: Session,
+    project_id: str,
+    job_id: str,
+    use_broker: bool = False,
+    storage: Storage | None = None,
+) -> Job:
     """Cancel a queued or waiting job now, or ask a running one to stop at its next
-    heartbeat; its child jobs likewise. A cancelled child lets its waiting parent go on."""
+    heartbeat; its child jobs likewise. A cancelled child lets its waiting parent go on.
+
+    When nothing of the job's tree runs any more, the fine-tune checkpoints it kept to
+    resume from (a job given back by a stopping worker keeps them) are removed from
+    `storage` after the commit; a running job removes its own when it stops."""
     job = get_job(session=session, project_id=project_id, job_id=job_id)
     if job.status in FINAL_STATUSES:
         raise ConflictError(f"job {job_id} already {job.status}; nothing to cancel")
@@ -92,10 +104,27 @@ def cancel_job(*, session: Session, project_id: str, job_id: str, use_broker: bo
     session.refresh(job)
     if job.status == JobStatus.cancelled.value:  # it was queued or waiting: cancelled now
         record_job_event(session, job_id, JobStatus.cancelled)
+        if storage is not None:
+            _remove_checkpoints(session, storage, job)
     if job.status in FINAL_STATUSES:
         children.wake_parent(session=session, parent_id=job.parent_id, use_broker=use_broker)
         dependencies.job_final(session=session, job_id=job.id, use_broker=use_broker)
     return job
+
+
+def _remove_checkpoints(session: Session, storage: Storage, job: Job) -> None:
+    """After the commit, remove the checkpoints of `job` (cancelled now) and of its tree
+    unless a job of the tree still runs (then it removes its own when it stops)."""
+    from app.deletion import remove_artifacts_after_commit
+
+    tree = [job.id, *children.descendants(session, job.id)]
+    rows = list(session.execute(select(Job.type, Job.status, Job.params).where(Job.id.in_(tree))))
+    if any(r.status == JobStatus.running.value for r in rows):
+        return
+    keys = {f"finetune/{job.id}"} if job.type == "finetune" else set()
+    keys |= {str(r.params["checkpoint_key"]) for r in rows
+             if r.type == "finetune_point" and r.params.get("checkpoint_key")}  # fmt: skip
+    remove_artifacts_after_commit(session, storage, {k for k in keys if storage.exists(k)})
 
 
 def links(job: Job) -> dict[str, str]:

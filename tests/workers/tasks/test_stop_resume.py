@@ -53,6 +53,14 @@ def drain() -> list[str]:
         outcomes.append(runner.execute(job_id))
 
 
+def upload_and_ingest(c: TestClient, archive: Path) -> str:
+    """Upload `archive` and run its ingest job here; the ready dataset's id."""
+    dataset = upload(c, archive, wait=False).json()  # type: ignore[arg-type]
+    drain()
+    assert c.get(f"/v1/datasets/{dataset['id']}").json()["status"] == "ready"
+    return str(dataset["id"])
+
+
 def _artifacts() -> Path:
     return runner.worker_env().settings.data_dir / "artifacts"
 
@@ -99,7 +107,7 @@ def test_a_fine_tune_given_back_by_a_stopping_worker_resumes_from_its_checkpoint
     grid: bool, service: tuple[TestClient, Path], on_first_checkpoint: Any
 ) -> None:
     c, colours = service
-    dataset, model = upload(c, colours).json()["id"], add_tiny(c)["id"]
+    dataset, model = upload_and_ingest(c, colours), add_tiny(c)["id"]
     hyper = {**HYPER, "grid": {"lr": [0.001, 0.01]}} if grid else HYPER
     job_id = _submit(c, model, dataset, hyper)
     running, folder = job_id, _artifacts() / "finetune" / job_id
@@ -129,7 +137,7 @@ def test_cancelling_a_grid_mid_training_leaves_no_folder(
     """The parent is cancelled while point 0 trains (the heartbeat's flag set at once): the
     point's checkpoints go, and with them the grid's folders."""
     c, colours = service
-    dataset, model = upload(c, colours).json()["id"], add_tiny(c)["id"]
+    dataset, model = upload_and_ingest(c, colours), add_tiny(c)["id"]
     job_id = _submit(c, model, dataset, {**HYPER, "grid": {"lr": [0.001, 0.01]}})
     assert runner.execute(job_id).startswith("waiting")
     kids = c.get("/v1/jobs", params={"parent_id": job_id}).json()["items"]
@@ -145,4 +153,28 @@ def test_cancelling_a_grid_mid_training_leaves_no_folder(
     assert runner.execute(point) == "cancelled"
     kids = c.get("/v1/jobs", params={"parent_id": job_id}).json()["items"]
     assert {k["status"] for k in kids} == {"cancelled"}
+    assert not top.exists(), sorted(str(p) for p in top.rglob("*"))
+
+
+@pytest.mark.parametrize("grid", [False, True], ids=["serial", "grid"])
+def test_cancelling_a_given_back_fine_tune_removes_its_checkpoints(
+    grid: bool, service: tuple[TestClient, Path], on_first_checkpoint: Any
+) -> None:
+    """Given back (checkpoints kept), then cancelled while queued: nothing runs it again,
+    so the cancel itself removes its checkpoints."""
+    c, colours = service
+    dataset, model = upload_and_ingest(c, colours), add_tiny(c)["id"]
+    hyper = {**HYPER, "grid": {"lr": [0.001, 0.01]}} if grid else HYPER
+    job_id = _submit(c, model, dataset, hyper)
+    running, top = job_id, _artifacts() / "finetune" / job_id
+    folder = top
+    if grid:
+        assert runner.execute(job_id).startswith("waiting")
+        kids = c.get("/v1/jobs", params={"parent_id": job_id}).json()["items"]
+        running = next(k["id"] for k in kids if k["params"]["index"] == 0)
+        folder = top / "grid" / "000"
+    on_first_checkpoint(running, folder, runner.STOP.request)
+    assert runner.execute(running) == "given back: worker stopping"
+    assert _epoch(folder) >= 1
+    assert c.post(f"/v1/jobs/{job_id}:cancel").json()["status"] == "cancelled"
     assert not top.exists(), sorted(str(p) for p in top.rglob("*"))
