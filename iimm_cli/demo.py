@@ -112,7 +112,37 @@ def run(args: argparse.Namespace) -> int:
         if not kept_dir:
             shutil.rmtree(work, ignore_errors=True)
     if not args.keep_serving:
-        where = kept_dir or "DIR"
-        print(f"Service stopped. To see the figures: iimm demo --data-dir {where} "
-              f"--keep-serving, or iimm serve --data-dir {where}; open /dashboard")  # fmt: skip
+        print(closing_line(kept_dir and str(data_dir), data_dir, _iimm_command()))
     return 0
+
+
+def _iimm_command() -> str:
+    """How to call this installation's `iimm`: ``.venv/bin/iimm`` (relative to the working
+    directory when inside it), else the absolute path, else plain ``iimm``."""
+    exe = Path(sys.executable).parent / "iimm"
+    if not exe.exists():
+        return "iimm"
+    try:
+        return str(exe.relative_to(Path.cwd()))
+    except ValueError:
+        return str(exe)
+
+
+def closing_line(kept_dir: str | None, data_dir: Path, iimm: str, port: int = 8000) -> str:
+    """The demo's last line: where its data went and the exact commands that show the figures.
+
+    `kept_dir` is the ``--data-dir`` given (None: the data in `data_dir`, a temp dir, was
+    removed); `iimm` is the command to call (`_iimm_command`); `port` the one to suggest.
+    """
+    board = f"http://127.0.0.1:{port}/dashboard"
+    if kept_dir:
+        return (
+            f"Service stopped; its data is kept in {kept_dir}. To see the figures run "
+            f"`{iimm} serve --data-dir {kept_dir} --port {port}` and open {board} "
+            f"with the API key in {Path(kept_dir) / 'admin.key'}."
+        )
+    return (
+        f"Service stopped and its data ({data_dir}) removed. To see the figures, run the demo "
+        f"with kept data: `{iimm} demo --data-dir ./demo-data --port {port} --keep-serving`, "
+        f"then open {board} with the API key in ./demo-data/admin.key."
+    )
