@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from app.config import Settings
 from app.errors import InvalidError, TooLargeError
@@ -39,8 +39,13 @@ def _check_pixels(layout: DatasetLayout, max_pixels: int) -> None:
                     w, h = img.size
             except FileNotFoundError:
                 raise InvalidError(f"{item}: file named by the dataset is missing") from None
+            except UnidentifiedImageError:  # its text holds the file's server path
+                raise InvalidError(
+                    f"{item}: not a readable image (not a format Pillow can identify)"
+                ) from None
             except Exception as exc:
-                raise InvalidError(f"{item}: not a readable image ({exc})") from None
+                reason = scrub_paths(str(exc), root / item, root, replace=item)
+                raise InvalidError(f"{item}: not a readable image ({reason})") from None
             if w * h > max_pixels:
                 raise InvalidError(
                     f"{item}: {w}x{h} pixels is over the limit of {max_pixels} pixels"
@@ -74,12 +79,18 @@ def _check_decodes(layout: DatasetLayout, progress: Progress | None = None) -> N
         })  # fmt: skip
 
 
+def scrub_paths(text: str, *paths: Path | str | None, replace: str = "<upload>") -> str:
+    """`text` with the server's own folders (`paths`) cut out of it: ``folder/`` prefixes
+    are dropped (leaving the name inside the upload), a folder alone becomes `replace`.
+    Longer paths are cut first, so a file inside a listed folder keeps its member name."""
+    for p in sorted({str(p) for p in paths if p}, key=len, reverse=True):
+        text = text.replace(p + "/", "").replace(p, replace)
+    return text
+
+
 def user_message(exc: Exception, *paths: Path | str | None) -> str:
     """`exc`'s message with the server's own folders (`paths`) cut out of it."""
-    text = str(exc)
-    for p in sorted({str(p) for p in paths if p}, key=len, reverse=True):
-        text = text.replace(p + "/", "").replace(p, "<upload>")
-    return text
+    return scrub_paths(str(exc), *paths)
 
 
 def open_and_validate(
@@ -114,4 +125,7 @@ def open_and_validate(
         raise InvalidError(f"archive rejected: {msg}") from None
     except ImageDataError as exc:
         raise InvalidError(user_message(exc, path.parent, extract_dir, settings.data_dir)) from None
+    except InvalidError as exc:  # a safety net: our own messages name members, not folders
+        exc.detail = scrub_paths(exc.detail, path.parent, extract_dir, settings.data_dir)
+        raise
     return layout

@@ -80,6 +80,12 @@ def _tar_slip(tf: tarfile.TarFile) -> None:
     tf.addfile(info, io.BytesIO(data))
 
 
+def _jpeg() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (10, 100, 200)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
 def _bomb() -> bytes:
     return _zip({**_good(), "a/bomb.png": b"\0" * 20_000_000})
 
@@ -100,6 +106,10 @@ CASES = {
     "empty archive": (lambda: _zip({}), 422, ""),
     "single class": (lambda: _zip(_good(("only",))), 422, "2 classes"),
     "not an archive": (lambda: b"hello, not a zip", 422, ""),
+    # Pillow's own messages name the file by its server path: the detail names the member
+    "not a png": (lambda: _zip({**_good(), "a/bad.png": b"not png data"}), 422, "a/bad.png"),
+    "not a jpeg": (lambda: _zip({**_good(), "b/extra.jpg": b"not jpeg"}), 422, "b/extra.jpg"),
+    "truncated jpeg": (lambda: _zip({**_good(), "b/cut.jpg": _jpeg()[:200]}), 422, "b/cut.jpg"),
 }
 
 
@@ -130,6 +140,9 @@ def test_hostile_archive(api: Stack, case: str) -> None:
         )
         resp = ingested(c, resp)
     _assert_problem(resp, status, word)
+    detail = resp.json()["detail"]  # also the ingest job's `error` (`ingested` checks it)
+    for server_path in (str(api.data_dir), str(api.data_dir.parent), "iimm-ingest-"):
+        assert server_path not in detail, detail
     assert httpx.get(f"{api.url}/healthz").status_code == 200
     assert _state(api) == before
 

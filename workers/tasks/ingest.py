@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app.datasets.ingest import scrub_paths
 from app.datasets.service import upload_key
 from app.db import after_commit, session_scope
 from app.errors import AppError, InvalidError
@@ -62,6 +63,8 @@ def run_ingest(ctx: JobContext) -> Outcome:
     except AppError as exc:
         for key in stored:
             ctx.storage.delete(key)
+        # a safety net: no folder of this machine leaves the worker in a message
+        exc.detail = scrub_paths(exc.detail, work / "data", work, ctx.settings.data_dir)
         _fail(ctx, row, exc)
         raise JobError(exc.detail) from None
     except BaseException:
