@@ -11,6 +11,7 @@ half (`iimm_cli.demo_loop`, `iimm_cli.demo_report`); then the dashboard URL.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -20,7 +21,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from iimm_cli._common import CliError
@@ -51,14 +54,22 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_service(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    """`iimm serve` in a child process; returns once the API answers."""
+def start_service(
+    data_dir: Path, port: int, command: Sequence[str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`iimm serve` (or `command`, which must answer ``/healthz`` on `port`) in a child
+    process that gets SIGTERM when this process exits, even by SIGKILL (Linux's parent-death
+    signal, `workers.lifeline`); returns once it answers. Raises CliError if it exits or
+    does not answer within 120 s."""
     import httpx
 
+    from workers.lifeline import exec_with_parent_death_signal
+
     env = {"IIMM_LOG_LEVEL": "WARNING", **os.environ, "IIMM_DATA_DIR": str(data_dir)}
+    cmd = list(command or [sys.executable, "-m", "iimm_cli", "serve", "--port", str(port)])
     proc = subprocess.Popen(
-        [sys.executable, "-m", "iimm_cli", "serve", "--port", str(port)],
-        env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+        cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+        preexec_fn=exec_with_parent_death_signal(os.getpid()),
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -69,17 +80,41 @@ def start_service(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
             return proc
         except httpx.HTTPError:
             time.sleep(0.3)
+    stop_service(proc)
     raise CliError("the service did not start within 120 s")
 
 
 def stop_service(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the service (it stops its worker) and wait."""
+    """SIGTERM the service (it stops its worker) and wait (SIGKILL after 30 s)."""
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def running_service(
+    data_dir: Path, port: int, command: Sequence[str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`start_service`, stopped (`stop_service`) when the block ends, also on SIGTERM, SIGHUP
+    (turned into ``SystemExit(128 + signal)`` while the block runs) and SIGINT."""
+    old = {s: signal.signal(s, _exit_on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        proc = start_service(data_dir, port, command)
+        try:
+            yield proc
+        finally:
+            stop_service(proc)
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,19 +130,21 @@ def run(args: argparse.Namespace) -> int:
     port = args.port or _free_port()
     url = f"http://127.0.0.1:{port}"
     print(f"Starting the embedded IIMM service (data in {data_dir}) ...", flush=True)
-    proc, start = start_service(data_dir, port), time.monotonic()
     try:
-        client = ApiClient(url, (data_dir / "admin.key").read_text().strip())
-        result = run_loop(client, work, cfg, log=lambda m: print(m, flush=True))
-        print_report(result)
-        (data_dir / "demo-result.json").write_text(json.dumps(result.to_json(), indent=1))
-        print(f"\nLoop done in {(time.monotonic() - start) / 60:.1f} min.")
-        board = f"{url}/dashboard (API key in {data_dir / 'admin.key'}; model {result.model['id']})"
-        if args.keep_serving:
-            print(f"Dashboard: {board}\nServing until Ctrl-C ...", flush=True)
-            proc.wait()
+        with running_service(data_dir, port) as proc:
+            start = time.monotonic()
+            client = ApiClient(url, (data_dir / "admin.key").read_text().strip())
+            result = run_loop(client, work, cfg, log=lambda m: print(m, flush=True))
+            print_report(result)
+            (data_dir / "demo-result.json").write_text(json.dumps(result.to_json(), indent=1))
+            print(f"\nLoop done in {(time.monotonic() - start) / 60:.1f} min.")
+            board = (
+                f"{url}/dashboard (API key in {data_dir / 'admin.key'}; model {result.model['id']})"
+            )
+            if args.keep_serving:
+                print(f"Dashboard: {board}\nServing until Ctrl-C ...", flush=True)
+                proc.wait()
     finally:
-        stop_service(proc)
         shutil.rmtree(work / "suite", ignore_errors=True)
         if not kept_dir:
             shutil.rmtree(work, ignore_errors=True)

@@ -8,7 +8,8 @@ and ends the process. The thread is the fallback for systems without ``prctl`` a
 parent that died before the child asked for the signal.
 
 Used by the decoding workers (`workers.ml.data.pool`, DataLoader ``worker_init_fn``) and by
-the embedded worker that `iimm serve` starts (`workers.runner`).
+the embedded worker that `iimm serve` starts (`workers.runner`), and by the `iimm serve` that
+`iimm demo` starts (`exec_with_parent_death_signal`).
 """
 
 from __future__ import annotations
@@ -62,6 +63,21 @@ def die_with_parent(
         act()
         return
     threading.Thread(target=watch, name="lifeline", daemon=True).start()
+
+
+def exec_with_parent_death_signal(parent_pid: int, sig: int = signal.SIGTERM) -> Callable[[], None]:
+    """A ``subprocess.Popen(preexec_fn=...)`` that has the kernel send `sig` to the child
+    when `parent_pid` (the caller, ``os.getpid()``) exits, and ends the child at once if
+    that parent is already gone. For children that cannot call `die_with_parent` themselves
+    (another program, or one whose start-up must not change); Linux only, a no-op elsewhere.
+    """
+
+    def before_exec() -> None:
+        _set_pdeathsig(sig)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+    return before_exec
 
 
 def _exit_now() -> None:
