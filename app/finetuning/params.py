@@ -118,6 +118,11 @@ class EvaluateParams(_Strict):
         default=None, max_length=1000, description="Default: every dataset of the project."
     )
     split: str = Field(default="test", max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
+    keep_existing: bool = Field(
+        default=False,
+        description="Write only the evaluations not stored yet for the same (model, dataset, "
+        "split), as a fine-tune's zero-shot evaluation does; default: replace them.",
+    )
 
 
 def grid_size(method: str, hp: Hyperparameters) -> tuple[int, str]:

@@ -5,20 +5,21 @@ A parent's handler creates its children and returns `Waiting`; the parent become
 queues the parent again in the same transaction, under a lock on the parent row so two
 children finishing at once cannot both miss it; the reaper's `wake_ready_parents` is the
 backstop for anything lost. The parent's next run reads its children's rows (the truth) and
-carries on. Cancelling a job cancels its descendants.
+carries on. Cancelling a job cancels its descendants (and drops a fine-tuned model
+recorded only for its evaluation children).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from app.db import new_id, utcnow
 from app.jobs.relay import enqueue
 from app.jobtype import JobType
-from app.models import Job, JobStatus
+from app.models import Evaluation, FinetunedModel, Job, JobStatus
 from app.models.jobs import FINAL_STATUSES
 
 FINAL = [s.value for s in FINAL_STATUSES]
@@ -127,5 +128,24 @@ def cancel_tree(*, session: Session, job_id: str) -> None:
         update(Job)
         .where(Job.id.in_(ids), Job.status == JobStatus.running.value)
         .values(cancel_requested=True)
+        .execution_options(synchronize_session=False)
+    )
+    _drop_unfinished_models(session, ids)
+
+
+def _drop_unfinished_models(session: Session, job_ids: list[str]) -> None:
+    """A cancelled fine-tune's model recorded only for its `evaluate` children (status
+    ``evaluating``, `workers.tasks.finetune_eval`) goes, with the rows they wrote for it."""
+    unfinished = select(FinetunedModel.id).where(
+        FinetunedModel.job_id.in_(job_ids), FinetunedModel.status == "evaluating"
+    )
+    session.execute(
+        delete(Evaluation)
+        .where(Evaluation.finetuned_model_id.in_(unfinished))
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        delete(FinetunedModel)
+        .where(FinetunedModel.id.in_(unfinished))
         .execution_options(synchronize_session=False)
     )

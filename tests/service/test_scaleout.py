@@ -1,7 +1,8 @@
 """Scale-out on the production stack with two real Celery workers: a grid's children run on
 both and give the serial grid's model; a sharded embedding's shards run on both and give the
 single run's bytes; cancelling the parent stops the children; a worker killed with SIGKILL
-mid-child loses nothing."""
+mid-child loses nothing; a fine-tune's evaluation fans out as `evaluate` children with the
+figures of the evaluation run in one process."""
 
 from __future__ import annotations
 
@@ -42,7 +43,9 @@ def two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A production stack with two Celery workers, both consuming before a test submits."""
     data_dir = tmp_path_factory.mktemp("scaleout")
     broker = f"redis://127.0.0.1:6379/{redis_db()}"
-    stack, db_url = production_stack(data_dir, broker, **SHARD_ENV)  # shards above 64 images
+    # shards above 64 images; each dataset of an evaluation its own `evaluate` child
+    env = {**SHARD_ENV, "IIMM_EVALUATE_GROUP_IMAGES": "1"}
+    stack, db_url = production_stack(data_dir, broker, **env)
     try:
         stack.start_worker()
         stack.start_worker()
@@ -178,6 +181,81 @@ def test_sharded_embedding_on_two_workers_gives_the_single_runs_bytes(
         stored = embedding_dir(ctx.settings, ctx.sessions, job["result"]["embedding_id"])
     assert_same_run(stored, single)
     assert not (two.data_dir / "artifacts" / "shards" / job_id).exists()
+
+
+def _serial_evaluation(
+    stack: Stack, model: str, ft_id: str, key: str, targets: list[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The fine-tuned (stored checkpoint under `key`) and zero-shot metrics evaluated in
+    the test process as the serial fine-tune does (`workers.tasks.training.conclude`)."""
+    from workers.ml.finetune.runtime import cpu_threads
+    from workers.tasks.accuracy import Target, evaluate_all
+    from workers.tasks.datasets import base_model_row, dataset_rows, load_base
+    from workers.tasks.training import load_tuned
+
+    with _in_process(stack, model) as ctx:
+        loaded = load_base(ctx, base_model_row(ctx, model))
+        rows = dataset_rows(ctx, targets)
+        with cpu_threads(loaded.device, ctx.settings.finetune_threads):
+            tuned = Target(model, ft_id, load_tuned(ctx, loaded, key))
+            ft, _ = evaluate_all(ctx, loaded, tuned, rows, "test")
+            zs, _ = evaluate_all(ctx, loaded, Target(model, None, loaded.model), rows, "test")
+    return ft, zs
+
+
+def test_a_fine_tunes_evaluation_fans_out_with_the_serial_figures(
+    two: Stack, colours: Path, shapes: Path
+) -> None:
+    figures = ("top1", "top5", "mean_per_class_recall", "n", "per_class_recall")
+    with two.client(two.new_key(f"fteval-{uuid.uuid4().hex[:6]}")) as c:
+        train, model = upload(c, colours).json()["id"], add_tiny(c)["id"]
+        targets = [train, upload(c, shapes).json()["id"]]
+        body = {"type": "finetune", "model_id": model, "dataset_id": train,
+                "hyperparameters": HYPER, "evaluate_on": targets}  # fmt: skip
+        job_id = c.post("/v1/jobs", json=body).json()["id"]
+        job = wait_job(c, job_id, timeout=600)
+        assert job["status"] == "succeeded", job
+        kids = c.get("/v1/jobs", params={"parent_id": job_id}).json()["items"]
+        ft_id = job["result"]["finetuned_model_id"]
+        rows = {
+            (r["model_id"], r["dataset_id"]): r
+            for m in (ft_id, model)
+            for r in c.get("/v1/evaluations", params={"model_id": m}).json()["items"]
+        }
+    assert all(k["type"] == "evaluate" and k["status"] == "succeeded" and k["worker"]
+               for k in kids)  # fmt: skip
+    assert sorted((k["params"]["model_id"], *k["params"]["dataset_ids"]) for k in kids) == (
+        sorted((m, d) for m in (ft_id, model) for d in targets)
+    )
+    ft, zs = _serial_evaluation(two, model, ft_id, f"finetune/{job_id}", targets)
+    assert job["result"]["test_top1"] == {d: m["top1"] for d, m in ft.items()}
+    assert job["result"]["zero_shot_top1"] == {d: m["top1"] for d, m in zs.items()}
+    for ref, metrics in ((ft_id, ft), (model, zs)):
+        for dataset in targets:
+            row = rows[(ref, dataset)]
+            assert {k: row[k] for k in figures} == {k: metrics[dataset][k] for k in figures}
+    _cancel_drops_an_unfinished_model(two, model, job_id, ft_id)
+
+
+def _cancel_drops_an_unfinished_model(stack: Stack, model: str, job_id: str, ft_id: str) -> None:
+    """On Postgres: cancelling a job whose model is still `evaluating` removes the model and
+    its fine-tuned rows (the base model's zero-shot rows stay)."""
+    from sqlalchemy import func, select, update
+
+    from app.db import session_scope
+    from app.jobs.children import cancel_tree
+    from app.models import Evaluation, FinetunedModel
+
+    with _in_process(stack, model) as ctx, session_scope(ctx.sessions) as session:
+        session.execute(
+            update(FinetunedModel).where(FinetunedModel.id == ft_id).values(status="evaluating")
+        )
+        cancel_tree(session=session, job_id=job_id)
+        session.flush()
+        assert session.get(FinetunedModel, ft_id) is None
+        left = select(func.count()).select_from(Evaluation)
+        assert session.scalar(left.where(Evaluation.finetuned_model_id == ft_id)) == 0
+        assert session.scalar(left.where(Evaluation.model_ref == model)) == 2
 
 
 def test_cancelling_the_parent_stops_its_children(two: Stack, colours: Path) -> None:

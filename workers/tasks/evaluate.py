@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -11,8 +12,15 @@ from app.db import session_scope
 from app.finetuning.jobs import EVALUATE
 from app.finetuning.params import EvaluateParams
 from app.jobs.children import FINAL, children_of
-from app.models import FinetunedModel, JobStatus
-from workers.tasks.accuracy import Target, evaluate_all, evaluation_rows, replace_evaluations
+from app.jobtype import JobType
+from app.models import FinetunedModel, Job, JobStatus
+from workers.tasks.accuracy import (
+    Target,
+    add_missing_evaluations,
+    evaluate_all,
+    evaluation_rows,
+    replace_evaluations,
+)
 from workers.tasks.base import JobContext, JobError, Outcome, Waiting
 from workers.tasks.datasets import base_model_row, dataset_rows, load_base
 from workers.tasks.training import load_tuned
@@ -54,40 +62,73 @@ def _names(model: dict[str, Any], datasets: list[dict[str, Any]]) -> dict[str, A
     }
 
 
+def group_children(
+    model_id: str, groups: list[list[str]], split: str, keep_existing: bool = False
+) -> list[tuple[JobType, dict[str, Any]]]:
+    """One `evaluate` child job per group of dataset ids, of `model_id` on `split` (with
+    `keep_existing`: only the rows not stored yet are written, as a fine-tune's zero-shot)."""
+    extra = {"keep_existing": True} if keep_existing else {}
+    return [(EVALUATE, {"model_id": model_id, "dataset_ids": g, "split": split, **extra})
+            for g in groups]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """What `evaluate` children gave: metrics and skip reasons per dataset id (as one
+    `evaluate` run's), and per dataset of a child that did not succeed, its status: error."""
+
+    metrics: dict[str, dict[str, Any]]
+    skipped: dict[str, str]
+    failed: dict[str, str]
+
+
+def gather(kids: list[Job]) -> Gathered:
+    """Merge the results of final `evaluate` children (in the given order)."""
+    metrics: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    for kid in kids:
+        if kid.status == JobStatus.succeeded.value and kid.result:
+            metrics |= kid.result["metrics"]
+            skipped |= kid.result["skipped"]
+        else:
+            failed |= {d: f"{kid.status}: {kid.error}" for d in kid.params["dataset_ids"]}
+    return Gathered(metrics, skipped, failed)
+
+
+def waiting(done: int, total: int, children: list[tuple[JobType, dict[str, Any]]],
+            start: float = 0.0) -> Waiting:  # fmt: skip
+    """The parent's answer while `done` of `total` evaluation groups are final (the rest of
+    the job's progress from `start`)."""
+    detail = {"done": done, "total": total, "unit": "dataset groups"}
+    progress = start + (1 - start) * done / max(total, 1)
+    return Waiting("waiting for evaluations", children, progress, detail)
+
+
 def _fan_out(
     ctx: JobContext, p: EvaluateParams, groups: list[list[str]], names: dict[str, Any]
 ) -> Outcome | Waiting:
     """Create one `evaluate` child per group, wait for them, then gather their results."""
     with session_scope(ctx.sessions) as session:
-        kids = [(k.status, k.params, k.result, k.error) for k in children_of(session, ctx.job_id)]
+        kids = children_of(session, ctx.job_id)
+        done = sum(k.status in FINAL for k in kids)
+        got = gather(kids) if kids and done == len(kids) else None
     if not kids:
-        children = [(EVALUATE, {"model_id": p.model_id, "dataset_ids": g, "split": p.split})
-                    for g in groups]  # fmt: skip
-        detail = {"done": 0, "total": len(groups), "unit": "dataset groups"}
-        return Waiting("waiting for evaluations", children, 0.0, detail)
-    done = sum(status in FINAL for status, *_ in kids)
-    if done < len(kids):
-        detail = {"done": done, "total": len(kids), "unit": "dataset groups"}
-        return Waiting("waiting for evaluations", [], done / len(kids), detail)
-    metrics: dict[str, Any] = {}
-    skipped: dict[str, str] = {}
-    failed: dict[str, str] = {}
-    for status, params, result, error in kids:
-        if status == JobStatus.succeeded.value and result:
-            metrics |= result["metrics"]
-            skipped |= result["skipped"]
-        else:
-            failed |= {d: f"{status}: {error}" for d in params["dataset_ids"]}
-    if not metrics and failed:
-        raise JobError(f"every evaluation group failed: {sorted(set(failed.values()))}"[:3000])
+        return waiting(0, len(groups), group_children(p.model_id, groups, p.split))
+    if got is None:
+        return waiting(done, len(kids), [])
+    if not got.metrics and got.failed:
+        why = sorted(set(got.failed.values()))
+        raise JobError(f"every evaluation group failed: {why}"[:3000])
     zero_shot = _finetuned(ctx, p.model_id) is None
     result = {"model_id": p.model_id, **names, "zero_shot": zero_shot, "split": p.split,
-              "metrics": metrics, "skipped": skipped, "failed": failed}  # fmt: skip
+              "metrics": got.metrics, "skipped": got.skipped, "failed": got.failed}  # fmt: skip
     return Outcome(result)  # the children wrote the evaluation rows
 
 
 def run_evaluate(ctx: JobContext) -> Outcome | Waiting:
-    """Evaluate; rows replace earlier ones of the same (model, dataset, split). On datasets
+    """Evaluate; rows replace earlier ones of the same (model, dataset, split), or with
+    `keep_existing` are written only where none is stored. On datasets
     of more than `evaluate_group_images` images in all, fans out as child `evaluate` jobs."""
     p = EvaluateParams.model_validate({"type": "evaluate", **ctx.params})
     ft = _finetuned(ctx, p.model_id)
@@ -111,7 +152,7 @@ def run_evaluate(ctx: JobContext) -> Outcome | Waiting:
     rows = evaluation_rows(ctx, target, metrics, p.split)
 
     def write(session: Session) -> None:
-        replace_evaluations(session, rows)
+        (add_missing_evaluations if p.keep_existing else replace_evaluations)(session, rows)
 
     result = {"model_id": p.model_id, **_names(model_row, datasets), "zero_shot": ft is None,
               "split": p.split, "metrics": metrics, "skipped": skipped}  # fmt: skip

@@ -9,6 +9,7 @@ from typing import Any
 from app.finetuning.params import FinetuneParams
 from workers.tasks.base import JobContext, JobError, Outcome, Waiting, discard_on_cancel
 from workers.tasks.datasets import base_model_row, dataset_rows, load_base
+from workers.tasks.finetune_eval import conclude_fanned, evaluation_groups, fan_out
 from workers.tasks.grid import run_grid_parent
 from workers.tasks.training import checkpoint_key, conclude, torch_threads, train
 
@@ -33,8 +34,13 @@ def grid_points(p: FinetuneParams) -> list[Any]:
 
 def run_finetune(ctx: JobContext) -> Outcome | Waiting:
     """Fine-tune, then evaluate the fine-tuned and (where missing) the zero-shot model.
-    A grid of several points fans out as `finetune_point` child jobs (`workers.tasks.grid`)."""
+    A grid of several points fans out as `finetune_point` child jobs (`workers.tasks.grid`);
+    an evaluation of more than one `evaluate` group, as `evaluate` child jobs
+    (`workers.tasks.finetune_eval`)."""
     p = FinetuneParams.model_validate({"type": "finetune", **ctx.params})
+    fanned = conclude_fanned(ctx, p)
+    if fanned is not None:  # trained; its evaluation children exist
+        return fanned
     points = grid_points(p)
     if len(points) > 1:
         return run_grid_parent(ctx, p, points)
@@ -52,4 +58,7 @@ def run_finetune(ctx: JobContext) -> Outcome | Waiting:
         threads = torch_threads()
         result = train(ctx, loaded, train_row, _config(p), checkpoint_key(ctx.job_id))
         summary = {**result.to_dict(), "cpu_threads": threads}
+        groups = evaluation_groups(ctx, p)
+        if len(groups) > 1:
+            return fan_out(ctx, p, summary, groups)
         return conclude(ctx, p, loaded, result.model, summary)

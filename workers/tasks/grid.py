@@ -3,7 +3,9 @@
 The parent's first run creates the children and waits (holding no worker); any worker runs
 them; once all are final the parent runs again, picks the point with the best validation
 accuracy (ties: the lowest index, as the serial `workers.ml.finetune.grid.run_grid` does),
-copies its `final.pt` to the top of its own checkpoint key and goes on with the evaluation.
+copies its `final.pt` to the top of its own checkpoint key and goes on with the evaluation
+(fanned out as `evaluate` children too where it spans several groups:
+`workers.tasks.finetune_eval`).
 Each point trains from the pristine base model with its own seed and its checkpoints under
 `finetune/{parent}/grid/{index:03d}`, as in the serial grid, so the result is the same.
 """
@@ -23,6 +25,7 @@ from app.jobs.children import FINAL, children_of
 from app.models import Job, JobStatus
 from workers.tasks.base import JobContext, JobError, Outcome, Waiting, discard_on_cancel
 from workers.tasks.datasets import base_model_row, dataset_rows, load_base
+from workers.tasks.finetune_eval import evaluation_groups, fan_out
 from workers.tasks.training import (
     TRAIN_SHARE,
     checkpoint_key,
@@ -93,6 +96,7 @@ def _children(ctx: JobContext) -> list[Child]:
             Child(j.id, int(j.params["index"]), j.status, j.result, j.error,
                   j.params["checkpoint_key"])
             for j in children_of(session, ctx.job_id)
+            if j.type == FINETUNE_POINT.name
         ]  # fmt: skip
 
 
@@ -131,7 +135,7 @@ def best_child(done: list[Child]) -> Child:
     return best
 
 
-def _conclude_grid(ctx: JobContext, p: FinetuneParams, kids: list[Child]) -> Outcome:
+def _conclude_grid(ctx: JobContext, p: FinetuneParams, kids: list[Child]) -> Outcome | Waiting:
     from workers.ml.finetune.checkpoint import FINAL as FINAL_PT
     from workers.ml.finetune.storage import as_store, read_bytes, write_bytes
 
@@ -160,6 +164,9 @@ def _conclude_grid(ctx: JobContext, p: FinetuneParams, kids: list[Child]) -> Out
         ],
         "grid_failed": failed,
     }  # fmt: skip
+    groups = evaluation_groups(ctx, p)
+    if len(groups) > 1:
+        return fan_out(ctx, p, summary, groups)
     ctx.progress(TRAIN_SHARE, "loading the chosen grid point")
     loaded = load_base(ctx, base_model_row(ctx, p.model_id))
     model = load_tuned(ctx, loaded, checkpoint_key(ctx.job_id))

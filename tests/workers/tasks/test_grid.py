@@ -4,6 +4,7 @@ failed points reported, cancellation of the parent reaching its children."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 from collections.abc import Iterator
@@ -328,3 +329,134 @@ def test_keeping_decoded_images_between_epochs_trains_the_same_model(
     (kept, kept_final), (decoded, decoded_final) = results.values()
     assert kept["history"] == decoded["history"] and kept["test_top1"] == decoded["test_top1"]
     assert_same_model(kept_final, decoded_final)
+
+
+@contextlib.contextmanager
+def _groups_of_one(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The in-process worker with IIMM_EVALUATE_GROUP_IMAGES=1: each dataset a group."""
+    monkeypatch.setenv("IIMM_EVALUATE_GROUP_IMAGES", "1")
+    get_settings.cache_clear()
+    runner.worker_env.cache_clear()
+    try:
+        yield
+    finally:
+        monkeypatch.delenv("IIMM_EVALUATE_GROUP_IMAGES")
+        get_settings.cache_clear()
+        runner.worker_env.cache_clear()
+
+
+def _finetune(c: TestClient, model: str, train: str, targets: list[str],
+              grid: dict[str, Any] | None) -> str:  # fmt: skip
+    hyper = HYPER if grid is None else {**HYPER, "grid": grid}
+    body = {"type": "finetune", "model_id": model, "dataset_id": train,
+            "hyperparameters": hyper, "evaluate_on": targets}  # fmt: skip
+    resp = c.post("/v1/jobs", json=body)
+    assert resp.status_code == 202, resp.text
+    return resp.json()["id"]
+
+
+def _rows(c: TestClient, model_ref: str) -> dict[str, dict[str, Any]]:
+    rows = c.get("/v1/evaluations", params={"model_id": model_ref, "limit": 200}).json()
+    return {r["dataset_id"]: r for r in rows["items"]}
+
+
+FIGURES = ("top1", "top5", "mean_per_class_recall", "n", "per_class_recall", "split")
+
+
+@pytest.mark.parametrize("grid", [None, {"lr": [0.001, 0.01]}], ids=["serial", "grid"])
+def test_a_fine_tunes_evaluation_fans_out_with_the_serial_result(
+    service: tuple[TestClient, Path], monkeypatch: pytest.MonkeyPatch,
+    grid: dict[str, Any] | None,
+) -> None:  # fmt: skip
+    """The same fine-tune (same seed) evaluated in the parent and fanned out as `evaluate`
+    children (one per dataset and model): the same result fields and evaluation figures;
+    the zero-shot rows the first wrote are kept (only missing ones are written)."""
+    c, colours = service
+    train, model = upload(c, colours).json()["id"], add_tiny(c)["id"]
+    targets = [train, *_small_datasets(c, (21, 22))]
+    inline_id = _finetune(c, model, train, targets, grid)
+    drain()
+    inline = c.get(f"/v1/jobs/{inline_id}").json()
+    assert inline["status"] == "succeeded", inline
+    inline_kids = c.get("/v1/jobs", params={"parent_id": inline_id}).json()["items"]
+    assert {k["type"] for k in inline_kids} <= {"finetune_point"}
+    zero_shot_before = _rows(c, model)
+    assert set(zero_shot_before) == set(targets)
+    with _groups_of_one(monkeypatch):
+        fanned_id = _finetune(c, model, train, targets, grid)
+        outcomes = drain()
+    assert outcomes[-1] == "succeeded", outcomes
+    fanned = c.get(f"/v1/jobs/{fanned_id}").json()
+    assert fanned["status"] == "succeeded", fanned
+    kids = c.get("/v1/jobs", params={"parent_id": fanned_id, "limit": 200}).json()["items"]
+    evals = [k for k in kids if k["type"] == "evaluate"]
+    ft_id = fanned["result"]["finetuned_model_id"]
+    assert all(k["parent_id"] == fanned_id and k["status"] == "succeeded" for k in kids)
+    assert sorted((k["params"]["model_id"], *k["params"]["dataset_ids"]) for k in evals) == (
+        sorted((m, d) for m in (ft_id, model) for d in targets)
+    )
+    ours, theirs = dict(fanned["result"]), dict(inline["result"])
+    assert ours.pop("finetuned_model_id") != theirs.pop("finetuned_model_id")
+    if grid is not None:  # the points' job ids differ
+        ours["grid"] = [{**g, "job_id": None} for g in ours["grid"]]
+        theirs["grid"] = [{**g, "job_id": None} for g in theirs["grid"]]
+    assert ours == theirs
+    assert set(ours["test_top1"]) == set(targets)
+    inline_rows, fanned_rows = (
+        _rows(c, theirs_id := inline["result"]["finetuned_model_id"]),
+        (_rows(c, ft_id)),
+    )
+    assert theirs_id != ft_id and set(fanned_rows) == set(targets)
+    for dataset in targets:
+        for key in FIGURES:
+            assert fanned_rows[dataset][key] == inline_rows[dataset][key], (dataset, key)
+    assert _rows(c, model) == zero_shot_before
+    ftm = c.get(f"/v1/finetuned-models/{ft_id}").json()
+    assert ftm["status"] == "ready" and ftm["val_accuracy"] == ours["best_val_acc"]
+    data_dir = runner.worker_env().settings.data_dir
+    kept = data_dir / "artifacts" / "finetune" / fanned_id
+    assert [p.name for p in kept.iterdir()] == ["final.pt"]
+
+
+def _fanned_and_waiting(
+    c: TestClient, colours: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, list[dict[str, Any]], str, list[str]]:
+    """A fine-tune trained by its first run and waiting on its evaluation children."""
+    train, model = upload(c, colours).json()["id"], add_tiny(c)["id"]
+    targets = [train, *_small_datasets(c, (23,))]
+    with _groups_of_one(monkeypatch):
+        job_id = _finetune(c, model, train, targets, None)
+        outcome = runner.execute(job_id)
+    assert outcome.startswith("waiting"), outcome
+    kids = c.get("/v1/jobs", params={"parent_id": job_id}).json()["items"]
+    assert len(kids) == 4 and {k["status"] for k in kids} == {"queued"}
+    (ftm,) = [m for m in c.get("/v1/finetuned-models").json()["items"] if m["job_id"] == job_id]
+    assert ftm["status"] == "evaluating"
+    return job_id, kids, ftm["id"], targets
+
+
+def test_cancelling_a_fine_tune_cancels_its_evaluation_children(
+    service: tuple[TestClient, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c, colours = service
+    job_id, _kids, ftm, _ = _fanned_and_waiting(c, colours, monkeypatch)
+    assert c.post(f"/v1/jobs/{job_id}:cancel").json()["status"] == "cancelled"
+    after = c.get("/v1/jobs", params={"parent_id": job_id}).json()["items"]
+    assert len(after) == 4 and {k["status"] for k in after} == {"cancelled"}
+    assert drain() == []
+    assert c.get(f"/v1/finetuned-models/{ftm}").status_code == 404
+
+
+def test_a_failed_evaluation_child_fails_the_fine_tune_naming_its_dataset(
+    service: tuple[TestClient, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c, colours = service
+    job_id, kids, ftm, targets = _fanned_and_waiting(c, colours, monkeypatch)
+    doomed = next(k for k in kids if k["params"]["dataset_ids"] == [targets[1]])
+    assert c.post(f"/v1/jobs/{doomed['id']}:cancel").json()["status"] == "cancelled"
+    drain()
+    job = c.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "failed", job
+    assert targets[1] in job["error"] and targets[0] not in job["error"], job["error"]
+    assert c.get(f"/v1/finetuned-models/{ftm}").status_code == 404
+    assert _rows(c, ftm) == {}
