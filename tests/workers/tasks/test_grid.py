@@ -372,7 +372,7 @@ def test_a_fine_tunes_evaluation_fans_out_with_the_serial_result(
     children (one per dataset and model): the same result fields and evaluation figures;
     the zero-shot rows the first wrote are kept (only missing ones are written)."""
     c, colours = service
-    train, model = upload(c, colours).json()["id"], add_tiny(c)["id"]
+    train, model = upload_and_ingest(c, colours), add_tiny(c)["id"]
     targets = [train, *_small_datasets(c, (21, 22))]
     inline_id = _finetune(c, model, train, targets, grid)
     drain()
@@ -422,7 +422,7 @@ def _fanned_and_waiting(
     c: TestClient, colours: Path, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[str, list[dict[str, Any]], str, list[str]]:
     """A fine-tune trained by its first run and waiting on its evaluation children."""
-    train, model = upload(c, colours).json()["id"], add_tiny(c)["id"]
+    train, model = upload_and_ingest(c, colours), add_tiny(c)["id"]
     targets = [train, *_small_datasets(c, (23,))]
     with _groups_of_one(monkeypatch):
         job_id = _finetune(c, model, train, targets, None)
