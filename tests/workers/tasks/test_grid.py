@@ -445,6 +445,9 @@ def test_cancelling_a_fine_tune_cancels_its_evaluation_children(
     assert len(after) == 4 and {k["status"] for k in after} == {"cancelled"}
     assert drain() == []
     assert c.get(f"/v1/finetuned-models/{ftm}").status_code == 404
+    # no model points to the checkpoint any more: the cancel removed it
+    data_dir = runner.worker_env().settings.data_dir
+    assert not (data_dir / "artifacts" / "finetune" / job_id).exists()
 
 
 def test_a_failed_evaluation_child_fails_the_fine_tune_naming_its_dataset(
