@@ -41,6 +41,16 @@ def zero_shot_rows(result: LoopResult) -> list[list[str]]:
     return rows
 
 
+def flag_note(row: dict[str, Any], zero_shot: dict[str, float]) -> str:
+    """'' for an unflagged matrix row; else the flag and its reason in a few words (the API's
+    `flag` says G divides by a zero-shot error below IIMM_MIN_ZERO_SHOT_ERROR)."""
+    if not row.get("flag"):
+        return ""
+    zs = zero_shot.get(row["train_dataset_id"])
+    error = "" if zs is None else f" {1 - zs:.3f}"
+    return f"flagged: low zero-shot error{error}, G unstable, left out of the fits"
+
+
 def matrix_rows(matrix: dict[str, Any]) -> list[list[str]]:
     """Training task, zero-shot and fine-tuned in-domain accuracy, G, ood change, flag."""
     rows = []
@@ -48,8 +58,8 @@ def matrix_rows(matrix: dict[str, Any]) -> list[list[str]]:
         d = r["train_dataset_id"]
         zs, ft = matrix["zero_shot"].get(d), r["accuracies"].get(d)
         name = (r.get("train_dataset_name") or d).rsplit("-", 1)[0]
-        flag = "flagged: low zero-shot error" if r.get("flag") else ""
-        rows.append([name, _a(zs), _a(ft), _f(r["gain"]), _f(r["ood_change"]), flag])
+        rows.append([name, _a(zs), _a(ft), _f(r["gain"]), _f(r["ood_change"]),
+                     flag_note(r, matrix["zero_shot"])])  # fmt: skip
     return rows
 
 
@@ -87,19 +97,36 @@ def comparison_rows(comparison: dict[str, Any]) -> list[list[str]]:
     ]  # fmt: skip
 
 
+EXTRAPOLATED = "†"
+
+
 def _pred(p: dict[str, Any]) -> str:
+    """Predicted value [interval], with `EXTRAPOLATED` when the API marks it extrapolated
+    (the task's feature lies outside the range the predictor was fitted on)."""
     q = p["prediction"]
-    return f"{_f(q['value'], 2)} [{_f(q['lower'], 2)}, {_f(q['upper'], 2)}]"
+    mark = EXTRAPOLATED if p.get("extrapolated") else ""
+    return f"{_f(q['value'], 2)} [{_f(q['lower'], 2)}, {_f(q['upper'], 2)}]{mark}"
 
 
 def held_out_rows(result: LoopResult) -> list[list[str]]:
-    """Held-out task: predicted G from IIMM and from zero-shot accuracy, and G measured."""
-    measured = {r["train_dataset_id"]: r["gain"] for r in result.matrix["rows"]}
+    """Held-out task: predicted G from IIMM and from zero-shot accuracy (`EXTRAPOLATED` marks
+    a prediction outside the fitted range), G measured afterwards, and the matrix's flag."""
+    matrix = result.matrix
+    by_id = {r["train_dataset_id"]: r for r in matrix["rows"]}
     rows = []
     for task, per in result.predictions.items():
+        row = by_id.get(result.datasets[task])
+        measured = "-" if row is None else _f(row["gain"], 2)
+        note = "" if row is None else flag_note(row, matrix["zero_shot"])
         rows.append([task, _pred(per["iimm:gain"]), _pred(per["zero_shot_accuracy:gain"]),
-                     _f(measured.get(result.datasets[task]), 2)])  # fmt: skip
+                     measured, note])  # fmt: skip
     return rows
+
+
+HELD_OUT_LEGEND = (
+    f"{EXTRAPOLATED} extrapolated: the task's feature lies outside the range the predictor was "
+    "fitted on, so the line is carried beyond its data."
+)
 
 
 # tasks that share the corpus's words and differ in the images (domain, difficulty)
@@ -165,10 +192,12 @@ def print_report(result: LoopResult) -> None:
         ("Which measure predicts G best for this model and method (paper's Tables 1-3)",
          ["measure", "ρ vs G", "p", "R²", "ρ vs acc ft"], comparison_rows(result.comparison)),
         ("Held-out tasks: predicted G [95% prediction interval] beside G measured afterwards",
-         ["task", "from IIMM", "from zero-shot acc", "measured"], held_out_rows(result)),
+         ["task", "from IIMM", "from zero-shot acc", "measured", ""], held_out_rows(result)),
         ("Every task fine-tuned: each measure against G (unflagged tasks; scipy's linregress)",
          ["tasks", "feature", "n", "r", "p", "slope"], design_rows(result)),
     ]  # fmt: skip
     for title, headers, rows in sections:
         print(f"\n{title}\n{table(headers, rows)}")
+        if title.startswith("Held-out") and any(EXTRAPOLATED in c for r in rows for c in r):
+            print(HELD_OUT_LEGEND)
     print(f"\n{honest_sentence(result)}")
