@@ -42,6 +42,14 @@ class SkippedMeasure(BaseModel):
     reason: str
 
 
+class FlaggedTask(BaseModel):
+    """A fine-tuned task left out of the comparison, and why (its matrix row's flag)."""
+
+    dataset_id: str = Field(description="The task's (training) dataset id.")
+    dataset_name: str | None = Field(description="The dataset's name; null if it is unknown.")
+    reason: str
+
+
 class ComparisonRead(BaseModel):
     """The paper's Tables 1 to 3 on the project's own tasks, best |ρ vs G| first."""
 
@@ -61,10 +69,10 @@ class ComparisonRead(BaseModel):
         description="Which measure predicts G best for this model and method, beside IIMM and "
         "zero-shot accuracy, in one sentence.",
     )
-    flagged: list[SkippedMeasure] = Field(
+    flagged: list[FlaggedTask] = Field(
         default_factory=list,
-        description="Tasks left out because their zero-shot error is too small for a stable G "
-        "(`measure` holds the dataset id, `reason` the matrix row's flag).",
+        description="Tasks left out because their zero-shot error is too small for a stable G, "
+        "each with the matrix row's flag as `reason`.",
     )
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from app.basemodels import service as models_service
 from app.comparisons.schemas import (
     ComparisonRead,
+    FlaggedTask,
     MeasureComparisonRead,
     RankingItem,
     RankingRead,
@@ -164,7 +165,15 @@ def compare(
     )
     rows = _usable_rows(matrix)
     names = list(rows)
-    flagged = [{"measure": r.train_dataset_id, "reason": r.flag} for r in matrix.rows if r.flag]
+    flagged = [
+        FlaggedTask(
+            dataset_id=r.train_dataset_id,
+            dataset_name=matrix.names.get(r.train_dataset_id),
+            reason=r.flag,
+        )
+        for r in matrix.rows
+        if r.flag
+    ]
     if len(names) < MIN_TASKS:
         raise InvalidError(
             f"comparing measures needs at least {MIN_TASKS} fine-tuned and evaluated tasks of "
@@ -200,7 +209,7 @@ def compare(
         base_model_id=base_model_id, method=method, split=data.SPLIT, n_tasks=len(names),
         datasets=names, items=items, skipped=skipped,  # type: ignore[arg-type]
         best_measure=items[0].measure if items else None, verdict=verdict(items, len(names)),
-        flagged=flagged,  # type: ignore[arg-type]
+        flagged=flagged,
     )  # fmt: skip
 
 

@@ -221,10 +221,12 @@ function comparisonRows(body) {
   }));
 }
 
+// The verdict, and the tasks left out (by dataset name, else id) because their zero-shot
+// error is too small for a stable G.
 function comparisonText(body) {
-  const left = (body.flagged || []).length;
-  const flagged = left ? ` · ${left} task(s) left out: zero-shot error too small for a stable G`
-    : "";
+  const left = (body.flagged || []).map((f) => f.dataset_name || f.dataset_id);
+  const flagged = left.length ? ` · ${left.length} task(s) left out (${left.join(", ")}): ` +
+    "zero-shot error too small for a stable G" : "";
   return `best measure: ${body.best_measure} · ${body.verdict}${flagged}`;
 }
 

@@ -360,3 +360,29 @@ console.log(JSON.stringify({ordered, withZs: app.besideLine(items[1], base),
         "LOO RMSE 0.125"
     )
     assert "no zero-shot-accuracy predictor yet" in out["without"]
+
+
+def test_dashboard_names_the_flagged_tasks_of_a_comparison(tmp_path: Path) -> None:
+    """On hand-made comparison bodies: the tasks left out are counted and named by dataset
+    name (the id when the name is unknown); none flagged, nothing added to the verdict."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("Node.js is not installed")
+    (tmp_path / "app.js").write_text(JS)
+    done = subprocess.run(
+        [node, "-e", """
+const app = require(process.argv[1]);
+const body = {best_measure: "iimm", verdict: "v", flagged: [
+  {dataset_id: "dst_1", dataset_name: "mnist", reason: "r"},
+  {dataset_id: "dst_2", dataset_name: null, reason: "r"}]};
+console.log(JSON.stringify([app.comparisonText(body),
+                            app.comparisonText({...body, flagged: []})]));
+""", str(tmp_path / "app.js")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [
+        "best measure: iimm · v · 2 task(s) left out (mnist, dst_2): zero-shot error too "
+        "small for a stable G",
+        "best measure: iimm · v",
+    ]

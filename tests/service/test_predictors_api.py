@@ -386,6 +386,28 @@ def test_comparisons(planted: tuple[Seed, httpx.Client]) -> None:
     assert rhos == sorted(rhos, reverse=True)
 
 
+def test_comparisons_name_the_flagged_task(stack: Stack) -> None:
+    """A task whose zero-shot error is below IIMM_MIN_ZERO_SHOT_ERROR is left out, and the
+    flagged entry names that task's dataset (id and name) with the row's reason."""
+    key, project_id, c = new_project(stack)
+    with c:
+        seed = plant(stack, c, key, project_id, [0.2, 0.35, 0.3], seed_no=7)
+        with db(stack) as s:
+            easy = add_dataset(s, project_id)
+            name = s.get(Dataset, easy).name
+            add_zero_shot(s, seed, easy, 0.99)
+            add_scores(s, seed, easy, {"iimm": 0.4}, 0.99)
+            add_finetuned(s, seed, easy, {easy: 0.995, **dict(seed.zero_shot)}, "full")
+        resp = c.get("/v1/comparisons", params={"base_model_id": seed.model_id, "method": "full"})
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert body["datasets"] == sorted(seed.datasets) and easy not in body["datasets"]
+        (flagged,) = body["flagged"]
+        assert flagged["dataset_id"] == easy and flagged["dataset_name"] == name
+        assert set(flagged) == {"dataset_id", "dataset_name", "reason"}
+        assert "zero-shot error 0.010" in flagged["reason"]
+
+
 def test_rankings(stack: Stack) -> None:
     key, project_id, c = new_project(stack)
     with c:
