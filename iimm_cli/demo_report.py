@@ -89,12 +89,37 @@ def predictor_rows(result: LoopResult) -> list[list[str]]:
 
 
 def comparison_rows(comparison: dict[str, Any]) -> list[list[str]]:
-    """The paper's Tables 1-3 on this model: each measure's ρ against G and fine-tuned acc."""
+    """The paper's Tables 1-3 on this model: each measure's n, ρ against G and fine-tuned acc."""
     return [
-        [c["measure"], _f(c["spearman_gain"], 2), _a(c["spearman_gain_pvalue"]),
+        [c["measure"], str(c["n"]), _f(c["spearman_gain"], 2), _a(c["spearman_gain_pvalue"]),
          _a(c["r_squared"]), _f(c["spearman_accuracy"], 2)]
         for c in comparison["items"]
     ]  # fmt: skip
+
+
+def comparison_summary(result: LoopResult) -> str:
+    """The comparison's best measure and verdict (the API's), and which tasks it covers: the
+    ones fine-tuned before it was read, so not the held-out tasks (fine-tuned afterwards; the
+    dashboard and a later GET /v1/comparisons include them and show a larger n)."""
+    c = result.comparison
+    names = {d: n for n, d in result.datasets.items()}
+    covered = [names.get(d, d) for d in c.get("datasets", [])]
+    held_out = [t for t in result.predictions if t not in covered]
+    lines = [
+        f"Best measure: {c.get('best_measure') or '-'}. "
+        f"Verdict: {c.get('verdict') or 'none (too few tasks)'}",
+        f"Covers n = {c.get('n_tasks', len(covered))} fine-tuned tasks "
+        f"({', '.join(covered) or 'none'})",
+    ]
+    flagged = [names.get(f["measure"], f["measure"]) for f in c.get("flagged", [])]
+    if flagged:
+        lines.append(f"Left out, flagged (low zero-shot error): {', '.join(flagged)}")
+    if held_out:
+        lines.append(
+            f"Not in it: the held-out tasks ({', '.join(held_out)}), fine-tuned after it was "
+            "read; the dashboard and /v1/comparisons now include them, so their n is larger."
+        )
+    return "\n".join(lines)
 
 
 EXTRAPOLATED = "†"
@@ -190,7 +215,8 @@ def print_report(result: LoopResult) -> None:
         ("Predictors fitted on the fine-tuned tasks (slope with its 95% CI)",
          ["feature", "target", "n", "slope", "r", "p", "LOO RMSE"], predictor_rows(result)),
         ("Which measure predicts G best for this model and method (paper's Tables 1-3)",
-         ["measure", "ρ vs G", "p", "R²", "ρ vs acc ft"], comparison_rows(result.comparison)),
+         ["measure", "n", "ρ vs G", "p", "R²", "ρ vs acc ft"],
+         comparison_rows(result.comparison)),
         ("Held-out tasks: predicted G [95% prediction interval] beside G measured afterwards",
          ["task", "from IIMM", "from zero-shot acc", "measured", ""], held_out_rows(result)),
         ("Every task fine-tuned: each measure against G (unflagged tasks; scipy's linregress)",
@@ -200,4 +226,6 @@ def print_report(result: LoopResult) -> None:
         print(f"\n{title}\n{table(headers, rows)}")
         if title.startswith("Held-out") and any(EXTRAPOLATED in c for r in rows for c in r):
             print(HELD_OUT_LEGEND)
+        if title.startswith("Which measure"):
+            print(comparison_summary(result))
     print(f"\n{honest_sentence(result)}")

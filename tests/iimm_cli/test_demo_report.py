@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from iimm_cli.demo_loop import LoopResult
-from iimm_cli.demo_report import EXTRAPOLATED, held_out_rows, matrix_rows
+import pytest
+
+from iimm_cli.demo_loop import FEATURES, TARGETS, LoopResult
+from iimm_cli.demo_report import (
+    EXTRAPOLATED,
+    HELD_OUT_LEGEND,
+    comparison_rows,
+    comparison_summary,
+    held_out_rows,
+    matrix_rows,
+    print_report,
+)
 
 
 def _prediction(value: float, extrapolated: bool) -> dict[str, Any]:
@@ -54,3 +64,46 @@ def test_flagged_tasks_carry_the_same_flag_in_both_tables() -> None:
     assert held["sizes"][4].startswith("flagged: low zero-shot error 0.020")
     assert matrix["colours"][5].startswith("flagged: low zero-shot error 0.000")
     assert held["textures"][4] == matrix["textures"][5] == ""
+
+
+def _predictor(n: int) -> dict[str, Any]:
+    return {"slope": 0.5, "slope_se": 0.1, "n": n, "pearson_r": 0.9, "slope_pvalue": 0.01,
+            "loo_rmse": 0.2}  # fmt: skip
+
+
+def _full_result() -> LoopResult:
+    result = _result()
+    result.assessments = {
+        t: {"zero_shot_accuracy": result.matrix["zero_shot"][d],
+            "iimm": {"value": 0.3, "ci_low": 0.2, "ci_high": 0.4}}
+        for t, d in result.datasets.items()
+    }  # fmt: skip
+    result.predictors = {(f, t): _predictor(3) for f in FEATURES for t in TARGETS}
+    result.comparison = {
+        "n_tasks": 1, "datasets": ["d_tex"], "best_measure": "logme",
+        "verdict": "over 1 tasks logme predicts G best (logme ρ +0.90, p 0.010)",
+        "items": [{"measure": "logme", "n": 1, "spearman_gain": 0.9, "spearman_gain_pvalue": 0.01,
+                   "r_squared": 0.8, "spearman_accuracy": 0.7}],
+        "flagged": [{"measure": "d_col", "reason": "zero-shot error 0.000 ..."}],
+    }  # fmt: skip
+    return result
+
+
+def test_comparison_states_best_measure_verdict_n_and_what_it_covers() -> None:
+    text = comparison_summary(_full_result())
+    assert "Best measure: logme." in text
+    assert "Verdict: over 1 tasks logme predicts G best (logme ρ +0.90, p 0.010)" in text
+    assert "Covers n = 1 fine-tuned tasks (textures)" in text
+    assert "Left out, flagged (low zero-shot error): colours" in text
+    assert "Not in it: the held-out tasks (sizes)," in text  # textures is covered, sizes not
+    rows = comparison_rows(_full_result().comparison)
+    assert rows == [["logme", "1", "+0.90", "0.010", "0.800", "+0.70"]]
+
+
+def test_report_prints_the_summary_and_the_extrapolation_legend(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    print_report(_full_result())
+    out = capsys.readouterr().out
+    assert comparison_summary(_full_result()) in out
+    assert HELD_OUT_LEGEND in out
