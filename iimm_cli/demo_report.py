@@ -204,6 +204,17 @@ def honest_sentence(result: LoopResult) -> str:
     )
 
 
+TERMS = """Terms
+  acc zs, acc ft  top-1 test accuracy (fraction correct) zero-shot and after fine-tuning
+  G               gain on the task fine-tuned on, (acc_ft - acc_zs) / (1 - acc_zs): the share
+                  of the zero-shot error fine-tuning removed (1 all of it, 0 none, < 0 worse)
+  ood change      mean change in accuracy (acc_ft - acc_zs, fraction correct) on the other
+                  tasks after fine-tuning on this one; negative = forgetting
+  LOO RMSE        leave-one-out root-mean-square error of a predictor, in its target's units
+                  (G for target gain, accuracy fraction for target ood_change)
+  IIMM            inter-intra modal measure (the paper's), from the zero-shot embeddings"""
+
+
 def print_report(result: LoopResult) -> None:
     """Print every table of the loop, then the honest sentence."""
     sections = [
@@ -222,6 +233,7 @@ def print_report(result: LoopResult) -> None:
         ("Every task fine-tuned: each measure against G (unflagged tasks; scipy's linregress)",
          ["tasks", "feature", "n", "r", "p", "slope"], design_rows(result)),
     ]  # fmt: skip
+    print(f"\n{TERMS}")
     for title, headers, rows in sections:
         print(f"\n{title}\n{table(headers, rows)}")
         if title.startswith("Held-out") and any(EXTRAPOLATED in c for r in rows for c in r):

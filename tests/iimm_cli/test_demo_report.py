@@ -10,6 +10,7 @@ from iimm_cli.demo_loop import FEATURES, TARGETS, LoopResult
 from iimm_cli.demo_report import (
     EXTRAPOLATED,
     HELD_OUT_LEGEND,
+    TERMS,
     comparison_rows,
     comparison_summary,
     held_out_rows,
@@ -107,3 +108,14 @@ def test_report_prints_the_summary_and_the_extrapolation_legend(
     out = capsys.readouterr().out
     assert comparison_summary(_full_result()) in out
     assert HELD_OUT_LEGEND in out
+
+
+def test_report_defines_its_terms_once_before_the_tables(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    print_report(_full_result())
+    out = capsys.readouterr().out
+    assert out.count(TERMS) == 1 and out.index(TERMS) < out.index("Accuracy matrix")
+    for term in ("(acc_ft - acc_zs) / (1 - acc_zs)", "negative = forgetting", "LOO RMSE",
+                 "G for target gain, accuracy fraction for target ood_change"):  # fmt: skip
+        assert term in TERMS
