@@ -102,10 +102,34 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _interval(item: dict[str, Any] | None) -> str:
+def _num(value: float | None) -> str:
+    """A number as the rest of the CLI prints one: 3 decimals."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _interval(item: dict[str, Any] | None, mark: str = "") -> str:
+    """`value  [lower, upper]` at 3 decimals, then `mark` (e.g. the extrapolation mark)."""
     if item is None:
         return "n/a"
-    return f"{_fmt(item['value'])}  [{_fmt(item['lower'])}, {_fmt(item['upper'])}]"
+    return f"{_num(item['value'])}  [{_num(item['lower'])}, {_num(item['upper'])}]{mark}"
+
+
+#: Put after a prediction whose feature value lies outside the predictor's fitted range (the
+#: mark `iimm demo`'s report uses too).
+EXTRAPOLATED = "  † extrapolated"
+EXTRAPOLATED_NOTE = (
+    "† extrapolated: the task's feature lies outside the range the predictor was fitted on, "
+    "so the line is carried beyond its data; trust it less."
+)
+
+
+def _mark(extrapolated: bool) -> str:
+    return EXTRAPOLATED if extrapolated else ""
+
+
+def _pred(p: dict[str, Any] | None) -> str:
+    """A prediction's interval, marked when it is extrapolated."""
+    return "n/a" if p is None else _interval(p["prediction"], _mark(bool(p.get("extrapolated"))))
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -140,25 +164,33 @@ def run_assess(args: argparse.Namespace) -> int:
         print_json(job)
         return 0 if job["status"] in ("succeeded", "queued", "running") else 1
     doc = job["result"]
-    rows = [("zero-shot accuracy", _fmt(doc["zero_shot_accuracy"])),
-            ("iimm", f"{_fmt(doc['iimm']['value'])}  [{_fmt(doc['iimm']['ci_low'])}, "
-                     f"{_fmt(doc['iimm']['ci_high'])}]")]  # fmt: skip
+    rows = [("zero-shot accuracy", _num(doc["zero_shot_accuracy"])),
+            ("iimm", f"{_num(doc['iimm']['value'])}  [{_num(doc['iimm']['ci_low'])}, "
+                     f"{_num(doc['iimm']['ci_high'])}]")]  # fmt: skip
+    marked = False
     for method, entry in doc["methods"].items():
-        gain, ood_change = entry["gain"], entry["ood_change"]
-        baseline = entry.get("gain_from_zero_shot_accuracy")
-        feature = f" (from {gain['feature']})" if gain else ""
-        rows += [
-            (f"{method}: gain{feature}", _interval(gain and gain["prediction"])),
-            *(
-                [(f"{method}: gain (from zero_shot_accuracy)", _interval(baseline["prediction"]))]
-                if baseline
-                else []
-            ),
-            (f"{method}: finetuned accuracy", _interval(entry["finetuned_accuracy"])),
-            (
-                f"{method}: ood_change (<0: forgotten)",
-                _interval(ood_change and ood_change["prediction"]),
-            ),
-        ]
-    print_table(rows, ("quantity", "value [interval]"))
+        gain, baseline = entry["gain"], entry.get("gain_from_zero_shot_accuracy")
+        source = f" (from {gain['feature']})" if gain else ""
+        far, zs_far = (
+            bool(gain and gain.get("extrapolated")),
+            bool(baseline and baseline.get("extrapolated")),
+        )
+        ood = entry["ood_change"]
+        ood_far = bool(ood and ood.get("extrapolated"))
+        rows.append((f"{method}: gain{source}", _pred(gain)))
+        if baseline:
+            rows.append((f"{method}: gain (from zero_shot_accuracy)", _pred(baseline)))
+        rows.append((f"{method}: finetuned accuracy{source}",
+                     _interval(entry["finetuned_accuracy"], _mark(far))))  # fmt: skip
+        if baseline and baseline.get("finetuned_accuracy"):
+            rows.append((f"{method}: finetuned accuracy (from zero_shot_accuracy)",
+                         _interval(baseline["finetuned_accuracy"], _mark(zs_far))))  # fmt: skip
+        rows.append((f"{method}: ood_change (<0: forgotten)", _pred(ood)))
+        marked = marked or far or zs_far or ood_far
+    level = next((e["gain"]["prediction"]["level"] for e in doc["methods"].values()
+                  if e.get("gain")), None)  # fmt: skip
+    head = f"value [{level:.0%} interval]" if level else "value [interval]"
+    print_table(rows, ("quantity", head))
+    if marked:
+        print(EXTRAPOLATED_NOTE)
     return 0

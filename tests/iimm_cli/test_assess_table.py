@@ -1,5 +1,6 @@
-"""`iimm assess`'s table puts the gain the zero-shot-accuracy predictor gives beside the
-headline predictor's (a stand-in client returns a finished assess job's document)."""
+"""`iimm assess`'s table puts the gain and fine-tuned accuracy the zero-shot-accuracy predictor
+gives beside the headline predictor's, at 3 decimals, and marks extrapolated predictions (a
+stand-in client returns a finished assess job's document)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ import pytest
 from iimm_cli import predictors
 
 
-def _pred(feature: str, value: float) -> dict[str, Any]:
-    interval = {"value": value, "lower": value - 0.25, "upper": value + 0.25, "level": 0.95}
-    return {"feature": feature, "prediction": interval}
+def _interval(value: float) -> dict[str, float]:
+    return {"value": value, "lower": value - 0.25, "upper": value + 0.25, "level": 0.95}
+
+
+def _pred(feature: str, value: float, extrapolated: bool = False) -> dict[str, Any]:
+    return {"feature": feature, "prediction": _interval(value), "extrapolated": extrapolated}
 
 
 class FakeClient:
@@ -27,10 +31,16 @@ class FakeClient:
         return {"id": job_id, "status": "succeeded", "result": self.doc}
 
 
-def _table(monkeypatch: pytest.MonkeyPatch, capsys: Any, baseline: Any) -> str:
+def _table(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+    baseline: Any,
+    gain: Any = None,
+    finetuned: Any = None,
+) -> str:
     doc = {
         "zero_shot_accuracy": 0.5, "iimm": {"value": 0.3, "ci_low": 0.2, "ci_high": 0.4},
-        "methods": {"full": {"gain": _pred("iimm", 0.5), "finetuned_accuracy": None,
+        "methods": {"full": {"gain": gain or _pred("iimm", 0.5), "finetuned_accuracy": finetuned,
                              "ood_change": None, "gain_from_zero_shot_accuracy": baseline}},
     }  # fmt: skip
     monkeypatch.setattr(predictors.ApiClient, "from_args", lambda args: FakeClient(doc))
@@ -50,3 +60,44 @@ def test_assess_table_shows_the_zero_shot_predictor_beside(
     assert "-0.125" in lines[head + 1] and "0.5" in lines[head]
     without = _table(monkeypatch, capsys, None)
     assert "full: gain (from iimm)" in without and "zero_shot_accuracy)" not in without
+
+
+def _row(out: str, label: str) -> str:
+    (line,) = [line for line in out.splitlines() if line.startswith(label + "  ")]
+    return line[len(label) :].strip()
+
+
+def test_assess_table_prints_3_decimals_and_both_implied_accuracies(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    baseline = {**_pred("zero_shot_accuracy", -0.125), "finetuned_accuracy": _interval(0.4375)}
+    gain = _pred("iimm", 0.100152)
+    out = _table(monkeypatch, capsys, baseline, gain, finetuned=_interval(0.550076))
+    assert _row(out, "full: gain (from iimm)") == "0.100  [-0.150, 0.350]"
+    assert _row(out, "full: gain (from zero_shot_accuracy)") == "-0.125  [-0.375, 0.125]"
+    assert _row(out, "full: finetuned accuracy (from iimm)") == "0.550  [0.300, 0.800]"
+    assert _row(out, "full: finetuned accuracy (from zero_shot_accuracy)") == (
+        "0.438  [0.188, 0.688]"
+    )
+    assert _row(out, "zero-shot accuracy") == "0.500"
+    assert _row(out, "iimm") == "0.300  [0.200, 0.400]"
+    assert "95% interval" in out.splitlines()[0] and "extrapolated" not in out
+    # an older document without the baseline's accuracy: no row for it
+    old = _table(monkeypatch, capsys, _pred("zero_shot_accuracy", -0.125))
+    assert "finetuned accuracy (from zero_shot_accuracy)" not in old
+
+
+def test_assess_table_marks_extrapolated_predictions_and_says_what_it_means(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gain = _pred("iimm", 0.5, extrapolated=True)
+    out = _table(monkeypatch, capsys, _pred("zero_shot_accuracy", 0.25), gain, _interval(0.75))
+    assert _row(out, "full: gain (from iimm)") == "0.500  [0.250, 0.750]  † extrapolated"
+    assert _row(out, "full: finetuned accuracy (from iimm)").endswith("† extrapolated")
+    assert _row(out, "full: gain (from zero_shot_accuracy)") == "0.250  [0.000, 0.500]"
+    assert out.splitlines()[-1] == predictors.EXTRAPOLATED_NOTE
+    assert "outside the range the predictor was fitted on" in predictors.EXTRAPOLATED_NOTE
+    zs_only = _table(monkeypatch, capsys, _pred("zero_shot_accuracy", 0.25, extrapolated=True))
+    assert _row(zs_only, "full: gain (from zero_shot_accuracy)").endswith("† extrapolated")
+    assert "† extrapolated" not in _row(zs_only, "full: gain (from iimm)")
+    assert zs_only.splitlines()[-1] == predictors.EXTRAPOLATED_NOTE
