@@ -90,6 +90,7 @@ def render_card(info: dict[str, Any]) -> str:
         "",
         f"## Zero-shot top-1 accuracy on the reference suite (prompt `{TEMPLATE}`)",
         "",
+        *_suite_note(info.get("eval_per_class")),
         "| task | group | classes | test images | top-1 | chance |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
@@ -99,6 +100,18 @@ def render_card(info: dict[str, Any]) -> str:
         for r in info["zero_shot"]
     ]
     return "\n".join(lines) + "\n"
+
+
+def _suite_note(per_class: int | None) -> list[str]:
+    """Which suite size the table was measured on, and why `iimm demo` prints other numbers."""
+    if per_class is None:
+        return []
+    return [
+        f"Measured on the suite at {per_class} images a class (`--eval-per-class`, a quarter "
+        "test). `iimm demo` draws it at its own `--per-class` (60 by default: other and more "
+        "test images), so the zero-shot accuracy it prints differs a little from this table.",
+        "",
+    ]
 
 
 def _thin(losses: list[tuple[int, float]], points: int = 10) -> list[tuple[int, float]]:
