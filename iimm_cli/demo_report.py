@@ -111,7 +111,7 @@ def comparison_summary(result: LoopResult) -> str:
         f"Covers n = {c.get('n_tasks', len(covered))} fine-tuned tasks "
         f"({', '.join(covered) or 'none'})",
     ]
-    flagged = [names.get(f["measure"], f["measure"]) for f in c.get("flagged", [])]
+    flagged = [names.get(f["dataset_id"], f["dataset_id"]) for f in c.get("flagged", [])]
     if flagged:
         lines.append(f"Left out, flagged (low zero-shot error): {', '.join(flagged)}")
     if held_out:

@@ -85,7 +85,8 @@ def _full_result() -> LoopResult:
         "verdict": "over 1 tasks logme predicts G best (logme ρ +0.90, p 0.010)",
         "items": [{"measure": "logme", "n": 1, "spearman_gain": 0.9, "spearman_gain_pvalue": 0.01,
                    "r_squared": 0.8, "spearman_accuracy": 0.7}],
-        "flagged": [{"measure": "d_col", "reason": "zero-shot error 0.000 ..."}],
+        "flagged": [{"dataset_id": "d_col", "dataset_name": "colours-1",
+                     "reason": "zero-shot error 0.000 ..."}],
     }  # fmt: skip
     return result
 
