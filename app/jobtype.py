@@ -56,13 +56,22 @@ class NamedResult(JobResult):
 
 
 def require_split(dataset: Dataset, split: str, why: str) -> None:
-    """422 naming the dataset's splits unless it has `split` (the field is `split`)."""
+    """422 naming the dataset's splits unless it has `split` (the field is `split`), and
+    422 when that split is known to hold 0 images (nothing a job could read)."""
     # Datasets registered by URI have unknown splits ({}) until a worker reads them.
     if dataset.splits and split not in dataset.splits:
         raise InvalidError(
             f"dataset {dataset.id} has no {split!r} split ({why}); it has {sorted(dataset.splits)}",
             errors=[{"loc": ["body", "split"], "type": "enum",
                      "msg": f"no such split; allowed: {', '.join(sorted(dataset.splits))}"}],
+        )  # fmt: skip
+    if dataset.splits and dataset.splits.get(split) == 0:
+        from app.imagedata.layout import empty_split_message
+
+        raise InvalidError(
+            empty_split_message(split, dataset.id, dict(dataset.splits)),
+            errors=[{"loc": ["body", "split"], "type": "value_error",
+                     "msg": f"split {split!r} has 0 images"}],
         )  # fmt: skip
 
 

@@ -80,12 +80,17 @@ class DatasetLayout:
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def split(self, name: str) -> Split:
-        """The split called `name`; LayoutError listing the available ones otherwise."""
+    def split(self, name: str, *, nonempty: bool = False) -> Split:
+        """The split called `name`; LayoutError listing the available ones otherwise, and
+        (with `nonempty`) when it has no images, naming the splits that have some."""
         from app.imagedata.errors import LayoutError
 
         if name not in self.splits:
             raise LayoutError(f"dataset has no split {name!r}; available: {sorted(self.splits)}")
+        if nonempty and len(self.splits[name]) == 0:
+            raise LayoutError(empty_split_message(
+                name, repr(self.name), {k: len(v) for k, v in self.splits.items()}
+            ))  # fmt: skip
         return self.splits[name]
 
     def summary(self) -> dict[str, Any]:
@@ -104,3 +109,14 @@ class DatasetLayout:
             "skipped": list(self.skipped),
             "warnings": list(self.warnings),
         }
+
+
+def empty_split_message(split: str, dataset: str, sizes: dict[str, int]) -> str:
+    """Why a job cannot read `split` of `dataset` (a name or id) whose split sizes (images
+    per split) are `sizes`, where ``sizes[split] == 0``."""
+    usable = ", ".join(f"{k} ({n})" for k, n in sorted(sizes.items()) if n > 0) or "none"
+    return (
+        f"split {split!r} of dataset {dataset} has 0 images; a job needs at least one: "
+        f"use a split that has images ({usable}) or upload a dataset with images in "
+        f"{split!r}"
+    )

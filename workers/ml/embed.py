@@ -67,7 +67,7 @@ def embed_dataset(
     the mode is part of the run key.
     """
     report = progress or (lambda fraction, stage, **units: None)
-    rows = dataset.split(split)
+    rows = dataset.split(split, nonempty=True)  # LayoutError (a user's fault) when empty
     start, stop = _check_shard(shard, len(rows), batch_size)
     if on_error not in ("fail", "skip"):
         raise ValueError("on_error must be 'fail' or 'skip'")

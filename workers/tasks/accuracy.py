@@ -81,6 +81,7 @@ def evaluate_one(
             return cached
     layout = open_layout(ctx, dataset)
     try:
+        layout.split(split, nonempty=True)
         data = LabelledImages(layout, split, loaded.preprocess)
         result = evaluate(
             target.model, loaded.tokenizer, data, layout.class_names, templates_of(layout),
@@ -104,7 +105,7 @@ def evaluate_all(
             done=i, total=len(datasets), unit="datasets",
         )  # fmt: skip
         try:
-            open_layout(ctx, dataset).split(split)
+            open_layout(ctx, dataset).split(split, nonempty=True)
         except ImageDataError as exc:
             skipped[dataset["id"]] = str(exc)
             continue
