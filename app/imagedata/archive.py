@@ -128,9 +128,12 @@ class _Budget:
 
 def safe_member_path(name: str, dest: Path) -> Path:
     """The path `name` extracts to under `dest`; ArchiveError if it could escape."""
-    posix = name.replace("\\", "/")
-    if posix.startswith("/") or (len(posix) > 1 and posix[1] == ":"):
-        raise ArchiveError(f"archive entry has an absolute path: {name!r}")
+    posix = name.replace("\\", "/")  # Windows separators: "\\\\server\\x" is "//server/x"
+    if posix.startswith("/") or (len(posix) > 1 and posix[1] == ":"):  # POSIX, UNC, drive
+        raise ArchiveError(
+            f"archive entry has an absolute path: {name!r}; entries must be relative "
+            "(class/image.png): re-create the archive from inside the dataset's folder"
+        )
     parts = PurePosixPath(posix).parts
     if ".." in parts:
         raise ArchiveError(f"archive entry escapes the extraction directory: {name!r}")

@@ -86,6 +86,13 @@ def _jpeg() -> bytes:
     return buf.getvalue()
 
 
+def _tar_absolute(tf: tarfile.TarFile) -> None:
+    data = _png()
+    info = tarfile.TarInfo("/tmp/newcomer13/abs.png")
+    info.size = len(data)
+    tf.addfile(info, io.BytesIO(data))
+
+
 def _bomb() -> bytes:
     return _zip({**_good(), "a/bomb.png": b"\0" * 20_000_000})
 
@@ -100,6 +107,7 @@ CASES = {
     "zip symlink": (lambda: _zip(_good(), {"a/link.png": "/etc/passwd"}), 422, "link"),
     "tar symlink": (lambda: _tar(_tar_symlink), 422, "link"),
     "tar slip": (lambda: _tar(_tar_slip), 422, ".."),
+    "tar absolute": (lambda: _tar(_tar_absolute), 422, "absolute path: '/tmp/newcomer13/abs.png'"),
     "zip bomb": (_bomb, 413, "expands past"),
     "pixel limit": (lambda: _zip({**_good(), "a/huge.png": _png((400, 400))}), 422, "pixels"),
     "truncated image": (_truncated, 422, "cut.png"),

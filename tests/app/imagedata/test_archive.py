@@ -71,6 +71,29 @@ def test_zip_slip_and_absolute_paths_rejected(tmp_path: Path, name: str, message
     assert not (tmp_path / "evil.png").exists()
 
 
+ABSOLUTE = ["/tmp/newcomer13/abs.png", "C:\\x.png", "C:/x.png", "C:x.png",
+            "\\\\server\\share\\x.png", "//server/share/x.png", "\\x.png"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ABSOLUTE)
+@pytest.mark.parametrize("kind", ["zip", "tar", "tar.gz"])
+def test_absolute_and_drive_paths_rejected_naming_the_member(
+    tmp_path: Path, kind: str, name: str
+) -> None:
+    """POSIX absolute, Windows drive (with or without a slash) and UNC member names are
+    refused like ``..``, the message naming the member as stored; nothing is extracted."""
+    entries = {"ok/a.png": b"1", name: b"2"}
+    arc = (
+        _zip(tmp_path / "a.zip", entries)
+        if kind == "zip"
+        else _tar(tmp_path / f"a.{kind}", entries, "w:gz" if kind == "tar.gz" else "w")
+    )
+    with pytest.raises(ArchiveError, match="absolute path") as caught:
+        extract_archive(arc, tmp_path / "out")
+    assert repr(name) in str(caught.value)
+    assert not (tmp_path / "out").exists()
+
+
 def test_tar_slip_rejected(tmp_path: Path) -> None:
     arc = _tar(tmp_path / "a.tar", {"../../evil.png": b"2"})
     with pytest.raises(ArchiveError, match="escapes"):
