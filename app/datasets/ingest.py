@@ -10,7 +10,7 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from app.config import Settings
-from app.errors import InvalidError, TooLargeError
+from app.errors import AppError, InvalidError, TooLargeError
 from app.imagedata import ArchiveError, ArchiveLimits, DatasetLayout, ImageDataError, open_dataset
 from app.imagedata.decode import ExifOrientationWarning
 from app.imagedata.errors import ArchiveTooLargeError
@@ -93,6 +93,23 @@ def user_message(exc: Exception, *paths: Path | str | None) -> str:
     return scrub_paths(str(exc), *paths)
 
 
+#: The setting that bounds each `ArchiveTooLargeError.limit`.
+LIMIT_SETTINGS = {"entries": "max_archive_entries", "bytes": "max_uncompressed_bytes",
+                  "ratio": "max_compression_ratio"}  # fmt: skip
+
+
+def archive_problem(exc: ArchiveError, settings: Settings, *paths: Path | str | None) -> AppError:
+    """The 413 (too large: naming the setting an operator raises) or 422 of an archive
+    the extraction refused, with the server's folders (`paths`) cut out."""
+    msg = f"archive rejected: {user_message(exc, *paths)}"
+    if isinstance(exc, ArchiveTooLargeError):
+        field = LIMIT_SETTINGS.get(exc.limit, "max_uncompressed_bytes")
+        msg += (f"; if the archive is genuine, the service's operator can raise "
+                f"IIMM_{field.upper()} (now {getattr(settings, field)})")  # fmt: skip
+        return TooLargeError(msg)
+    return InvalidError(msg)
+
+
 def open_and_validate(
     path: Path,
     *,
@@ -119,10 +136,7 @@ def open_and_validate(
         _check_pixels(layout, settings.max_image_pixels)
         _check_decodes(layout, progress)
     except ArchiveError as exc:
-        msg = user_message(exc, path.parent, extract_dir, settings.data_dir)
-        if isinstance(exc, ArchiveTooLargeError):
-            raise TooLargeError(f"archive rejected: {msg}") from None
-        raise InvalidError(f"archive rejected: {msg}") from None
+        raise archive_problem(exc, settings, path.parent, extract_dir, settings.data_dir) from None
     except ImageDataError as exc:
         raise InvalidError(user_message(exc, path.parent, extract_dir, settings.data_dir)) from None
     except InvalidError as exc:  # a safety net: our own messages name members, not folders

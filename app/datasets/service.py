@@ -16,12 +16,11 @@ from sqlalchemy.orm import Session
 
 from app.artifacts import Storage
 from app.config import Settings
-from app.datasets.ingest import Progress, archive_limits, open_and_validate, user_message
+from app.datasets.ingest import Progress, archive_limits, archive_problem, open_and_validate
 from app.datasets.schemas import DatasetRef
 from app.db import new_id, on_rollback
-from app.errors import ConflictError, InvalidError, TooLargeError
+from app.errors import ConflictError, InvalidError
 from app.imagedata import ArchiveError, DatasetLayout, extract_archive
-from app.imagedata.errors import ArchiveTooLargeError
 from app.imagedata.folders import skipped_files
 from app.locations import check_location, check_root, save_stream
 from app.models import Dataset
@@ -205,9 +204,7 @@ def validate_upload(
     try:
         extract_archive(archive, data, limits=archive_limits(settings), name_encoding=encoding)
     except ArchiveError as exc:
-        if isinstance(exc, ArchiveTooLargeError):
-            raise TooLargeError(f"archive rejected: {user_message(exc, src, data)}") from None
-        raise InvalidError(f"archive rejected: {user_message(exc, src, data)}") from None
+        raise archive_problem(exc, settings, src, data) from None
     target = data / upload["manifest"]
     shutil.copyfile(src / upload["manifest"], target)
     layout = open_and_validate(target, settings=settings, name=name, progress=progress)

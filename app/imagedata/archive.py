@@ -8,10 +8,12 @@ Sizes are counted while streaming, never trusted from headers.
 
 from __future__ import annotations
 
+import lzma
 import shutil
 import stat
 import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -60,15 +62,48 @@ def extract_archive(
         raise ArchiveError(f"extraction directory is not empty: {dest.name}")
     dest.mkdir(parents=True, exist_ok=True)
     budget = _Budget(limits, archive.stat().st_size)
+    kind = archive_kind(archive)
     try:
-        if zipfile.is_zipfile(archive):
+        if kind == "zip":
+            if not zipfile.is_zipfile(archive):
+                raise ArchiveError(_unreadable(archive, kind))
             _extract_zip(archive, dest, budget, name_encoding)
         else:
-            _extract_tar(archive, dest, budget, name_encoding)
+            _extract_tar(archive, dest, budget, name_encoding, kind)
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
     return dest
+
+
+_MAGIC = ((b"PK", "zip"), (b"\x1f\x8b", "tar.gz"), (b"BZh", "tar.bz2"),
+          (b"\xfd7zXZ\x00", "tar.xz"))  # fmt: skip
+_SUFFIX_KIND = {".zip": "zip", ".tar": "tar", ".tar.gz": "tar.gz", ".tgz": "tar.gz",
+                ".tar.bz2": "tar.bz2", ".tbz2": "tar.bz2", ".tar.xz": "tar.xz",
+                ".txz": "tar.xz"}  # fmt: skip
+_TAR_MODE = {"tar": "r:", "tar.gz": "r:gz", "tar.bz2": "r:bz2", "tar.xz": "r:xz"}
+
+
+def archive_kind(path: Path) -> str:
+    """ "zip", "tar", "tar.gz", "tar.bz2" or "tar.xz": by the file's first bytes (its magic
+    number; a plain tar has ``ustar`` at byte 257), else by its name's suffix, else "zip"."""
+    with open(path, "rb") as fh:
+        head = fh.read(265)
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    if head[257:262] == b"ustar":
+        return "tar"
+    name = path.name.lower()
+    for suffix, kind in sorted(_SUFFIX_KIND.items(), key=lambda kv: -len(kv[0])):
+        if name.endswith(suffix):
+            return kind
+    return "zip"
+
+
+def _unreadable(archive: Path, kind: str) -> str:
+    return (f"{archive.name} is not a readable {kind} archive (truncated or corrupt?): "
+            "re-create it (zip, tar, tar.gz, tar.bz2 or tar.xz)")  # fmt: skip
 
 
 def check_clashes(names: list[str], is_dir: list[bool]) -> None:
@@ -115,14 +150,18 @@ class _Budget:
     def entry(self, name: str) -> None:
         self.entries += 1
         if self.entries > self.limits.max_entries:
-            raise ArchiveTooLargeError(f"archive has more than {self.limits.max_entries} entries")
+            raise ArchiveTooLargeError(
+                f"archive has more than {self.limits.max_entries} entries", "entries"
+            )
 
     def add(self, n: int, name: str) -> None:
         self.bytes += n
         if self.bytes > self.max_bytes:
+            ratio = self.max_bytes < self.limits.max_total_bytes
             raise ArchiveTooLargeError(
                 f"archive expands past {self.max_bytes} bytes at {name!r} (limits: "
-                f"{self.limits.max_total_bytes} bytes, {self.limits.max_ratio}x the archive size)"
+                f"{self.limits.max_total_bytes} bytes, {self.limits.max_ratio}x the archive size)",
+                "ratio" if ratio else "bytes",
             )
 
 
@@ -167,7 +206,9 @@ def _extract_zip(archive: Path, dest: Path, budget: _Budget, encoding: str | Non
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
         if len(infos) > budget.limits.max_entries:
-            raise ArchiveTooLargeError(f"archive has more than {budget.limits.max_entries} entries")
+            raise ArchiveTooLargeError(
+                f"archive has more than {budget.limits.max_entries} entries", "entries"
+            )
         names = _zip_names(infos, encoding)
         check_clashes(names, [i.is_dir() for i in infos])
         for info, name in zip(infos, names, strict=True):
@@ -222,13 +263,19 @@ def _tar_headers(tf: tarfile.TarFile, limit: int) -> list[tarfile.TarInfo]:
     for member in tf:
         members.append(member)
         if len(members) > limit:
-            raise ArchiveTooLargeError(f"archive has more than {limit} entries")
+            raise ArchiveTooLargeError(f"archive has more than {limit} entries", "entries")
     return members
 
 
-def _extract_tar(archive: Path, dest: Path, budget: _Budget, encoding: str | None) -> None:
+def _extract_tar(
+    archive: Path, dest: Path, budget: _Budget, encoding: str | None, kind: str = "tar"
+) -> None:
     try:
-        with tarfile.open(archive, mode="r:*", errors="surrogateescape") as tf:
+        tf = tarfile.open(archive, mode=_TAR_MODE[kind], errors="surrogateescape")  # noqa: SIM115
+    except (tarfile.TarError, EOFError, OSError):
+        raise ArchiveError(_unreadable(archive, kind)) from None
+    try:
+        with tf:
             members = _tar_headers(tf, budget.limits.max_entries)
             names = _tar_names(members, encoding)
             for member, name in zip(members, names, strict=True):
@@ -244,9 +291,7 @@ def _extract_tar(archive: Path, dest: Path, budget: _Budget, encoding: str | Non
                 src = tf.extractfile(member)
                 if src is not None:
                     _copy(src, target, name, budget)
-    except tarfile.TarError as exc:
-        raise ArchiveError(f"not a readable zip or tar archive: {archive.name} ({exc})") from None
-    except EOFError:
-        raise ArchiveError(f"archive is truncated: {archive.name}") from None
+    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError):
+        raise ArchiveError(_unreadable(archive, kind)) from None
     except OSError as exc:
         raise ArchiveError(f"cannot read archive {archive.name}: {_reason(exc)}") from None

@@ -16,7 +16,15 @@ class ArchiveError(ImageDataError):
 
 
 class ArchiveTooLargeError(ArchiveError):
-    """An archive holds too many entries or expands past the size limits."""
+    """An archive holds too many entries or expands past the size limits; `limit` names the
+    bound it broke: "entries", "bytes" (uncompressed total) or "ratio" (compression)."""
+
+    def __init__(self, message: str, limit: str = "bytes") -> None:
+        super().__init__(message)
+        self.limit = limit
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return (type(self), (str(self), self.limit))
 
 
 class DecodeError(ImageDataError):

@@ -171,3 +171,53 @@ def test_garbage_and_nonempty_destination(tmp_path: Path) -> None:
     (tmp_path / "full" / "x").write_text("x")
     with pytest.raises(ArchiveError, match="not empty"):
         extract_archive(good, tmp_path / "full")
+
+
+@pytest.mark.parametrize(
+    ("suffix", "mode", "kind"),
+    [(".zip", None, "zip"), (".tar", "w", "tar"), (".tar.gz", "w:gz", "tar.gz"),
+     (".tar.bz2", "w:bz2", "tar.bz2"), (".tar.xz", "w:xz", "tar.xz")],
+)  # fmt: skip
+def test_truncated_archive_names_its_own_kind(
+    tmp_path: Path, suffix: str, mode: str | None, kind: str
+) -> None:
+    """A cut archive is reported as that kind (by its magic number and name), without
+    tarfile's list of every method it tried; nothing is left in the destination."""
+    entries = {f"c/{i}.png": bytes(range(256)) * 40 for i in range(8)}
+    full = tmp_path / f"full{suffix}"
+    _zip(full, entries, compress=True) if mode is None else _tar(full, entries, mode)
+    cut = tmp_path / f"upload{suffix}"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    with pytest.raises(ArchiveError) as caught:
+        extract_archive(cut, tmp_path / "out")
+    message = str(caught.value)
+    assert message.startswith(f"upload{suffix} is not a readable {kind} archive"), message
+    assert "truncated or corrupt" in message and "method" not in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_archive_kind_by_magic_then_name(tmp_path: Path) -> None:
+    from app.imagedata.archive import archive_kind
+
+    tgz = _tar(tmp_path / "named.zip", {"c/a.png": b"1"}, "w:gz")  # a tar.gz called .zip
+    assert archive_kind(tgz) == "tar.gz"
+    assert archive_kind(_tar(tmp_path / "plain.bin", {"c/a.png": b"1"})) == "tar"
+    junk = tmp_path / "junk.tar.xz"
+    junk.write_bytes(b"hello")
+    assert archive_kind(junk) == "tar.xz"
+
+
+def test_too_large_errors_name_the_limit(tmp_path: Path) -> None:
+    from app.imagedata.errors import ArchiveTooLargeError
+
+    bomb = _zip(tmp_path / "bomb.zip", {"c/zeros.png": bytes(5_000_000)}, compress=True)
+    with pytest.raises(ArchiveTooLargeError) as caught:
+        extract_archive(bomb, tmp_path / "o1", limits=ArchiveLimits(max_ratio=100))
+    assert caught.value.limit == "ratio"
+    with pytest.raises(ArchiveTooLargeError) as caught:
+        extract_archive(bomb, tmp_path / "o2", limits=ArchiveLimits(max_total_bytes=1000))
+    assert caught.value.limit == "bytes"
+    many = _zip(tmp_path / "many.zip", {f"c/{i}.png": b"x" for i in range(5)})
+    with pytest.raises(ArchiveTooLargeError) as caught:
+        extract_archive(many, tmp_path / "o3", limits=ArchiveLimits(max_entries=2))
+    assert caught.value.limit == "entries"
