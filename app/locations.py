@@ -13,14 +13,19 @@ from app.errors import ForbiddenError, InvalidError, TooLargeError
 _CHUNK = 1 << 20
 
 
-def save_stream(src: BinaryIO, dest: Path, max_bytes: int) -> int:
-    """Copy an upload to `dest`, refusing more than `max_bytes`."""
+def save_stream(
+    src: BinaryIO, dest: Path, max_bytes: int, setting: str = "IIMM_MAX_UPLOAD_BYTES"
+) -> int:
+    """Copy an upload to `dest`; its size in bytes. 413 past `max_bytes`, naming `setting`,
+    the configuration that sets that bound."""
     total = 0
     with dest.open("wb") as out:
         while chunk := src.read(_CHUNK):
             total += len(chunk)
             if total > max_bytes:
-                raise TooLargeError(f"upload is larger than the limit of {max_bytes} bytes")
+                raise TooLargeError(
+                    f"upload is larger than the limit of {max_bytes} bytes ({setting})"
+                )
             out.write(chunk)
     return total
 

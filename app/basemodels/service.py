@@ -121,7 +121,11 @@ def upload_model(
     work = Path(tempfile.mkdtemp(prefix="iimm-model-", dir=settings.data_dir))
     try:
         arch = work / f"{model_id}.json"  # the stem is the architecture's open_clip name
-        save_stream(architecture, arch, min(settings.max_json_bytes, settings.max_upload_bytes))
+        json_bound = settings.max_json_bytes <= settings.max_upload_bytes
+        save_stream(
+            architecture, arch, min(settings.max_json_bytes, settings.max_upload_bytes),
+            "IIMM_MAX_JSON_BYTES" if json_bound else "IIMM_MAX_UPLOAD_BYTES",
+        )  # fmt: skip
         check_architecture(arch)
         weights = work / "upload"
         save_stream(checkpoint, weights, settings.max_upload_bytes)

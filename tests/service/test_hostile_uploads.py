@@ -188,12 +188,17 @@ def test_wrong_content_type_and_oversize(api: Stack) -> None:
         _assert_problem(resp, 422, "letters, digits")
         big = np.random.default_rng(0).bytes(3_500_000)
         resp = c.post("/v1/datasets:upload", data={"name": "big"}, files={"file": ("d.zip", big)})
-        _assert_problem(resp, 413, "limit")
+        # the configured file limit and its setting, beside the body's (which adds framing)
+        _assert_problem(resp, 413, "file may be at most 3000000 bytes (IIMM_MAX_UPLOAD_BYTES)")
+        # a file just over the limit, its body within the framing allowance: the same setting
+        files = {"file": ("d.zip", big[:3_010_000])}
+        resp = c.post("/v1/datasets:upload", data={"name": "big"}, files=files)
+        _assert_problem(resp, 413, "limit of 3000000 bytes (IIMM_MAX_UPLOAD_BYTES)")
         huge_json = b'{"name": "x", "uri": "' + b"a" * 17_000_000 + b'"}'
         resp = c.post(
             "/v1/datasets", content=huge_json, headers={"content-type": "application/json"}
         )
-        _assert_problem(resp, 413, "limit")
+        _assert_problem(resp, 413, "(IIMM_MAX_JSON_BYTES)")
     assert httpx.get(f"{api.url}/healthz").status_code == 200
     assert _state(api)[0] == []
 
