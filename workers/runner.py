@@ -368,7 +368,11 @@ class Stopper:
 
     def _watch(self, read: int, grace_s: float) -> None:
         _wait_for_stop_signal(read)
-        log.info("stop requested: giving back the running job")
+        ctx = self.running
+        if ctx is not None:
+            log.info("stop requested: giving back the running job %s", ctx.job_id)
+        else:
+            log.info("stop requested: no job is running")
         self.request()
         signalled = threading.Event()
         threading.Thread(
