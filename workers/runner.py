@@ -24,6 +24,7 @@ import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -163,7 +164,17 @@ def execute(job_id: str) -> str:
         beat.join(timeout=5)
 
 
+def public_error(text: str, data_dir: Path | str) -> str:
+    """A job's `error` as its caller may see it: the server's data directory (where uploads
+    are extracted and artifacts kept) cut out of it, a file inside it named from there
+    (``<data dir>/tmp/...``). A safety net behind messages that already name only members."""
+    root = str(data_dir).rstrip("/")
+    return text.replace(root + "/", "<data dir>/").replace(root, "<data dir>") if root else text
+
+
 def _finish(env: WorkerEnv, ctx: JobContext, status: JobStatus, **kw: object) -> bool:
+    if isinstance(kw.get("error"), str):
+        kw["error"] = public_error(str(kw["error"]), env.settings.data_dir)
     with session_scope(env.sessions) as session:
         ok = claims.finish(
             session=session, job_id=ctx.job_id, attempt=ctx.attempt, status=status, **kw
@@ -265,7 +276,7 @@ def _run(env: WorkerEnv, ctx: JobContext, job_type: str, beat: Heartbeat) -> str
 
 
 def _retry_or_fail(env: WorkerEnv, ctx: JobContext, exc: Exception) -> str:
-    reason = f"{type(exc).__name__}: {exc}"
+    reason = public_error(f"{type(exc).__name__}: {exc}", env.settings.data_dir)
     with session_scope(env.sessions) as session:
         job = session.scalar(select(Job).where(Job.id == ctx.job_id))
         if (

@@ -1,7 +1,8 @@
 """A split with 0 images (3 images: the derived `val` split is empty): every job type that
 reads a split is refused at submission (422 naming the split and the splits that have
 images); a job that gets to a worker anyway (the split sizes were not known when it was
-submitted) fails once, for good, with the same clear reason, never as an internal error."""
+submitted) fails once, for good, with the same clear reason, never as an internal error.
+And no job error shows the server's data directory."""
 
 from __future__ import annotations
 
@@ -70,3 +71,28 @@ def test_a_worker_fails_an_empty_split_once_and_clearly(service: tuple[TestClien
     assert job["status"] == "failed" and job["attempts"] == 1, job
     assert "'val'" in job["error"] and "0 images" in job["error"], job["error"]
     assert "internal error" not in job["error"]
+
+
+def test_no_job_error_shows_the_data_directory(
+    service: tuple[TestClient, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A safety net behind every job's `error`: an unexpected error naming a file under the
+    data directory (as OSError does) is stored with that directory cut out."""
+    c, archive = service
+    dataset, model = upload_and_ingest(c, archive), add_tiny(c)["id"]
+    drain()
+    data_dir = runner.worker_env().settings.data_dir
+    secret = data_dir / "tmp" / "iimm-ingest-x" / "a.png"
+
+    def broken(ctx: object) -> None:
+        raise OSError(2, "No such file or directory", str(secret))
+
+    monkeypatch.setitem(runner.HANDLERS, "embed", broken)
+    body = {"type": "embed", "model_id": model, "dataset_id": dataset, "split": "train"}
+    job_id = c.post("/v1/jobs", json=body).json()["id"]
+    outcomes = drain()
+    assert outcomes and outcomes[-1].startswith("failed"), outcomes
+    job = c.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "failed"
+    assert str(data_dir) not in job["error"] and str(data_dir) not in str(job["progress"])
+    assert "<data dir>/tmp/iimm-ingest-x/a.png" in job["error"], job["error"]
