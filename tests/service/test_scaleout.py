@@ -166,7 +166,8 @@ def test_sharded_embedding_on_two_workers_gives_the_single_runs_bytes(
     two: Stack, shapes: Path, tmp_path: Path
 ) -> None:
     with two.client(two.new_key(f"shards-{uuid.uuid4().hex[:6]}")) as c:
-        job_id, model, dataset = submit_embed(c, shapes)
+        # the stack's workers run the ingest job (not this process: its drain() is embedded)
+        job_id, model, dataset = submit_embed(c, shapes, lambda c, a: upload(c, a).json()["id"])
         job = wait_job(c, job_id, timeout=600)
         assert job["status"] == "succeeded", job
         kids = sorted(c.get("/v1/jobs", params={"parent_id": job_id}).json()["items"],

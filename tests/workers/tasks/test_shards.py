@@ -7,7 +7,7 @@ cancels the shards."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +64,12 @@ def create_app_for(data_dir: Path) -> Any:
     return create_app(Settings(data_dir=data_dir))
 
 
-def submit_embed(c: Any, archive: Path) -> tuple[str, str, str]:
-    """Upload the dataset and a tiny model, submit an embed job of the train split."""
-    dataset, model = upload_and_ingest(c, archive), add_tiny(c)["id"]
+def submit_embed(
+    c: Any, archive: Path, ingest: Callable[[Any, Path], str] = upload_and_ingest
+) -> tuple[str, str, str]:
+    """Upload the dataset (`ingest`: upload and wait for its ingest job; by default the
+    jobs run in this process) and a tiny model, submit an embed job of the train split."""
+    dataset, model = ingest(c, archive), add_tiny(c)["id"]
     body = {"type": "embed", "model_id": model, "dataset_id": dataset, "split": "train"}
     resp = c.post("/v1/jobs", json=body)
     assert resp.status_code == 202, resp.text
