@@ -101,10 +101,14 @@ def assert_same_run(stored: Path, single: Path) -> dict[str, Any]:
     for name in FILES:
         assert (stored / name).read_bytes() == (single / name).read_bytes(), name
     ours, theirs = (json.loads((d / "meta.json").read_text()) for d in (stored, single))
-    # the same content uploaded again (another name, folder) is embedded under the same key,
-    # kept as first stored
-    per_upload = {"name": None, "location": None}
-    ours_, theirs_ = ({**m, "dataset": {**m["dataset"], **per_upload}} for m in (ours, theirs))
+    # the same content uploaded again (another name, folder), or the same weights registered
+    # under another spec (`tiny-clip.json` vs `tiny-clip.json@random`: one fingerprint), is
+    # embedded under the same key, kept as first stored
+    per_upload, per_spec = {"name": None, "location": None}, {"spec": None}
+    ours_, theirs_ = (
+        {**m, "dataset": {**m["dataset"], **per_upload}, "model": {**m["model"], **per_spec}}
+        for m in (ours, theirs)
+    )
     assert {k: v for k, v in ours_.items() if k not in SHARDING} == theirs_
     return ours
 
