@@ -112,7 +112,10 @@ def evaluate(
     head over ``class_names`` × ``templates``. A linear probe is used only on the task it was
     trained for (same class names) unless ``use_probe`` says otherwise."""
     dev = resolve_device(device)
-    ft = model if isinstance(model, FinetunedCLIP) else FinetunedCLIP(model)
+    # a new wrapper starts in training mode and score_loader restores the mode it finds, so
+    # give it the model's own: a zero-shot evaluation of a (cached) base model in eval mode
+    # must leave it in eval mode
+    ft = model if isinstance(model, FinetunedCLIP) else FinetunedCLIP(model).train(model.training)
     ft.to(dev)
     if use_probe is None:
         use_probe = ft.probe is not None and ft.probe.class_names == list(class_names)

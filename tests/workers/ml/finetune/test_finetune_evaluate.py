@@ -45,6 +45,17 @@ def test_metrics_match_an_independent_computation(make_model, tokenizer) -> None
     assert result.per_class_recall[4:] == [None, None, None]
 
 
+def test_zero_shot_evaluation_leaves_the_model_in_its_mode(make_model, tokenizer) -> None:
+    # the worker's model cache hands the same base model to every job: evaluating it must not
+    # switch it to training mode (dropout, norm statistics) for the next embedding
+    model = make_model().eval()
+    evaluate(model, tokenizer, colour_task(8, 3), CLASS_NAMES, TEMPLATES, device="cpu")
+    assert not any(m.training for m in model.modules())
+    model.train()
+    evaluate(model, tokenizer, colour_task(8, 3), CLASS_NAMES, TEMPLATES, device="cpu")
+    assert all(m.training for m in model.modules())
+
+
 def test_metrics_on_known_logits() -> None:
     class Fixed(FinetunedCLIP):
         def logits(self, images, class_embeddings, use_probe=True):  # type: ignore[override]
