@@ -125,7 +125,10 @@ def test_jobs_wait_for_a_dataset_being_validated(bare: Stack, workdir: Path) -> 
         bare.start_worker(queues=("gpu",))  # takes the embed jobs; nobody ingests yet
         try:
             for job_id, dataset in zip(ids, (good, bad), strict=True):
-                parked = _poll(c, f"/v1/jobs/{job_id}", lambda j: j["status"] != "queued")
+                # claimed (running) for a moment before the worker parks it
+                parked = _poll(
+                    c, f"/v1/jobs/{job_id}", lambda j: j["status"] not in ("queued", "running")
+                )
                 assert parked["status"] == "waiting", parked
                 assert parked["waits_for"] == dataset["job_id"]
                 assert "waiting for dataset" in parked["progress"]["stage"]
