@@ -14,11 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings, get_settings
-from app.db import session_scope
-from app.jobs import claims
 from app.main import create_app
 from tests.service.stack import make_task, zip_dir
-from tests.service.test_api import add_tiny, upload
+from tests.service.test_api import add_tiny
+from tests.workers.tasks.test_grid import drain, upload_and_ingest
 from workers import runner
 from workers.tasks.base import JobContext
 
@@ -40,25 +39,6 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClie
     runner.worker_env.cache_clear()
     get_settings.cache_clear()
     mp.undo()
-
-
-def drain() -> list[str]:
-    """Run queued jobs one at a time, as the embedded worker does, until none is left."""
-    env, outcomes = runner.worker_env(), []
-    while True:
-        with session_scope(env.sessions) as session:
-            job_id = claims.next_queued(session=session, queues=["gpu", "cpu"])
-        if job_id is None:
-            return outcomes
-        outcomes.append(runner.execute(job_id))
-
-
-def upload_and_ingest(c: TestClient, archive: Path) -> str:
-    """Upload `archive` and run its ingest job here; the ready dataset's id."""
-    dataset = upload(c, archive, wait=False).json()  # type: ignore[arg-type]
-    drain()
-    assert c.get(f"/v1/datasets/{dataset['id']}").json()["status"] == "ready"
-    return str(dataset["id"])
 
 
 def _artifacts() -> Path:
