@@ -140,10 +140,11 @@ class Stages:
 
     def to_dict(self, workers: int) -> dict[str, float | int]:
         """The figures of `summary` as numbers (seconds; shares are value / ``seconds``)."""
-        total = max(time.perf_counter() - self.started, 1e-9)
+        # the rate is computed from the rounded seconds, so images / seconds as reported gives it
+        total = max(round(time.perf_counter() - self.started, 4), 1e-4)
         return {
             "images": self.images, "batches": self.batches, "workers": workers,
-            "seconds": round(total, 4), "images_per_second": round(self.images / total, 1),
+            "seconds": total, "images_per_second": round(self.images / total, 1),
             **{f"{name}_s": round(getattr(self, name), 4)
                for name in ("loader", "submit", "device", "store")},
         }  # fmt: skip
