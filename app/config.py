@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     # The artifact store's bytes and files by kind (`/metrics`) are measured this often (a
     # walk of every file: not done per scrape), and after each sweep.
     artifact_usage_interval_s: float = Field(default=300.0, gt=0)
+    # `/metrics` gives `iimm_jobs_running{worker}` a sample (0 when idle) for every worker
+    # that started or finished a job this recently, so an idle worker reads 0, not "no data".
+    metrics_worker_window_s: float = Field(default=900.0, ge=0)
     # Published outbox rows are kept this long (for inspection), then purged by the same pass.
     outbox_retention_s: float = Field(default=7 * 86400.0, ge=0)
     # On SIGTERM/SIGINT a worker cancels its job and gives it back to the queue; after this

@@ -2,23 +2,26 @@
 database (the truth, shared by every API replica, so each replica exports the same
 cluster-wide values: aggregate them with `max`): queue depth and running jobs per queue,
 always present for every known queue and job type (0 when idle), and running jobs per worker
-(what an autoscaler such as KEDA reads), run time and queue wait of jobs; the
+(0 for a worker seen in the last `IIMM_METRICS_WORKER_WINDOW_S`; what an autoscaler such as
+KEDA reads), run time and queue wait of jobs; the
 artifact store's bytes and files by kind, as last measured by the maintenance pass
 (`app.artifacts.usage`: a walk of the store is too slow for every scrape)."""
 
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from importlib import metadata
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.db import utcnow
 from app.jobs.registry import JOB_TYPES
 from app.measures import kernel_info
 from app.models import ArtifactUsage, Job, OutboxEntry
@@ -57,7 +60,9 @@ def set_build_info() -> None:
 
 RUNNING = Gauge(
     "iimm_jobs_running",
-    f"Running jobs by worker (host:pid; no sample while none runs); {CLUSTER_WIDE}",
+    "Running jobs by worker (host:pid); 0 for a worker that started or finished a job in"
+    " the last IIMM_METRICS_WORKER_WINDOW_S (default 900 s), no sample for one idle longer"
+    f" (or gone); {CLUSTER_WIDE}",
     ["worker"],
     registry=REGISTRY,
 )
@@ -156,11 +161,14 @@ def _route_path(scope: Scope) -> str:
     return "unmatched"
 
 
-def refresh_job_gauges(session: Session) -> None:
+def refresh_job_gauges(session: Session, *, worker_window_s: float) -> None:
     """Set the job gauges from the database (the truth), across all projects.
 
     Every known job type × status, and every known queue, has a sample (0 when there are no
-    such jobs), so sums over them are never empty when the service is idle."""
+    such jobs), so sums over them are never empty when the service is idle. A worker has a
+    running-jobs sample while it runs jobs and, at 0, for `worker_window_s` after it last
+    started or finished one (workers have no heartbeat of their own: the job rows are what
+    is known of them), so an idle worker reads 0 rather than "no data"."""
     JOBS.clear()
     for job_type in JOB_TYPES:
         for job_status in JobStatus:
@@ -178,6 +186,13 @@ def refresh_job_gauges(session: Session) -> None:
         ):
             gauge.labels(queue).set(count)
     RUNNING.clear()
+    cutoff = utcnow() - timedelta(seconds=worker_window_s)
+    for worker in session.scalars(
+        select(Job.worker_id)
+        .where(Job.worker_id.is_not(None), or_(Job.started_at >= cutoff, Job.finished_at >= cutoff))
+        .distinct()
+    ):
+        RUNNING.labels(worker).set(0)
     for worker, count in session.execute(
         select(Job.worker_id, func.count()).where(Job.status == "running").group_by(Job.worker_id)
     ):

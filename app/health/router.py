@@ -70,7 +70,9 @@ def get_readiness(request: Request) -> JSONResponse:
 def _metrics(request: Request) -> bytes:
     try:
         with session_scope(request.app.state.read_sessionmaker) as session:
-            refresh_job_gauges(session)
+            refresh_job_gauges(
+                session, worker_window_s=request.app.state.settings.metrics_worker_window_s
+            )
             refresh_artifact_gauges(session)
     except Exception:  # the database is down: still serve the request metrics
         pass

@@ -1,4 +1,5 @@
-"""`/metrics` job series from the database: queue depth, running jobs per worker, and the
+"""`/metrics` job series from the database: queue depth, running jobs per worker (0 for a
+worker seen within the window, on a running stack too once its job finished), and the
 run-time and queue-wait histograms checked bucket by bucket against a direct count; the
 artifact store's bytes and files by kind against a walk of the disk, on a running stack."""
 
@@ -8,6 +9,7 @@ import io
 import random
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.artifacts.usage import KINDS
-from app.db import make_engine, make_sessionmaker, session_scope
+from app.db import make_engine, make_sessionmaker, session_scope, utcnow
 from app.health.metrics import BUCKETS, REGISTRY, refresh_job_gauges
 from app.migrate import upgrade
 from app.models import Job, Project
@@ -55,7 +57,7 @@ def test_job_series_equal_a_direct_count(tmp_path: Path) -> None:
         session.flush()
         session.add_all([Job(**j) for j in jobs])
     with session_scope(factory) as session:
-        refresh_job_gauges(session)
+        refresh_job_gauges(session, worker_window_s=900)
     got = _samples()
 
     depth = {s[0]["queue"]: s[1] for s in got["iimm_queue_depth"]}
@@ -82,6 +84,73 @@ def test_job_series_equal_a_direct_count(tmp_path: Path) -> None:
             assert buckets["+Inf"] == len(times)
             (total,) = [s[1] for s in got[f"{name}_sum"] if s[0][label] == value]
             assert abs(total - sum(times)) < 1e-6
+
+
+def test_a_worker_seen_within_the_window_reads_zero_and_one_idle_longer_has_no_sample(
+    tmp_path: Path,
+) -> None:
+    """Workers are known from the jobs they started or finished: within the window an idle
+    one has a 0 sample (an autoscaler reads 0, not "no data"); past it, none."""
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    upgrade(url)
+    factory = make_sessionmaker(make_engine(url))
+    now, hour = utcnow(), timedelta(hours=1)
+    jobs = [  # (worker, status, started_at, finished_at)
+        ("busy:1", "running", now - 3 * hour, None),
+        ("busy:1", "succeeded", now - 5 * hour, now - 4 * hour),
+        ("idle:2", "succeeded", now - 2 * hour, now - timedelta(minutes=1)),
+        ("fresh:3", "queued", now - timedelta(minutes=2), None),  # released: started lately
+        ("gone:4", "failed", now - 3 * hour, now - 2 * hour),
+    ]
+    with session_scope(factory) as session:
+        session.add(Project(id="prj_1", name="p"))
+        session.flush()
+        session.add_all([
+            Job(id=f"job_{i}", project_id="prj_1", type="embed", queue="gpu", params={},
+                status=status, worker_id=worker, started_at=started, finished_at=finished)
+            for i, (worker, status, started, finished) in enumerate(jobs)
+        ])  # fmt: skip
+    for window, expected in (
+        (900, {"busy:1": 1.0, "idle:2": 0.0, "fresh:3": 0.0}),
+        (0, {"busy:1": 1.0}),
+        (4 * 3600 + 60, {"busy:1": 1.0, "idle:2": 0.0, "fresh:3": 0.0, "gone:4": 0.0}),
+    ):
+        with session_scope(factory) as session:
+            refresh_job_gauges(session, worker_window_s=window)
+        got = {s[0]["worker"]: s[1] for s in _samples()["iimm_jobs_running"]}
+        assert got == expected, window
+
+
+def test_a_worker_whose_job_finished_reads_zero_on_a_stack(workdir: Path) -> None:
+    """On the production stack: once the only job finished, the worker that ran it still
+    has an `iimm_jobs_running` sample, at 0, and every queue's depth reads 0."""
+    if not (_postgres_up() and _redis_up()):
+        pytest.skip("Postgres or Redis is not running")
+    data_dir = Path(tempfile.mkdtemp(prefix="idle-", dir=workdir))
+    stack, db_url = production_stack(
+        data_dir, f"redis://127.0.0.1:6379/{redis_db()}", IIMM_MEASURES_SYNC_MAX_VALUES="10"
+    )
+    try:
+        worker = stack.worker_id(stack.start_worker())
+        with stack.client() as c:
+            buf = io.BytesIO()
+            rng = np.random.default_rng(0)
+            np.savez(buf, images=rng.normal(size=(30, 8)), texts=rng.normal(size=(3, 8)),
+                     labels=np.arange(30) % 3)  # fmt: skip
+            resp = c.post("/v1/measures:upload", files={"file": ("e.npz", buf.getvalue())})
+            assert resp.status_code == 202, resp.text
+            job = wait_job(c, resp.json()["id"], timeout=240)
+            assert job["status"] == "succeeded" and job["worker"] == worker, job
+            scraped = {
+                f.name: {tuple(s.labels.values()): s.value for s in f.samples}
+                for f in text_string_to_metric_families(c.get("/metrics").text)
+            }
+        assert scraped["iimm_jobs_running"] == {(worker,): 0.0}
+        assert scraped["iimm_queue_depth"] == {("cpu",): 0.0, ("gpu",): 0.0}
+        assert scraped["iimm_queue_running"] == {("cpu",): 0.0, ("gpu",): 0.0}
+    finally:
+        stack.stop()
+        drop_database(db_url)
 
 
 def _on_disk(root: Path) -> dict[str, tuple[int, int]]:
