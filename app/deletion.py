@@ -11,7 +11,8 @@ removed by `sweep_orphans` (run by the maintenance loop and `iimm maintenance`).
 The same sweep purges what finished jobs leave behind: the arrays a `measures` job read
 (`measures/<upload id>`, stored by `POST /v1/measures:upload`) are kept while the job may
 still run and for `job_files_retention_s` after it finished, then removed; `sweep_temp_folders`
-removes the working folders of uploads whose process died mid-request.
+removes the working folders of uploads whose process died mid-request, and `sweep_job_folders`
+those of job attempts that are over (a worker killed mid-ingest; `app.workdirs`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from app.models import (
     PretrainedModel,
     Score,
 )
+from app.workdirs import sweep_owned_dirs
 
 log = logging.getLogger("iimm.deletion")
 
@@ -56,6 +58,9 @@ PREFIXES = ("datasets", "embeddings", "finetune", "measures", "models", "shards"
 FINAL = (JobStatus.succeeded.value, JobStatus.failed.value, JobStatus.cancelled.value)
 #: Working folders of requests (`<data dir>/tmp/iimm-upload-*`, `<data dir>/iimm-model-*`).
 TEMP_FOLDERS = ("tmp/iimm-upload-*", "iimm-model-*")
+#: Working folders of job attempts, named by their owner (`app.workdirs`): `<data dir>/tmp/
+#: iimm-ingest-<owner>-<job id>.<attempt>-*`, where an `ingest` job extracts an upload.
+INGEST_WORK_PREFIX = "iimm-ingest-"
 CASCADE_DOC = "Also delete the results that depend on it (otherwise such a delete is a 409)"
 
 
@@ -249,6 +254,28 @@ def sweep_temp_folders(data_dir: Path, *, min_age_s: float) -> list[Path]:
     if removed:
         log.info("removed %d stale working folder(s)", len(removed))
     return removed
+
+
+def sweep_job_folders(session: Session, data_dir: Path) -> list[Path]:
+    """Remove the job attempts' working folders under `data_dir` (`INGEST_WORK_PREFIX`)
+    whose owner is a dead process of this machine, or whose attempt no longer holds its job
+    (the job finished, was deleted, was given back or is another attempt's): what a worker
+    killed with SIGKILL left, on any machine sharing the data directory. A live attempt's
+    folder stays however long it takes."""
+
+    def over(attempts: list[tuple[str, int]]) -> set[tuple[str, int]]:
+        ids = sorted({job_id for job_id, _ in attempts})
+        held = {
+            (job_id, n)
+            for job_id, n in session.execute(
+                select(Job.id, Job.attempts).where(
+                    Job.id.in_(ids), Job.status == JobStatus.running.value
+                )
+            )
+        }
+        return {a for a in attempts if a not in held}
+
+    return sweep_owned_dirs(data_dir / "tmp", INGEST_WORK_PREFIX, job_over=over)
 
 
 def _newest_local_mtime(path: Path) -> float | None:

@@ -30,7 +30,7 @@ from typing import Any
 from billiard import current_process
 from billiard.process import active_children
 from celery import Celery
-from celery.signals import task_prerun, worker_process_init, worker_shutting_down
+from celery.signals import task_prerun, worker_init, worker_process_init, worker_shutting_down
 
 from app.config import get_settings, settings_or_exit
 from app.jobs.broker import RUN_JOB_TASK, celery_config
@@ -59,6 +59,15 @@ app = celery_app
 
 #: Whether jobs run in this process (solo pool) rather than in prefork pool processes.
 _JOBS_HERE = {"value": False, "child_handler": False}
+
+
+@worker_init.connect
+def _sweep_at_start(**_: Any) -> None:
+    """Before the worker takes a message: the working folders that workers of this machine
+    killed with SIGKILL left (`workers.runner.sweep_at_start`)."""
+    from workers.runner import sweep_at_start
+
+    sweep_at_start(get_settings())
 
 
 @worker_process_init.connect

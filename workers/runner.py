@@ -443,13 +443,21 @@ def main() -> None:
     serve_worker(sys.argv[1:] or ["gpu", "cpu"], settings)
 
 
+def sweep_at_start(settings: Settings) -> None:
+    """Remove the working folders of this machine's worker processes that were killed
+    (SIGKILL: no clean-up ran): decoding payloads and ingest extractions (`app.workdirs`)."""
+    from workers.ml.data.pool import sweep_payload_dirs
+    from workers.tasks.ingest import sweep_work_dirs
+
+    sweep_payload_dirs()
+    sweep_work_dirs(settings)
+
+
 def serve_worker(queues: list[str], settings: Settings) -> None:
     """The embedded worker's main loop, stopped by SIGTERM/SIGINT (and, when started by
     `iimm serve`, by the death of that process: ``IIMM_PARENT_PID``)."""
     STOP.install(settings.worker_stop_grace_s)
-    from workers.ml.data.pool import sweep_payload_dirs
-
-    sweep_payload_dirs()  # decoding folders of worker processes that were killed (SIGKILL)
+    sweep_at_start(settings)
     parent = os.environ.get("IIMM_PARENT_PID")
     if parent and parent.isdigit():
         from workers.lifeline import die_with_parent

@@ -102,9 +102,9 @@ class Maintenance:
     def sweep(self) -> list[str]:
         """Purge old published outbox rows; remove orphaned artifacts and those of jobs
         finished longer than `job_files_retention_s` ago (`app.deletion.sweep_orphans`), and
-        stale upload working folders of this process's data directory; returns the keys of
-        the removed artifacts."""
-        from app.deletion import sweep_orphans, sweep_temp_folders
+        stale upload working folders of this process's data directory and the working
+        folders of job attempts that are over; returns the keys of the removed artifacts."""
+        from app.deletion import sweep_job_folders, sweep_orphans, sweep_temp_folders
 
         s = self.settings
         with session_scope(self.factory) as session:
@@ -115,6 +115,8 @@ class Maintenance:
                 job_files_retention_s=s.job_files_retention_s,
             )  # fmt: skip
         sweep_temp_folders(s.data_dir, min_age_s=s.orphan_min_age_s)
+        with session_scope(self.factory) as session:
+            sweep_job_folders(session, s.data_dir)
         return removed
 
     def measure_usage(self) -> dict[str, tuple[int, int]]:

@@ -13,19 +13,21 @@ References (`file://`, `torchvision://`, remote) are opened the same way where t
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app.config import Settings
 from app.datasets.ingest import scrub_paths
 from app.datasets.service import upload_key
 from app.db import after_commit, session_scope
+from app.deletion import INGEST_WORK_PREFIX
 from app.errors import AppError, InvalidError
 from app.jobs.types import IngestParams
 from app.models import Dataset
+from app.workdirs import make_owned_dir, sweep_owned_dirs
 from workers.tasks.base import JobContext, JobError, Outcome
 
 VALIDATING, READY, FAILED = "validating", "ready", "failed"
@@ -52,7 +54,9 @@ def run_ingest(ctx: JobContext) -> Outcome:
     if row["status"] != VALIDATING:
         raise JobError(f"dataset {p.dataset_id} is {row['status']}, not validating")
     ctx.progress(0.0, "validating")
-    work = Path(tempfile.mkdtemp(prefix="iimm-ingest-", dir=_tmp_root(ctx)))
+    # `<data dir>/tmp/iimm-ingest-<owner>-<job id>.<attempt>-*` (`app.workdirs`): a killed
+    # worker's is swept at a worker's start and by the maintenance pass
+    work = make_owned_dir(_tmp_root(ctx), INGEST_WORK_PREFIX, job=(ctx.job_id, ctx.attempt))
     stored: list[str] = []
     try:
         values = _validate(ctx, row, work, stored)
@@ -122,6 +126,13 @@ def _fail(ctx: JobContext, row: dict[str, Any], exc: AppError) -> None:
         )
     if row["source"] == "upload":
         ctx.storage.delete(upload_key(row["id"]))
+
+
+def sweep_work_dirs(settings: Settings) -> list[Path]:
+    """Remove the ingest folders of this machine's workers that are gone (killed with
+    SIGKILL mid-ingest): at a worker's start. The maintenance pass also removes those whose
+    attempt is over (`app.deletion.sweep_job_folders`), from any machine."""
+    return sweep_owned_dirs(settings.data_dir / "tmp", INGEST_WORK_PREFIX)
 
 
 def _tmp_root(ctx: JobContext) -> str:

@@ -93,3 +93,40 @@ def test_finished_jobs_files_go_after_retention_live_ones_stay(tmp_path: Path) -
     with session_scope(factory) as s:  # rows are untouched: the results live in them
         assert s.query(Job).count() == 6
     engine.dispose()
+
+
+def test_ingest_folders_of_attempts_that_are_over_go_live_ones_stay(tmp_path: Path) -> None:
+    """A worker on another machine (its pid is not ours to judge) killed mid-ingest: the
+    maintenance pass removes its folder once its attempt no longer holds the job (retried,
+    finished, deleted), and keeps the folder of the attempt that holds it."""
+    data_dir = tmp_path / "var"
+    settings = Settings(data_dir=data_dir, database_url=f"sqlite:///{tmp_path / 'r.db'}")
+    upgrade(settings.db_url)
+    engine = make_engine(settings.db_url)
+    factory = make_sessionmaker(engine)
+    attempts = {  # job: (status, attempts)
+        "job_retried": ("running", 2),  # attempt 1 was killed, attempt 2 runs elsewhere
+        "job_done": ("succeeded", 1),
+        "job_requeued": ("queued", 1),  # attempt 1's lease expired: the reaper requeued it
+    }
+    with session_scope(factory) as s:
+        s.add(Project(id="prj_1", name="p"))
+        s.flush()
+        for job_id, (status, n) in attempts.items():
+            s.add(Job(id=job_id, project_id="prj_1", type="ingest", queue="cpu", status=status,
+                      params={"type": "ingest", "dataset_id": "dst_1"}, attempts=n))  # fmt: skip
+    elsewhere = "1-1-0000ffff"  # a pid, its start and another machine's pid namespace
+    names = {
+        "kept": f"iimm-ingest-{elsewhere}-job_retried.2-a1",
+        "over": f"iimm-ingest-{elsewhere}-job_retried.1-a2",
+        "done": f"iimm-ingest-{elsewhere}-job_done.1-a3",
+        "requeued": f"iimm-ingest-{elsewhere}-job_requeued.1-a4",
+        "deleted": f"iimm-ingest-{elsewhere}-job_deleted.1-a5",
+    }
+    for name in names.values():
+        _write(data_dir / "tmp" / name, 5.0)
+
+    Maintenance(factory, settings).sweep()
+
+    assert _listing(data_dir, "tmp") == {names["kept"]}
+    engine.dispose()

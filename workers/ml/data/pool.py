@@ -33,7 +33,6 @@ import multiprocessing
 import os
 import pickle
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
@@ -42,34 +41,20 @@ from typing import Any
 
 import torch
 
+from app.workdirs import make_owned_dir, sweep_owned_dirs
 from workers.lifeline import DecodeWorkerInit
 from workers.ml.data import torch_internals as internals
 from workers.ml.data.tensor_decode import passthrough
 
 STALE = ("stale", [], [])  # a batch of a run that has ended, returned instead of decoding
-DIR_PREFIX = "iimm-decode-"  # + the owning process's pid + "-": payload files of one pool
+DIR_PREFIX = "iimm-decode-"  # + the owning process (`app.workdirs`): payload files of one pool
 
 
 def sweep_payload_dirs(root: str | None = None) -> list[Path]:
     """Remove the payload folders of pools whose process is gone (killed with SIGKILL: no
-    clean-up ran); returns what was removed. `root` defaults to the temp directory."""
-    removed = []
-    for path in Path(root or tempfile.gettempdir()).glob(f"{DIR_PREFIX}*-*"):
-        pid = path.name[len(DIR_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and not _pid_alive(int(pid)) and path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-    return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
+    clean-up ran; `app.workdirs`: pid gone or reused); returns what was removed. `root`
+    defaults to the temp directory."""
+    return sweep_owned_dirs(root, DIR_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -134,7 +119,7 @@ class DecodePool:
         self.runs = 0
         self.tasks = _Tasks()
         sweep_payload_dirs()
-        self.dir = Path(tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{self.pid}-"))
+        self.dir = make_owned_dir(None, DIR_PREFIX)
         self.loader = torch.utils.data.DataLoader(
             RunDispatch(self.current), batch_sampler=self.tasks, num_workers=workers,
             collate_fn=passthrough, pin_memory=pin_memory, persistent_workers=True,
