@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.comparisons import service
-from app.comparisons.schemas import ComparisonRead, RankingRead
+from app.comparisons.schemas import ComparisonRead, RankBy, RankingRead
 from app.deps import CurrentPrincipal, SessionDep, TransactionalRoute
 from app.errors import problems
 from app.finetuning.params import Method
@@ -42,13 +42,23 @@ def rank_models(
     principal: CurrentPrincipal,
     dataset_id: Annotated[str, Query(max_length=40)],
     level: Annotated[float, Query(gt=0.0, lt=1.0)] = 0.95,
+    by: Annotated[
+        RankBy,
+        Query(
+            description="The gain predictor to rank by: `iimm`, `zero_shot` (zero-shot "
+            "accuracy), or `best`: the measure the comparison of the base model and method "
+            "ranks highest among its gain predictors (IIMM without a comparison)."
+        ),
+    ] = RankBy.best,
 ) -> RankingRead:
     """The project's base models and methods ordered by predicted fine-tuned accuracy.
 
-    Each candidate uses its method's gain predictor (IIMM first, else the newest) on the
-    dataset's stored scores, with a prediction interval; the predicted out-of-domain change
-    (forgetting) stands beside it. Models that cannot be ranked are listed with the reason.
+    Each candidate uses its method's gain predictor picked by `by` (`ranked_by` says which
+    and why) on the dataset's stored scores, with a prediction interval; the predictions of
+    the gain predictors on zero-shot accuracy and on IIMM stand beside it, and the predicted
+    out-of-domain change (forgetting). Models that cannot be ranked are listed with the reason.
     """
     return service.rank(
-        session=session, project_id=principal.project_id, dataset_id=dataset_id, level=level
-    )
+        session=session, project_id=principal.project_id, dataset_id=dataset_id, level=level,
+        by=by,
+    )  # fmt: skip

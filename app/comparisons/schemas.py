@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from pydantic import BaseModel, Field
 
 from app.predictors.schemas import Interval
@@ -88,6 +90,19 @@ class ZeroShotPrediction(BaseModel):
     extrapolated: bool
 
 
+class IimmPrediction(ZeroShotPrediction):
+    """What the method's gain predictor on IIMM says for the same dataset, beside a ranking
+    by another measure."""
+
+
+class RankBy(StrEnum):
+    """Which gain predictor a ranking orders the candidates by."""
+
+    iimm = "iimm"
+    zero_shot = "zero_shot"
+    best = "best"
+
+
 class RankingItem(BaseModel):
     """A (base model, method) candidate for the dataset, by predicted fine-tuned accuracy."""
 
@@ -108,6 +123,11 @@ class RankingItem(BaseModel):
     )
     extrapolated: bool
     gain_predictor_id: str
+    ranked_by: str = Field(
+        description="Why this candidate is ranked by `feature`'s predictor (`gain_predictor_id`): "
+        "the `by` asked for and, for `best`, what the comparison of this base model and method "
+        "says."
+    )
     ood_change_predictor_id: str | None
     gain_from_zero_shot_accuracy: ZeroShotPrediction | None = Field(
         default=None,
@@ -115,6 +135,12 @@ class RankingItem(BaseModel):
         "base model and method on zero-shot accuracy, at this dataset's zero-shot accuracy; "
         "null without one, or when it is the ranking's own predictor (`feature` is "
         "zero_shot_accuracy).",
+    )
+    gain_from_iimm: IimmPrediction | None = Field(
+        default=None,
+        description="Beside the ranking's own prediction: the newest gain predictor of this "
+        "base model and method on IIMM, at this dataset's IIMM; null without one, or when it "
+        "is the ranking's own predictor (`feature` is iimm).",
     )
 
 
@@ -133,5 +159,11 @@ class RankingRead(BaseModel):
     dataset_id: str
     dataset_name: str = Field(description="The dataset's name.")
     level: float
+    by: RankBy = Field(
+        description="The predictor each candidate is ranked by: `iimm` or `zero_shot` (its gain "
+        "predictor on IIMM or on zero-shot accuracy), or `best`: per base model and method, the "
+        "gain predictor whose measure the comparison (`/v1/comparisons`) ranks highest, IIMM's "
+        "when there is no comparison (fewer than 3 usable fine-tuned tasks)."
+    )
     items: list[RankingItem]
     unranked: list[Unranked]

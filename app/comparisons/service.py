@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -12,7 +14,9 @@ from app.basemodels import service as models_service
 from app.comparisons.schemas import (
     ComparisonRead,
     FlaggedTask,
+    IimmPrediction,
     MeasureComparisonRead,
+    RankBy,
     RankingItem,
     RankingRead,
     Unranked,
@@ -32,7 +36,7 @@ from app.models import PretrainedModel
 from app.models.predictors import Predictor
 from app.predictors import data
 from app.predictors import service as predictors_service
-from app.predictors.assess import headline, newest
+from app.predictors.assess import PREFERRED_FEATURE, headline, newest
 from app.predictors.predictions import assess_request, prediction_of
 from app.predictors.schemas import Interval
 
@@ -217,19 +221,87 @@ def _interval(p: Prediction | ImpliedAccuracy) -> Interval:
     return Interval(value=p.value, lower=p.lower, upper=p.upper, level=p.level)
 
 
+def comparison_or_none(
+    session: Session, project_id: str, base_model_id: str, method: str
+) -> ComparisonRead | None:
+    """The comparison of (base model, method), None when there is none (too few tasks)."""
+    try:
+        return compare(
+            session=session, project_id=project_id, base_model_id=base_model_id, method=method
+        )
+    except InvalidError:
+        return None
+
+
+def _pick(
+    by: RankBy,
+    gains: list[Predictor],
+    method: str,
+    comparison_of: Callable[[str], ComparisonRead | None],
+) -> tuple[Predictor | None, str]:
+    """The gain predictor `by` ranks with among `gains` (one method's, feature known), and
+    why; (None, what is missing) when there is none."""
+    if by is not RankBy.best:
+        feature = PREFERRED_FEATURE if by is RankBy.iimm else data.ZERO_SHOT
+        found = newest(p for p in gains if p.feature == feature).get((method, "gain"))
+        if found is None:
+            return None, (
+                f"by={by.value}: no gain predictor on {feature} whose feature is known for this "
+                f"dataset: fit one with POST /v1/predictors (feature {feature!r}) or rank "
+                "by=best"
+            )
+        return found, f"by={by.value}: the newest gain predictor on {feature}"
+    if not gains:
+        return None, "no gain predictor whose feature is known for this dataset"
+    comparison = comparison_of(method)
+    if comparison is None:
+        chosen = headline(gains)[(method, "gain")]
+        which = ("IIMM's" if chosen.feature == PREFERRED_FEATURE
+                 else f"the newest ({chosen.feature}; none on IIMM)")  # fmt: skip
+        return chosen, (
+            f"by=best: no comparison of this base model and method (it needs {MIN_TASKS} usable "
+            f"fine-tuned tasks), so {which} gain predictor"
+        )
+    order = {c.measure: i for i, c in enumerate(comparison.items)}
+    newest_first = sorted(gains, key=lambda p: p.id, reverse=True)
+    chosen = min(
+        newest_first,
+        key=lambda p: (order.get(p.feature, len(order)), p.feature != PREFERRED_FEATURE),
+    )
+    item = next((c for c in comparison.items if c.measure == chosen.feature), None)
+    said = ("not in the comparison" if item is None or item.spearman_gain is None
+            else f"ρ vs G {item.spearman_gain:+.2f}")  # fmt: skip
+    why = (
+        f"by=best: over {comparison.n_tasks} tasks the comparison ranks {chosen.feature} "
+        f"({said}) first among this method's gain predictors"
+    )
+    if comparison.best_measure not in (None, chosen.feature):
+        why += f"; it names {comparison.best_measure} best, which has no gain predictor usable here"
+    return chosen, why
+
+
 def _candidates_of(
-    model: PretrainedModel, preds: list[Predictor], task: data.TaskScores
+    model: PretrainedModel,
+    preds: list[Predictor],
+    task: data.TaskScores,
+    by: RankBy,
+    comparison_of: Callable[[str], ComparisonRead | None],
 ) -> tuple[list[tuple[Candidate, dict[str, Any]]], list[Unranked]]:
     """One candidate per method with a usable gain predictor; the rest as unranked."""
     usable = [p for p in preds if task.value(p.feature) is not None]
     chosen = headline(usable)
-    baseline = newest(p for p in usable if p.feature == data.ZERO_SHOT)
+    beside = {
+        feature: newest(p for p in usable if p.feature == feature)
+        for feature in (data.ZERO_SHOT, PREFERRED_FEATURE)
+    }
     out, unranked = [], []
     for method in sorted({p.method for p in preds}):
-        gp, fp = chosen.get((method, "gain")), chosen.get((method, "ood_change"))
+        gains = [p for p in usable if p.method == method and p.target == "gain"]
+        gp, why = _pick(by, gains, method, comparison_of)
+        fp = chosen.get((method, "ood_change"))
         if gp is None or task.zero_shot_accuracy is None:
-            why = ("no gain predictor whose feature is known for this dataset" if gp is None
-                   else "no zero-shot accuracy stored for this dataset")  # fmt: skip
+            if gp is not None:
+                why = "no zero-shot accuracy stored for this dataset"
             unranked.append(Unranked(base_model_id=model.id, base_model_name=model.name,
                                      method=method, reason=why))  # fmt: skip
             continue
@@ -241,21 +313,25 @@ def _candidates_of(
             ood_change_fit=None if fp is None else fit_from_dict(fp.fit),
             ood_change_feature=None if fp is None else task.value(fp.feature),
         )  # fmt: skip
-        zp = baseline.get((method, "gain"))
+        zp = beside[data.ZERO_SHOT].get((method, "gain"))
+        ip = beside[PREFERRED_FEATURE].get((method, "gain"))
         meta = {
             "model": model,
             "gain": gp,
+            "why": why,
             "ood_change": fp,
             "x": x,
             "acc": task.zero_shot_accuracy,
+            "iimm": task.value(PREFERRED_FEATURE),
             "zero_shot": None if zp is None or zp.id == gp.id else zp,
+            "on_iimm": None if ip is None or ip.id == gp.id else ip,
         }
         out.append((candidate, meta))
     return out, unranked
 
 
 def _gather(
-    session: Session, project_id: str, dataset_id: str
+    session: Session, project_id: str, dataset_id: str, by: RankBy
 ) -> tuple[list[tuple[Candidate, dict[str, Any]]], list[Unranked]]:
     models = session.scalars(
         select(PretrainedModel)
@@ -284,33 +360,43 @@ def _gather(
             unranked.append(Unranked(base_model_id=model.id, base_model_name=model.name,
                                      method=None, reason=why))  # fmt: skip
             continue
-        found, left = _candidates_of(model, grouped[model.id], task)
+        found, left = _candidates_of(
+            model, grouped[model.id], task, by,
+            functools.partial(comparison_or_none, session, project_id, model.id),
+        )  # fmt: skip
         candidates += found
         unranked += left
     return candidates, unranked
 
 
-def _zero_shot_prediction(
-    predictor: Predictor | None, acc_zs: float, level: float
-) -> ZeroShotPrediction | None:
-    """The zero-shot-accuracy gain predictor's prediction at `acc_zs` (None without one, or
-    when it cannot predict: its fit has no interval)."""
-    if predictor is None:
+def _beside(
+    kind: type[ZeroShotPrediction],
+    predictor: Predictor | None,
+    x: float | None,
+    acc_zs: float,
+    level: float,
+) -> Any:
+    """A gain predictor's prediction at its feature `x`, shown beside the ranking's own (None
+    without one, or when it cannot predict: its fit has no interval)."""
+    if predictor is None or x is None:
         return None
     try:
-        p = prediction_of(predictor, x=acc_zs, acc_zs=acc_zs, level=level)
+        p = prediction_of(predictor, x=x, acc_zs=acc_zs, level=level)
     except InvalidError:
         return None
-    return ZeroShotPrediction(
+    return kind(
         predictor_id=predictor.id, gain=p.prediction, finetuned_accuracy=p.finetuned_accuracy,
         extrapolated=p.extrapolated,
     )  # fmt: skip
 
 
-def rank(*, session: Session, project_id: str, dataset_id: str, level: float) -> RankingRead:
-    """The project's (base model, method) pairs by predicted fine-tuned accuracy on a dataset."""
+def rank(
+    *, session: Session, project_id: str, dataset_id: str, level: float, by: RankBy = RankBy.best
+) -> RankingRead:
+    """The project's (base model, method) pairs by predicted fine-tuned accuracy on a dataset,
+    each by the gain predictor `by` picks (:func:`_pick`)."""
     dataset_name = predictors_service.check_datasets(session, project_id, [dataset_id])[dataset_id]
-    gathered, unranked = _gather(session, project_id, dataset_id)
+    gathered, unranked = _gather(session, project_id, dataset_id, by)
     meta = {(c.base_model, c.method): m for c, m in gathered}
     try:
         ranked = rank_candidates([c for c, _ in gathered], level=level)
@@ -326,10 +412,13 @@ def rank(*, session: Session, project_id: str, dataset_id: str, level: float) ->
             zero_shot_accuracy=m["acc"], finetuned_accuracy=_interval(r.accuracy),
             gain=_interval(r.gain), ood_change=None if r.ood_change is None else _interval(
                 r.ood_change), extrapolated=r.gain.extrapolated, gain_predictor_id=m["gain"].id,
+            ranked_by=m["why"],
             ood_change_predictor_id=None if m["ood_change"] is None else m["ood_change"].id,
-            gain_from_zero_shot_accuracy=_zero_shot_prediction(m["zero_shot"], m["acc"], level),
+            gain_from_zero_shot_accuracy=_beside(
+                ZeroShotPrediction, m["zero_shot"], m["acc"], m["acc"], level),
+            gain_from_iimm=_beside(IimmPrediction, m["on_iimm"], m["iimm"], m["acc"], level),
         ))  # fmt: skip
     return RankingRead(
-        dataset_id=dataset_id, dataset_name=dataset_name, level=level, items=items,
+        dataset_id=dataset_id, dataset_name=dataset_name, level=level, by=by, items=items,
         unranked=unranked,
     )  # fmt: skip

@@ -643,3 +643,95 @@ def test_matrix_leaves_a_copy_of_the_training_task_out_of_ood(stack: Stack) -> N
     assert rows[train]["ood_change"] == pytest.approx(seed.ood(train), abs=1e-12)  # not counted
     other = seed.datasets[1]
     assert rows[other]["ood_change"] == pytest.approx(seed.ood(other), abs=1e-12)
+
+
+def plant_zero_shot_driven(stack: Stack, c: httpx.Client, key: str, project_id: str,
+                           seed_no: int) -> Seed:  # fmt: skip
+    """Five fine-tuned tasks whose G falls with zero-shot accuracy (G ≈ 0.9 − 1.2·acc_zs)
+    while their IIMM is drawn independently: zero-shot accuracy predicts G, IIMM does not."""
+    rng = np.random.default_rng(seed_no)
+    seed = Seed(key=key, project_id=project_id, model_id=add_tiny(c)["id"])
+    with db(stack) as s:
+        seed.datasets = [add_dataset(s, project_id) for _ in range(5)]
+        for i, d in enumerate(seed.datasets):
+            acc_zs = 0.15 + 0.1 * i
+            add_zero_shot(s, seed, d, acc_zs)
+            add_scores(s, seed, d, {"iimm": float(rng.uniform(0.1, 0.6))}, acc_zs)
+        for d in seed.datasets:
+            gain = 0.9 - 1.2 * seed.zero_shot[d] + float(rng.normal(0, 0.01))
+            accs = {j: seed.zero_shot[j] - 0.02 for j in seed.datasets}
+            accs[d] = seed.zero_shot[d] + gain * (1 - seed.zero_shot[d])
+            add_finetuned(s, seed, d, accs, "full")
+    return seed
+
+
+def test_rankings_by_the_predictor_the_comparison_names_best(stack: Stack) -> None:
+    """`by=best` ranks by the zero-shot-accuracy predictor where the comparison says zero-shot
+    accuracy predicts G better than IIMM; `by=iimm` / `by=zero_shot` override; each row shows
+    the other predictor's prediction beside its own; an unknown `by` is a 422 naming the values."""
+    key, project_id, c = new_project(stack)
+    with c:
+        a = plant_zero_shot_driven(stack, c, key, project_id, seed_no=11)
+        b = plant_zero_shot_driven(stack, c, key, project_id, seed_no=12)
+        points = {a.model_id: (0.55, 0.2), b.model_id: (0.15, 0.6)}  # target's (iimm, acc_zs)
+        with db(stack) as s:
+            target = add_dataset(s, project_id)
+            for sd in (a, b):
+                x, acc = points[sd.model_id]
+                add_scores(s, sd, target, {"iimm": x}, acc)
+        fits: dict[tuple[str, str], Any] = {}
+        for sd in (a, b):
+            comparison = c.get(
+                "/v1/comparisons", params={"base_model_id": sd.model_id, "method": "full"}
+            ).json()
+            assert comparison["best_measure"] == "zero_shot_accuracy", comparison
+            tuned = sorted(sd.datasets)
+            stored = stored_feature(c, sd)
+            by_feature = {"iimm": [stored[d] for d in tuned],
+                          "zero_shot_accuracy": [sd.zero_shot[d] for d in tuned]}  # fmt: skip
+            for feature, xs in by_feature.items():
+                body = {"base_model_id": sd.model_id, "method": "full", "feature": feature,
+                        "piecewise": "never"}  # fmt: skip
+                assert c.post("/v1/predictors", json=body).status_code == 201
+                fits[(sd.model_id, feature)] = fit_linear(xs, [sd.gain(d) for d in tuned])
+
+        def want(feature: str) -> list[str]:
+            cands = []
+            for sd in (a, b):
+                x, acc = points[sd.model_id]
+                feature_value = x if feature == "iimm" else acc
+                cands.append(Candidate(sd.model_id, "full", fits[(sd.model_id, feature)],
+                                       feature_value, acc))  # fmt: skip
+            return [r.base_model for r in rank_candidates(cands)]
+
+        assert want("iimm") != want("zero_shot_accuracy")  # the choice changes the order
+        got = {}
+        for by in ("best", "zero_shot", "iimm", None):
+            params = {"dataset_id": target} | ({} if by is None else {"by": by})
+            resp = c.get("/v1/rankings", params=params)
+            assert resp.status_code == 200, resp.text
+            got[by] = resp.json()
+            assert got[by]["by"] == (by or "best")
+        assert got[None] == got["best"]
+        for by, feature, beside, other in (
+            ("best", "zero_shot_accuracy", "gain_from_iimm", "gain_from_zero_shot_accuracy"),
+            ("zero_shot", "zero_shot_accuracy", "gain_from_iimm", "gain_from_zero_shot_accuracy"),
+            ("iimm", "iimm", "gain_from_zero_shot_accuracy", "gain_from_iimm"),
+        ):
+            items = got[by]["items"]
+            assert [i["base_model_id"] for i in items] == want(feature), by
+            for item in items:
+                x, acc = points[item["base_model_id"]]
+                assert item["feature"] == feature and item["ranked_by"].startswith(f"by={by}")
+                assert item[other] is None  # it is the row's own prediction
+                side = "iimm" if beside == "gain_from_iimm" else "zero_shot_accuracy"
+                expect = predict(fits[(item["base_model_id"], side)], x if side == "iimm" else acc)
+                for k in ("value", "lower", "upper"):
+                    _close(item[beside]["gain"][k], getattr(expect, k))
+        reason = got["best"]["items"][0]["ranked_by"]
+        assert "comparison ranks zero_shot_accuracy" in reason and "over 5 tasks" in reason
+        bad = c.get("/v1/rankings", params={"dataset_id": target, "by": "logme"})
+        assert_problem(bad, 422)
+        assert bad.json()["errors"][0]["loc"] == ["query", "by"]
+        for allowed in ("'iimm'", "'zero_shot'", "'best'"):
+            assert allowed in bad.json()["detail"]

@@ -1,0 +1,76 @@
+"""`iimm rankings`: base models and methods for a dataset, by predicted fine-tuned accuracy."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from iimm_cli._common import print_json, print_table
+from iimm_cli.client import ApiClient, add_client_args
+from iimm_cli.predictors import EXTRAPOLATED_NOTE, _interval, _mark
+
+#: The values of `GET /v1/rankings?by=` (the API's RankBy).
+BY = ("best", "iimm", "zero_shot")
+
+
+def register(sub: Any) -> None:
+    """Add the `rankings` command."""
+    p = sub.add_parser("rankings", help="rank base models and methods for a dataset")
+    p.add_argument("--dataset-id", required=True)
+    p.add_argument(
+        "--by", choices=BY, default="best",
+        help="the gain predictor to rank by: best (the measure the comparison of each base "
+        "model and method ranks highest; IIMM without a comparison), iimm or zero_shot",
+    )  # fmt: skip
+    p.add_argument("--level", type=float, default=0.95)
+    p.add_argument("--json", action="store_true", help="print the full JSON")
+    add_client_args(p)
+    p.set_defaults(handler=run)
+
+
+def _beside(p: dict[str, Any] | None) -> str:
+    if p is None or p.get("finetuned_accuracy") is None:
+        return "n/a"
+    return _interval(p["finetuned_accuracy"], _mark(bool(p.get("extrapolated"))))
+
+
+def format_ranking(body: dict[str, Any]) -> tuple[list[tuple[str, ...]], list[str]]:
+    """The ranking's table rows and the lines printed after it (why each row is ranked by
+    its predictor, the unranked models, the extrapolation legend)."""
+    rows, notes, marked = [], [], False
+    for item in body["items"]:
+        far = bool(item["extrapolated"])
+        zs, iimm = item.get("gain_from_zero_shot_accuracy"), item.get("gain_from_iimm")
+        marked = marked or far or any(bool(p and p.get("extrapolated")) for p in (zs, iimm))
+        own = _interval(item["finetuned_accuracy"], _mark(far))
+        rows.append((
+            str(item["rank"]), item["base_model_name"], item["method"], item["feature"],
+            own if item["feature"] == "iimm" else _beside(iimm),
+            own if item["feature"] == "zero_shot_accuracy" else _beside(zs),
+            _interval(item.get("ood_change")),
+        ))  # fmt: skip
+        notes.append(f"{item['rank']}. {item['base_model_name']} ({item['method']}): "
+                     f"{item['ranked_by']}")  # fmt: skip
+    for u in body["unranked"]:
+        method = f" ({u['method']})" if u["method"] else ""
+        notes.append(f"not ranked: {u['base_model_name']}{method}: {u['reason']}")
+    if marked:
+        notes.append(EXTRAPOLATED_NOTE)
+    return rows, notes
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the ranking of the project's base models and methods for a dataset."""
+    params = {"dataset_id": args.dataset_id, "by": args.by, "level": args.level}
+    body = ApiClient.from_args(args).request("GET", "/v1/rankings", params=params)
+    if args.json:
+        print_json(body)
+        return 0
+    rows, notes = format_ranking(body)
+    print(f"{body['dataset_name']} ({body['dataset_id']}), ranked by={body['by']}, "
+          f"accuracy after fine-tuning [{body['level']:.0%} interval]:")  # fmt: skip
+    print_table(rows, ("#", "base model", "method", "ranked by", "acc (from iimm)",
+                       "acc (from zero_shot_accuracy)", "ood_change"))  # fmt: skip
+    for line in notes:
+        print(line)
+    return 0

@@ -1,0 +1,64 @@
+"""`iimm rankings` prints which predictor each row is ranked by, the accuracy from IIMM and
+from zero-shot accuracy side by side (the row's own prediction in its column), and passes
+`--by` to the API (a stand-in client records the request)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import pytest
+
+from iimm_cli import build_parser, rankings
+
+
+def _interval(value: float) -> dict[str, float]:
+    return {"value": value, "lower": value - 0.1, "upper": value + 0.1, "level": 0.95}
+
+
+def _item(rank: int, feature: str, own: float, beside: float) -> dict[str, Any]:
+    other = {"predictor_id": "prd_x", "gain": _interval(0.0),
+             "finetuned_accuracy": _interval(beside), "extrapolated": False}  # fmt: skip
+    return {
+        "rank": rank, "base_model_name": f"m{rank}", "method": "full", "feature": feature,
+        "finetuned_accuracy": _interval(own), "extrapolated": False, "ood_change": None,
+        "ranked_by": f"by=best: because {rank}",
+        "gain_from_zero_shot_accuracy": other if feature == "iimm" else None,
+        "gain_from_iimm": other if feature != "iimm" else None,
+    }  # fmt: skip
+
+
+class FakeClient:
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body, self.params = body, {}
+
+    def request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        assert (method, path) == ("GET", "/v1/rankings")
+        self.params = kw["params"]
+        return self.body
+
+
+def test_rankings_table(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    body = {
+        "dataset_id": "dst_1", "dataset_name": "digits", "level": 0.95, "by": "zero_shot",
+        "items": [_item(1, "zero_shot_accuracy", 0.812, 0.701), _item(2, "iimm", 0.655, 0.6)],
+        "unranked": [{"base_model_name": "lonely", "method": None, "reason": "no predictor"}],
+    }  # fmt: skip
+    fake = FakeClient(body)
+    monkeypatch.setattr(rankings.ApiClient, "from_args", lambda args: fake)
+    args = build_parser().parse_args(["rankings", "--dataset-id", "dst_1", "--by", "zero_shot"])
+    assert isinstance(args, argparse.Namespace) and args.handler(args) == 0
+    assert fake.params == {"dataset_id": "dst_1", "by": "zero_shot", "level": 0.95}
+    lines = capsys.readouterr().out.splitlines()
+    assert "ranked by=zero_shot" in lines[0]
+    first, second = lines[3], lines[4]
+    # columns: acc from iimm, then acc from zero-shot accuracy; each row's own in its column
+    assert first.index("0.701") < first.index("0.812") and "zero_shot_accuracy" in first
+    assert second.index("0.655") < second.index("0.600") and " iimm " in second
+    assert "1. m1 (full): by=best: because 1" in lines
+    assert "not ranked: lonely: no predictor" in lines
+
+
+def test_rankings_refuses_an_unknown_by() -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["rankings", "--dataset-id", "d", "--by", "logme"])
