@@ -5,8 +5,8 @@ A parent's handler creates its children and returns `Waiting`; the parent become
 queues the parent again in the same transaction, under a lock on the parent row so two
 children finishing at once cannot both miss it; the reaper's `wake_ready_parents` is the
 backstop for anything lost. The parent's next run reads its children's rows (the truth) and
-carries on. Cancelling a job cancels its descendants (and drops a fine-tuned model
-recorded only for its evaluation children).
+carries on. Cancelling a job cancels its descendants; a job that ends cancelled or failed
+drops a fine-tuned model recorded only for its evaluation children (`drop_unfinished_models`).
 """
 
 from __future__ import annotations
@@ -130,12 +130,15 @@ def cancel_tree(*, session: Session, job_id: str) -> None:
         .values(cancel_requested=True)
         .execution_options(synchronize_session=False)
     )
-    _drop_unfinished_models(session, ids)
+    drop_unfinished_models(session, ids)
 
 
-def _drop_unfinished_models(session: Session, job_ids: list[str]) -> None:
-    """A cancelled fine-tune's model recorded only for its `evaluate` children (status
-    ``evaluating``, `workers.tasks.finetune_eval`) goes, with the rows they wrote for it."""
+def drop_unfinished_models(session: Session, job_ids: list[str]) -> None:
+    """A fine-tune's model recorded only for its `evaluate` children (status
+    ``evaluating``, `workers.tasks.finetune_eval`) goes, with the rows they wrote for it,
+    when the job is cancelled or fails however it ends (its worker, the reaper, a cancel):
+    call it in the transaction that makes the job final, so no model is left `evaluating`
+    under a final job. A `ready` model is never touched."""
     unfinished = select(FinetunedModel.id).where(
         FinetunedModel.job_id.in_(job_ids), FinetunedModel.status == "evaluating"
     )

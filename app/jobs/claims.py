@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
+from app.jobs.children import drop_unfinished_models
 from app.models import Job, JobStatus
 from app.webhooks.events import record_job_event
 
@@ -116,7 +117,8 @@ def finish(
     result: dict[str, Any] | None = None,
     error: str | None = None,
 ) -> bool:
-    """Move our running attempt to a final status; False if the claim was lost.
+    """Move our running attempt to a final status; False if the claim was lost. A failed or
+    cancelled fine-tune's model still `evaluating` goes in the same transaction.
 
     A succeeded job's progress is complete: fraction 1 and, when its last stage counted
     units, `done` = `total` (the last units may have finished after the last progress write).
@@ -145,6 +147,8 @@ def finish(
     )
     if res.rowcount != 1:  # type: ignore[attr-defined]
         return False
+    if status in (JobStatus.failed, JobStatus.cancelled):
+        drop_unfinished_models(session, [job_id])
     record_job_event(session, job_id, status)
     return True
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.db import session_scope, utcnow
-from app.jobs.children import wake_ready_parents
+from app.jobs.children import drop_unfinished_models, wake_ready_parents
 from app.jobs.dependencies import settle_datasets
 from app.jobs.relay import wake_relay
 from app.models import Job, JobStatus, OutboxEntry
@@ -52,6 +52,8 @@ def _requeue(session: Session, job: Job, settings: Settings) -> None:
     res = session.execute(base.values(**values).execution_options(synchronize_session=False))
     if res.rowcount == 1:  # type: ignore[attr-defined]
         record_job_event(session, job.id, values["status"])
+    if res.rowcount == 1 and values["status"] != JobStatus.queued.value:  # type: ignore[attr-defined]
+        drop_unfinished_models(session, [job.id])
     if res.rowcount == 1 and values["status"] == JobStatus.queued.value and settings.uses_broker:  # type: ignore[attr-defined]
         session.add(OutboxEntry(job_id=job.id, queue=job.queue))
     log.warning("job %s lease expired (attempt %s): now %s", job.id, attempt, values["status"])

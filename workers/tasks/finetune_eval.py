@@ -8,7 +8,9 @@ checkpoint and creates one `evaluate` child per group for the fine-tuned model a
 group for the zero-shot base model (``keep_existing``: only missing rows, as the serial
 path's `add_missing_evaluations`). It waits holding no worker; once the children are final
 it runs again, marks the model ``ready`` and gives the serial path's result. A child that
-did not succeed fails the job, naming its datasets; the model and its rows are removed.
+did not succeed fails the job, naming its datasets; the model and its fine-tuned rows are
+removed with the job's failure, as with any other way the job ends failed or cancelled (its
+worker, the reaper, a cancel: `app.jobs.children.drop_unfinished_models`).
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db import new_id, session_scope
 from app.finetuning.jobs import EVALUATE
 from app.finetuning.params import FinetuneParams
 from app.jobs.children import FINAL, children_of
-from app.models import Evaluation, FinetunedModel
+from app.models import FinetunedModel
 from workers.tasks.base import JobContext, JobError, Outcome, Waiting
 from workers.tasks.datasets import base_model_row, dataset_rows, ref_names
 from workers.tasks.evaluate import gather, group_children, size_groups, waiting
@@ -97,8 +99,8 @@ def conclude_fanned(ctx: JobContext, p: FinetuneParams) -> Outcome | Waiting | N
         names = {d["id"]: d["name"] for d in dataset_rows(ctx, p.evaluate_on)}
         why = _why(tuned.failed, names, "fine-tuned evaluation")
         why += _why(zero_shot.failed, names, "zero-shot evaluation")
-        with session_scope(ctx.sessions) as session:
-            _drop(session, ft_id)
+        # the job's failure removes the model and its rows, in the same transaction
+        # (`claims.finish` → `drop_unfinished_models`)
         raise JobError(f"evaluation failed: {'; '.join(why)}"[:3000])
     key = checkpoint_key(ctx.job_id)
     blob = read_bytes(as_store(checkpoint_store(ctx, key)), SUMMARY)
@@ -120,10 +122,3 @@ def conclude_fanned(ctx: JobContext, p: FinetuneParams) -> Outcome | Waiting | N
            "skipped": tuned.skipped,
            "checkpoint_bytes": kept}  # fmt: skip
     return Outcome(out, write, after_commit=lambda: keep_only_final(ctx, key))
-
-
-def _drop(session: Session, ft_id: str) -> None:
-    """Remove the model a failed evaluation recorded and the fine-tuned rows its children
-    wrote (zero-shot rows are the base model's measurements and stay)."""
-    session.execute(delete(Evaluation).where(Evaluation.finetuned_model_id == ft_id))
-    session.execute(delete(FinetunedModel).where(FinetunedModel.id == ft_id))

@@ -463,3 +463,87 @@ def test_a_failed_evaluation_child_fails_the_fine_tune_naming_its_dataset(
     assert targets[1] in job["error"] and targets[0] not in job["error"], job["error"]
     assert c.get(f"/v1/finetuned-models/{ftm}").status_code == 404
     assert _rows(c, ftm) == {}
+
+
+def _evaluated_and_queued(
+    c: TestClient, colours: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, str, str, list[str]]:
+    """A fine-tune whose evaluation children all succeeded: the parent queued to conclude,
+    its model still `evaluating`. (job id, model id, base model id, datasets)"""
+    job_id, kids, ftm, targets = _fanned_and_waiting(c, colours, monkeypatch)
+    with _groups_of_one(monkeypatch):
+        assert [runner.execute(k["id"]) for k in kids] == ["succeeded"] * len(kids)
+    assert c.get(f"/v1/jobs/{job_id}").json()["status"] == "queued"
+    model = c.get(f"/v1/finetuned-models/{ftm}").json()
+    assert model["status"] == "evaluating"
+    assert set(_rows(c, ftm)) == set(targets) == set(_rows(c, model["base_model_id"]))
+    return job_id, ftm, model["base_model_id"], targets
+
+
+def _assert_dropped(c: TestClient, ftm: str, base: str, targets: list[str]) -> None:
+    """The `evaluating` model and its fine-tuned rows are gone; the zero-shot rows stay."""
+    assert c.get(f"/v1/finetuned-models/{ftm}").status_code == 404
+    assert _rows(c, ftm) == {}
+    assert set(_rows(c, base)) == set(targets)
+
+
+def test_a_fine_tune_failed_by_the_reaper_leaves_no_evaluating_model(
+    service: tuple[TestClient, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker concluding the fine-tune is lost on its last attempt (lease expired): the
+    reaper fails the job and removes the model in that transaction."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from app.db import utcnow
+    from app.jobs.reaper import reap_once
+    from app.models import Job
+
+    c, colours = service
+    job_id, ftm, base, targets = _evaluated_and_queued(c, colours, monkeypatch)
+    env = runner.worker_env()
+    with session_scope(env.sessions) as session:
+        assert claims.claim(session=session, job_id=job_id, worker_id="lost:1", lease_s=60)
+        session.execute(  # the lost worker's last attempt, its lease run out
+            update(Job)
+            .where(Job.id == job_id)
+            .values(max_attempts=Job.attempts, lease_expires_at=utcnow() - timedelta(hours=1))
+        )
+    assert reap_once(env.sessions, env.settings) >= 1
+    job = c.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "failed" and "lost" in job["error"], job
+    _assert_dropped(c, ftm, base, targets)
+
+
+def test_a_fine_tune_crashing_past_its_attempts_leaves_no_evaluating_model(
+    service: tuple[TestClient, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The concluding run crashes on every attempt (its training summary is gone): once
+    the retries are spent the job fails and the model goes with that failure."""
+    c, colours = service
+    job_id, ftm, base, targets = _evaluated_and_queued(c, colours, monkeypatch)
+    data_dir = runner.worker_env().settings.data_dir
+    (data_dir / "artifacts" / "finetune" / job_id / "summary.json").unlink()
+    outcomes = drain()
+    assert outcomes[-1].startswith("failed") and outcomes[0].startswith("retrying"), outcomes
+    job = c.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "failed" and "summary.json" in job["error"], job
+    _assert_dropped(c, ftm, base, targets)
+
+
+def test_a_grid_whose_points_all_fail_fails_without_a_model(
+    service: tuple[TestClient, Path],
+) -> None:
+    c, colours = service
+    dataset, model = upload_and_ingest(c, colours), add_tiny(c)["id"]
+    job_id = _submit(c, model, dataset, {"lr": [0.001, 0.01]})
+    assert runner.execute(job_id).startswith("waiting")
+    for kid in c.get("/v1/jobs", params={"parent_id": job_id}).json()["items"]:
+        assert c.post(f"/v1/jobs/{kid['id']}:cancel").json()["status"] == "cancelled"
+    outcomes = drain()
+    assert len(outcomes) == 1 and outcomes[0].startswith("failed"), outcomes
+    job = c.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "failed" and "every grid point failed" in job["error"], job
+    models = c.get("/v1/finetuned-models", params={"limit": 200}).json()["items"]
+    assert [m for m in models if m["job_id"] == job_id] == []
