@@ -137,11 +137,20 @@ class Stages:
     device: float = 0.0
     store: float = 0.0
     started: float = field(default_factory=time.perf_counter)
+    ended: float | None = None
+
+    def stop(self) -> None:
+        """End the run's wall time: `summary` and `to_dict` then report the same seconds."""
+        self.ended = time.perf_counter()
+
+    def elapsed(self) -> float:
+        """Seconds from the start to `stop` (to now while not stopped)."""
+        return (time.perf_counter() if self.ended is None else self.ended) - self.started
 
     def to_dict(self, workers: int) -> dict[str, float | int]:
         """The figures of `summary` as numbers (seconds; shares are value / ``seconds``)."""
         # the rate is computed from the rounded seconds, so images / seconds as reported gives it
-        total = max(round(time.perf_counter() - self.started, 4), 1e-4)
+        total = max(round(self.elapsed(), 4), 1e-4)
         return {
             "images": self.images, "batches": self.batches, "workers": workers,
             "seconds": total, "images_per_second": round(self.images / total, 1),
@@ -151,7 +160,7 @@ class Stages:
 
     def summary(self) -> str:
         """One line: images, batches, wall time, rate and each stage's seconds and share."""
-        total = max(time.perf_counter() - self.started, 1e-9)
+        total = max(self.elapsed(), 1e-9)
         parts = ", ".join(
             f"{name} {getattr(self, name):.2f} s ({getattr(self, name) / total:.0%})"
             for name in ("loader", "submit", "device", "store")
@@ -211,6 +220,7 @@ class BatchLoop:
         with self._batches(todo, workers) as batches:
             self._encode(batches, pipe, split, stages, saver, report, grid)
         stages.device = pipe.device_wait_s
+        stages.stop()  # one end for the log line and the figures returned
         log.info("embedding run (%s, %d workers): %s", self.model.device, workers, stages.summary())
         return stages.to_dict(workers)
 
