@@ -28,7 +28,9 @@ def env(tmp_path: Path) -> Iterator[WorkerEnv]:
     url = f"sqlite:///{tmp_path / 'p.db'}"
     upgrade(url)
     engine = make_engine(url)
-    settings = Settings(data_dir=tmp_path, lease_s=60.0)
+    # the heartbeat renews a lease every lease/3 of real time: an hour's lease keeps a renewal
+    # out of these ticks (test_nothing_new_is_not_written_again) however slow the machine
+    settings = Settings(data_dir=tmp_path, lease_s=3600.0)
     yield WorkerEnv(settings, make_sessionmaker(engine), Storage(str(tmp_path / "a")), "w:1")
     engine.dispose()
 
