@@ -53,12 +53,20 @@ def layout_values(layout: DatasetLayout) -> dict[str, Any]:
     }
 
 
-def _add(session: Session, row: Dataset) -> Dataset:
+def _add(session: Session, row: Dataset, allow_duplicate: bool) -> Dataset:
+    """Insert `row`; 409 when its name is taken or (another request's at the same moment)
+    its fingerprint is (`uq_datasets_project_fingerprint`, unless `allow_duplicate`)."""
+    row.duplicate_allowed = allow_duplicate
     try:
         with session.begin_nested():
             session.add(row)
             session.flush()
     except IntegrityError:
+        taken = select(Dataset.id).where(
+            Dataset.project_id == row.project_id, Dataset.name == row.name
+        )
+        if session.execute(taken).first() is None:
+            ensure_not_duplicate(session, row.project_id, row.fingerprint)
         raise ConflictError(
             f"a dataset named {row.name!r} already exists in this project"
         ) from None
@@ -71,7 +79,9 @@ def ensure_not_duplicate(
     """409 naming the project's dataset (other than `exclude`) with the same content
     fingerprint, if any."""
     query = select(Dataset.id, Dataset.name).where(
-        Dataset.project_id == project_id, Dataset.fingerprint == fingerprint
+        Dataset.project_id == project_id,
+        Dataset.fingerprint == fingerprint,
+        Dataset.status != FAILED,
     )
     if exclude is not None:
         query = query.where(Dataset.id != exclude)
@@ -173,7 +183,7 @@ def accept_upload(
         source="upload", uri=f"datasets/{dataset_id}", class_names=[], splits={},
         fingerprint=pending_fingerprint(dataset_id), size_bytes=size, info=info,
     )  # fmt: skip
-    return _start_ingest(session, settings, _add(session, row), allow_duplicate)
+    return _start_ingest(session, settings, _add(session, row, allow_duplicate), allow_duplicate)
 
 
 def _tmp_root(settings: Settings) -> str:
@@ -267,7 +277,7 @@ def register_uri(
         class_names=ref.class_names or [], splits={}, fingerprint=fingerprint, size_bytes=0,
         info={**info, "format_given": ref.format is not None},
     )  # fmt: skip
-    return _start_ingest(session, settings, _add(session, row), allow_duplicate)
+    return _start_ingest(session, settings, _add(session, row, allow_duplicate), allow_duplicate)
 
 
 def _default_format(uri: str) -> str:

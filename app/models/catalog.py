@@ -4,10 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    String,
+    UniqueConstraint,
+    false,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, RecordMixin
+
+#: The rows `uq_datasets_project_fingerprint` covers.
+UNIQUE_CONTENT = text("status <> 'failed' AND NOT duplicate_allowed")
 
 
 class Dataset(RecordMixin, Base):
@@ -17,6 +30,17 @@ class Dataset(RecordMixin, Base):
     __table_args__ = (
         UniqueConstraint("project_id", "name"),
         Index("ix_datasets_project_id_id", "project_id", "id"),
+        # One dataset per content in a project, in the database itself: two ingest jobs of
+        # the same content cannot both make theirs ready (`workers.tasks.ingest`). Failed
+        # datasets and copies registered with `allow_duplicate` are not counted.
+        Index(
+            "uq_datasets_project_fingerprint",
+            "project_id",
+            "fingerprint",
+            unique=True,
+            sqlite_where=UNIQUE_CONTENT,
+            postgresql_where=UNIQUE_CONTENT,
+        ),
     )
 
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
@@ -39,6 +63,8 @@ class Dataset(RecordMixin, Base):
     job_id: Mapped[str | None] = mapped_column(String(40), default=None)
     #: Why it failed, as an RFC 9457 problem (type, title, status, detail); None unless failed.
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    #: Registered with `allow_duplicate`: may share its content with another dataset.
+    duplicate_allowed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class PretrainedModel(RecordMixin, Base):

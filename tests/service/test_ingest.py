@@ -152,6 +152,41 @@ def test_jobs_wait_for_a_dataset_being_validated(bare: Stack, workdir: Path) -> 
         assert late.status_code == 409 and failed["error"]["detail"] in late.json()["detail"]
 
 
+def test_the_same_content_ingested_at_once_is_ready_once(bare: Stack, workdir: Path) -> None:
+    """Two uploads of the same content, ingested by two workers at the same time: one is
+    `ready`, the other `failed` with the 409 naming it, whichever finished first (the
+    database's unique index decides; `tests/workers/tasks/test_ingest_race.py` makes the
+    interleaving that used to let both through on purpose)."""
+    from tests.service.stack import make_task
+
+    task = zip_dir(make_task(workdir / "twice-task", per_class=4, seed=11), workdir / "twice.zip")
+    with bare.client() as c:
+        sent = []
+        for name in ("twice-a", "twice-b"):
+            resp = c.post(
+                "/v1/datasets:upload", data={"name": name},
+                files={"file": ("d.zip", task.read_bytes())},
+            )  # fmt: skip
+            assert resp.status_code == 202, resp.text
+            sent.append(resp.json())
+        bare.start_worker(queues=("cpu",))
+        bare.start_worker(queues=("cpu",))
+        try:
+            jobs = [wait_job(c, d["job_id"], timeout=300) for d in sent]
+        finally:
+            bare.kill_workers()
+        rows = [c.get(f"/v1/datasets/{d['id']}").json() for d in sent]
+    assert sorted(r["status"] for r in rows) == ["failed", "ready"], rows
+    (ready, job_ok), (failed, job_failed) = sorted(
+        zip(rows, jobs, strict=True), key=lambda pair: pair[0]["status"] != "ready"
+    )
+    assert job_ok["status"] == "succeeded" and job_failed["status"] == "failed", jobs
+    assert failed["error"]["status"] == 409, failed
+    assert f"dataset {ready['name']!r} ({ready['id']})" in failed["error"]["detail"], failed
+    assert "same content" in failed["error"]["detail"]
+    assert failed["error"]["detail"] in job_failed["error"]
+
+
 def _large_png(size: int, step: int) -> bytes:
     """A large, highly compressible image: small to upload, slow to decode."""
     import numpy as np

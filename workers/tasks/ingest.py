@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -24,7 +25,7 @@ from app.datasets.ingest import scrub_paths
 from app.datasets.service import upload_key
 from app.db import after_commit, session_scope
 from app.deletion import INGEST_WORK_PREFIX
-from app.errors import AppError, InvalidError
+from app.errors import AppError, ConflictError, InvalidError
 from app.jobs.types import IngestParams
 from app.models import Dataset
 from app.workdirs import make_owned_dir, sweep_owned_dirs
@@ -61,9 +62,11 @@ def run_ingest(ctx: JobContext) -> Outcome:
     try:
         values = _validate(ctx, row, work, stored)
         fingerprint = values.get("fingerprint") or row["fingerprint"]
-        if not p.allow_duplicate and not fingerprint.startswith("uri-"):
-            with session_scope(ctx.sessions) as session:
-                _not_duplicate(session, row, fingerprint)
+        if not fingerprint.startswith("uri-"):  # a URI's was recorded (and checked) at once
+            if not p.allow_duplicate:
+                with session_scope(ctx.sessions) as session:
+                    _not_duplicate(session, row, fingerprint)
+            _claim_content(ctx, row, fingerprint)
     except AppError as exc:
         for key in stored:
             ctx.storage.delete(key)
@@ -112,6 +115,28 @@ def _not_duplicate(session: Session, row: dict[str, Any], fingerprint: str) -> N
     from app.datasets.service import ensure_not_duplicate
 
     ensure_not_duplicate(session, row["project_id"], fingerprint, exclude=row["id"])
+
+
+def _claim_content(ctx: JobContext, row: dict[str, Any], fingerprint: str) -> None:
+    """Record the fingerprint on the dataset while it is still `validating`: the project's
+    partial unique index (`uq_datasets_project_fingerprint`) then refuses the same content
+    to any other ingest, also one that passed `_not_duplicate` at the same moment, which
+    gets the same 409 naming this dataset. A copy registered with `allow_duplicate` is not
+    covered by the index. A retry of this job records the same value again."""
+    for _ in range(3):  # the other dataset may be deleted before we can name it
+        try:
+            with session_scope(ctx.sessions) as session:
+                session.execute(
+                    update(Dataset)
+                    .where(Dataset.id == row["id"], Dataset.status == VALIDATING)
+                    .values(fingerprint=fingerprint)
+                    .execution_options(synchronize_session=False)
+                )
+            return
+        except IntegrityError:
+            with session_scope(ctx.sessions) as session:
+                _not_duplicate(session, row, fingerprint)
+    raise ConflictError("another dataset of this project with the same content is being added")
 
 
 def _fail(ctx: JobContext, row: dict[str, Any], exc: AppError) -> None:
