@@ -5,7 +5,7 @@ children (or the job they wait for) are all final (if the last one's wake was lo
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -49,6 +49,9 @@ def _requeue(session: Session, job: Job, settings: Settings) -> None:
     else:
         values = {"status": JobStatus.queued.value, "enqueued_at": now, "stage": "requeued"}
     values |= {"lease_expires_at": None, "updated_at": now}
+    if job.started_at is not None:  # the lost run held its worker until its last heartbeat
+        held = _held_s(job.started_at, job.lease_expires_at, settings, now)
+        values["run_s"] = (job.run_s or 0.0) + held
     res = session.execute(base.values(**values).execution_options(synchronize_session=False))
     if res.rowcount == 1:  # type: ignore[attr-defined]
         record_job_event(session, job.id, values["status"])
@@ -59,24 +62,38 @@ def _requeue(session: Session, job: Job, settings: Settings) -> None:
     log.warning("job %s lease expired (attempt %s): now %s", job.id, attempt, values["status"])
 
 
+def _held_s(
+    started_at: datetime, lease_expires_at: datetime | None, settings: Settings, now: datetime
+) -> float:
+    """Seconds a lost run held its worker: from its start to its last heartbeat (the lease
+    it last renewed, less `lease_s`), so a job's `run_s` counts every run, lost ones too."""
+    last = now
+    if lease_expires_at is not None:
+        last = min(now, lease_expires_at - timedelta(seconds=settings.lease_s))
+    return max(0.0, (last - started_at).total_seconds())
+
+
 def _stale_queued(session: Session, settings: Settings) -> int:
     """Queued jobs nobody claimed for a long time: their message may be lost; send again.
 
     Only on queues where nothing runs: while a queue's workers are busy, a long wait is a
-    backlog (a grid's children on few GPUs), and re-sending would only pile up duplicates."""
+    backlog (a grid's children on few GPUs), and re-sending would only pile up duplicates.
+    At most once per `requeue_after_s` (by the job's newest outbox entry); `enqueued_at`
+    stays, so the job's `queue_wait_s` still counts from its (re)queueing."""
     cutoff = utcnow() - timedelta(seconds=settings.requeue_after_s)
     busy = select(Job.queue).where(Job.status == JobStatus.running.value).distinct()
+    sent = select(OutboxEntry.job_id).where(OutboxEntry.created_at >= cutoff)
     stale = list(
         session.scalars(
             select(Job).where(
                 Job.status == JobStatus.queued.value,
                 Job.enqueued_at < cutoff,
                 Job.queue.not_in(busy),
+                Job.id.not_in(sent),
             )
         )
     )
     for job in stale:
-        job.enqueued_at = utcnow()
         session.add(OutboxEntry(job_id=job.id, queue=job.queue))
     return len(stale)
 

@@ -79,6 +79,29 @@ def test_reaper_requeues_then_fails_with_reason(factory: sessionmaker[Session]) 
         assert len(list(s.scalars(select(OutboxEntry)))) == 1  # one re-send after attempt 1
 
 
+def test_a_lost_run_counts_in_run_s_until_its_last_heartbeat(
+    factory: sessionmaker[Session],
+) -> None:
+    """`run_s` is the time the job held a worker over all its runs: a run the reaper takes
+    back (requeued, then failed) held it from its start to its last heartbeat (the lease it
+    last renewed, less `lease_s`)."""
+    job_id = _job(factory, max_attempts=2)
+    settings = Settings(broker_url="redis://unused:1/0", lease_s=60)
+    held = []
+    for attempt, (ran, ago) in enumerate(((240, 600), (30, 120)), start=1):
+        with session_scope(factory) as s:
+            assert claims.claim(session=s, job_id=job_id, worker_id="w", lease_s=60) == attempt
+            job = s.get(Job, job_id)
+            assert job is not None
+            job.started_at = utcnow() - timedelta(seconds=ago)
+            job.lease_expires_at = job.started_at + timedelta(seconds=ran + 60)
+        reap_once(factory, settings)
+        held.append(ran)
+        job = _status(factory, job_id)
+        assert job.run_s == pytest.approx(sum(held), abs=1e-3), attempt
+    assert job.status == "failed"
+
+
 def test_relay_keeps_entries_while_the_broker_is_down(factory: sessionmaker[Session]) -> None:
     job_id = _job(factory)
     with session_scope(factory) as s:
@@ -106,6 +129,23 @@ def test_stale_queued_jobs_are_resent_only_where_nothing_runs(
     reap_once(factory, Settings(broker_url="redis://unused:1/0", requeue_after_s=60))
     with session_scope(factory) as s:
         assert [e.job_id for e in s.scalars(select(OutboxEntry))] == ["job_c"]
+
+
+def test_a_resent_job_keeps_its_queue_wait(factory: sessionmaker[Session]) -> None:
+    """The reaper re-sends a long-unclaimed job once per `requeue_after_s` without moving
+    its `enqueued_at`: the worker that finally claims it records the whole wait."""
+    job_id = _job(factory)
+    with session_scope(factory) as s:
+        job = s.get(Job, job_id)
+        assert job is not None
+        job.enqueued_at = utcnow() - timedelta(hours=1)
+    settings = Settings(broker_url="redis://unused:1/0", requeue_after_s=60)
+    reap_once(factory, settings)
+    reap_once(factory, settings)  # the first re-send is recent: no second one
+    with session_scope(factory) as s:
+        assert [e.job_id for e in s.scalars(select(OutboxEntry))] == [job_id]
+        assert claims.claim(session=s, job_id=job_id, worker_id="w", lease_s=60) == 1
+    assert (_status(factory, job_id).queue_wait_s or 0) >= 3600
 
 
 @pytest.mark.parametrize(("status", "done"), [(JobStatus.succeeded, 4), (JobStatus.failed, 3)])
