@@ -111,7 +111,7 @@ def test_user_errors_exit_2_with_a_message_on_stderr(
         [sys.executable, "-m", "iimm_cli", *_args(embedding_files, *extra)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr.lower()

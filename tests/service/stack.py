@@ -32,7 +32,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 90.0, proc: subprocess.Popen[Any] | None = None) -> None:
+def wait_http(url: str, timeout: float = 300.0, proc: subprocess.Popen[Any] | None = None) -> None:
     """Wait until `url` answers (any status)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -129,10 +129,10 @@ class Stack:
     def kill_worker(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
         """Send `sig` to one worker's process group and wait for it to end."""
         os.killpg(proc.pid, sig)
-        proc.wait(timeout=30)
+        proc.wait(timeout=120)
         self.workers.remove(proc)
 
-    def wait_workers_ready(self, n: int, timeout: float = 120.0) -> None:
+    def wait_workers_ready(self, n: int, timeout: float = 300.0) -> None:
         """Wait until `n` Celery workers answer a broadcast ping (they consume their queues)."""
         from celery import Celery
 
@@ -152,7 +152,7 @@ class Stack:
         for proc in self.workers:
             if proc.poll() is None:
                 os.killpg(proc.pid, sig)
-                proc.wait(timeout=30)
+                proc.wait(timeout=120)  # a SIGTERM'd worker gives its job back first
         self.workers.clear()
 
     def stop(self) -> None:
@@ -229,8 +229,9 @@ def production_stack(data_dir: Path, broker_url: str, **extra: str) -> tuple[Sta
     return stack, db_url
 
 
-def wait_job(client: httpx.Client, job_id: str, timeout: float = 120.0) -> dict[str, Any]:
-    """Poll a job until it is final."""
+def wait_job(client: httpx.Client, job_id: str, timeout: float = 600.0) -> dict[str, Any]:
+    """Poll a job until it is final (or `timeout` passed: a failure bound, generous because a
+    loaded machine runs jobs several times slower; it costs nothing when they finish)."""
     deadline = time.monotonic() + timeout
     while True:
         job = client.get(f"/v1/jobs/{job_id}").json()
@@ -239,7 +240,7 @@ def wait_job(client: httpx.Client, job_id: str, timeout: float = 120.0) -> dict[
         time.sleep(0.3)
 
 
-def ingested(client: httpx.Client, resp: httpx.Response, timeout: float = 180.0) -> httpx.Response:
+def ingested(client: httpx.Client, resp: httpx.Response, timeout: float = 600.0) -> httpx.Response:
     """The end of an upload or registration: for a 202 (the dataset `validating`), wait for
     its ingest job, then the dataset as `GET /v1/datasets/{id}` answers it (200) or, when it
     failed, its problem (`error`) as the response a synchronous request would have been

@@ -237,7 +237,7 @@ def test_dashboard_script_shows_every_figure(stack: Stack, project: Any, tmp_pat
     (tmp_path / "harness.js").write_text(HARNESS)
     done = subprocess.run([node, str(tmp_path / "harness.js"), stack.url, key,
                            str(tmp_path / "app.js")], capture_output=True, text=True,
-                          timeout=60)  # fmt: skip
+                          timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     listed = c.get("/v1/predictors").json()["items"]
@@ -287,7 +287,7 @@ def test_dashboard_script_shows_every_figure(stack: Stack, project: Any, tmp_pat
     assert problem["cls"] == "error" and problem["text"].startswith("422")
     bad = subprocess.run([node, str(tmp_path / "harness.js"), stack.url, "wrong-key",
                           str(tmp_path / "app.js")], capture_output=True, text=True,
-                         timeout=60)  # fmt: skip
+                         timeout=300)  # fmt: skip
     status = json.loads(bad.stdout)["ids"]["status"]
     assert status["cls"] == "error" and status["text"].startswith("401")
 
@@ -309,7 +309,7 @@ const items = [{id: "p1", m: "a"}, {id: "p2", m: "ref"}, {id: "p3", m: "b"}, {id
 const ordered = app.referenceFirst(items, new Set(["ref"]), (x) => x.m);
 console.log(JSON.stringify(ordered.map((x) => x.id)));
 """, str(tmp_path / "app.js")],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert order.returncode == 0, order.stderr
     assert json.loads(order.stdout) == ["p2", "p4", "p1", "p3"]
@@ -318,7 +318,7 @@ console.log(JSON.stringify(ordered.map((x) => x.id)));
     key = stack.new_key(_name("empty"))
     done = subprocess.run([node, str(tmp_path / "harness.js"), stack.url, key,
                            str(tmp_path / "app.js")], capture_output=True, text=True,
-                          timeout=60)  # fmt: skip
+                          timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr
     ids = json.loads(done.stdout)["ids"]
     [start] = ids["predictors"]["children"]
@@ -350,7 +350,7 @@ const base = app.zeroShotBaselines(items);
 console.log(JSON.stringify({ordered, withZs: app.besideLine(items[1], base),
                             without: app.besideLine(items[2], base)}));
 """, str(tmp_path / "app.js")],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
@@ -378,7 +378,7 @@ const body = {best_measure: "iimm", verdict: "v", flagged: [
 console.log(JSON.stringify([app.comparisonText(body),
                             app.comparisonText({...body, flagged: []})]));
 """, str(tmp_path / "app.js")],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [

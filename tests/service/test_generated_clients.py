@@ -91,7 +91,7 @@ def _api(name: str) -> Any:
     return importlib.import_module(f"iimm_client.api.{name}")
 
 
-def _wait(client: Any, job: Any, timeout: float = 240.0) -> Any:
+def _wait(client: Any, job: Any, timeout: float = 600.0) -> Any:
     get_job = _api("jobs.get_job")
     deadline = time.monotonic() + timeout
     while job.status.value not in FINAL and time.monotonic() < deadline:
@@ -117,7 +117,7 @@ def _run(client: Any, bodies: list[Any]) -> list[Any]:
     return [_wait(client, job) for job in [create_job.sync(client=client, body=b) for b in bodies]]
 
 
-def _until(what: str, check: Callable[[], Any], timeout: float = 120.0) -> Any:
+def _until(what: str, check: Callable[[], Any], timeout: float = 300.0) -> Any:
     deadline = time.monotonic() + timeout
     while not (value := check()):
         assert time.monotonic() < deadline, f"timed out waiting for {what}"

@@ -59,7 +59,7 @@ def _upload(c: httpx.Client, name: str, archive: bytes) -> dict[str, Any]:
     return dict(resp.json())
 
 
-def _poll(c: httpx.Client, path: str, done: Any, timeout: float = 180.0) -> dict[str, Any]:
+def _poll(c: httpx.Client, path: str, done: Any, timeout: float = 300.0) -> dict[str, Any]:
     """GET `path` until `done(body)` (or the timeout: the caller's assertion then says why)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -135,7 +135,7 @@ def test_jobs_wait_for_a_dataset_being_validated(bare: Stack, workdir: Path) -> 
                 ingest = c.get(f"/v1/jobs/{dataset['job_id']}").json()
                 assert ingest["status"] == "queued"
             bare.start_worker(queues=("cpu",))
-            done = [wait_job(c, job_id, timeout=300) for job_id in ids]
+            done = [wait_job(c, job_id) for job_id in ids]
         finally:
             bare.kill_workers()
         assert done[0]["status"] == "succeeded", done[0]

@@ -59,7 +59,7 @@ def _cancel(c: httpx.Client, job_id: str) -> dict[str, Any]:
     resp = c.post(f"/v1/jobs/{job_id}:cancel")
     assert resp.status_code == 200, resp.text
     assert resp.json()["cancel_requested"] is True
-    return wait_job(c, job_id, timeout=120)
+    return wait_job(c, job_id)
 
 
 def test_cancel_stops_training_between_steps(stack: Stack, many_zip: Path) -> None:
@@ -103,7 +103,7 @@ def test_cancel_stops_embedding_between_batches(stack: Stack, many_zip: Path) ->
             time.sleep(1.1)  # IIMM_PROGRESS_INTERVAL_S (1 s) passes while frozen
         finally:
             stack.signal_workers(signal.SIGCONT)
-        done = wait_job(c, job["id"], timeout=120)
+        done = wait_job(c, job["id"])
         assert done["status"] == "cancelled", done
         assert done["progress"]["done"] < 1800
         # no embeddings were recorded (a score job has nothing to read) and no files remain

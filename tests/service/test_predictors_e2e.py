@@ -44,7 +44,7 @@ def _run_jobs(c: httpx.Client, bodies: list[dict[str, Any]]) -> list[dict[str, A
         resp = c.post("/v1/jobs", json=body)
         assert resp.status_code == 202, resp.text
         ids.append(resp.json()["id"])
-    jobs = [wait_job(c, i, timeout=300) for i in ids]
+    jobs = [wait_job(c, i) for i in ids]
     for job in jobs:
         assert job["status"] == "succeeded", job
     return jobs

@@ -37,7 +37,7 @@ from tests.service.stack import (
 )
 from tests.service.test_api import add_tiny, upload
 
-GONE_WITHIN_S = 60.0  # generous: the machine is shared; the service aims at a few seconds
+GONE_WITHIN_S = 180.0  # generous: the machine is shared; the service aims at a few seconds
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def slow_zip(workdir: Path) -> Path:
     return zip_dir(make_task(root / "data", per_class=64, seed=3), root / "slow.zip")
 
 
-def wait_for(what: str, check: Callable[[], object], timeout: float = 120.0) -> object:
+def wait_for(what: str, check: Callable[[], object], timeout: float = 300.0) -> object:
     """Poll `check` until it returns something true; fail naming `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
@@ -161,7 +161,7 @@ def test_serve_stops_everything(
     try:
         with admin_client(data_dir, port) as c:
             given_back = c.get(f"/v1/jobs/{job_id}").json()
-            final = wait_job(c, job_id, timeout=240)
+            final = wait_job(c, job_id)
         assert final["status"] == "succeeded", final
         # the stopped attempt was refunded: the job keeps its whole retry budget
         assert final["attempts"] == 2 and final["max_attempts"] == 4, (given_back, final)
@@ -197,7 +197,7 @@ def test_sigkill_worker_leaves_no_decoder(kind: str, workdir: Path, slow_zip: Pa
             first.wait(timeout=30)
             stack.workers.remove(first)
             stack.start_worker()
-            final = wait_job(c, job_id, timeout=240)
+            final = wait_job(c, job_id)
         assert final["status"] == "succeeded", final
         assert final["attempts"] == 2
         wait_for("the killed worker's decoders to end", lambda: not alive(orphans), GONE_WITHIN_S)
@@ -286,7 +286,7 @@ def test_sigterm_to_a_celery_worker_gives_its_job_back(
             stack.workers.remove(first)
             wait_for("the worker's processes to end", lambda: not alive(started), GONE_WITHIN_S)
             second = stack.start_worker()
-            final = wait_job(c, job_id, timeout=240)
+            final = wait_job(c, job_id)
         assert final["status"] == "succeeded", final
         assert final["attempts"] == 2 and final["worker"] == stack.worker_id(second)
     finally:

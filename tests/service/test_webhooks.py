@@ -62,7 +62,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     st = embedded_stack(
         tmp_path_factory.mktemp("webhooks"), IIMM_WEBHOOK_ALLOWED_HOSTS='["127.0.0.1"]',
         IIMM_WEBHOOK_RETRY_BASE_S="0.3", IIMM_WEBHOOK_INTERVAL_S="0.2",
-        IIMM_WEBHOOK_TIMEOUT_S="5",
+        IIMM_WEBHOOK_TIMEOUT_S="30",
     )  # fmt: skip
     st.start_worker()
     try:
@@ -75,7 +75,7 @@ def _name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def _until(what: str, check: Callable[[], Any], timeout: float = 120.0) -> Any:
+def _until(what: str, check: Callable[[], Any], timeout: float = 300.0) -> Any:
     deadline = time.monotonic() + timeout
     while not (value := check()):
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
