@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.errors import Problem
 
@@ -64,6 +64,11 @@ class DatasetWarning(BaseModel):
     items: list[str] = []
 
 
+#: Keys of `Dataset.info` that are the service's own notes, never shown: `format_given`
+#: (whether a reference named its format, for its ingest job).
+INTERNAL_INFO = frozenset({"format_given"})
+
+
 class DatasetRead(BaseModel):
     """A registered dataset: class names, split sizes and a content fingerprint.
 
@@ -115,6 +120,11 @@ class DatasetRead(BaseModel):
     links: dict[str, str] = Field(
         default_factory=dict, description="`self`, and `job` (its ingest job) when it has one."
     )
+
+    @field_validator("info")
+    @classmethod
+    def _public_info(cls, info: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in info.items() if key not in INTERNAL_INFO}
 
     @model_validator(mode="after")
     def _links(self) -> DatasetRead:

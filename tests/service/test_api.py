@@ -151,7 +151,9 @@ def test_dataset_reference(stack: Stack, shapes_zip: Path) -> None:
         zf.extractall(folder)
     with stack.client() as c:
         ref = {"name": _name("ref"), "uri": folder.as_uri()}
-        ok = ingested(c, c.post("/v1/datasets", json=ref, params={"allow_duplicate": "true"}))
+        accepted = c.post("/v1/datasets", json=ref, params={"allow_duplicate": "true"})
+        assert "format_given" not in accepted.json()["info"]  # the ingest job's note
+        ok = ingested(c, accepted)
         assert ok.status_code == 200 and ok.json()["status"] == "ready", ok.text
         assert ok.json()["source"] == "uri" and ok.json()["splits"]["train"] == 36
         roots = json.loads(stack.env["IIMM_ALLOWED_ROOTS"])
@@ -181,6 +183,7 @@ def test_torchvision_reference_is_embedded_by_the_worker(stack: Stack) -> None:
         seen = c.get(f"/v1/datasets/{ds.json()['id']}").json()
         assert seen["status"] == "ready" and wait_job(c, seen["job_id"])["status"] == "succeeded"
         assert seen["splits"]["train"] == 8 and seen["splits"]["test"] == 10
+        assert "format_given" not in seen["info"] and "format_given" not in ds.json()["info"]
         assert len(seen["class_names"]) == 10 and seen["class_names"][0].startswith("0")
         bad = {"name": "x", "uri": f"torchvision://Places365?root={root}"}
         assert_problem(c.post("/v1/datasets", json=bad), 422, "Places365")
