@@ -60,9 +60,9 @@ def set_build_info() -> None:
 
 RUNNING = Gauge(
     "iimm_jobs_running",
-    "Running jobs by worker (host:pid); 0 for a worker that started or finished a job in"
-    " the last IIMM_METRICS_WORKER_WINDOW_S (default 900 s), no sample for one idle longer"
-    f" (or gone); {CLUSTER_WIDE}",
+    "Running jobs by worker (the jobs' worker, host:pid); 0 for a worker that started or"
+    " finished a job in the last IIMM_METRICS_WORKER_WINDOW_S (default 900 s), no sample for"
+    f" one idle longer (or gone); {CLUSTER_WIDE}",
     ["worker"],
     registry=REGISTRY,
 )
@@ -110,9 +110,18 @@ class JobTimes(Collector):
         return [self.family]
 
 
-RUN_TIME = JobTimes("iimm_job_run_seconds", "Time jobs held a worker, all runs", "run_s", "type")
+RUN_TIME = JobTimes(
+    "iimm_job_run_seconds",
+    f"Jobs' run_s: seconds each held a worker, all its runs, by type; {CLUSTER_WIDE}",
+    "run_s",
+    "type",
+)
 QUEUE_WAIT = JobTimes(
-    "iimm_job_queue_wait_seconds", "Time from (re)queueing to start", "queue_wait_s", "queue"
+    "iimm_job_queue_wait_seconds",
+    f"Jobs' queue_wait_s: seconds from the last (re)queueing to the last start, by queue;"
+    f" {CLUSTER_WIDE}",
+    "queue_wait_s",
+    "queue",
 )
 REGISTRY.register(RUN_TIME)
 REGISTRY.register(QUEUE_WAIT)

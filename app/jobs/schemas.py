@@ -136,13 +136,19 @@ class JobRead(BaseModel):
     result: JobResultUnion | None = Field(description="What the job returned, once it succeeded.")
     cancel_requested: bool
     worker: str | None = Field(
-        default=None, description="The worker (`host:pid`) that ran the job last."
+        default=None,
+        description="The worker (`host:pid`) that ran the job last: the `worker` label of"
+        " `iimm_jobs_running` on `/metrics`.",
     )
     queue_wait_s: float | None = Field(
-        default=None, description="Seconds from the last (re)queueing to the last start."
+        default=None,
+        description="Seconds from the last (re)queueing to the last start"
+        " (`iimm_job_queue_wait_seconds` on `/metrics`).",
     )
     run_s: float | None = Field(
-        default=None, description="Seconds the job held a worker, all its runs together."
+        default=None,
+        description="Seconds the job held a worker, all its runs together (a run whose worker"
+        " was lost up to its last heartbeat; `iimm_job_run_seconds` on `/metrics`).",
     )
     created_at: datetime
     started_at: datetime | None
