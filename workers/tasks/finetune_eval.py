@@ -25,8 +25,8 @@ from app.db import new_id, session_scope
 from app.finetuning.jobs import EVALUATE
 from app.finetuning.params import FinetuneParams
 from app.jobs.children import FINAL, children_of
-from app.models import FinetunedModel
-from workers.tasks.base import JobContext, JobError, Outcome, Waiting
+from app.models import FinetunedModel, Job
+from workers.tasks.base import JobCancelledError, JobContext, JobError, Outcome, Waiting
 from workers.tasks.datasets import base_model_row, dataset_rows, ref_names
 from workers.tasks.evaluate import gather, group_children, size_groups, waiting
 from workers.tasks.training import (
@@ -91,6 +91,8 @@ def conclude_fanned(ctx: JobContext, p: FinetuneParams) -> Outcome | Waiting | N
             return waiting(done, len(kids), [], TRAIN_SHARE)
         record = session.scalar(select(FinetunedModel).where(FinetunedModel.job_id == ctx.job_id))
         if record is None:
+            if session.scalar(select(Job.cancel_requested).where(Job.id == ctx.job_id)):
+                raise JobCancelledError  # a cancel removed it: the job ends cancelled
             raise JobError("the fine-tuned model was removed while it was being evaluated")
         ft_id, kept = record.id, record.metrics.get("checkpoint_bytes")
         tuned = gather([k for k in kids if k.params["model_id"] == ft_id])

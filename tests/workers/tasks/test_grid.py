@@ -547,3 +547,28 @@ def test_a_grid_whose_points_all_fail_fails_without_a_model(
     assert job["status"] == "failed" and "every grid point failed" in job["error"], job
     models = c.get("/v1/finetuned-models", params={"limit": 200}).json()["items"]
     assert [m for m in models if m["job_id"] == job_id] == []
+
+
+def test_a_fine_tune_cancelled_while_concluding_ends_cancelled_without_its_model(
+    service: tuple[TestClient, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cancel lands while the parent's concluding run reads its children (done here in
+    that run's own transaction, as a concurrent request would commit it): the model goes at
+    once, and the job ends `cancelled`, not failed for a missing model."""
+    from app.jobs.children import cancel_tree
+    from workers.tasks import finetune_eval
+
+    c, colours = service
+    job_id, ftm, base, targets = _evaluated_and_queued(c, colours, monkeypatch)
+    read = finetune_eval.children_of
+
+    def cancelled_meanwhile(session: Any, parent_id: str) -> Any:
+        cancel_tree(session=session, job_id=parent_id)
+        session.flush()
+        return read(session, parent_id)
+
+    monkeypatch.setattr(finetune_eval, "children_of", cancelled_meanwhile)
+    assert runner.execute(job_id) == "cancelled"
+    job = c.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "cancelled" and job["error"] is None, job
+    _assert_dropped(c, ftm, base, targets)
