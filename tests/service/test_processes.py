@@ -211,6 +211,63 @@ def test_sigkill_worker_leaves_no_decoder(kind: str, workdir: Path, slow_zip: Pa
             drop_database(db_url)
 
 
+@pytest.mark.parametrize("kind", ["embedded", "production"])
+def test_sigkill_mid_ingest_leaves_no_ingest_folder(kind: str, workdir: Path) -> None:
+    """SIGKILL of a worker while its ingest job decodes: its `tmp/iimm-ingest-*` folder
+    stays behind (no clean-up ran) until the next worker starts on the machine, which
+    removes it (its owner is dead) before it retries the job in a folder of its own."""
+    import zipfile
+
+    from tests.service.test_ingest import _large_png
+
+    data_dir = Path(tempfile.mkdtemp(prefix=f"kill-ingest-{kind}-", dir=workdir))
+    tmp = data_dir / "tmp"
+    tmp.mkdir()
+    images = [_large_png(2400, step) for step in (3, 5)]
+    archive = data_dir / "large.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+        for i in range(60):
+            zf.writestr(f"{'ab'[i % 2]}/{i}.png", images[i % 2])
+    db_url = None
+    stack: Stack
+    if kind == "embedded":
+        stack = embedded_stack(data_dir, TMPDIR=str(tmp))
+    else:
+        if not (_postgres_up() and _redis_up()):
+            pytest.skip("Postgres or Redis is not running")
+        stack, db_url = production_stack(
+            data_dir, f"redis://127.0.0.1:6379/{redis_db()}", TMPDIR=str(tmp)
+        )
+    try:
+        first = stack.start_worker(queues=("cpu",))
+        with stack.client() as c:
+            accepted = upload(c, archive, name="large", wait=False).json()  # type: ignore[arg-type]
+            job_path = f"/v1/jobs/{accepted['job_id']}"
+
+            def decoding_in_its_folder() -> list[str]:
+                job = c.get(job_path).json()
+                assert job["status"] in ("queued", "running"), job
+                stage = (job.get("progress") or {}).get("stage")
+                folders = [n for n in our_temp_entries(tmp) if n.startswith("iimm-ingest-")]
+                return folders if stage == "decoding" else []
+
+            left = wait_for("the ingest job decoding", decoding_in_its_folder)
+            first.kill()  # the worker alone, as the OOM killer does
+            first.wait(timeout=30)
+            stack.workers.remove(first)
+            assert [n for n in our_temp_entries(tmp) if n.startswith("iimm-ingest-")] == left
+            assert all(n.split("-")[2] == str(first.pid) for n in left), left  # its owner
+            stack.start_worker(queues=("cpu",))
+            final = wait_job(c, accepted["job_id"], timeout=240)
+        assert final["status"] == "succeeded", final
+        assert final["attempts"] == 2
+        assert [n for n in our_temp_entries(tmp) if n.startswith("iimm-ingest-")] == []
+    finally:
+        stack.stop()
+        if db_url:
+            drop_database(db_url)
+
+
 def _start_celery(stack: Stack, pool: str) -> subprocess.Popen[bytes]:
     """A Celery worker on both queues with `pool` (`solo`, as for a GPU, or `prefork` with
     one pool process, as for CPUs)."""
