@@ -68,6 +68,8 @@ def _print_predictor(body: dict[str, Any], as_json: bool) -> None:
     rng = body["fitted_range"]
     rows += [("fitted range", f"[{_fmt(rng['min'])}, {_fmt(rng['max'])}]"),
              ("datasets", ", ".join(body["datasets"]))]  # fmt: skip
+    if body.get("stale"):
+        rows.append(("stale", body.get("stale_reason") or "yes"))
     print_table(rows, ("statistic", "value"))
 
 

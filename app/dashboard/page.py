@@ -58,6 +58,7 @@ input { width: 28em; padding: 4px; } #status { color: #555; margin: 8px 0 0; min
 .card th:first-child, .card td:first-child { text-align: left; }
 .card tr.best td { font-weight: 600; } .card tr.baseline td:first-child { color: #1f5fa8; }
 .getting-started { margin: 0 24px; color: #444; } .error { color: #b00020; }
+.card .stale { font-size: 12px; color: #b00020; margin: 0 0 6px; overflow-wrap: anywhere; }
 """
 
 JS = """// IIMM dashboard: lists the project's predictors and fine-tuned (base model, method)
@@ -163,6 +164,13 @@ function predictorMeta(p) {
   return `fitted ${when} UTC · ${p.id} · n = ${p.n} · ${fitStats(p)}`;
 }
 
+// A stale predictor's warning (its data is out of date: datasets deleted, or evaluations of
+// its matrix newer than its fit), null for a current one.
+function staleLine(p) {
+  if (!p.stale) return null;
+  return `stale: ${p.stale_reason || "its data changed since it was fitted"}`;
+}
+
 const ZERO_SHOT = "zero_shot_accuracy";
 const groupOf = (p) => `${p.base_model_id}\u0000${p.method}\u0000${p.target}`;
 
@@ -237,11 +245,12 @@ function text(doc, tag, cls, content) {
   return el;
 }
 
-async function card(doc, get, title, meta, path, beside) {
+async function card(doc, get, title, meta, path, beside, warning) {
   const box = doc.createElement("div");
   box.className = "card";
   box.appendChild(text(doc, "h3", "", title));
   box.appendChild(text(doc, "p", "meta", meta));
+  if (warning) box.appendChild(text(doc, "p", "stale", warning));
   if (beside) box.appendChild(text(doc, "p", "beside", beside));
   const resp = await get(path);
   if (!resp.ok) {
@@ -304,7 +313,8 @@ async function show(doc, get) {
       const path = predictorFigurePath(p);
       const beside = p.feature === "iimm" ? besideLine(p, baselines) : null;
       predictorsBox.appendChild(
-        await card(doc, get, predictorTitle(p, names), predictorMeta(p), path, beside));
+        await card(doc, get, predictorTitle(p, names), predictorMeta(p), path, beside,
+          staleLine(p)));
     }
     const pairs = referenceFirst(
       matrixPairs(await listAll(get, "/v1/finetuned-models")), reference, (m) => m.base);
@@ -344,7 +354,7 @@ if (typeof document !== "undefined") {
 if (typeof module !== "undefined") {
   module.exports = {
     predictorFigurePath, matrixFigurePath, matrixPairs, makeClient, predictorTitle,
-    predictorMeta, referenceFirst, GETTING_STARTED, show, zeroShotBeside, besideLine,
+    predictorMeta, staleLine, referenceFirst, GETTING_STARTED, show, zeroShotBeside, besideLine,
     zeroShotBaselines, comparisonPath, comparisonRows, comparisonText, fitStats,
   };
 }

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, RecordMixin
+from app.db import Base, RecordMixin, UTCDateTime
 
 
 class Predictor(RecordMixin, Base):
@@ -40,3 +41,6 @@ class Predictor(RecordMixin, Base):
     request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     # Hash of what determines the fit (see app.predictors.service.fit_key): one row per fit.
     fit_key: Mapped[str | None] = mapped_column(String(64), default=None)
+    # When a refit last found exactly these points (None: never since created_at); the
+    # evaluations counted as newer than the fit are those after it.
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

@@ -51,7 +51,7 @@ def create_predictor(
         session=session, project_id=principal.project_id, body=body,
         idempotency_key=idempotency_key,
     )  # fmt: skip
-    read = service.to_read(row, service.existing_datasets(session, principal.project_id, [row]))
+    (read,) = service.read_all(session, principal.project_id, [row])
     response.headers["Location"] = f"/v1/predictors/{read.id}"
     if how == "replayed":
         response.headers["Idempotent-Replayed"] = "true"
@@ -76,8 +76,9 @@ def list_predictors(
         session=session, project_id=principal.project_id, filters=filters, cursor=cursor,
         limit=limit,
     )  # fmt: skip
-    existing = service.existing_datasets(session, principal.project_id, rows)
-    return PredictorList(items=[service.to_read(r, existing) for r in rows], next_cursor=nxt)
+    return PredictorList(
+        items=service.read_all(session, principal.project_id, rows), next_cursor=nxt
+    )
 
 
 @router.get("/{predictor_id}", response_model=PredictorRead, responses=problems(404))
@@ -95,7 +96,7 @@ def get_predictor(
     row = service.get_predictor(
         session=session, project_id=principal.project_id, predictor_id=predictor_id
     )
-    read = service.to_read(row, service.existing_datasets(session, principal.project_id, [row]))
+    (read,) = service.read_all(session, principal.project_id, [row])
     if not wants(format, accept, "svg", SVG):
         return read
     return Response(figures.figure(session, principal.project_id, row, read), media_type=SVG)
@@ -117,7 +118,7 @@ def get_predictor_svg(
     row = service.get_predictor(
         session=session, project_id=principal.project_id, predictor_id=predictor_id
     )
-    read = service.to_read(row, service.existing_datasets(session, principal.project_id, [row]))
+    (read,) = service.read_all(session, principal.project_id, [row])
     return Response(figures.figure(session, principal.project_id, row, read), media_type=SVG)
 
 

@@ -122,10 +122,22 @@ class PredictorRead(BaseModel):
     points: list[Point]
     skipped: list[Skipped]
     stale: bool = Field(
-        default=False, description="True when a dataset it was fitted on has been deleted"
+        default=False,
+        description="True when its data is out of date: a dataset it was fitted on has been "
+        "deleted (`missing_dataset_ids`), or evaluations of its (base model, method) matrix "
+        "were stored after its data (`newer_evaluations`); `stale_reason` says which",
     )
     missing_dataset_ids: list[str] = Field(
         default_factory=list, description="The deleted datasets among `datasets`"
+    )
+    newer_evaluations: int = Field(
+        default=0,
+        description="Evaluations of its matrix (the method's fine-tuned models, and the base "
+        "model's zero-shot ones on their datasets) stored after it was fitted; refitting gives a "
+        "new predictor, or finds the same points and clears the count",
+    )
+    stale_reason: str | None = Field(
+        default=None, description="Why it is stale and what to do; null when it is not"
     )
     created_at: datetime
     links: dict[str, str] = Field(default_factory=dict)

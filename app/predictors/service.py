@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -10,11 +11,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.basemodels import service as models_service
-from app.db import new_id
+from app.db import new_id, utcnow
 from app.errors import InvalidError, NotFoundError
 from app.idempotency import insert_once, replay, request_hash
 from app.measures.prediction import LinearFit, PiecewiseFit, fit_auto, fit_linear
-from app.models import Dataset
+from app.models import Dataset, Evaluation, FinetunedModel
 from app.models.predictors import Predictor
 from app.ownership import get_owned
 from app.pagination import page
@@ -140,6 +141,8 @@ def create_predictor(
     row = _fitted(session, project_id, body)
     row.fit_key = fit_key(row)
     if (same := _same_fit(session, project_id, row.fit_key)) is not None:
+        same.checked_at = utcnow()  # its points are today's: no evaluation since is newer data
+        session.flush()
         return same, "existing"
     row.idempotency_key, row.request_hash = idempotency_key, digest
     try:
@@ -147,6 +150,8 @@ def create_predictor(
     except IntegrityError:  # a concurrent request stored the same fit first
         if (same := _same_fit(session, project_id, row.fit_key)) is None:
             raise
+        same.checked_at = utcnow()
+        session.flush()
         return same, "existing"
     return row, "created" if created else "replayed"
 
@@ -217,14 +222,75 @@ def existing_datasets(session: Session, project_id: str, rows: list[Predictor]) 
     return set(session.scalars(query))
 
 
-def to_read(row: Predictor, existing: set[str] | None = None) -> PredictorRead:
+def _evaluation_times(
+    session: Session, project_id: str, base_model_id: str, method: str, split: str
+) -> list[datetime]:
+    """When each evaluation of the (base model, method) matrix on `split` was stored: every
+    fine-tuned model's of that method, and the base model's zero-shot ones on the datasets
+    those models were trained or evaluated on."""
+    tuned = session.execute(
+        select(Evaluation.dataset_id, Evaluation.created_at, FinetunedModel.train_dataset_id)
+        .join(FinetunedModel, Evaluation.finetuned_model_id == FinetunedModel.id)
+        .where(
+            Evaluation.project_id == project_id, Evaluation.split == split,
+            FinetunedModel.base_model_id == base_model_id, FinetunedModel.method == method,
+        )
+    ).all()  # fmt: skip
+    datasets = {r.dataset_id for r in tuned} | {r.train_dataset_id for r in tuned}
+    zero_shot = session.scalars(
+        select(Evaluation.created_at).where(
+            Evaluation.project_id == project_id, Evaluation.split == split,
+            Evaluation.base_model_id == base_model_id, Evaluation.finetuned_model_id.is_(None),
+            Evaluation.dataset_id.in_(datasets),
+        )
+    )  # fmt: skip
+    return [r.created_at for r in tuned] + list(zero_shot)
+
+
+def newer_evaluations(session: Session, project_id: str, rows: list[Predictor]) -> dict[str, int]:
+    """Per predictor of `rows`, how many evaluations of its matrix were stored after it was
+    fitted (or after a refit last found the same points, `checked_at`)."""
+    times: dict[tuple[str, str, str], list[datetime]] = {}
+    out = {}
+    for row in rows:
+        group = (row.base_model_id, row.method, row.split)
+        if group not in times:
+            times[group] = _evaluation_times(session, project_id, *group)
+        since = row.checked_at or row.created_at
+        out[row.id] = sum(1 for t in times[group] if t > since)
+    return out
+
+
+def read_all(session: Session, project_id: str, rows: list[Predictor]) -> list[PredictorRead]:
+    """`rows` as returned by the API, each marked stale when a dataset it was fitted on is
+    gone or evaluations of its matrix are newer than its fit."""
+    existing = existing_datasets(session, project_id, rows)
+    newer = newer_evaluations(session, project_id, rows)
+    return [to_read(r, existing, newer.get(r.id, 0)) for r in rows]
+
+
+def stale_reason(missing: list[str], newer: int) -> str | None:
+    """Why a predictor is stale, in one sentence with what to do; None when it is not."""
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} dataset(s) it was fitted on deleted ({', '.join(missing)})")
+    if newer:
+        parts.append(f"{newer} newer evaluation(s) since fitted")
+    if not parts:
+        return None
+    return f"{'; '.join(parts)}: refit with POST /v1/predictors"
+
+
+def to_read(row: Predictor, existing: set[str] | None = None, newer: int = 0) -> PredictorRead:
     """A predictor as returned by the API; `existing` (`existing_datasets`) marks it stale
-    when a dataset it was fitted on is gone (None: not checked)."""
+    when a dataset it was fitted on is gone (None: not checked), `newer`
+    (`newer_evaluations`) when its matrix has evaluations newer than the fit."""
     fit = row.fit
     names = [p["dataset_id"] for p in row.points]
     missing = [] if existing is None else [d for d in names if d not in existing]
     return PredictorRead(
-        stale=bool(missing), missing_dataset_ids=missing,
+        stale=bool(missing) or newer > 0, missing_dataset_ids=missing, newer_evaluations=newer,
+        stale_reason=stale_reason(missing, newer),
         id=row.id, base_model_id=row.base_model_id, method=row.method, feature=row.feature,
         target=row.target, split=row.split, piecewise=row.piecewise,  # type: ignore[arg-type]
         model_form=row.kind, n=row.n,  # type: ignore[arg-type]

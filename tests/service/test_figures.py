@@ -386,3 +386,25 @@ console.log(JSON.stringify([app.comparisonText(body),
         "small for a stable G",
         "best measure: iimm · v",
     ]
+
+
+def test_dashboard_marks_a_stale_predictor(tmp_path: Path) -> None:
+    """A stale predictor's card carries its reason; a current one's carries nothing."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("Node.js is not installed")
+    (tmp_path / "app.js").write_text(JS)
+    done = subprocess.run(
+        [node, "-e", """
+const app = require(process.argv[1]);
+const reason = "3 newer evaluation(s) since fitted: refit with POST /v1/predictors";
+console.log(JSON.stringify([app.staleLine({stale: true, stale_reason: reason}),
+                            app.staleLine({stale: false, stale_reason: null})]));
+""", str(tmp_path / "app.js")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [
+        "stale: 3 newer evaluation(s) since fitted: refit with POST /v1/predictors",
+        None,
+    ]

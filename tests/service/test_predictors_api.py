@@ -735,3 +735,56 @@ def test_rankings_by_the_predictor_the_comparison_names_best(stack: Stack) -> No
         assert bad.json()["errors"][0]["loc"] == ["query", "by"]
         for allowed in ("'iimm'", "'zero_shot'", "'best'"):
             assert allowed in bad.json()["detail"]
+
+
+def test_a_predictor_is_stale_when_evaluations_of_its_matrix_are_newer(stack: Stack) -> None:
+    """Evaluations of the predictor's (base model, method) matrix stored after its fit mark it
+    stale, counted, in the read and the list; another method's, and zero-shot ones on datasets
+    outside the matrix, do not. Refitting gives a new, current predictor; a refit that finds
+    the same points (an evaluation stored again with the same accuracy) clears the mark."""
+    key, project_id, c = new_project(stack)
+    with c:
+        seed = plant(stack, c, key, project_id, [0.2, 0.35, 0.3, 0.5], seed_no=8)
+        body = {"base_model_id": seed.model_id, "method": "full", "piecewise": "never"}
+        first = c.post("/v1/predictors", json=body).json()
+        assert first["stale"] is False and first["newer_evaluations"] == 0
+        assert first["stale_reason"] is None
+        n = len(seed.datasets)
+        with db(stack) as s:
+            fresh, other = add_dataset(s, project_id), add_dataset(s, project_id)
+            add_zero_shot(s, seed, fresh, 0.3)
+            add_scores(s, seed, fresh, {"iimm": 0.4}, 0.3)
+            # a new task of the method: its zero-shot evaluation and n + 1 evaluations
+            add_finetuned(s, seed, fresh, {**dict(seed.zero_shot), fresh: 0.8}, "full")
+            # outside the matrix: a zero-shot evaluation and another method's fine-tune
+            add_zero_shot(s, seed, other, 0.4)
+            add_finetuned(s, seed, other, {other: 0.9}, "lora")
+        read = c.get(f"/v1/predictors/{first['id']}").json()
+        assert read["stale"] is True and read["newer_evaluations"] == 1 + (n + 1)
+        assert read["stale_reason"] == (
+            f"{n + 2} newer evaluation(s) since fitted: refit with POST /v1/predictors"
+        )
+        assert read["missing_dataset_ids"] == []
+        listed = {p["id"]: p for p in c.get("/v1/predictors").json()["items"]}
+        assert listed[first["id"]]["newer_evaluations"] == n + 2
+        second = c.post("/v1/predictors", json=body)
+        assert second.status_code == 201 and second.json()["n"] == n + 1, second.text
+        assert second.json()["stale"] is False
+        assert c.get(f"/v1/predictors/{first['id']}").json()["stale"] is True
+        # the zero-shot evaluation of a tuned task stored again, with the same accuracy
+        again = seed.datasets[1]
+        with db(stack) as s:
+            zero_shot = Evaluation.finetuned_model_id.is_(None)
+            old = s.scalars(select(Evaluation).where(Evaluation.dataset_id == again,
+                                                     zero_shot)).one()  # fmt: skip
+            top1 = old.top1
+            s.delete(old)
+            s.flush()
+            add_zero_shot(s, seed, again, top1)
+        read = c.get(f"/v1/predictors/{second.json()['id']}").json()
+        assert read["stale"] is True and read["newer_evaluations"] == 1
+        refit = c.post("/v1/predictors", json=body)
+        assert refit.status_code == 200 and refit.json()["id"] == second.json()["id"], refit.text
+        assert refit.json()["stale"] is False and refit.json()["newer_evaluations"] == 0
+        read = c.get(f"/v1/predictors/{second.json()['id']}").json()
+        assert read["stale"] is False and read["stale_reason"] is None
