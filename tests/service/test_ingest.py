@@ -172,7 +172,7 @@ def test_the_same_content_ingested_at_once_is_ready_once(bare: Stack, workdir: P
         bare.start_worker(queues=("cpu",))
         bare.start_worker(queues=("cpu",))
         try:
-            jobs = [wait_job(c, d["job_id"], timeout=300) for d in sent]
+            jobs = [wait_job(c, d["job_id"]) for d in sent]
         finally:
             bare.kill_workers()
         rows = [c.get(f"/v1/datasets/{d['id']}").json() for d in sent]

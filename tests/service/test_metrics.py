@@ -139,7 +139,7 @@ def test_a_worker_whose_job_finished_reads_zero_on_a_stack(workdir: Path) -> Non
                      labels=np.arange(30) % 3)  # fmt: skip
             resp = c.post("/v1/measures:upload", files={"file": ("e.npz", buf.getvalue())})
             assert resp.status_code == 202, resp.text
-            job = wait_job(c, resp.json()["id"], timeout=240)
+            job = wait_job(c, resp.json()["id"])
             assert job["status"] == "succeeded" and job["worker"] == worker, job
             scraped = {
                 f.name: {tuple(s.labels.values()): s.value for s in f.samples}
