@@ -152,3 +152,21 @@ def drop_unfinished_models(session: Session, job_ids: list[str]) -> None:
         .where(FinetunedModel.id.in_(unfinished))
         .execution_options(synchronize_session=False)
     )
+
+
+def settle_models(session: Session, limit: int = 500) -> int:
+    """Drop every model still `evaluating` whose job ended failed or cancelled (the reaper's
+    backstop, as `settle_datasets` is for datasets: rows an older version left, or a final
+    status written without `drop_unfinished_models`). Returns how many."""
+    ended = select(Job.id).where(
+        Job.status.in_([JobStatus.failed.value, JobStatus.cancelled.value])
+    )
+    job_ids = list(
+        session.scalars(
+            select(FinetunedModel.job_id)
+            .where(FinetunedModel.status == "evaluating", FinetunedModel.job_id.in_(ended))
+            .limit(limit)
+        )
+    )
+    drop_unfinished_models(session, [j for j in job_ids if j is not None])
+    return len(job_ids)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.db import session_scope, utcnow
-from app.jobs.children import drop_unfinished_models, wake_ready_parents
+from app.jobs.children import drop_unfinished_models, settle_models, wake_ready_parents
 from app.jobs.dependencies import settle_datasets
 from app.jobs.relay import wake_relay
 from app.models import Job, JobStatus, OutboxEntry
@@ -105,7 +105,7 @@ def reap_once(factory: sessionmaker[Session], settings: Settings) -> int:
         for job in expired:
             _requeue(session, job, settings)
         resent = _stale_queued(session, settings) if settings.uses_broker else 0
-        settled = settle_datasets(session)
+        settled = settle_datasets(session) + settle_models(session)
         woken = wake_ready_parents(session=session, use_broker=settings.uses_broker)
     if expired or resent or woken or settled:
         wake_relay()

@@ -572,3 +572,24 @@ def test_a_fine_tune_cancelled_while_concluding_ends_cancelled_without_its_model
     job = c.get(f"/v1/jobs/{job_id}").json()
     assert job["status"] == "cancelled" and job["error"] is None, job
     _assert_dropped(c, ftm, base, targets)
+
+
+def test_the_reaper_drops_an_evaluating_model_left_under_a_failed_job(
+    service: tuple[TestClient, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model an older version left `evaluating` under a job already failed is dropped by
+    the reaper's next pass (its backstop); one under a job still going is kept."""
+    from sqlalchemy import update
+
+    from app.jobs.reaper import reap_once
+    from app.models import Job
+
+    c, colours = service
+    job_id, ftm, base, targets = _evaluated_and_queued(c, colours, monkeypatch)
+    env = runner.worker_env()
+    reap_once(env.sessions, env.settings)
+    assert c.get(f"/v1/finetuned-models/{ftm}").json()["status"] == "evaluating"
+    with session_scope(env.sessions) as session:  # failed as an older version failed it
+        session.execute(update(Job).where(Job.id == job_id).values(status="failed"))
+    assert reap_once(env.sessions, env.settings) >= 1
+    _assert_dropped(c, ftm, base, targets)
