@@ -212,7 +212,9 @@ TERMS = """Terms
                   tasks after fine-tuning on this one; negative = forgetting
   LOO RMSE        leave-one-out root-mean-square error of a predictor, in its target's units
                   (G for target gain, accuracy fraction for target ood_change)
-  IIMM            inter-intra modal measure (the paper's), from the zero-shot embeddings"""
+  IIMM            inter-intra modal measure (the paper's), from the zero-shot embeddings
+  baselines       transrate, sfda, emms, logme, hscore, gbc: transferability estimators, each
+                  as its paper defines it, on the same embeddings (in the comparison only)"""
 
 
 def print_report(result: LoopResult) -> None:
