@@ -51,4 +51,4 @@ def ref_names(session: Session, rows: list[Evaluation]) -> dict[str, str]:
         select(PretrainedModel.id, PretrainedModel.name).where(PretrainedModel.id.in_(models)),
         select(Dataset.id, Dataset.name).where(Dataset.id.in_(datasets)),
     )
-    return dict(session.execute(query).tuples().all())
+    return dict(session.execute(query).all())  # rows are (key, value) tuples

@@ -60,9 +60,7 @@ def check_datasets(session: Session, project_id: str, dataset_ids: list[str]) ->
             select(Dataset.id, Dataset.name).where(
                 Dataset.project_id == project_id, Dataset.id.in_(dataset_ids)
             )
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     missing = [d for d in dataset_ids if d not in found]
     if missing:

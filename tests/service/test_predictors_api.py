@@ -626,7 +626,9 @@ def test_matrix_leaves_a_copy_of_the_training_task_out_of_ood(stack: Stack) -> N
         train = seed.datasets[0]
         with db(stack) as s:
             twin = add_dataset(s, project_id)
-            s.get(Dataset, twin).fingerprint = s.get(Dataset, train).fingerprint
+            copy = s.get(Dataset, twin)
+            copy.fingerprint = s.get(Dataset, train).fingerprint
+            copy.duplicate_allowed = True  # registered with allow_duplicate: one copy per content
             add_zero_shot(s, seed, twin, 0.3)
             tuned = s.scalar(select(FinetunedModel.id).where(
                 FinetunedModel.train_dataset_id == train))  # fmt: skip
