@@ -85,8 +85,8 @@ def _prompt_summary(meta: dict[str, Any]) -> dict[str, Any]:
 def run_embed(ctx: JobContext) -> Outcome:
     """Embed (model, dataset, split, prompts) unless already stored; resumable and idempotent.
 
-    One run on this worker whatever the split's size (the `embed` job's handler,
-    `workers.tasks.shards.run_embed_job`, fans large splits out; the `assess` job calls this).
+    One run on this worker whatever the split's size (`workers.tasks.shards.run_embed_job`,
+    the `embed` job's handler and the `assess` job's embedding step, fans large splits out).
     """
     p = EmbedParams.model_validate({"type": "embed", **ctx.params})
     model_row, dataset_row = load_rows(ctx, p.model_id, p.dataset_id)

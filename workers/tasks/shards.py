@@ -10,6 +10,10 @@ and statistics, byte for byte, as one worker's run of the whole split, stores th
 embedding and removes the shards. A shard that fails for good (a crash is retried as in any
 job) fails the parent, naming it; cancelling the parent cancels the children. Anything else
 (a small split, an embedding already stored) is one run: `workers.tasks.embed.run_embed`.
+
+The `assess` job embeds its split through `run_embed_job` too (with its own job id and the
+embed params), so a large split of an assess job is sharded the same way, the assess job the
+shards' parent (`workers.tasks.assess`).
 """
 
 from __future__ import annotations
@@ -64,8 +68,9 @@ def shards_key(job_id: str) -> str:
 
 
 def run_embed_job(ctx: JobContext) -> Outcome | Waiting:
-    """The `embed` handler: a split of more than `embed_shard_threshold` images is embedded
-    by `embed_shard` child jobs and merged; any other split in one run (`run_embed`)."""
+    """The `embed` handler (and the `assess` job's embedding step, `ctx.params` then the embed
+    params): a split of more than `embed_shard_threshold` images is embedded by `embed_shard`
+    child jobs of `ctx.job_id` and merged; any other split in one run (`run_embed`)."""
     p = EmbedParams.model_validate({"type": "embed", **ctx.params})
     if kids := _children(ctx):  # whatever this worker's settings: the shards are made
         return _gather(ctx, p, kids)
@@ -148,6 +153,7 @@ def _children(ctx: JobContext) -> list[Shard]:
             Shard(j.id, int(j.params["index"]), int(j.params["start"]), int(j.params["stop"]),
                   j.params["key"], j.status, j.worker_id, j.result, j.error)
             for j in children_of(session, ctx.job_id)
+            if j.type == EMBED_SHARD.name
         ]  # fmt: skip
     return sorted(kids, key=lambda k: k.index)
 
