@@ -1,6 +1,7 @@
 """Scale-out on the production stack with two real Celery workers: a grid's children run on
 both and give the serial grid's model; a sharded embedding's shards run on both and give the
-single run's bytes; cancelling the parent stops the children; a worker killed with SIGKILL
+single run's bytes, and so do an assess job's shards of its test split; cancelling the parent
+stops the children; a worker killed with SIGKILL
 mid-child loses nothing; a fine-tune's evaluation fans out as `evaluate` children with the
 figures of the evaluation run in one process."""
 
@@ -182,6 +183,35 @@ def test_sharded_embedding_on_two_workers_gives_the_single_runs_bytes(
         stored = embedding_dir(ctx.settings, ctx.sessions, job["result"]["embedding_id"])
     assert_same_run(stored, single)
     assert not (two.data_dir / "artifacts" / "shards" / job_id).exists()
+
+
+def test_an_assess_job_shards_its_large_test_split_on_the_workers(
+    two: Stack, workdir: Path, tmp_path: Path
+) -> None:
+    """13 test images per class (78 rows, above the stack's threshold of 64): the assess job
+    is the parent of the `embed_shard` children, waits for them on the workers, stores the
+    single run's bytes and scores them."""
+    root = workdir / "scaleout-assess"
+    root.mkdir(exist_ok=True)
+    archive = zip_dir(make_task(root / "data", task="shapes", per_class=52), root / "a.zip")
+    with two.client(two.new_key(f"assess-{uuid.uuid4().hex[:6]}")) as c:
+        dataset, model = upload(c, archive).json()["id"], add_tiny(c)["id"]
+        body = {"type": "assess", "model_id": model, "dataset_id": dataset, "bootstrap": 20}
+        resp = c.post("/v1/jobs", json=body)
+        assert resp.status_code == 202, resp.text
+        job = wait_job(c, resp.json()["id"], timeout=600)
+        assert job["status"] == "succeeded", job
+        kids = _children(c, job["id"])
+    assert [(k["type"], k["status"]) for k in kids] == [("embed_shard", "succeeded")] * 2
+    assert [k["params"]["split"] for k in kids] == ["test"] * 2
+    assert {k["worker"] for k in kids} <= {two.worker_id(p) for p in two.workers}
+    result = job["result"]
+    assert result["n"] == 78 and result["iimm"]["value"] is not None, result
+    with _in_process(two, model) as ctx:
+        single = single_run(ctx, model, dataset, tmp_path / "single", split="test")
+        stored = embedding_dir(ctx.settings, ctx.sessions, result["embedding_id"])
+    assert_same_run(stored, single)
+    assert not (two.data_dir / "artifacts" / "shards" / job["id"]).exists()
 
 
 def _serial_evaluation(

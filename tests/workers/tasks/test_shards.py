@@ -76,9 +76,11 @@ def submit_embed(
     return resp.json()["id"], model, dataset
 
 
-def single_run(ctx: JobContext, model_id: str, dataset_id: str, out: Path) -> Path:
-    """One worker's run of the whole train split through the embed job's own helpers (the
-    job's model and dataset, the setting's batch size), into `out`."""
+def single_run(
+    ctx: JobContext, model_id: str, dataset_id: str, out: Path, split: str = "train"
+) -> Path:
+    """One worker's run of the whole `split` through the embed job's own helpers (the job's
+    model and dataset, the setting's batch size), into `out`."""
     from workers.ml.embed import embed_dataset
     from workers.tasks.datasets import load_rows, open_layout
     from workers.tasks.embed import load_model_for
@@ -86,7 +88,7 @@ def single_run(ctx: JobContext, model_id: str, dataset_id: str, out: Path) -> Pa
     model_row, dataset_row = load_rows(ctx, model_id, dataset_id)
     model, layout = load_model_for(ctx, model_row), open_layout(ctx, dataset_row)
     batch = ctx.settings.embed_batch_size
-    embed_dataset(model, layout, split="train", out_dir=out, batch_size=batch, num_workers=0)
+    embed_dataset(model, layout, split=split, out_dir=out, batch_size=batch, num_workers=0)
     return out
 
 
