@@ -84,6 +84,14 @@ class Settings(BaseSettings):
     metrics_worker_window_s: float = Field(default=900.0, ge=0)
     # Published outbox rows are kept this long (for inspection), then purged by the same pass.
     outbox_retention_s: float = Field(default=7 * 86400.0, ge=0)
+    # A worker's local copies of a remote artifact store (`<data dir>/cache/iimm-cache`,
+    # `app.artifacts.cache`): at most this many bytes (0: unbounded; least recently used go
+    # first, never one a job on the machine is reading), none unused for longer than the
+    # retention (0: kept), and copies whose artifact the store no longer has (a delete, the
+    # orphan sweep) removed by a check of the store at worker start, then every interval.
+    artifact_cache_max_bytes: int = Field(default=64 * 1024 * MiB, ge=0)
+    artifact_cache_retention_s: float = Field(default=7 * 86400.0, ge=0)
+    artifact_cache_check_interval_s: float = Field(default=600.0, gt=0)
     # On SIGTERM/SIGINT a worker cancels its job and gives it back to the queue; after this
     # many seconds it gives the job back and exits even if the job has not stopped.
     worker_stop_grace_s: float = Field(default=6.0, ge=0)

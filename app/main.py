@@ -53,7 +53,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.sessionmaker = make_sessionmaker(engine)
     read_engine = make_engine(settings.db_url, read_only=True) if _is_sqlite(settings) else engine
     app.state.read_sessionmaker = make_sessionmaker(read_engine)
-    app.state.storage = Storage(settings.artifacts_url, cache_dir=settings.data_dir / "cache")
+    app.state.storage = Storage.for_settings(settings)
     maintenance = None
     if settings.run_maintenance_in_api:
         from app.jobs.maintenance import Maintenance

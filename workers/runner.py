@@ -59,7 +59,7 @@ def worker_env() -> WorkerEnv:
     return WorkerEnv(
         settings=settings,
         sessions=make_sessionmaker(make_engine(settings.db_url)),
-        storage=Storage(settings.artifacts_url, cache_dir=settings.data_dir / "cache"),
+        storage=Storage.for_settings(settings),
         worker_id=f"{socket.gethostname()}:{os.getpid()}",
     )
 
@@ -162,6 +162,19 @@ def execute(job_id: str) -> str:
         STOP.running = None
         beat.stopped.set()
         beat.join(timeout=5)
+        after_job(env)
+
+
+def after_job(env: WorkerEnv) -> None:
+    """Let the cache drop what the job read, and keep it within its bounds (the store is
+    checked for removed artifacts when due: `app.artifacts.cache`)."""
+    if env.storage.is_local:
+        return
+    env.storage.cache.release()
+    try:
+        env.storage.cache.prune_if_due()
+    except Exception as exc:  # a full disk, the store away: the next job tries again
+        log.warning("pruning the artifact cache failed: %s", exc)
 
 
 def public_error(text: str, data_dir: Path | str) -> str:
@@ -429,6 +442,8 @@ def poll_forever(queues: list[str], stop: threading.Event | None = None) -> None
             log.warning("polling failed: %s", exc)
             job_id = None
         if job_id is None:
+            if not env.storage.is_local and env.storage.cache.check_due():
+                after_job(env)  # idle: drop copies of what was deleted meanwhile
             stop.wait(env.settings.worker_poll_s)
             continue
         started = time.monotonic()
@@ -445,12 +460,20 @@ def main() -> None:
 
 def sweep_at_start(settings: Settings) -> None:
     """Remove the working folders of this machine's worker processes that were killed
-    (SIGKILL: no clean-up ran): decoding payloads and ingest extractions (`app.workdirs`)."""
+    (SIGKILL: no clean-up ran): decoding payloads and ingest extractions (`app.workdirs`);
+    prune the cache of a remote store of what the store no longer has, of what was not used
+    for the retention, and down to its bound (`app.artifacts.cache`)."""
     from workers.ml.data.pool import sweep_payload_dirs
     from workers.tasks.ingest import sweep_work_dirs
 
     sweep_payload_dirs()
     sweep_work_dirs(settings)
+    storage = Storage.for_settings(settings)
+    if not storage.is_local:
+        try:
+            storage.cache.prune(check_sources=True)
+        except Exception as exc:  # the store is away: the first job's prune tries again
+            log.warning("pruning the artifact cache failed: %s", exc)
 
 
 def serve_worker(queues: list[str], settings: Settings) -> None:

@@ -6,21 +6,47 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from app.artifacts.cache import LocalCache
+
+if TYPE_CHECKING:
+    from app.config import Settings
+
 
 class Storage:
-    """Artifacts under one fsspec root; local roots are used in place, remote ones cached."""
+    """Artifacts under one fsspec root; local roots are used in place, remote ones cached
+    (`app.artifacts.cache`: bounded, and pruned of what the store no longer has)."""
 
-    def __init__(self, root: str, cache_dir: str | Path | None = None) -> None:
+    def __init__(
+        self, root: str, cache_dir: str | Path | None = None, *, cache_max_bytes: int = 0,
+        cache_retention_s: float = 0.0, cache_check_interval_s: float = 600.0,
+    ) -> None:  # fmt: skip
+        self.url = root
         self.fs, path = fsspec.core.url_to_fs(root)
         self.root = path.rstrip("/")
         self.is_local = isinstance(self.fs, LocalFileSystem)
         if self.is_local:
             os.makedirs(self.root, exist_ok=True)
         self.cache_dir = Path(cache_dir or tempfile.gettempdir()) / "iimm-cache"
+        self.cache = LocalCache(
+            self.cache_dir, max_bytes=cache_max_bytes, retention_s=cache_retention_s,
+            check_interval_s=cache_check_interval_s, exists=lambda url: bool(self.fs.exists(url)),
+        )  # fmt: skip
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Storage:
+        """The store of `settings`, its cache in ``<data dir>/cache`` with the settings'
+        bounds."""
+        return cls(
+            settings.artifacts_url, cache_dir=settings.data_dir / "cache",
+            cache_max_bytes=settings.artifact_cache_max_bytes,
+            cache_retention_s=settings.artifact_cache_retention_s,
+            cache_check_interval_s=settings.artifact_cache_check_interval_s,
+        )  # fmt: skip
 
     def path(self, key: str) -> str:
         """The full path (in the storage's filesystem) of `key`."""
@@ -42,17 +68,21 @@ class Storage:
         self.fs.put(str(local_dir), dest, recursive=True)
 
     def local_dir(self, key: str) -> Path:
-        """A local directory holding the contents of `key` (downloaded once if remote)."""
+        """A local directory holding the contents of `key` (downloaded once if remote; the
+        copy is kept from pruning until `self.cache.release()`, which the runner calls after
+        each job)."""
         if self.is_local:
             return Path(self.path(key))
-        target = self.cache_dir / key
-        if not target.exists():
-            self.cache_dir.parent.mkdir(parents=True, exist_ok=True)  # a fresh worker has none
-            tmp = Path(tempfile.mkdtemp(dir=self.cache_dir.parent))
-            self.fs.get(self.path(key) + "/", str(tmp), recursive=True)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, target)
-        return target
+        key = key.strip("/")
+        return self.cache.get(
+            key,
+            self.source_url(key),
+            lambda into: self.fs.get(self.path(key) + "/", str(into), recursive=True),
+        )
+
+    def source_url(self, key: str) -> str:
+        """The URL of `key` in the store (what a cache entry's existence is checked at)."""
+        return self.fs.unstrip_protocol(self.path(key))
 
     def exists(self, key: str) -> bool:
         """Whether `key` exists."""

@@ -97,13 +97,14 @@ class Maintenance:
 
     def storage(self) -> Storage:
         """The artifact store of these settings."""
-        return Storage(self.settings.artifacts_url, cache_dir=self.settings.data_dir / "cache")
+        return Storage.for_settings(self.settings)
 
     def sweep(self) -> list[str]:
         """Purge old published outbox rows; remove orphaned artifacts and those of jobs
         finished longer than `job_files_retention_s` ago (`app.deletion.sweep_orphans`), and
         stale upload working folders of this process's data directory and the working
-        folders of job attempts that are over; returns the keys of the removed artifacts."""
+        folders of job attempts that are over; prune that directory's cache of a remote
+        store (`app.artifacts.cache`); returns the keys of the removed artifacts."""
         from app.deletion import sweep_job_folders, sweep_orphans, sweep_temp_folders
 
         s = self.settings
@@ -117,6 +118,9 @@ class Maintenance:
         sweep_temp_folders(s.data_dir, min_age_s=s.orphan_min_age_s)
         with session_scope(self.factory) as session:
             sweep_job_folders(session, s.data_dir)
+        storage = self.storage()
+        if not storage.is_local:  # this data directory's copies of what the sweep removed
+            storage.cache.prune(check_sources=True)
         return removed
 
     def measure_usage(self) -> dict[str, tuple[int, int]]:

@@ -81,7 +81,7 @@ def run_ingest(ctx: JobContext) -> Outcome:
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if row["source"] == "upload" and not ctx.storage.is_local:  # the downloaded copy
-            shutil.rmtree(ctx.storage.cache_dir / upload_key(row["id"]), ignore_errors=True)
+            ctx.storage.cache.discard(upload_key(row["id"]))
     return _outcome(ctx, row, values, stored)
 
 

@@ -23,7 +23,6 @@ import math
 import shutil
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from app.db import session_scope
@@ -291,5 +290,5 @@ def _remove_shards(ctx: JobContext) -> None:
     """Remove the job's shards from the store and this worker's cache of remote artifacts."""
     ctx.storage.delete(shards_key(ctx.job_id))
     if not ctx.storage.is_local:
-        shutil.rmtree(Path(ctx.storage.cache_dir) / shards_key(ctx.job_id), ignore_errors=True)
+        ctx.storage.cache.discard(shards_key(ctx.job_id))
         shutil.rmtree(ctx.settings.data_dir / "work" / shards_key(ctx.job_id), ignore_errors=True)
