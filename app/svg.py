@@ -16,10 +16,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
 
-WIDTH, HEIGHT = 640, 440
-LEFT, RIGHT, TOP, BOTTOM = 70, 24, 84, 56
-CHAR_EM = 0.6  # a generous mean advance of a sans-serif character, in em
+WIDTH = 640
+PLOT_HEIGHT = 300  # the scatter's frame
+PAD = 12  # margin between the figure's edge and any text
+SIZE = 12  # px, the font size of every text but the title
+TITLE_SIZE = 15
+LINE = 15  # px between the baselines of two lines of 12 px text
 FONT = "font-family='system-ui, sans-serif'"
+# Text extents. No font is embedded, so the viewer's own sans-serif draws the text: the
+# layout reserves room for the widest common one. An advance (in em) for each character
+# class, at least DejaVu Sans's and Verdana's (the widest common sans-serifs; Arial,
+# Helvetica, Segoe UI, SF and Roboto are narrower), bold 12% wider; a line box from
+# ASCENT above the baseline to DESCENT below (DejaVu: 0.93 and 0.24).
+_NARROW, _SEMI, _WIDE = set("ijl.,:;'|!"), set('frt()[]/\\"`-IJ'), set("mwMW")
+_EM_NARROW, _EM_SEMI, _EM_SPACE, _EM_LOWER, _EM_UPPER, _EM_OTHER = 0.42, 0.5, 0.36, 0.64, 0.8, 1.0
+BOLD = 1.12
+ASCENT, DESCENT = 0.95, 0.25
+# dominant-baseline='middle' text spans MID_UP em above its y to MID_DOWN below (whether a
+# browser takes the middle at half the x-height or half the em box)
+MID_UP, MID_DOWN = 0.7, 0.6
+ELLIPSIS = "…"
 # Sequential ramp (viridis anchors): dark purple (0) to yellow (1); luminance increases.
 RAMP = (
     (0x44, 0x01, 0x54),
@@ -47,13 +63,15 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
 
 
 def padded_range(values: Sequence[float], pad: float = 0.06) -> tuple[float, float]:
-    """[min, max] of the finite `values` widened by `pad` of the span (a unit span around a
-    single value), so that marks never sit on the frame."""
+    """[min, max] of the finite `values` widened by `pad` of the span (of max(|value|, 1)
+    around a single value, or values that differ by rounding only, whose ticks would
+    otherwise collapse), so that marks never sit on the frame."""
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
         return 0.0, 1.0
     lo, hi = min(finite), max(finite)
-    span = hi - lo if hi > lo else max(abs(lo), 1.0)
+    scale = max(abs(lo), abs(hi), 1.0)
+    span = hi - lo if hi - lo > 1e-6 * scale else scale  # values equal to rounding: as one
     return lo - pad * span, hi + pad * span
 
 
@@ -78,30 +96,121 @@ def _label(value: float) -> str:
     return f"{value:g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.1e}"
 
 
-def fit_text(text: str, width: float, size: float) -> str:
-    """`text` cut (with an ellipsis) to about `width` pixels at `size` px."""
-    most = max(1, int(width / (CHAR_EM * size)))
-    return text if len(text) <= most else text[: most - 1].rstrip() + "…"
+def char_em(ch: str) -> float:
+    """A conservative advance of `ch`, in em (see the constants above)."""
+    if ch == " ":
+        return _EM_SPACE
+    if ch in _NARROW:
+        return _EM_NARROW
+    if ch in _SEMI:
+        return _EM_SEMI
+    if ch in _WIDE or not ch.isascii():
+        return _EM_OTHER
+    if ch.islower() or ch.isdigit():
+        return _EM_LOWER
+    if ch.isupper():
+        return _EM_UPPER
+    return _EM_OTHER
 
 
-def _svg(
-    body: list[str], title: str, subtitle: str = "", width: float = WIDTH, height: float = HEIGHT
-) -> str:
-    room = width - 2 * 12
-    head = (
-        f"<svg xmlns='http://www.w3.org/2000/svg' width='{_num(width)}' height='{_num(height)}' "
-        f"viewBox='0 0 {_num(width)} {_num(height)}' role='img' {FONT} font-size='12'>"
-        f"<title>{escape(' — '.join(t for t in (title, subtitle) if t))}</title>"
-        f"<rect width='100%' height='100%' fill='white'/>"
-        f"<text class='title' x='12' y='22' font-size='15' font-weight='600'>"
-        f"{escape(fit_text(title, room, 15))}</text>"
+def text_width(text: str, size: float = SIZE, bold: bool = False) -> float:
+    """The width `text` takes at `size` px: at least what the widest common sans-serif takes."""
+    return sum(char_em(ch) for ch in text) * size * (BOLD if bold else 1.0)
+
+
+def fit_text(text: str, width: float, size: float = SIZE, bold: bool = False) -> str:
+    """`text`, or its longest start with an ellipsis that fits `width` pixels at `size` px."""
+    if text_width(text, size, bold) <= width + 1e-6:
+        return text
+    room = width - text_width(ELLIPSIS, size, bold)
+    used, cut = 0.0, 0
+    for ch in text:
+        used += char_em(ch) * size * (BOLD if bold else 1.0)
+        if used > room:
+            break
+        cut += 1
+    return text[:cut].rstrip() + ELLIPSIS
+
+
+def wrap_text(text: str, width: float, size: float = SIZE, lines: int = 2) -> list[str]:
+    """`text` broken at spaces into at most `lines` lines of at most `width` pixels, the last
+    cut with an ellipsis if the text does not fit; a word wider than a line is cut."""
+    out: list[str] = []
+    words = text.split()
+    while words and len(out) < lines - 1:
+        line = words.pop(0)
+        while words and text_width(f"{line} {words[0]}", size) <= width:
+            line += " " + words.pop(0)
+        if text_width(line, size) > width:  # one long word: the rest goes on the next line
+            return [*out, fit_text(" ".join([line, *words]), width, size)]
+        out.append(line)
+    if words:
+        out.append(fit_text(" ".join(words), width, size))
+    return out or [""]
+
+
+def _text(shown: str, full: str, x: float, y: float, extra: str = "", cls: str = "") -> str:
+    """A <text> at (x, y) showing `shown`; when that is a cut of `full`, the whole of `full`
+    is its <title> (a tooltip in browsers)."""
+    tip = f"<title>{escape(full)}</title>" if shown != full else ""
+    cls_attr = f" class='{cls}'" if cls else ""
+    return (
+        f"<text{cls_attr} x='{_num(x)}' y='{_num(y)}'{' ' + extra if extra else ''}>"
+        f"{escape(shown)}{tip}</text>"
     )
+
+
+@dataclass(frozen=True)
+class Box:
+    """An axis-aligned rectangle in pixels."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+    def meets(self, other: Box) -> bool:
+        return (self.x0 < other.x1 and other.x0 < self.x1 and self.y0 < other.y1
+                and other.y0 < self.y1)  # fmt: skip
+
+    def inside(self, other: Box) -> bool:
+        return (other.x0 <= self.x0 and self.x1 <= other.x1 and other.y0 <= self.y0
+                and self.y1 <= other.y1)  # fmt: skip
+
+
+def _header(title: str, subtitle: str, width: float) -> tuple[list[str], float]:
+    """The title and subtitle lines (cut to `width`), and the y under them."""
+    room = width - 2 * PAD
+    y = 8 + ASCENT * TITLE_SIZE
+    out = [_text(fit_text(title, room, TITLE_SIZE, bold=True), title, PAD, y,
+                 f"font-size='{TITLE_SIZE}' font-weight='600'", "title")]  # fmt: skip
+    bottom = y + DESCENT * TITLE_SIZE
     if subtitle:
-        head += (
-            f"<text class='subtitle' x='12' y='40' fill='#555'>"
-            f"{escape(fit_text(subtitle, room, 12))}</text>"
-        )
-    return head + "".join(body) + "</svg>"
+        y = bottom + 4 + ASCENT * SIZE
+        out.append(_text(fit_text(subtitle, room), subtitle, PAD, y, "fill='#555'", "subtitle"))
+        bottom = y + DESCENT * SIZE
+    return out, bottom
+
+
+def _svg(body: list[str], title: str, subtitle: str, width: float, height: float) -> str:
+    return (
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{_num(width)}' height='{_num(height)}' "
+        f"viewBox='0 0 {_num(width)} {_num(height)}' role='img' {FONT} font-size='{SIZE}'>"
+        f"<title>{escape(' — '.join(t for t in (title, subtitle) if t))}</title>"
+        f"<rect width='100%' height='100%' fill='white'/>" + "".join(body) + "</svg>"
+    )
+
+
+def _x_ticks(lo: float, hi: float, length: float) -> list[float]:
+    """Ticks for an axis `length` pixels long whose centred labels keep 8 px apart."""
+    for count in (5, 4, 3, 2):
+        ticks = nice_ticks(lo, hi, count)
+        if len(ticks) < 2:
+            return ticks
+        gap = length * (ticks[1] - ticks[0]) / (hi - lo)
+        if gap >= max(text_width(_label(t)) for t in ticks) + 8:
+            return ticks
+    return ticks[:: max(1, len(ticks) - 1)]  # the two ends
 
 
 def fit_svg(
@@ -120,18 +229,36 @@ def fit_svg(
     """Scatter of (name, x, y) points with the fitted `curve` (a polyline in data units:
     two points for a line, three for a hinge; empty for none) drawn over them; `band`
     (x, lower, upper) is shaded behind them and `fitted_range` (the x range the fit saw)
-    is marked by dashed lines. A legend names each mark."""
+    is marked by dashed lines. A legend names each mark.
+
+    Laid out from text extents, top to bottom: title, subtitle, note, legend rows, the
+    frame (its height fixed) with tick labels, the x-axis title; the y-axis title (up to two
+    lines) and the widest y tick label set the left margin. Each point's name goes beside
+    it where it meets no other name and stays in the frame, and is left out where it
+    cannot (the point's tooltip names it)."""
     xs = [x for _, x, _ in points] + [x for x, _ in curve] + [x for x, _, _ in band]
     ys = [y for _, _, y in points] + [y for _, y in curve]
     ys += [v for _, lo, hi in band for v in (lo, hi)]
-    sx = Scale(*padded_range(xs), LEFT, WIDTH - RIGHT)
-    sy = Scale(*padded_range(ys), HEIGHT - BOTTOM, TOP)
-    body = _axes(sx, sy, x_label, y_label)
+    x_lo, x_hi = padded_range(xs)
+    y_lo, y_hi = padded_range(ys)
+    body, y = _header(title, subtitle, WIDTH)
     if note:
-        body.append(
-            f"<text class='note' x='12' y='58' fill='#555'>"
-            f"{escape(fit_text(note, WIDTH - 24, 12))}</text>"
-        )
+        y += 4 + ASCENT * SIZE
+        body.append(_text(fit_text(note, WIDTH - 2 * PAD), note, PAD, y, "fill='#555'", "note"))
+        y += DESCENT * SIZE
+    y_ticks = nice_ticks(y_lo, y_hi)
+    y_lines = wrap_text(y_label, PLOT_HEIGHT)
+    tick_w = max(text_width(_label(t)) for t in y_ticks)
+    left = PAD + len(y_lines) * LINE + 6 + tick_w + 6
+    x_ticks = _x_ticks(x_lo, x_hi, WIDTH - left - 60)
+    right = WIDTH - max(24.0, PAD + max(text_width(_label(t)) for t in x_ticks) / 2)
+    legend, y = _fit_legend(bool(curve), bool(band), fitted_range is not None, band_label,
+                            left, y)  # fmt: skip
+    top = y + 6 + MID_UP * SIZE
+    sx = Scale(x_lo, x_hi, left, right)
+    sy = Scale(y_lo, y_hi, top + PLOT_HEIGHT, top)
+    axes, bottom = _axes(sx, sy, x_ticks, y_ticks, x_label, y_label)
+    body += axes
     if len(band) >= 2:
         outline = [(x, hi) for x, _, hi in band] + [(x, lo) for x, lo, _ in reversed(band)]
         path = " ".join(f"{_num(sx(x))},{_num(sy(y))}" for x, y in outline)
@@ -155,23 +282,61 @@ def fit_svg(
             f"<polyline class='fit' points='{path}' data-points={data} fill='none' "
             "stroke='#d62728' stroke-width='2'/>"
         )
-    for name, x, y in points:
+    body += _points(points, sx, sy) + legend
+    return _svg(body, title, subtitle, WIDTH, bottom + PAD)
+
+
+POINT_NAME_WIDTH = 150.0  # px; longer names are cut (the whole name in the tooltip)
+
+
+def _points(points: Sequence[tuple[str, float, float]], sx: Scale, sy: Scale) -> list[str]:
+    """The points' circles, and beside each its name where there is room (see fit_svg)."""
+    out = []
+    frame = Box(sx.start + 2, sy.end + 2, sx.end - 2, sy.start - 2)
+    marks = [Box(sx(x) - 5, sy(y) - 5, sx(x) + 5, sy(y) + 5) for _, x, y in points]
+    placed: list[Box] = []
+    for (name, x, y), mark in zip(points, marks, strict=True):
+        cx, cy = sx(x), sy(y)
         tip = escape(f"{name}: x = {x:.4g}, y = {y:.4g}")
-        right_half = sx(x) > (sx.start + sx.end) / 2  # labels lean inwards
-        dx, anchor = (-7, "end") if right_half else (7, "start")
-        body.append(
-            f"<circle class='point' cx='{_num(sx(x))}' cy='{_num(sy(y))}' r='5' "
+        shown = fit_text(name, POINT_NAME_WIDTH)
+        w = text_width(shown)
+        spot = _spot(cx, cy, w, frame, placed, [m for m in marks if m is not mark])
+        out.append(
+            f"<circle class='point' cx='{_num(cx)}' cy='{_num(cy)}' r='5' "
             f"data-name={quoteattr(name)} data-x='{x!r}' data-y='{y!r}' fill='#1f77b4' "
-            f"fill-opacity='0.85'><title>{tip}</title></circle>"
-            f"<text x='{_num(sx(x) + dx)}' y='{_num(sy(y) - 7)}' text-anchor='{anchor}' "
-            f"fill='#333'>{escape(name)}</text>"
+            f"fill-opacity='0.85' data-labelled='{'yes' if spot else 'no'}'>"
+            f"<title>{tip}</title></circle>"
         )
-    body += _fit_legend(bool(curve), bool(band), fitted_range is not None, band_label)
-    return _svg(body, title, subtitle)
+        if spot is not None:
+            box, tx, ty = spot
+            placed.append(box)
+            out.append(_text(shown, name, tx, ty, "fill='#333'", "point-name"))
+    return out
 
 
-def _fit_legend(line: bool, band: bool, fitted: bool, band_label: str) -> list[str]:
-    """One row of swatches under the title: task, fit, band, fitted range."""
+def _spot(
+    cx: float, cy: float, w: float, frame: Box, placed: list[Box], marks: list[Box]
+) -> tuple[Box, float, float] | None:
+    """Where a name `w` wide goes beside the point at (cx, cy): the first of eight spots
+    (inwards first) inside `frame` that meets no `placed` name, preferring one that covers
+    no other point; (box, x, y of its start and baseline), or None."""
+    up, down = ASCENT * SIZE, DESCENT * SIZE
+    inward = 1 if cx < (frame.x0 + frame.x1) / 2 else -1
+    spots = []
+    for side in (inward, -inward):
+        x0 = cx + 7 if side > 0 else cx - 7 - w
+        for base in (cy - 7, cy + 7 + up, cy + (up - down) / 2):  # above, below, level
+            spots.append((Box(x0, base - up, x0 + w, base + down), x0, base))
+    fits = [s for s in spots if s[0].inside(frame) and not any(s[0].meets(b) for b in placed)]
+    clear = [s for s in fits if not any(s[0].meets(m) for m in marks)]
+    return (clear or fits or [None])[0]
+
+
+def _fit_legend(
+    line: bool, band: bool, fitted: bool, band_label: str, left: float, y: float
+) -> tuple[list[str], float]:
+    """Rows of swatches from `left` under the y given: task, fit, band, fitted range; and
+    the y under them."""
     entries = [("<circle cx='5' cy='0' r='4.5' fill='#1f77b4'/>", "fine-tuned task")]
     if line:
         entries.append(
@@ -191,45 +356,68 @@ def _fit_legend(line: bool, band: bool, fitted: bool, band_label: str) -> list[s
                 "fitted range",
             )
         )
-    out, x = ["<g class='legend'>"], float(LEFT)
+    row_y = y + 6 + MID_UP * SIZE
+    out, x = ["<g class='legend'>"], left
     for mark, label in entries:
+        shown = fit_text(label, WIDTH - PAD - left - 17)
+        w = 17 + text_width(shown)
+        if x > left and x + w > WIDTH - PAD:
+            x, row_y = left, row_y + 20
         out.append(
-            f"<g transform='translate({_num(x)} {TOP - 12})'>{mark}"
-            f"<text x='17' y='0' dominant-baseline='middle' fill='#333'>"
-            f"{escape(label)}</text></g>"
+            f"<g transform='translate({_num(x)} {_num(row_y)})'>{mark}"
+            + _text(shown, label, 17, 0, "dominant-baseline='middle' fill='#333'")
+            + "</g>"
         )
-        x += 17 + CHAR_EM * 12 * len(label) + 16
-    return [*out, "</g>"]
+        x += w + 16
+    return [*out, "</g>"], row_y + MID_DOWN * SIZE
 
 
-def _axes(sx: Scale, sy: Scale, x_label: str, y_label: str) -> list[str]:
-    """Frame, grid lines with tick labels, and the two axis titles."""
+def _axes(
+    sx: Scale,
+    sy: Scale,
+    x_ticks: Sequence[float],
+    y_ticks: Sequence[float],
+    x_label: str,
+    y_label: str,
+) -> tuple[list[str], float]:
+    """Frame, grid lines with tick labels, and the two axis titles (lines of text: the
+    y-axis title's at the left edge, turned); and the y under the x-axis title."""
     out = [
-        f"<rect class='frame' x='{sx.start}' y='{sy.end}' width='{sx.end - sx.start}' "
-        f"height='{sy.start - sy.end}' fill='none' stroke='#999'/>"
+        f"<rect class='frame' x='{_num(sx.start)}' y='{_num(sy.end)}' "
+        f"width='{_num(sx.end - sx.start)}' height='{_num(sy.start - sy.end)}' fill='none' "
+        "stroke='#999'/>"
     ]
-    for t in nice_ticks(sx.lo, sx.hi):
+    mid_x, mid_y = (sx.start + sx.end) / 2, (sy.start + sy.end) / 2
+    x_lines = wrap_text(x_label, 2 * min(mid_x - PAD, WIDTH - PAD - mid_x))
+    y_lines = wrap_text(y_label, sy.start - sy.end)
+    tick_y = sy.start + MID_DOWN * SIZE + 2 + ASCENT * SIZE  # under the lowest y tick label
+    for t in x_ticks:
         x = _num(sx(t))
         out.append(
-            f"<line class='xtick' x1='{x}' x2='{x}' y1='{sy.end}' y2='{sy.start}' "
-            f"data-value='{t!r}' stroke='#eee'/><text x='{x}' y='{sy.start + 16}' "
+            f"<line class='xtick' x1='{x}' x2='{x}' y1='{_num(sy.end)}' y2='{_num(sy.start)}' "
+            f"data-value='{t!r}' stroke='#eee'/><text x='{x}' y='{_num(tick_y)}' "
             f"text-anchor='middle'>{_label(t)}</text>"
         )
-    for t in nice_ticks(sy.lo, sy.hi):
+    for t in y_ticks:
         y = _num(sy(t))
         out.append(
-            f"<line class='ytick' x1='{sx.start}' x2='{sx.end}' y1='{y}' y2='{y}' "
-            f"data-value='{t!r}' stroke='#eee'/>"
-            f"<text x='{sx.start - 6}' y='{y}' text-anchor='end' "
+            f"<line class='ytick' x1='{_num(sx.start)}' x2='{_num(sx.end)}' y1='{y}' "
+            f"y2='{y}' data-value='{t!r}' stroke='#eee'/>"
+            f"<text x='{_num(sx.start - 6)}' y='{y}' text-anchor='end' "
             f"dominant-baseline='middle'>{_label(t)}</text>"
         )
-    mid_x, mid_y = (sx.start + sx.end) / 2, (sy.start + sy.end) / 2
-    out.append(f"<text x='{mid_x}' y='{HEIGHT - 14}' text-anchor='middle'>{escape(x_label)}</text>")
-    out.append(
-        f"<text x='16' y='{mid_y}' text-anchor='middle' "
-        f"transform='rotate(-90 16 {mid_y})'>{escape(y_label)}</text>"
-    )
-    return out
+    y = tick_y + DESCENT * SIZE + 4 + ASCENT * SIZE - LINE
+    for k, line in enumerate(x_lines):
+        y += LINE
+        full = x_label if k == len(x_lines) - 1 and line.endswith(ELLIPSIS) else line
+        out.append(_text(line, full, mid_x, y, "text-anchor='middle'", "x-label"))
+    for k, line in enumerate(y_lines):
+        x = PAD + ASCENT * SIZE + k * LINE
+        full = y_label if k == len(y_lines) - 1 and line.endswith(ELLIPSIS) else line
+        out.append(_text(line, full, x, mid_y,
+                         f"text-anchor='middle' transform='rotate(-90 {_num(x)} {_num(mid_y)})'",
+                         "y-label"))  # fmt: skip
+    return out, y + DESCENT * SIZE
 
 
 def colour(value: float) -> str:
@@ -239,6 +427,11 @@ def colour(value: float) -> str:
     f = v - i
     rgb = (round(a + (b - a) * f) for a, b in zip(RAMP[i], RAMP[i + 1], strict=True))
     return "#" + "".join(f"{c:02x}" for c in rgb)
+
+
+ROW_NAME_WIDTH = 180.0  # px; longer row and column names are cut (whole in the tooltip)
+COLUMN_NAME_WIDTH = 150.0
+SLANT = 35.0  # degrees the column names rise by
 
 
 def heatmap_svg(
@@ -264,50 +457,66 @@ def heatmap_svg(
     outlined. A row whose `row_flags` entry is not empty is marked with a flag (⚑) before
     its note, the entry (why) as the mark's tooltip and `data-flag`. Under the grid a colour
     scale of `value_label` and keys for the outline, for missing cells (`missing_label`)
-    and, when a row is flagged, for the mark (`flag_label`)."""
+    and, when a row is flagged, for the mark (`flag_label`).
+
+    Laid out from text extents: the row names (and `row_title`, over them) set the left
+    column's width, the widest printed value the cells' width, the longest slanted column
+    name the room above the grid (under `column_title`), the notes and keys the width.
+    Names longer than ROW_NAME_WIDTH or COLUMN_NAME_WIDTH are cut with an ellipsis, the
+    whole name in their tooltip."""
     if any(len(r) != len(columns) for r in cells) or len(cells) != len(rows):
         raise ValueError("cells must have one value per row and column")
-    label_w = min(220, 28 + 7 * max((len(r) for r in rows), default=0))
-    note_w = 120 if row_notes else 0
-    cell_w = max(36.0, min(90.0, (WIDTH - label_w - note_w - RIGHT) / max(len(columns), 1)))
+    row_names = [fit_text(r, ROW_NAME_WIDTH) for r in rows]
+    col_names = [fit_text(c, COLUMN_NAME_WIDTH) for c in columns]
+    label_w = PAD + 8 + max([text_width(r) for r in row_names]
+                            + [text_width(row_title, bold=True)], default=0.0)  # fmt: skip
+    printed = [_cell_text(v) for r in cells for v in r]
+    cell_w = max(36.0, 8 + max((text_width(t) for t in printed), default=0.0))
+    cell_w = max(cell_w, min(90.0, (WIDTH - label_w - 160) / max(len(columns), 1)))
     cell_h = 28.0
-    head = 58.0 + (18.0 if column_title else 0.0)
-    longest = max((len(c) for c in columns), default=0)
-    top = head + min(110.0, 12.0 + 0.57 * 7 * longest)  # room for the slanted column names
     grid_w = cell_w * len(columns)
     flagged = any(row_flags)
-    note_w += 16 if flagged else 0
-    keys = max(len(missing_label), len(highlight_label) if highlight else 0,
-               len(flag_label) + 2 if flagged else 0)  # fmt: skip
-    width = max(WIDTH * 0.75, label_w + grid_w + note_w + RIGHT, label_w + 40 + 7 * keys)
-    grid_bottom = top + cell_h * len(rows)
-    height = grid_bottom + 22 + 10 + 34 + 20 * (1 + bool(highlight) + flagged) + 8
-    outlined = set(highlight)
-    body: list[str] = []
+    notes_x = label_w + grid_w + 8 + (16 if flagged else 0)
+    notes_w = max((text_width(n) for n in row_notes), default=0.0)
+    body, y = _header(title, subtitle, WIDTH)  # the title is cut again once the width is known
+    sin, cos = math.sin(math.radians(SLANT)), math.cos(math.radians(SLANT))
     if column_title:
-        body.append(
-            f"<text class='column-title' x='{_num(label_w + grid_w / 2)}' y='{head - 6}' "
-            f"text-anchor='middle' font-weight='600'>{escape(column_title)}</text>"
-        )
+        y += 8 + ASCENT * SIZE
+        column_title_y = y
+        y += DESCENT * SIZE
+    rise = max((text_width(c) * sin for c in col_names), default=0.0) + ASCENT * SIZE * cos
+    top = y + 8 + rise + 6
+    grid_bottom = top + cell_h * len(rows)
+    reach = [label_w + (j + 0.5) * cell_w + text_width(c) * cos + DESCENT * SIZE * sin
+             for j, c in enumerate(col_names)]  # fmt: skip
+    legend, legend_w, bottom = _heat_legend(
+        label_w, grid_bottom + 22, value_label, missing_label,
+        highlight_label if highlight else "", flag_label if flagged else "",
+    )  # fmt: skip
+    width = max(WIDTH * 0.75, notes_x + notes_w + PAD, max(reach, default=0.0) + PAD,
+                label_w + legend_w + PAD)  # fmt: skip
+    body, _ = _header(title, subtitle, width)
+    if column_title:
+        shown = fit_text(column_title, width - 2 * PAD, bold=True)
+        half = text_width(shown, bold=True) / 2
+        x = min(max(label_w + grid_w / 2, PAD + half), width - PAD - half)
+        body.append(_text(shown, column_title, x, column_title_y,
+                          "text-anchor='middle' font-weight='600'", "column-title"))  # fmt: skip
     if row_title:
-        mid = (top + grid_bottom) / 2
-        body.append(
-            f"<text class='row-title' x='14' y='{_num(mid)}' text-anchor='middle' "
-            f"font-weight='600' transform='rotate(-90 14 {_num(mid)})'>"
-            f"{escape(row_title)}</text>"
-        )
-    for j, name in enumerate(columns):
+        body.append(_text(fit_text(row_title, label_w - PAD - 8, bold=True), row_title,
+                          label_w - 8, top - 6, "text-anchor='end' font-weight='600'",
+                          "row-title"))  # fmt: skip
+    for j, (shown, name) in enumerate(zip(col_names, columns, strict=True)):
         x = label_w + (j + 0.5) * cell_w
-        body.append(
-            f"<text class='column' x='{_num(x)}' y='{top - 6}' transform='rotate(-35 "
-            f"{_num(x)} {top - 6})'>{escape(name)}</text>"
-        )
+        body.append(_text(shown, name, x, top - 6,
+                          f"transform='rotate(-{SLANT:g} {_num(x)} {_num(top - 6)})'",
+                          "column"))  # fmt: skip
+    outlined = set(highlight)
     for i, (name, values) in enumerate(zip(rows, cells, strict=True)):
         y = top + i * cell_h
-        body.append(
-            f"<text class='row' x='{label_w - 8}' y='{_num(y + cell_h / 2)}' "
-            f"text-anchor='end' dominant-baseline='middle'>{escape(name)}</text>"
-        )
+        mid = y + cell_h / 2
+        body.append(_text(row_names[i], name, label_w - 8, mid,
+                          "text-anchor='end' dominant-baseline='middle'", "row"))  # fmt: skip
         for j, value in enumerate(values):
             x = label_w + j * cell_w
             attrs = f"x='{_num(x)}' y='{_num(y)}' width='{_num(cell_w - 2)}' height='{cell_h - 2}'"
@@ -317,7 +526,7 @@ def heatmap_svg(
                     f"<rect class='cell missing' {attrs} data-row='{i}' data-col='{j}' "
                     f"fill='#f4f4f4' stroke='#ccc' stroke-dasharray='3 2'><title>{where}: "
                     f"{escape(missing_label)}</title></rect>"
-                    f"<text x='{_num(x + cell_w / 2 - 1)}' y='{_num(y + cell_h / 2)}' "
+                    f"<text x='{_num(x + cell_w / 2 - 1)}' y='{_num(mid)}' "
                     "fill='#999' text-anchor='middle' dominant-baseline='middle'>–</text>"
                 )
             else:
@@ -326,9 +535,9 @@ def heatmap_svg(
                     f"<rect class='cell' {attrs} data-row='{i}' data-col='{j}' "
                     f"data-value='{value!r}' fill='{colour(value)}'><title>{where}: "
                     f"{value:.3f}</title></rect>"
-                    f"<text x='{_num(x + cell_w / 2 - 1)}' y='{_num(y + cell_h / 2)}' "
+                    f"<text x='{_num(x + cell_w / 2 - 1)}' y='{_num(mid)}' "
                     f"fill='{ink}' text-anchor='middle' dominant-baseline='middle'>"
-                    f"{value:.2f}</text>"
+                    f"{_cell_text(value)}</text>"
                 )
             if (i, j) in outlined:
                 body.append(
@@ -337,24 +546,21 @@ def heatmap_svg(
                     f"height='{cell_h - 3}' fill='none' stroke='#e4572e' "
                     "stroke-width='2.5'/>"
                 )
-        note_x = label_w + grid_w + 8
         if i < len(row_flags) and row_flags[i]:
             body.append(
-                f"<text class='row-flag' x='{_num(note_x)}' y='{_num(y + cell_h / 2)}' "
+                f"<text class='row-flag' x='{_num(label_w + grid_w + 8)}' y='{_num(mid)}' "
                 f"dominant-baseline='middle' fill='#b00020' data-row='{i}' "
                 f"data-flag={quoteattr(row_flags[i])}>⚑<title>{escape(row_flags[i])}</title></text>"
             )
-        if i < len(row_notes):
-            body.append(
-                f"<text class='row-note' x='{_num(note_x + (16 if flagged else 0))}' "
-                f"y='{_num(y + cell_h / 2)}' dominant-baseline='middle' fill='#333'>"
-                f"{escape(row_notes[i])}</text>"
-            )
-    body += _heat_legend(
-        label_w, grid_bottom + 22, value_label, missing_label, highlight_label if outlined else "",
-        flag_label if flagged else "",
-    )  # fmt: skip
-    return _svg(body, title, subtitle, width, height)
+        if i < len(row_notes) and row_notes[i]:
+            body.append(_text(row_notes[i], row_notes[i], notes_x, mid,
+                              "dominant-baseline='middle' fill='#333'", "row-note"))  # fmt: skip
+    body += legend
+    return _svg(body, title, subtitle, width, bottom + PAD)
+
+
+def _cell_text(value: float | None) -> str:
+    return f"{value:.2f}" if value is not None and math.isfinite(value) else "–"
 
 
 def _heat_legend(
@@ -364,9 +570,10 @@ def _heat_legend(
     missing_label: str,
     highlight_label: str,
     flag_label: str = "",
-) -> list[str]:
+) -> tuple[list[str], float, float]:
     """The colour scale (0 to 1 on the ramp, ticked) and keys for outlined and missing cells
-    and for the flag mark (each key only when its label is given)."""
+    and for the flag mark (each key only when its label is given); with its width and the
+    y under it."""
     bar_w, bar_h = 200.0, 10.0
     stops = "".join(
         f"<stop offset='{k / (len(RAMP) - 1):.3f}' stop-color='{colour(k / (len(RAMP) - 1))}'/>"
@@ -376,7 +583,7 @@ def _heat_legend(
         "<g class='legend'>",
         f"<defs><linearGradient id='ramp' x1='0' x2='1' y1='0' y2='0'>{stops}</linearGradient>"
         "</defs>",
-        f"<text x='{_num(x0)}' y='{_num(y0 - 6)}' fill='#333'>{escape(value_label)}</text>",
+        _text(value_label, value_label, x0, y0 - 6, "fill='#333'"),
         f"<rect class='colour-scale' x='{_num(x0)}' y='{_num(y0)}' width='{bar_w}' "
         f"height='{bar_h}' fill='url(#ramp)'/>",
     ]
@@ -396,15 +603,16 @@ def _heat_legend(
         y = y0 + bar_h + 34 + 20 * k
         out.append(
             f"<rect x='{_num(x0)}' y='{_num(y - 7)}' width='14' height='14' {style}/>"
-            f"<text class='{kind}-key' x='{_num(x0 + 20)}' y='{_num(y)}' "
-            f"dominant-baseline='middle'>{escape(label)}</text>"
+            + _text(label, label, x0 + 20, y, "dominant-baseline='middle'", f"{kind}-key")
         )
     if flag_label:
         y = y0 + bar_h + 34 + 20 * len(keys)
         out.append(
             f"<text x='{_num(x0 + 7)}' y='{_num(y)}' text-anchor='middle' "
             f"dominant-baseline='middle' fill='#b00020'>⚑</text>"
-            f"<text class='flag-key' x='{_num(x0 + 20)}' y='{_num(y)}' "
-            f"dominant-baseline='middle'>{escape(flag_label)}</text>"
+            + _text(flag_label, flag_label, x0 + 20, y, "dominant-baseline='middle'", "flag-key")
         )
-    return [*out, "</g>"]
+    y_last = y0 + bar_h + 34 + 20 * (len(keys) - 1 + bool(flag_label))
+    labels = [value_label, *(k[0] for k in keys), *([flag_label] if flag_label else [])]
+    width = max([bar_w + text_width("1") / 2] + [20 + text_width(t) for t in labels])
+    return [*out, "</g>"], width, y_last + MID_DOWN * SIZE

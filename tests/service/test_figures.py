@@ -85,7 +85,7 @@ def test_predictor_figure_holds_its_points_and_line(project: Any) -> None:
 
 def _texts(root: ET.Element) -> list[str]:
     """The visible strings of a figure, in document order."""
-    return ["".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    return [t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text")]
 
 
 def test_a_hinge_is_drawn_as_a_hinge(stack: Stack) -> None:
