@@ -45,6 +45,16 @@ def redis_db() -> int:
     return random.randint(1, 15)
 
 
+#: Webhooks of the shared stacks: only to the tests' receivers on 127.0.0.1, polled often and
+#: retried quickly (the embedded mode delivers from the API process).
+WEBHOOK_ENV = {
+    "IIMM_WEBHOOK_ALLOWED_HOSTS": '["127.0.0.1"]',
+    "IIMM_WEBHOOK_RETRY_BASE_S": "0.3",
+    "IIMM_WEBHOOK_INTERVAL_S": "0.2",
+    "IIMM_WEBHOOK_TIMEOUT_S": "30",
+}
+
+
 class SharedStacks:
     """The default stacks of one pytest process (an xdist worker), one per kind, each
     started on first use with one worker and stopped when the session ends.
@@ -54,6 +64,9 @@ class SharedStacks:
     by project (their own API keys, uniquely named rows, content no other module uploads
     when a test asserts a fresh computation) share these. A module that needs other
     settings, checks the whole store (orphan sweeps) or stops the API starts its own.
+
+    Their settings are the tests' defaults plus `WEBHOOK_ENV`, so the webhook modules share
+    them too (no other module registers endpoints; each project's hooks see only its jobs).
     """
 
     def __init__(self, base: Path) -> None:
@@ -72,11 +85,12 @@ class SharedStacks:
             data_dir = self.base / f"shared-{kind}"
             data_dir.mkdir()
             if kind == "embedded":
-                st = embedded_stack(data_dir)
+                st = embedded_stack(data_dir, **WEBHOOK_ENV)
             else:
                 if not (_redis_up() and _postgres_up()):
                     pytest.skip("Postgres or Redis is not running")
-                st, db_url = production_stack(data_dir, f"redis://127.0.0.1:6379/{redis_db()}")
+                broker = f"redis://127.0.0.1:6379/{redis_db()}"
+                st, db_url = production_stack(data_dir, broker, **WEBHOOK_ENV)
                 self.db_urls.append(db_url)
             self.stacks[kind] = st
         st.workers = [p for p in st.workers if p.poll() is None]

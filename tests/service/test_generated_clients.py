@@ -25,12 +25,12 @@ from typing import Any
 import pytest
 
 from app.main import create_app
+from tests.service.conftest import SharedStacks
 from tests.service.stack import (
     FINAL,
     ROOT,
     TINY,
     Stack,
-    embedded_stack,
     free_port,
     make_task,
     zip_dir,
@@ -74,17 +74,16 @@ def client_pkg(document: Path) -> Iterator[ModuleType]:
 
 
 @pytest.fixture(scope="module")
-def live(workdir: Path) -> Iterator[Stack]:
-    data_dir = workdir / f"generated-{uuid.uuid4().hex[:6]}"
-    data_dir.mkdir()
-    # webhooks may go to the test's receiver on 127.0.0.1; the API's delivery thread (the
-    # embedded mode runs maintenance in the API process) polls often
-    hooks = {"IIMM_WEBHOOK_ALLOWED_HOSTS": '["127.0.0.1"]', "IIMM_WEBHOOK_INTERVAL_S": "0.2",
-             "IIMM_WEBHOOK_RETRY_BASE_S": "0.3"}  # fmt: skip
-    stack = embedded_stack(data_dir, **hooks)
-    stack.start_worker()
-    yield stack
-    stack.stop()
+def live(shared_stacks: SharedStacks) -> Stack:
+    """This process's shared embedded stack: webhooks may go to the test's receiver on
+    127.0.0.1 and the API's delivery thread polls often (`WEBHOOK_ENV`)."""
+    return shared_stacks.get("embedded")
+
+
+@pytest.fixture(scope="module")
+def token(live: Stack) -> str:
+    """A key of a project of this module's own (the stack is shared with other modules)."""
+    return live.new_key(f"generated-clients-{uuid.uuid4().hex[:8]}")
 
 
 def _api(name: str) -> Any:
@@ -164,14 +163,14 @@ def _check_delivered(client: Any, hook: Any, receiver: Receiver, job_id: str) ->
 
 
 def test_python_client_runs_the_workflow(
-    client_pkg: ModuleType, live: Stack, task_zips: list[Path]
+    client_pkg: ModuleType, live: Stack, token: str, task_zips: list[Path]
 ) -> None:
     """The README's workflow through the generated client, untouched: upload, register,
     embed, score, measures, assess, fine-tune, matrix (JSON and CSV), predictor, prediction,
     webhooks (a signed delivery to a local receiver, listed as delivered)."""
     from iimm_client import AuthenticatedClient
 
-    client = AuthenticatedClient(base_url=live.url, token=live.admin_key)
+    client = AuthenticatedClient(base_url=live.url, token=token)
     client = client.with_timeout(__import__("httpx").Timeout(120.0))
     hook, receiver = _register_webhook(client)
     try:
@@ -280,12 +279,12 @@ def _workflow(client: Any, task_zips: list[Path], hook: Any, receiver: Receiver)
     assert full["ood_change"] is None and again.result.embeddings_reused is True
 
 
-def test_python_client_parses_problems(client_pkg: ModuleType, live: Stack) -> None:
+def test_python_client_parses_problems(client_pkg: ModuleType, live: Stack, token: str) -> None:
     """A 404 and a 422 arrive as the typed `Problem`, with `type`, `detail` and `errors`."""
     from iimm_client import AuthenticatedClient
     from iimm_client.models import Problem
 
-    client = AuthenticatedClient(base_url=live.url, token=live.admin_key)
+    client = AuthenticatedClient(base_url=live.url, token=token)
     missing = _api("jobs.get_job").sync_detailed("job_nope", client=client)
     assert missing.status_code == 404 and isinstance(missing.parsed, Problem)
     assert missing.parsed.type_ == "/problems/not-found" and "job_nope" in missing.parsed.detail

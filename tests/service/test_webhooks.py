@@ -8,7 +8,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,8 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from tests.service.stack import Stack, embedded_stack, free_port, wait_job
+from tests.service.conftest import SharedStacks
+from tests.service.stack import Stack, free_port, wait_job
 from tests.service.test_api import add_tiny, assert_problem, upload
 
 
@@ -57,18 +58,10 @@ class Receiver:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """An embedded stack whose webhooks may only go to 127.0.0.1, retried quickly."""
-    st = embedded_stack(
-        tmp_path_factory.mktemp("webhooks"), IIMM_WEBHOOK_ALLOWED_HOSTS='["127.0.0.1"]',
-        IIMM_WEBHOOK_RETRY_BASE_S="0.3", IIMM_WEBHOOK_INTERVAL_S="0.2",
-        IIMM_WEBHOOK_TIMEOUT_S="30",
-    )  # fmt: skip
-    st.start_worker()
-    try:
-        yield st
-    finally:
-        st.stop()
+def stack(shared_stacks: SharedStacks) -> Stack:
+    """This process's shared embedded stack: its webhooks may only go to 127.0.0.1 and are
+    retried quickly (`WEBHOOK_ENV`); each test works in projects of its own."""
+    return shared_stacks.get("embedded")
 
 
 def _name(prefix: str) -> str:
