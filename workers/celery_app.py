@@ -14,7 +14,8 @@ sent through the outbox), so another worker takes it at once instead of after th
 expires; after `IIMM_WORKER_STOP_GRACE_S` it is given back even if it has not stopped.
 With ``--pool=solo`` the job runs in the signalled process; with prefork the main process
 passes SIGTERM on to its pool processes, which do the same (and leave as usual when the
-warm shutdown closes the pool). A worker
+warm shutdown closes the pool). Other pools (``threads``, ``eventlet``, ``gevent``) run several
+jobs in one process and are refused at start (`workers.pools` says why). A worker
 killed without warning (SIGKILL, OOM) is covered by acks_late + reject_on_worker_lost and
 the lease: the reaper requeues the job when the lease expires.
 """
@@ -59,6 +60,16 @@ app = celery_app
 
 #: Whether jobs run in this process (solo pool) rather than in prefork pool processes.
 _JOBS_HERE = {"value": False, "child_handler": False}
+
+
+@worker_init.connect
+def _refuse_unsupported_pool(sender: Any = None, **_: Any) -> None:
+    """Before anything else: only the one-job-per-process pools (`workers.pools`). A
+    SystemExit, not an Exception, so that Celery's signal dispatch does not log and go on."""
+    from workers.pools import problem
+
+    if (why := problem(getattr(sender, "pool_cls", "solo"))) is not None:
+        raise SystemExit(why)
 
 
 @worker_init.connect
