@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from pydantic import BaseModel, Field
 
+# the choice of gain predictor is shared with the assess job, so its enum lives there
+from app.predictors.choice import RankBy as RankBy
 from app.predictors.schemas import Interval
 
 
@@ -93,14 +93,6 @@ class ZeroShotPrediction(BaseModel):
 class IimmPrediction(ZeroShotPrediction):
     """What the method's gain predictor on IIMM says for the same dataset, beside a ranking
     by another measure."""
-
-
-class RankBy(StrEnum):
-    """Which gain predictor a ranking orders the candidates by."""
-
-    iimm = "iimm"
-    zero_shot = "zero_shot"
-    best = "best"
 
 
 class RankingItem(BaseModel):

@@ -16,7 +16,6 @@ from app.comparisons.schemas import (
     FlaggedTask,
     IimmPrediction,
     MeasureComparisonRead,
-    RankBy,
     RankingItem,
     RankingRead,
     Unranked,
@@ -36,11 +35,17 @@ from app.models import PretrainedModel
 from app.models.predictors import Predictor
 from app.predictors import data
 from app.predictors import service as predictors_service
-from app.predictors.assess import PREFERRED_FEATURE, headline, newest
+from app.predictors.choice import (
+    MIN_TASKS,
+    PREFERRED_FEATURE,
+    RankBy,
+    headline,
+    newest,
+    pick_gain_predictor,
+)
 from app.predictors.predictions import assess_request, prediction_of
 from app.predictors.schemas import Interval
 
-MIN_TASKS = 3
 #: NCTI, combined from its stored raw terms across the project's base models per dataset.
 NCTI = "ncti"
 
@@ -233,53 +238,6 @@ def comparison_or_none(
         return None
 
 
-def _pick(
-    by: RankBy,
-    gains: list[Predictor],
-    method: str,
-    comparison_of: Callable[[str], ComparisonRead | None],
-) -> tuple[Predictor | None, str]:
-    """The gain predictor `by` ranks with among `gains` (one method's, feature known), and
-    why; (None, what is missing) when there is none."""
-    if by is not RankBy.best:
-        feature = PREFERRED_FEATURE if by is RankBy.iimm else data.ZERO_SHOT
-        found = newest(p for p in gains if p.feature == feature).get((method, "gain"))
-        if found is None:
-            return None, (
-                f"by={by.value}: no gain predictor on {feature} whose feature is known for this "
-                f"dataset: fit one with POST /v1/predictors (feature {feature!r}) or rank "
-                "by=best"
-            )
-        return found, f"by={by.value}: the newest gain predictor on {feature}"
-    if not gains:
-        return None, "no gain predictor whose feature is known for this dataset"
-    comparison = comparison_of(method)
-    if comparison is None:
-        chosen = headline(gains)[(method, "gain")]
-        which = ("IIMM's" if chosen.feature == PREFERRED_FEATURE
-                 else f"the newest ({chosen.feature}; none on IIMM)")  # fmt: skip
-        return chosen, (
-            f"by=best: no comparison of this base model and method (it needs {MIN_TASKS} usable "
-            f"fine-tuned tasks), so {which} gain predictor"
-        )
-    order = {c.measure: i for i, c in enumerate(comparison.items)}
-    newest_first = sorted(gains, key=lambda p: p.id, reverse=True)
-    chosen = min(
-        newest_first,
-        key=lambda p: (order.get(p.feature, len(order)), p.feature != PREFERRED_FEATURE),
-    )
-    item = next((c for c in comparison.items if c.measure == chosen.feature), None)
-    said = ("not in the comparison" if item is None or item.spearman_gain is None
-            else f"ρ vs G {item.spearman_gain:+.2f}")  # fmt: skip
-    why = (
-        f"by=best: over {comparison.n_tasks} tasks the comparison ranks {chosen.feature} "
-        f"({said}) first among this method's gain predictors"
-    )
-    if comparison.best_measure not in (None, chosen.feature):
-        why += f"; it names {comparison.best_measure} best, which has no gain predictor usable here"
-    return chosen, why
-
-
 def _candidates_of(
     model: PretrainedModel,
     preds: list[Predictor],
@@ -297,7 +255,7 @@ def _candidates_of(
     out, unranked = [], []
     for method in sorted({p.method for p in preds}):
         gains = [p for p in usable if p.method == method and p.target == "gain"]
-        gp, why = _pick(by, gains, method, comparison_of)
+        gp, why = pick_gain_predictor(by, gains, method, comparison_of)
         fp = chosen.get((method, "ood_change"))
         if gp is None or task.zero_shot_accuracy is None:
             if gp is not None:
@@ -394,7 +352,7 @@ def rank(
     *, session: Session, project_id: str, dataset_id: str, level: float, by: RankBy = RankBy.best
 ) -> RankingRead:
     """The project's (base model, method) pairs by predicted fine-tuned accuracy on a dataset,
-    each by the gain predictor `by` picks (:func:`_pick`)."""
+    each by the gain predictor `by` picks (`pick_gain_predictor`, shared with the assess job)."""
     dataset_name = predictors_service.check_datasets(session, project_id, [dataset_id])[dataset_id]
     gathered, unranked = _gather(session, project_id, dataset_id, by)
     meta = {(c.base_model, c.method): m for c, m in gathered}

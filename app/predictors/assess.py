@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -11,23 +11,19 @@ from sqlalchemy.orm import Session
 from app.errors import AppError
 from app.models.predictors import Predictor
 from app.predictors import data
+from app.predictors.choice import (
+    PREFERRED_FEATURE,
+    Comparison,
+    RankBy,
+    headline,
+    newest,
+    pick_gain_predictor,
+)
 from app.predictors.predictions import prediction_of
 from app.predictors.schemas import PredictionRead
 
-PREFERRED_FEATURE = "iimm"
-
-
-def headline(predictors: Iterable[Predictor]) -> dict[tuple[str, str], Predictor]:
-    """Per (method, target), the predictor a summary uses: IIMM first, then the newest."""
-    best: dict[tuple[str, str], Predictor] = {}
-    for p in sorted(predictors, key=lambda p: (p.feature == PREFERRED_FEATURE, p.id)):
-        best[(p.method, p.target)] = p
-    return best
-
-
-def newest(predictors: Iterable[Predictor]) -> dict[tuple[str, str], Predictor]:
-    """Per (method, target), the newest of `predictors`."""
-    return {(p.method, p.target): p for p in sorted(predictors, key=lambda p: p.id)}
+#: Beside the headline gain, per method: the key and the feature of the predictor shown.
+BESIDE = (("gain_from_zero_shot_accuracy", data.ZERO_SHOT), ("gain_from_iimm", PREFERRED_FEATURE))
 
 
 def model_predictors(session: Session, *, project_id: str, model_id: str) -> list[Predictor]:
@@ -62,38 +58,61 @@ def _predict_all(
 
 
 def _per_method(
-    chosen: dict[tuple[str, str], Predictor],
+    predicted: list[Predictor],
     done: dict[str, PredictionRead],
-    baseline: dict[tuple[str, str], Predictor],
+    by: RankBy,
+    comparison_of: Callable[[str], Comparison | None],
 ) -> dict[str, dict[str, Any]]:
+    """Per method of the predictors that `predicted` (their predictions in `done`): the gain
+    of the predictor `by` picks (as `GET /v1/rankings` does; `predicted_by` says which and
+    why) with the fine-tuned accuracy it implies, the other gain predictions beside it, the
+    forgetting of the headline `ood_change` predictor."""
+    chosen = headline(predicted)
+    beside = {f: newest(p for p in predicted if p.feature == f) for _, f in BESIDE}
     out: dict[str, dict[str, Any]] = {}
-    for (method, target), p in sorted(chosen.items()):
-        pred = done[p.id]
-        entry = out.setdefault(
-            method, {"gain": None, "finetuned_accuracy": None, "ood_change": None,
-                     "gain_from_zero_shot_accuracy": None}
-        )  # fmt: skip
-        zs = baseline.get((method, "gain"))
-        if target == "gain" and zs is not None and zs.id != p.id:
-            # with the fine-tuned accuracy it implies, beside the headline one
-            entry["gain_from_zero_shot_accuracy"] = done[zs.id].model_dump(mode="json")
-        if target == "gain":
+    for method in sorted({p.method for p in predicted}):
+        gains = [p for p in predicted if p.method == method and p.target == "gain"]
+        gp, why = pick_gain_predictor(by, gains, method, comparison_of)
+        fp = chosen.get((method, "ood_change"))
+        entry: dict[str, Any] = {
+            "feature": None if gp is None else gp.feature, "predicted_by": why,
+            "gain": None, "finetuned_accuracy": None, "ood_change": None,
+        }  # fmt: skip
+        if gp is not None:
+            pred = done[gp.id]
             entry["gain"] = pred.model_dump(mode="json", exclude={"finetuned_accuracy"})
             entry["finetuned_accuracy"] = (
                 None if pred.finetuned_accuracy is None else pred.finetuned_accuracy.model_dump()
             )
-        else:
-            entry["ood_change"] = pred.model_dump(mode="json", exclude={"finetuned_accuracy"})
+        if fp is not None:
+            ood = done[fp.id]
+            entry["ood_change"] = ood.model_dump(mode="json", exclude={"finetuned_accuracy"})
+        for key, feature in BESIDE:
+            # with the fine-tuned accuracy it implies, beside the headline one
+            other = beside[feature].get((method, "gain"))
+            if other is None or (gp is not None and other.id == gp.id):
+                entry[key] = None  # none, or the headline itself
+            else:
+                entry[key] = done[other.id].model_dump(mode="json")
+        out[method] = entry
     return out
 
 
 def assess_document(
-    session: Session, *, project_id: str, model_id: str, dataset_id: str, level: float = 0.95
+    session: Session,
+    *,
+    project_id: str,
+    model_id: str,
+    dataset_id: str,
+    comparison_of: Callable[[str], Comparison | None],
+    by: RankBy = RankBy.best,
+    level: float = 0.95,
 ) -> dict[str, Any]:
     """Zero-shot accuracy, IIMM with its interval, every measure, and per fine-tuning method
-    the predicted gain, fine-tuned accuracy and forgetting (with intervals), with the gain
-    the zero-shot-accuracy predictor gives beside the headline one (the baseline IIMM must
-    beat)."""
+    the predicted gain, fine-tuned accuracy and forgetting (with intervals). The gain leads
+    with the predictor `by` picks, as `GET /v1/rankings` does (`comparison_of(method)`: the
+    comparison of this base model with that method, or None); the gains the zero-shot-accuracy
+    and IIMM predictors give stand beside it (the baseline IIMM must beat)."""
     scores = data.load_scores(
         session, project_id=project_id, model_id=model_id, dataset_ids=[dataset_id]
     )
@@ -109,8 +128,7 @@ def assess_document(
         "iimm": {"value": task.value(PREFERRED_FEATURE), "ci_low": low, "ci_high": high},
         "measures": dict(sorted(task.measures.items())),
         "methods": _per_method(
-            headline(p for p in predictors if p.id in done), done,
-            newest(p for p in predictors if p.id in done and p.feature == data.ZERO_SHOT),
+            [p for p in predictors if p.id in done], done, by, comparison_of
         ),
         "predictions": [p.model_dump(mode="json") for p in done.values()],
         "unavailable": unavailable,

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from app.jobtype import JobType, NamedResult, check_refs
+from app.predictors.choice import RankBy
 
 
 class AssessParams(BaseModel):
@@ -26,6 +27,13 @@ class AssessParams(BaseModel):
         default=200, ge=0, le=2000, description="Bootstrap resamples of the IIMM interval."
     )
     level: float = Field(default=0.95, gt=0.0, lt=1.0, description="Prediction interval level.")
+    by: RankBy = Field(
+        default=RankBy.best,
+        description="The gain predictor each method's prediction leads with, as in "
+        "`GET /v1/rankings`: `iimm`, `zero_shot` (zero-shot accuracy), or `best`: the measure the "
+        "comparison of the base model and method ranks highest among its gain predictors (IIMM "
+        "without a comparison). `predicted_by` says which and why; the others stand beside it.",
+    )
 
 
 def _check_assess(session: Session, project_id: str, params: BaseModel) -> None:
@@ -44,6 +52,43 @@ def _links(job_id: str, params: dict[str, Any], _: dict[str, Any] | None) -> dic
     }
 
 
+class AssessMethod(BaseModel):
+    """What one fine-tuning method is predicted to bring. Results stored before `by` existed
+    led with IIMM's predictor and lack `feature`, `predicted_by` and `gain_from_iimm`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    feature: str | None = Field(
+        default=None, description="The measure of the gain predictor `gain` comes from."
+    )
+    predicted_by: str | None = Field(
+        default=None,
+        description="Why `gain` comes from that predictor: the `by` asked for and, for `best`, "
+        "what the comparison of this base model and method says (as `ranked_by` in "
+        "`GET /v1/rankings`); without one, what is missing.",
+    )
+    gain: dict[str, Any] | None = Field(
+        default=None, description="The predicted gain over zero-shot error with its interval."
+    )
+    finetuned_accuracy: dict[str, Any] | None = Field(
+        default=None, description="The fine-tuned accuracy `gain` implies, with its interval."
+    )
+    ood_change: dict[str, Any] | None = Field(
+        default=None,
+        description="The predicted out-of-domain accuracy change (IIMM's predictor first).",
+    )
+    gain_from_zero_shot_accuracy: dict[str, Any] | None = Field(
+        default=None,
+        description="Beside `gain`: the newest gain predictor on zero-shot accuracy's prediction "
+        "(with its `finetuned_accuracy`); null without one or when it is `gain`'s own.",
+    )
+    gain_from_iimm: dict[str, Any] | None = Field(
+        default=None,
+        description="Beside `gain`: the newest gain predictor on IIMM's prediction (with its "
+        "`finetuned_accuracy`); null without one or when it is `gain`'s own.",
+    )
+
+
 class AssessResult(NamedResult):
     """An `assess` job's document: zero-shot accuracy, IIMM with its interval, every measure,
     and per fine-tuning method the predicted gain, fine-tuned accuracy and `ood_change`."""
@@ -56,9 +101,9 @@ class AssessResult(NamedResult):
     zero_shot_accuracy: float | None
     iimm: dict[str, float | None] = Field(description="`value`, `ci_low`, `ci_high`.")
     measures: dict[str, float | None]
-    methods: dict[str, dict[str, Any]] = Field(
-        description="Per method: `gain`, `finetuned_accuracy`, `ood_change` (negative ="
-        " forgotten), each a prediction with its interval or null."
+    methods: dict[str, AssessMethod] = Field(
+        description="Per method: the predicted `gain`, `finetuned_accuracy` and `ood_change` "
+        "(negative = forgotten), `predicted_by`, and the gains of the other predictors beside."
     )
     predictions: list[dict[str, Any]]
     unavailable: list[dict[str, str]] = Field(

@@ -34,8 +34,8 @@ from app.measures.prediction import (
     rank_candidates,
 )
 from app.models import ApiKey, Dataset, Evaluation, FinetunedModel, Score
-from tests.service.stack import Stack
-from tests.service.test_api import add_tiny, assert_problem
+from tests.service.stack import Stack, wait_job
+from tests.service.test_api import add_tiny, assert_problem, upload
 
 MEASURES = ("iimm", "inter_modal", "modality_gap")
 
@@ -790,3 +790,65 @@ def test_a_predictor_is_stale_when_evaluations_of_its_matrix_are_newer(stack: St
         assert refit.json()["stale"] is False and refit.json()["newer_evaluations"] == 0
         read = c.get(f"/v1/predictors/{second.json()['id']}").json()
         assert read["stale"] is False and read["stale_reason"] is None
+
+
+def _assess(c: httpx.Client, model_id: str, dataset_id: str, **extra: Any) -> dict[str, Any]:
+    body = {"type": "assess", "model_id": model_id, "dataset_id": dataset_id, "bootstrap": 0}
+    resp = c.post("/v1/jobs", json=body | extra)
+    assert resp.status_code == 202, resp.text
+    job = wait_job(c, resp.json()["id"])
+    assert job["status"] == "succeeded", job
+    return job
+
+
+def test_assess_leads_with_the_predictor_rankings_rank_by(stack: Stack, shapes_zip: Path) -> None:
+    """An assess job (a real worker embeds and scores an uploaded task) leads each method with
+    the gain predictor the ranking of that task ranks by: under `by=best` (the default) the
+    zero-shot-accuracy one where the comparison says zero-shot accuracy predicts G, with the
+    same sentence as `ranked_by` in `predicted_by`; `by` overrides; the other predictor's gain
+    stands beside, each equal to predict() on fits computed here; an unknown `by` is a 422 at
+    submission naming the allowed values."""
+    key, project_id, c = new_project(stack)
+    with c:
+        sd = plant_zero_shot_driven(stack, c, key, project_id, seed_no=14)
+        target = upload(c, shapes_zip, _name("shapes")).json()["id"]
+        tuned, stored = sorted(sd.datasets), stored_feature(c, sd)
+        fits, ids = {}, {}
+        for feature, xs in (("iimm", [stored[d] for d in tuned]),
+                            ("zero_shot_accuracy", [sd.zero_shot[d] for d in tuned])):  # fmt: skip
+            body = {"base_model_id": sd.model_id, "method": "full", "feature": feature,
+                    "piecewise": "never"}  # fmt: skip
+            resp = c.post("/v1/predictors", json=body)
+            assert resp.status_code == 201, resp.text
+            ids[feature] = resp.json()["id"]
+            fits[feature] = fit_linear(xs, [sd.gain(d) for d in tuned])
+        bad = c.post("/v1/jobs", json={"type": "assess", "model_id": sd.model_id,
+                                       "dataset_id": target, "by": "logme"})  # fmt: skip
+        assert_problem(bad, 422)
+        assert bad.json()["errors"][0]["loc"][-1] == "by"
+        for allowed in ("'iimm'", "'zero_shot'", "'best'"):
+            assert allowed in bad.json()["detail"]
+        for by, feature in ((None, "zero_shot_accuracy"), ("iimm", "iimm"),
+                            ("zero_shot", "zero_shot_accuracy")):  # fmt: skip
+            job = _assess(c, sd.model_id, target, **({} if by is None else {"by": by}))
+            assert job["params"]["by"] == (by or "best")
+            doc = job["result"]
+            at = {"iimm": doc["iimm"]["value"], "zero_shot_accuracy": doc["zero_shot_accuracy"]}
+            full = doc["methods"]["full"]
+            assert full["feature"] == feature and full["gain"]["predictor_id"] == ids[feature]
+            assert full["predicted_by"].startswith(f"by={by or 'best'}")
+            other = "iimm" if feature == "zero_shot_accuracy" else "zero_shot_accuracy"
+            own_key, beside_key = (f"gain_from_{'iimm' if f == 'iimm' else f}"
+                                   for f in (feature, other))  # fmt: skip
+            assert full[own_key] is None and full[beside_key]["predictor_id"] == ids[other]
+            for got, f in ((full["gain"], feature), (full[beside_key], other)):
+                want = predict(fits[f], at[f])
+                for k in ("value", "lower", "upper"):
+                    _close(got["prediction"][k], getattr(want, k))
+            ranking = c.get("/v1/rankings", params={"dataset_id": target, "by": by or "best"})
+            (row,) = ranking.json()["items"]
+            assert row["gain_predictor_id"] == full["gain"]["predictor_id"]
+            assert row["ranked_by"] == full["predicted_by"]
+            _close(row["gain"]["value"], full["gain"]["prediction"]["value"])
+        best = c.get("/v1/rankings", params={"dataset_id": target}).json()["items"][0]
+        assert "comparison ranks zero_shot_accuracy" in best["ranked_by"]

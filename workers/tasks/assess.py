@@ -95,6 +95,9 @@ def _measures(ctx: JobContext, model_id: str) -> list[str]:
 def run_assess(ctx: JobContext) -> Outcome | Waiting:
     """Embed (reusing stored embeddings; a large split as shard jobs, waiting for them),
     score with an IIMM interval, predict."""
+    import functools
+
+    from app.comparisons.service import comparison_or_none
     from app.predictors.assess import assess_document
 
     p = AssessParams.model_validate({"type": "assess", **ctx.params})
@@ -111,7 +114,9 @@ def run_assess(ctx: JobContext) -> Outcome | Waiting:
         with session_scope(ctx.sessions) as session:
             doc = assess_document(
                 session, project_id=ctx.project_id, model_id=p.model_id,
-                dataset_id=p.dataset_id, level=p.level,
+                dataset_id=p.dataset_id, level=p.level, by=p.by,
+                comparison_of=functools.partial(
+                    comparison_or_none, session, ctx.project_id, p.model_id),
             )  # fmt: skip
     except ValueError as exc:
         raise JobError(str(exc)) from None

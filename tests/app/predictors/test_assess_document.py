@@ -1,12 +1,16 @@
 """The per-method part of the `assess` document (`app.predictors.assess._per_method`) on
-hand-made predictions: the zero-shot-accuracy predictor's entry carries the fine-tuned
-accuracy it implies, beside the headline predictor's."""
+hand-made predictions: the headline gain comes from the predictor `by` picks (the choice
+`GET /v1/rankings` makes), `predicted_by` says why, the other gain predictions stand beside it
+with the fine-tuned accuracy they imply."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
+from app.predictors.choice import RankBy
 from app.predictors.schemas import Interval, PredictionRead
 
 
@@ -19,16 +23,69 @@ def _prediction(pid: str, feature: str, gain: float, accuracy: float) -> Predict
     )  # fmt: skip
 
 
-def test_zero_shot_baseline_carries_its_implied_finetuned_accuracy() -> None:
+IIMM: Any = SimpleNamespace(id="prd_2", feature="iimm", method="full", target="gain")
+ZS: Any = SimpleNamespace(id="prd_1", feature="zero_shot_accuracy", method="full", target="gain")
+DONE = {"prd_2": _prediction("prd_2", "iimm", 0.4, 0.7),
+        "prd_1": _prediction("prd_1", "zero_shot_accuracy", 0.2, 0.6)}  # fmt: skip
+ZS_FIRST: Any = SimpleNamespace(
+    n_tasks=5, best_measure="zero_shot_accuracy",
+    items=[SimpleNamespace(measure="zero_shot_accuracy", spearman_gain=-0.9),
+           SimpleNamespace(measure="iimm", spearman_gain=0.1)],
+)  # fmt: skip
+
+
+def _entry(by: RankBy, comparison: Any) -> dict[str, Any]:
     from app.predictors.assess import _per_method
 
-    iimm: Any = SimpleNamespace(id="prd_2", feature="iimm")
-    zs: Any = SimpleNamespace(id="prd_1", feature="zero_shot_accuracy")
-    done = {"prd_2": _prediction("prd_2", "iimm", 0.4, 0.7),
-            "prd_1": _prediction("prd_1", "zero_shot_accuracy", 0.2, 0.6)}  # fmt: skip
-    entry = _per_method({("full", "gain"): iimm}, done, {("full", "gain"): zs})["full"]
+    asked: list[str] = []
+
+    def comparison_of(method: str) -> Any:
+        asked.append(method)
+        return comparison
+
+    entry = _per_method([ZS, IIMM], DONE, by, comparison_of)["full"]
+    assert asked == (["full"] if by is RankBy.best else [])
+    return entry
+
+
+def test_without_a_comparison_iimm_leads_and_zero_shot_stands_beside() -> None:
+    entry = _entry(RankBy.best, None)
+    assert entry["feature"] == "iimm" and entry["gain"]["predictor_id"] == "prd_2"
+    assert entry["predicted_by"].startswith("by=best: no comparison")
     beside = entry["gain_from_zero_shot_accuracy"]
     assert beside["predictor_id"] == "prd_1" and beside["prediction"]["value"] == 0.2
     assert beside["finetuned_accuracy"]["value"] == 0.6 and beside["extrapolated"] is False
     assert entry["finetuned_accuracy"]["value"] == 0.7 and entry["gain"]["extrapolated"] is True
-    assert "finetuned_accuracy" not in entry["gain"]
+    assert "finetuned_accuracy" not in entry["gain"] and entry["gain_from_iimm"] is None
+
+
+def test_best_leads_with_what_the_comparison_ranks_first() -> None:
+    entry = _entry(RankBy.best, ZS_FIRST)
+    assert entry["feature"] == "zero_shot_accuracy" and entry["gain"]["predictor_id"] == "prd_1"
+    assert entry["finetuned_accuracy"]["value"] == 0.6
+    assert (
+        "over 5 tasks the comparison ranks zero_shot_accuracy (ρ vs G -0.90)"
+        in (entry["predicted_by"])
+    )
+    assert entry["gain_from_zero_shot_accuracy"] is None  # the headline's own
+    assert entry["gain_from_iimm"]["predictor_id"] == "prd_2"
+    assert entry["gain_from_iimm"]["finetuned_accuracy"]["value"] == 0.7
+
+
+@pytest.mark.parametrize(("by", "own"), [(RankBy.iimm, "prd_2"), (RankBy.zero_shot, "prd_1")])
+def test_by_overrides_the_comparison(by: RankBy, own: str) -> None:
+    entry = _entry(by, ZS_FIRST)
+    assert entry["gain"]["predictor_id"] == own
+    feature = DONE[own].feature
+    assert entry["predicted_by"] == f"by={by.value}: the newest gain predictor on {feature}"
+    other = "gain_from_iimm" if by is RankBy.zero_shot else "gain_from_zero_shot_accuracy"
+    assert entry[other]["predictor_id"] != own
+
+
+def test_by_without_such_a_predictor_leaves_gain_empty_and_says_why() -> None:
+    from app.predictors.assess import _per_method
+
+    entry = _per_method([ZS], DONE, RankBy.iimm, lambda m: None)["full"]
+    assert entry["gain"] is None and entry["feature"] is None
+    assert "no gain predictor on iimm" in entry["predicted_by"]
+    assert entry["gain_from_zero_shot_accuracy"]["predictor_id"] == "prd_1"  # still shown
