@@ -1,8 +1,11 @@
 """Deleting base models and datasets without wiping results by surprise, and the orphan sweep.
 
 A delete that would remove results (fine-tuned models, evaluations, scores, predictors,
-embeddings) is refused with 409 and the dependents counted by kind, unless the caller asks
-for the cascade. A cascade deletes the rows in the request's one transaction and the
+embeddings) or break jobs not final yet (queued, running or waiting jobs that name it, or a
+fine-tuned model that goes with it: `active_jobs`) is refused with 409 and the dependents
+counted by kind, unless the caller asks for the cascade. A cascade cancels those jobs (with
+the caller's `cancel`, `app.jobs.service.cancel_job`) and deletes the rows in the request's
+one transaction, and the
 artifacts they pointed to (uploads, embeddings, checkpoints) after the commit, each only if no
 live row still points to it (embeddings are content-addressed: two rows may share one). A
 crash between the commit and the file removal leaves orphans: artifacts no row points to,
@@ -20,6 +23,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -61,7 +65,12 @@ TEMP_FOLDERS = ("tmp/iimm-upload-*", "iimm-model-*")
 #: Working folders of job attempts, named by their owner (`app.workdirs`): `<data dir>/tmp/
 #: iimm-ingest-<owner>-<job id>.<attempt>-*`, where an `ingest` job extracts an upload.
 INGEST_WORK_PREFIX = "iimm-ingest-"
-CASCADE_DOC = "Also delete the results that depend on it (otherwise such a delete is a 409)"
+CASCADE_DOC = (
+    "Also delete the results that depend on it and cancel the jobs not final yet that name it"
+    " (otherwise such a delete is a 409)"
+)
+#: Cancels the given jobs (and their child jobs) in the caller's transaction.
+CancelJobs = Callable[[list[str]], None]
 
 
 class DependentsError(ConflictError):
@@ -109,6 +118,40 @@ _KIND = {
     Predictor: "predictors",
     Embedding: "embeddings",
 }
+ACTIVE_JOBS = "active_jobs"
+ACTIVE = (JobStatus.queued.value, JobStatus.running.value, JobStatus.waiting.value)
+
+
+def _names(params: object, ids: set[str]) -> bool:
+    """Whether a job's parameters name one of `ids` (as a value or in a list value)."""
+    if not isinstance(params, dict):
+        return False
+    for value in params.values():
+        if isinstance(value, str) and value in ids:
+            return True
+        if isinstance(value, list) and any(isinstance(v, str) and v in ids for v in value):
+            return True
+    return False
+
+
+def active_jobs(
+    session: Session, project_id: str, ids: Iterable[str], *, exclude: str | None = None
+) -> list[str]:
+    """The project's queued, running or waiting jobs whose parameters name one of `ids`
+    (`model_id`, `dataset_id`, `dataset_ids`, `evaluate_on`, ...), without the child jobs of
+    such a job (cancelling it cancels them) and without `exclude` and its children."""
+    wanted = set(ids)
+    rows = session.execute(
+        select(Job.id, Job.parent_id, Job.params).where(
+            Job.project_id == project_id, Job.status.in_(ACTIVE)
+        )
+    ).all()
+    found = {r.id: r.parent_id for r in rows if _names(r.params, wanted)}
+    return sorted(
+        job_id
+        for job_id, parent in found.items()
+        if parent not in found and (exclude is None or exclude not in (job_id, parent))
+    )
 
 
 def _dependents(session: Session, filters: dict[Any, list[Any]]) -> dict[str, int]:
@@ -157,14 +200,48 @@ def _referenced(session: Session, key: str) -> bool:
     )
 
 
-def delete_model(
-    *, session: Session, storage: Storage, row: PretrainedModel, cascade: bool
+def _jobs_of(session: Session, row: Any, filters: dict[Any, list[Any]]) -> list[str]:
+    """Active jobs naming `row` or a fine-tuned model its delete removes."""
+    tuned = set(session.scalars(select(FinetunedModel.id).where(*filters[FinetunedModel])))
+    exclude = row.job_id if isinstance(row, Dataset) else None  # its own ingest job
+    return active_jobs(session, row.project_id, {row.id, *tuned}, exclude=exclude)
+
+
+def _refuse_or_cancel(
+    session: Session,
+    what: str,
+    found: dict[str, int],
+    jobs: list[str],
+    *,
+    cascade: bool,
+    cancel: CancelJobs | None,
 ) -> None:
-    """Delete base model `row`; with dependents, 409 unless `cascade`."""
+    if jobs:
+        found = {**found, ACTIVE_JOBS: len(jobs)}
+    if found and not cascade:
+        raise DependentsError(what, found)
+    if jobs:
+        if cancel is None:
+            raise RuntimeError(f"{what}: {len(jobs)} active job(s) and no way to cancel them")
+        cancel(jobs)
+        session.flush()
+
+
+def delete_model(
+    *,
+    session: Session,
+    storage: Storage,
+    row: PretrainedModel,
+    cascade: bool,
+    cancel: CancelJobs | None = None,
+) -> None:
+    """Delete base model `row`; with dependents (results, active jobs), 409 unless
+    `cascade`, which cancels the jobs with `cancel` first."""
     filters = _model_filters(row.id)
     found = _dependents(session, filters)
-    if found and not cascade:
-        raise DependentsError(f"model {row.name!r} ({row.id})", found)
+    jobs = _jobs_of(session, row, filters)
+    what = f"model {row.name!r} ({row.id})"
+    _refuse_or_cancel(session, what, found, jobs, cascade=cascade, cancel=cancel)
     _remove(session, storage, filters)
     session.delete(row)
     session.flush()
@@ -173,13 +250,22 @@ def delete_model(
         remove_artifacts_after_commit(session, storage, {uploaded})
 
 
-def delete_dataset(*, session: Session, storage: Storage, row: Dataset, cascade: bool) -> None:
-    """Delete dataset `row` (its upload after the commit); with dependents, 409 unless
-    `cascade`. Predictors fitted on it are kept and read as stale."""
+def delete_dataset(
+    *,
+    session: Session,
+    storage: Storage,
+    row: Dataset,
+    cascade: bool,
+    cancel: CancelJobs | None = None,
+) -> None:
+    """Delete dataset `row` (its upload after the commit); with dependents (results, active
+    jobs other than its own ingest job), 409 unless `cascade`, which cancels the jobs with
+    `cancel` first. Predictors fitted on it are kept and read as stale."""
     filters = _dataset_filters(row.id)
     found = _dependents(session, filters)
-    if found and not cascade:
-        raise DependentsError(f"dataset {row.name!r} ({row.id})", found)
+    jobs = _jobs_of(session, row, filters)
+    what = f"dataset {row.name!r} ({row.id})"
+    _refuse_or_cancel(session, what, found, jobs, cascade=cascade, cancel=cancel)
     _remove(session, storage, filters)
     upload = row.uri if row.source == "upload" else None
     session.delete(row)

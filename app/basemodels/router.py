@@ -155,12 +155,15 @@ def delete_model(
     session: SessionDep,
     principal: CurrentPrincipal,
     storage: StorageDep,
+    settings: SettingsDep,
     cascade: Annotated[bool, Query(description=CASCADE_DOC)] = False,
 ) -> Response:
     """Delete a model. One with results (fine-tuned models, evaluations, scores, predictors,
-    embeddings) is refused with 409 counting them by kind (`dependents`), unless `cascade`."""
+    embeddings) or jobs not final yet that name it (`active_jobs`: queued, running or
+    waiting) is refused with 409 counting them by kind (`dependents`), unless `cascade`,
+    which cancels those jobs and deletes the results in one transaction."""
     service.delete_model(
         session=session, storage=storage, project_id=principal.project_id, model_id=model_id,
-        cascade=cascade,
+        cascade=cascade, use_broker=settings.uses_broker,
     )  # fmt: skip
     return Response(status_code=204)

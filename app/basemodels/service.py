@@ -156,11 +156,23 @@ def list_models(
 
 
 def delete_model(
-    *, session: Session, storage: Storage, project_id: str, model_id: str, cascade: bool = False
+    *,
+    session: Session,
+    storage: Storage,
+    project_id: str,
+    model_id: str,
+    cascade: bool = False,
+    use_broker: bool = False,
 ) -> None:
-    """Delete a model; with results computed from it, 409 unless `cascade` (see
-    `app.deletion`)."""
+    """Delete a model; with results computed from it or jobs not final that name it, 409
+    unless `cascade`, which cancels those jobs (see `app.deletion`)."""
     from app.deletion import delete_model as delete
+    from app.jobs.service import cancel_jobs
 
     row = get_model(session=session, project_id=project_id, model_id=model_id)
-    delete(session=session, storage=storage, row=row, cascade=cascade)
+
+    def cancel(job_ids: list[str]) -> None:
+        cancel_jobs(session=session, project_id=project_id, job_ids=job_ids,
+                    use_broker=use_broker, storage=storage)  # fmt: skip
+
+    delete(session=session, storage=storage, row=row, cascade=cascade, cancel=cancel)

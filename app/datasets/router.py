@@ -215,13 +215,17 @@ def delete_dataset(
     session: SessionDep,
     principal: CurrentPrincipal,
     storage: StorageDep,
+    settings: SettingsDep,
     cascade: Annotated[bool, Query(description=CASCADE_DOC)] = False,
 ) -> Response:
     """Delete a dataset and its stored files. One with results (fine-tuned models trained on
-    it, evaluations, scores, embeddings) is refused with 409 counting them by kind
-    (`dependents`), unless `cascade`; predictors fitted on it are kept and read as stale."""
+    it, evaluations, scores, embeddings) or jobs not final yet that name it (`active_jobs`:
+    queued, running or waiting; not its own ingest job, which is cancelled) is refused with
+    409 counting them by kind (`dependents`), unless `cascade`, which cancels those jobs and
+    deletes the results in one transaction; predictors fitted on it are kept and read as
+    stale."""
     service.delete_dataset(
         session=session, storage=storage, project_id=principal.project_id,
-        dataset_id=dataset_id, cascade=cascade,
+        dataset_id=dataset_id, cascade=cascade, use_broker=settings.uses_broker,
     )  # fmt: skip
     return Response(status_code=204)

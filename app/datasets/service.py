@@ -7,12 +7,15 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlparse
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    from app.deletion import CancelJobs
 
 from app.artifacts import Storage
 from app.config import Settings
@@ -93,7 +96,9 @@ def ensure_not_duplicate(
         )
 
 
-def _free_name(session: Session, storage: Storage, project_id: str, name: str) -> None:
+def _free_name(
+    session: Session, storage: Storage, project_id: str, name: str, use_broker: bool
+) -> None:
     """409 if the name is taken; a dataset of that name that failed validation is replaced
     (deleted, with its stored files)."""
     query = select(Dataset).where(Dataset.project_id == project_id, Dataset.name == name)
@@ -103,7 +108,8 @@ def _free_name(session: Session, storage: Storage, project_id: str, name: str) -
     if row.status == FAILED:
         from app.deletion import delete_dataset
 
-        delete_dataset(session=session, storage=storage, row=row, cascade=True)
+        cancel = job_canceller(session, storage, project_id, use_broker)
+        delete_dataset(session=session, storage=storage, row=row, cascade=True, cancel=cancel)
         return
     raise ConflictError(f"a dataset named {name!r} already exists in this project")
 
@@ -164,7 +170,7 @@ def accept_upload(
             raise InvalidError("the uploaded file is empty; send a zip, tar or tar.gz archive")
         if manifest is not None:
             save_stream(manifest, work / f"manifest{manifest_ext}", settings.max_json_bytes * 8)
-        _free_name(session, storage, project_id, name)
+        _free_name(session, storage, project_id, name, settings.uses_broker)
         key = upload_key(dataset_id)
         storage.put_dir(work, key)
         on_rollback(session, lambda: storage.delete(key))
@@ -262,7 +268,7 @@ def register_uri(
     path = _check_uri(ref, settings)
     if path is not None and not path.exists():
         raise InvalidError(f"{ref.uri} does not exist")
-    _free_name(session, storage, project_id, ref.name)
+    _free_name(session, storage, project_id, ref.name, settings.uses_broker)
     dataset_id = new_id("dst")
     if path is None:
         uri, fingerprint, info = ref.uri, _uri_fp(ref.uri), {}
@@ -303,11 +309,31 @@ def list_datasets(
     return page(session, query, Dataset.id, cursor, limit)
 
 
+def job_canceller(
+    session: Session, storage: Storage, project_id: str, use_broker: bool
+) -> CancelJobs:
+    """What cancels the jobs of a cascade delete in this transaction (`app.deletion`)."""
+    from app.jobs.service import cancel_jobs
+
+    def cancel(job_ids: list[str]) -> None:
+        cancel_jobs(session=session, project_id=project_id, job_ids=job_ids,
+                    use_broker=use_broker, storage=storage)  # fmt: skip
+
+    return cancel
+
+
 def delete_dataset(
-    *, session: Session, storage: Storage, project_id: str, dataset_id: str, cascade: bool = False
+    *,
+    session: Session,
+    storage: Storage,
+    project_id: str,
+    dataset_id: str,
+    cascade: bool = False,
+    use_broker: bool = False,
 ) -> None:
     """Delete a dataset and its stored files (uploads only; a `validating` one's ingest job
-    is cancelled); with results computed from it, 409 unless `cascade` (see `app.deletion`)."""
+    is cancelled); with results computed from it or jobs not final that name it, 409 unless
+    `cascade`, which cancels those jobs (see `app.deletion`)."""
     from app.deletion import delete_dataset as delete
 
     row = get_dataset(session=session, project_id=project_id, dataset_id=dataset_id)
@@ -315,4 +341,5 @@ def delete_dataset(
         from app.jobs.children import cancel_tree
 
         cancel_tree(session=session, job_id=row.job_id)  # its ingest job: nothing to validate
-    delete(session=session, storage=storage, row=row, cascade=cascade)
+    cancel = job_canceller(session, storage, project_id, use_broker)
+    delete(session=session, storage=storage, row=row, cascade=cascade, cancel=cancel)

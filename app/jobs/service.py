@@ -112,6 +112,24 @@ def cancel_job(
     return job
 
 
+def cancel_jobs(
+    *,
+    session: Session,
+    project_id: str,
+    job_ids: list[str],
+    use_broker: bool = False,
+    storage: Storage | None = None,
+) -> None:
+    """`cancel_job` each of `job_ids` not final yet, in this transaction (a cascade delete
+    of what they name, `app.deletion`)."""
+    for job_id in job_ids:
+        if get_job(session=session, project_id=project_id, job_id=job_id).status not in (
+            FINAL_STATUSES
+        ):
+            cancel_job(session=session, project_id=project_id, job_id=job_id,
+                       use_broker=use_broker, storage=storage)  # fmt: skip
+
+
 def _remove_checkpoints(session: Session, storage: Storage, job: Job) -> None:
     """After the commit, remove the checkpoints of `job` (cancelled now) and of its tree
     unless a job of the tree still runs (then it removes its own when it stops)."""

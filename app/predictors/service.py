@@ -10,12 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.basemodels import service as models_service
 from app.db import new_id, utcnow
 from app.errors import InvalidError, NotFoundError
 from app.idempotency import insert_once, replay, request_hash
 from app.measures.prediction import LinearFit, PiecewiseFit, fit_auto, fit_linear
-from app.models import Dataset, Evaluation, FinetunedModel
+from app.models import Dataset, Evaluation, FinetunedModel, PretrainedModel
 from app.models.predictors import Predictor
 from app.ownership import get_owned
 from app.pagination import page
@@ -87,7 +86,7 @@ def _fit(
 
 def _fitted(session: Session, project_id: str, body: PredictorCreate) -> Predictor:
     """A new (unsaved) predictor fitted on the matrix and the stored zero-shot scores."""
-    models_service.get_model(session=session, project_id=project_id, model_id=body.base_model_id)
+    get_owned(session, PretrainedModel, body.base_model_id, project_id, "model")
     check_feature(body.feature)
     check_method(body.method)
     if body.dataset_ids is not None:

@@ -32,8 +32,11 @@ def load_rows(
         dataset = session.scalar(
             select(Dataset).where(Dataset.id == dataset_id, Dataset.project_id == ctx.project_id)
         )
-        if model is None or dataset is None:
-            raise JobError("the job's model or dataset was deleted before it ran")
+        gone = [f"model {model_id}"] * (model is None)
+        gone += [f"dataset {dataset_id}"] * (dataset is None)
+        if gone:
+            verb = "was" if len(gone) == 1 else "were"
+            raise JobError(f"the job's {' and '.join(gone)} {verb} deleted before it ran")
         cols = ("id", "name", "arch", "pretrained", "preset")
         m = {c: getattr(model, c) for c in cols}
         d = {c: getattr(dataset, c) for c in DATASET_COLUMNS}
@@ -63,8 +66,11 @@ def dataset_rows(ctx: JobContext, ids: list[str] | None) -> list[dict[str, Any]]
         else:
             query = query.where(Dataset.status.not_in(("validating", "failed")))
         rows = [{c: getattr(d, c) for c in DATASET_COLUMNS} for d in session.scalars(query)]
-    if ids is not None and len(rows) != len(set(ids)):
-        raise JobError("a dataset of the job was deleted before it ran")
+    missing = sorted(set(ids or ()) - {r["id"] for r in rows})
+    if missing:
+        what = ("dataset " if len(missing) == 1 else "datasets ") + ", ".join(missing)
+        verb = "was" if len(missing) == 1 else "were"
+        raise JobError(f"the job's {what} {verb} deleted before it ran")
     return sorted(rows, key=lambda r: r["name"])
 
 
