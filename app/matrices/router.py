@@ -15,9 +15,13 @@ from app.finetuning.params import Method
 from app.matrices import figures
 from app.matrices.schemas import MatrixColumn, MatrixRead, MatrixRowRead
 from app.matrices.service import Matrix, build_matrix
-from app.negotiation import CSV, SVG, wants
+from app.negotiation import CSV, SVG, text_response, wants
 
 router = APIRouter(prefix="/v1/matrices", tags=["matrices"], route_class=TransactionalRoute)
+
+# The query of the matrix's three operations (JSON with negotiation, `/csv`, `/svg`).
+BaseModelQuery = Annotated[str, Query(max_length=40, description="The base model")]
+MethodQuery = Annotated[Method, Query(description="Fine-tuning method")]
 
 
 def to_read(m: Matrix) -> MatrixRead:
@@ -69,8 +73,8 @@ def to_csv(m: Matrix) -> str:
 def get_matrix(
     session: SessionDep,
     principal: CurrentPrincipal,
-    base_model_id: Annotated[str, Query(max_length=40, description="The base model")],
-    method: Annotated[Method, Query(description="Fine-tuning method")] = "full",
+    base_model_id: BaseModelQuery,
+    method: MethodQuery = "full",
     # Content negotiation for browsers and hand-written clients; not declared, so that a
     # generated client's JSON operation only ever receives JSON (`/csv`, `/svg` are declared).
     format: Annotated[Literal["json", "csv", "svg"] | None, Query(include_in_schema=False)] = None,
@@ -94,16 +98,13 @@ def get_matrix(
 @router.get(
     "/csv",
     response_class=Response,
-    responses={
-        **problems(404),
-        200: {"content": {CSV: {"schema": {"type": "string"}}}, "description": "The matrix"},
-    },
+    responses={**problems(404), **text_response(CSV, "The matrix")},
 )
 def get_matrix_csv(
     session: SessionDep,
     principal: CurrentPrincipal,
-    base_model_id: Annotated[str, Query(max_length=40, description="The base model")],
-    method: Annotated[Method, Query(description="Fine-tuning method")] = "full",
+    base_model_id: BaseModelQuery,
+    method: MethodQuery = "full",
 ) -> Response:
     """The accuracy matrix as CSV: `GET /v1/matrices` with `Accept: text/csv`, as an operation
     of its own for clients generated from this document (one media type per operation)."""
@@ -116,16 +117,13 @@ def get_matrix_csv(
 @router.get(
     "/svg",
     response_class=Response,
-    responses={
-        **problems(404),
-        200: {"content": {SVG: {"schema": {"type": "string"}}}, "description": "The heat map"},
-    },
+    responses={**problems(404), **text_response(SVG, "The heat map")},
 )
 def get_matrix_svg(
     session: SessionDep,
     principal: CurrentPrincipal,
-    base_model_id: Annotated[str, Query(max_length=40, description="The base model")],
-    method: Annotated[Method, Query(description="Fine-tuning method")] = "full",
+    base_model_id: BaseModelQuery,
+    method: MethodQuery = "full",
 ) -> Response:
     """The accuracy matrix as an SVG heat map (rows = training dataset, columns = evaluation
     dataset, in-domain cells outlined): `GET /v1/matrices` with `Accept: image/svg+xml`, as

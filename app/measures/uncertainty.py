@@ -28,6 +28,15 @@ def _z(confidence: float) -> float:
     return NormalDist().inv_cdf(0.5 + confidence / 2.0)
 
 
+def _checked(
+    images: object, texts: object, labels: object
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The validated images (raw rows), the L2-normalised texts and the labels."""
+    X, T0 = check_pair(images, texts)
+    T = normalised(T0, "texts")
+    return X, T, as_labels(labels, X.shape[0], T.shape[0])
+
+
 def _row_terms(blk: Block, y: np.ndarray, T: np.ndarray, tau: np.ndarray) -> np.ndarray:
     """Per-row (x_i·t_{y_i}, x_i·τ, ‖x_i‖²) of one block, shape (3, b)."""
     u = np.einsum("ij,ij->i", blk.raw, T[y]) * blk.inv_norms
@@ -98,9 +107,7 @@ def bootstrap_ci(
         raise ValueError(f"n_boot must be at least 2; got {n_boot}")
     alpha = 1.0 - confidence
     _z(confidence)
-    X, T0 = check_pair(images, texts)
-    T = normalised(T0, "texts")
-    y = as_labels(labels, X.shape[0], T.shape[0])
+    X, T, y = _checked(images, texts, labels)
     sums, terms = _replicate_sums(X, y, T, n_boot, seed, block_rows)
     n, k = X.shape[0], T.shape[0]
     a_inc = (terms[:, 1] - terms[:, 0]) / (n * (k - 1))
@@ -157,9 +164,7 @@ def stable_sample_size(
     if not tol > 0.0:
         raise ValueError(f"tol must be positive; got {tol}")
     z = _z(confidence)
-    X, T0 = check_pair(images, texts)
-    T = normalised(T0, "texts")
-    y = as_labels(labels, X.shape[0], T.shape[0])
+    X, T, y = _checked(images, texts, labels)
     n, k = X.shape[0], T.shape[0]
     mu, tau = accumulate(X, y, k, block_rows).image_sum / n, T.sum(axis=0)
     total, total_sq = 0.0, 0.0

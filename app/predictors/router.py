@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query, Response, status
 from app.deps import CurrentPrincipal, CursorQuery, LimitQuery, SessionDep, TransactionalRoute
 from app.errors import problems
 from app.finetuning.params import Method
-from app.negotiation import SVG, wants
+from app.negotiation import SVG, text_response, wants
 from app.predictors import figures, predictions, service
 from app.predictors.schemas import (
     PredictionCreate,
@@ -105,10 +105,7 @@ def get_predictor(
 @router.get(
     "/{predictor_id}/svg",
     response_class=Response,
-    responses={
-        **problems(404),
-        200: {"content": {SVG: {"schema": {"type": "string"}}}, "description": "The figure"},
-    },
+    responses={**problems(404), **text_response(SVG, "The figure")},
 )
 def get_predictor_svg(
     predictor_id: str, session: SessionDep, principal: CurrentPrincipal
