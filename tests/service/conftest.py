@@ -154,3 +154,18 @@ def shapes_zip(workdir: Path) -> Path:
     root = workdir / "shapes"
     root.mkdir()
     return zip_dir(make_task(root / "shapes"), root / "shapes.zip")
+
+
+#: The four small tasks of the end-to-end workflows (generated clients, predictors).
+WORKFLOW_TASKS = ("colours", "shapes", "orientations", "textures")
+
+
+@pytest.fixture(scope="session")
+def task_zips(workdir: Path) -> list[Path]:
+    """Zips of `WORKFLOW_TASKS` (8 images per class: 6 train, 2 test)."""
+    root = workdir / "workflow-tasks"
+    root.mkdir()
+    return [
+        zip_dir(make_task(root / t, task=t, per_class=8, seed=i), root / f"{t}.zip")
+        for i, t in enumerate(WORKFLOW_TASKS)
+    ]

@@ -12,7 +12,7 @@ import sys
 import time
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -238,6 +238,16 @@ def wait_job(client: httpx.Client, job_id: str, timeout: float = 600.0) -> dict[
         if job["status"] in FINAL or time.monotonic() > deadline:
             return job
         time.sleep(0.3)
+
+
+def until(what: str, check: Callable[[], Any], timeout: float = 300.0, poll: float = 0.1) -> Any:
+    """Poll `check` until it returns something true and return that; fails naming `what`
+    after `timeout` (a failure bound, as `wait_job`'s)."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(poll)
+    return value
 
 
 def ingested(client: httpx.Client, resp: httpx.Response, timeout: float = 600.0) -> httpx.Response:

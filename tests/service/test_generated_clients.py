@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -25,22 +25,21 @@ from typing import Any
 import pytest
 
 from app.main import create_app
-from tests.service.conftest import SharedStacks
+from tests.service.conftest import WORKFLOW_TASKS, SharedStacks
 from tests.service.stack import (
     FINAL,
     ROOT,
     TINY,
     Stack,
     free_port,
-    make_task,
-    zip_dir,
+    until,
 )
 from tests.service.test_webhooks import Receiver
 
 CACHE = ROOT / ".cache" / "contract"
 NPM_PACKAGES = ("openapi-typescript@7.13.0", "openapi-fetch@0.17.0", "typescript@5.9.3")
 HYPER = {"epochs": 2, "batch_size": 8, "lr": 0.02, "seed": 0}
-TASKS = ("colours", "shapes", "orientations", "textures")
+TASKS = WORKFLOW_TASKS
 
 
 @pytest.fixture(scope="module")
@@ -100,28 +99,9 @@ def _wait(client: Any, job: Any, timeout: float = 600.0) -> Any:
     return job
 
 
-@pytest.fixture(scope="module")
-def task_zips(workdir: Path) -> list[Path]:
-    """Four small generated tasks (8 images per class: 6 train, 2 test)."""
-    root = workdir / "generated-tasks"
-    root.mkdir(exist_ok=True)
-    return [
-        zip_dir(make_task(root / t, task=t, per_class=8, seed=i), root / f"{t}.zip")
-        for i, t in enumerate(TASKS)
-    ]
-
-
 def _run(client: Any, bodies: list[Any]) -> list[Any]:
     create_job = _api("jobs.create_job")
     return [_wait(client, job) for job in [create_job.sync(client=client, body=b) for b in bodies]]
-
-
-def _until(what: str, check: Callable[[], Any], timeout: float = 300.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-    return value
 
 
 def _register_webhook(client: Any) -> tuple[Any, Receiver]:
@@ -145,7 +125,7 @@ def _check_delivered(client: Any, hook: Any, receiver: Receiver, job_id: str) ->
     def arrived() -> list[tuple[dict[str, str], dict[str, Any]]]:
         return [(h, e) for h, e in receiver.received if e["data"]["id"] == job_id]
 
-    arrivals = _until("the signed job.succeeded delivery", arrived)
+    arrivals = until("the signed job.succeeded delivery", arrived, poll=0.2)
     assert all(e["type"] == "job.succeeded" and e["data"]["status"] == "succeeded"
                for _, e in arrivals)  # fmt: skip
     assert receiver.rejected == 0
@@ -155,7 +135,7 @@ def _check_delivered(client: Any, hook: Any, receiver: Receiver, job_id: str) ->
         page = deliveries.sync(hook.id, client=client, status=DeliveryStatus("succeeded"))
         return [d for d in page.items if d.job_id == job_id]
 
-    [row] = _until("the delivery recorded as succeeded", recorded)
+    [row] = until("the delivery recorded as succeeded", recorded, poll=0.2)
     # at least once: a retried delivery keeps its id
     assert {h["webhook-id"] for h, _ in arrivals} == {row.id}
     assert row.event_type.value == "job.succeeded"

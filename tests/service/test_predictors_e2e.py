@@ -12,11 +12,11 @@ import pytest
 
 from app.measures.prediction import fit_linear, implied_accuracy_interval, predict
 from iimm_cli import main as cli
-from tests.service.conftest import SharedStacks
-from tests.service.stack import Stack, make_task, wait_job, zip_dir
+from tests.service.conftest import WORKFLOW_TASKS, SharedStacks
+from tests.service.stack import Stack, wait_job
 from tests.service.test_api import add_tiny, upload
 
-TASKS = ("colours", "shapes", "orientations", "textures")
+TASKS = WORKFLOW_TASKS
 HYPER = {"epochs": 2, "batch_size": 8, "lr": 0.02, "seed": 0}
 
 
@@ -25,17 +25,6 @@ def e2e_stack(shared_stacks: SharedStacks) -> Stack:
     """An embedded stack with one worker (the deployment users start with); the process's
     shared one (the test works in its own project)."""
     return shared_stacks.get("embedded")
-
-
-@pytest.fixture(scope="module")
-def task_zips(workdir: Path) -> list[Path]:
-    """Four small generated tasks (8 images per class: 6 train, 2 test)."""
-    root = workdir / "e2e-tasks"
-    root.mkdir(exist_ok=True)
-    return [
-        zip_dir(make_task(root / t, task=t, per_class=8, seed=i), root / f"{t}.zip")
-        for i, t in enumerate(TASKS)
-    ]
 
 
 def _run_jobs(c: httpx.Client, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.service.conftest import SharedStacks
-from tests.service.stack import Stack, free_port, wait_job
+from tests.service.stack import Stack, free_port, until, wait_job
 from tests.service.test_api import add_tiny, assert_problem, upload
 
 
@@ -66,14 +64,6 @@ def stack(shared_stacks: SharedStacks) -> Stack:
 
 def _name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def _until(what: str, check: Callable[[], Any], timeout: float = 300.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-    return value
 
 
 def _dataset(c: httpx.Client, shapes_zip: Path) -> str:
@@ -129,7 +119,7 @@ def test_job_events_arrive_signed(stack: Stack, shapes_zip: Path) -> None:
             def events() -> list[str]:
                 return [e["type"] for _, e in receiver.received if e["data"]["id"] == job["id"]]
 
-            _until("three events", lambda: len(events()) >= 3)
+            until("three events", lambda: len(events()) >= 3)
             assert sorted(events()) == sorted(wanted) and receiver.rejected == 0
             done = next(e for _, e in receiver.received if e["type"] == "job.succeeded")
             assert done["data"] == {
@@ -145,7 +135,7 @@ def test_job_events_arrive_signed(stack: Stack, shapes_zip: Path) -> None:
                 items = c.get(url, params={"status": "succeeded"}).json()["items"]
                 return items if len(items) >= 3 else None
 
-            rows = _until("three recorded deliveries", recorded)
+            rows = until("three recorded deliveries", recorded)
             ids = {h["webhook-id"] for h, _ in receiver.received}
             assert {d["id"] for d in rows} == ids and all(d["attempts"] == 1 for d in rows)
             # a tampered body fails verification with the same headers
@@ -170,7 +160,7 @@ def test_a_receiver_down_for_a_while_gets_the_event_later(stack: Stack, shapes_z
             items = c.get(url).json()["items"]
             return items[0] if items and items[0]["attempts"] >= 2 else None
 
-        failing = _until("two failed attempts", retried)
+        failing = until("two failed attempts", retried)
         assert failing["status"] == "pending" and failing["job_id"] == job["id"]
         assert failing["last_error"] and failing["last_status_code"] is None
         receiver = Receiver(port, hook["secret"])
@@ -180,7 +170,7 @@ def test_a_receiver_down_for_a_while_gets_the_event_later(stack: Stack, shapes_z
                 items = c.get(url, params={"status": "succeeded"}).json()["items"]
                 return items[0] if items else None
 
-            row = _until("the delivery after the receiver came up", delivered)
+            row = until("the delivery after the receiver came up", delivered)
             assert row["id"] == failing["id"] and row["attempts"] > failing["attempts"]
             assert row["last_status_code"] == 204 and row["delivered_at"] is not None
             [(headers, event)] = receiver.received
