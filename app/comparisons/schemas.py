@@ -134,6 +134,17 @@ class RankingItem(BaseModel):
         "base model and method on IIMM, at this dataset's IIMM; null without one, or when it "
         "is the ranking's own predictor (`feature` is iimm).",
     )
+    stale: bool = Field(
+        default=False,
+        description="True when the predictor of `gain` or of `ood_change` is stale (a dataset it "
+        "was fitted on deleted, or evaluations of its matrix stored after its fit): the ranking "
+        "rests on out-of-date data until it is refitted.",
+    )
+    stale_reason: str | None = Field(
+        default=None,
+        description="Which of those predictors is stale, why, and to refit (its `stale_reason` "
+        "in `GET /v1/predictors/{id}`); null when neither is.",
+    )
 
 
 class Unranked(BaseModel):

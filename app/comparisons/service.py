@@ -360,9 +360,12 @@ def rank(
         ranked = rank_candidates([c for c, _ in gathered], level=level)
     except ValueError as exc:
         raise InvalidError(f"cannot rank: {exc}") from None
+    used = {p.id: p for m in meta.values() for p in (m["gain"], m["ood_change"]) if p is not None}
+    stale = predictors_service.stale_reasons(session, project_id, list(used.values()))
     items = []
     for r in ranked:
         m = meta[(r.base_model, r.method)]
+        note = predictors_service.stale_note([m["gain"], m["ood_change"]], stale)
         items.append(RankingItem(
             rank=r.rank, base_model_id=r.base_model, base_model_name=m["model"].name,
             method=r.method, feature=m["gain"].feature,
@@ -375,6 +378,7 @@ def rank(
             gain_from_zero_shot_accuracy=_beside(
                 ZeroShotPrediction, m["zero_shot"], m["acc"], m["acc"], level),
             gain_from_iimm=_beside(IimmPrediction, m["on_iimm"], m["iimm"], m["acc"], level),
+            stale=note is not None, stale_reason=note,
         ))  # fmt: skip
     return RankingRead(
         dataset_id=dataset_id, dataset_name=dataset_name, level=level, by=by, items=items,

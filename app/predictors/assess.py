@@ -21,6 +21,7 @@ from app.predictors.choice import (
 )
 from app.predictors.predictions import prediction_of
 from app.predictors.schemas import PredictionRead
+from app.predictors.service import stale_note, stale_reasons
 
 #: Beside the headline gain, per method: the key and the feature of the predictor shown.
 BESIDE = (("gain_from_zero_shot_accuracy", data.ZERO_SHOT), ("gain_from_iimm", PREFERRED_FEATURE))
@@ -62,11 +63,12 @@ def _per_method(
     done: dict[str, PredictionRead],
     by: RankBy,
     comparison_of: Callable[[str], Comparison | None],
+    stale: dict[str, str],
 ) -> dict[str, dict[str, Any]]:
     """Per method of the predictors that `predicted` (their predictions in `done`): the gain
     of the predictor `by` picks (as `GET /v1/rankings` does; `predicted_by` says which and
     why) with the fine-tuned accuracy it implies, the other gain predictions beside it, the
-    forgetting of the headline `ood_change` predictor."""
+    forgetting of the headline `ood_change` predictor, and whether the ones used are stale."""
     chosen = headline(predicted)
     beside = {f: newest(p for p in predicted if p.feature == f) for _, f in BESIDE}
     out: dict[str, dict[str, Any]] = {}
@@ -74,9 +76,11 @@ def _per_method(
         gains = [p for p in predicted if p.method == method and p.target == "gain"]
         gp, why = pick_gain_predictor(by, gains, method, comparison_of)
         fp = chosen.get((method, "ood_change"))
+        note = stale_note([gp, fp], stale)
         entry: dict[str, Any] = {
             "feature": None if gp is None else gp.feature, "predicted_by": why,
             "gain": None, "finetuned_accuracy": None, "ood_change": None,
+            "stale": note is not None, "stale_reason": note,
         }  # fmt: skip
         if gp is not None:
             pred = done[gp.id]
@@ -128,7 +132,8 @@ def assess_document(
         "iimm": {"value": task.value(PREFERRED_FEATURE), "ci_low": low, "ci_high": high},
         "measures": dict(sorted(task.measures.items())),
         "methods": _per_method(
-            [p for p in predictors if p.id in done], done, by, comparison_of
+            [p for p in predictors if p.id in done], done, by, comparison_of,
+            stale_reasons(session, project_id, predictors),
         ),
         "predictions": [p.model_dump(mode="json") for p in done.values()],
         "unavailable": unavailable,

@@ -54,7 +54,7 @@ def _links(job_id: str, params: dict[str, Any], _: dict[str, Any] | None) -> dic
 
 class AssessMethod(BaseModel):
     """What one fine-tuning method is predicted to bring. Results stored before `by` existed
-    led with IIMM's predictor and lack `feature`, `predicted_by` and `gain_from_iimm`."""
+    led with IIMM's predictor and lack `feature`, `predicted_by`, `gain_from_iimm` and `stale`."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -86,6 +86,14 @@ class AssessMethod(BaseModel):
         default=None,
         description="Beside `gain`: the newest gain predictor on IIMM's prediction (with its "
         "`finetuned_accuracy`); null without one or when it is `gain`'s own.",
+    )
+    stale: bool = Field(
+        default=False,
+        description="True when the predictor of `gain` or `ood_change` was stale when assessed "
+        "(a dataset it was fitted on deleted, or newer evaluations of its matrix).",
+    )
+    stale_reason: str | None = Field(
+        default=None, description="Which of them is stale, why, and to refit; null when neither."
     )
 
 

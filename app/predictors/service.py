@@ -266,6 +266,26 @@ def read_all(session: Session, project_id: str, rows: list[Predictor]) -> list[P
     return [to_read(r, existing, newer.get(r.id, 0)) for r in rows]
 
 
+def stale_reasons(session: Session, project_id: str, rows: list[Predictor]) -> dict[str, str]:
+    """The stale ones among `rows`, each with its `stale_reason` (as `read_all` gives it)."""
+    existing = existing_datasets(session, project_id, rows)
+    newer = newer_evaluations(session, project_id, rows)
+    out = {}
+    for row in rows:
+        missing = [p["dataset_id"] for p in row.points if p["dataset_id"] not in existing]
+        if (why := stale_reason(missing, newer.get(row.id, 0))) is not None:
+            out[row.id] = why
+    return out
+
+
+def stale_note(used: list[Predictor | None], reasons: dict[str, str]) -> str | None:
+    """One sentence naming which of the predictors `used` for a prediction are stale and why
+    (`reasons` from `stale_reasons`); None when none is."""
+    parts = [f"{p.target} predictor {p.id} ({p.feature}) is stale: {reasons[p.id]}"
+             for p in used if p is not None and p.id in reasons]  # fmt: skip
+    return "; ".join(parts) or None
+
+
 def stale_reason(missing: list[str], newer: int) -> str | None:
     """Why a predictor is stale, in one sentence with what to do; None when it is not."""
     parts = []

@@ -807,7 +807,8 @@ def test_assess_leads_with_the_predictor_rankings_rank_by(stack: Stack, shapes_z
     zero-shot-accuracy one where the comparison says zero-shot accuracy predicts G, with the
     same sentence as `ranked_by` in `predicted_by`; `by` overrides; the other predictor's gain
     stands beside, each equal to predict() on fits computed here; an unknown `by` is a 422 at
-    submission naming the allowed values."""
+    submission naming the allowed values. Once an evaluation of the matrix is stored after the
+    fit, the assessment and the ranking row say the predictor they used is stale, and why."""
     key, project_id, c = new_project(stack)
     with c:
         sd = plant_zero_shot_driven(stack, c, key, project_id, seed_no=14)
@@ -845,6 +846,7 @@ def test_assess_leads_with_the_predictor_rankings_rank_by(stack: Stack, shapes_z
                 want = predict(fits[f], at[f])
                 for k in ("value", "lower", "upper"):
                     _close(got["prediction"][k], getattr(want, k))
+            assert full["stale"] is False and full["stale_reason"] is None
             ranking = c.get("/v1/rankings", params={"dataset_id": target, "by": by or "best"})
             (row,) = ranking.json()["items"]
             assert row["gain_predictor_id"] == full["gain"]["predictor_id"]
@@ -852,3 +854,30 @@ def test_assess_leads_with_the_predictor_rankings_rank_by(stack: Stack, shapes_z
             _close(row["gain"]["value"], full["gain"]["prediction"]["value"])
         best = c.get("/v1/rankings", params={"dataset_id": target}).json()["items"][0]
         assert "comparison ranks zero_shot_accuracy" in best["ranked_by"]
+        assert best["stale"] is False and best["stale_reason"] is None
+        # a tuned task's zero-shot evaluation stored again (same accuracy): both fits are stale
+        again = sd.datasets[0]
+        with db(stack) as s:
+            zero_shot = Evaluation.finetuned_model_id.is_(None)
+            old = s.scalars(select(Evaluation).where(Evaluation.dataset_id == again,
+                                                     zero_shot)).one()  # fmt: skip
+            s.delete(old)
+            s.flush()
+            add_zero_shot(s, sd, again, sd.zero_shot[again])
+        why = (f"gain predictor {ids['zero_shot_accuracy']} (zero_shot_accuracy) is stale: "
+               "1 newer evaluation(s) since fitted: refit with POST /v1/predictors")  # fmt: skip
+        full = _assess(c, sd.model_id, target)["result"]["methods"]["full"]
+        assert full["gain"]["predictor_id"] == ids["zero_shot_accuracy"]
+        assert full["stale"] is True and full["stale_reason"] == why
+        row = c.get("/v1/rankings", params={"dataset_id": target}).json()["items"][0]
+        assert row["stale"] is True and row["stale_reason"] == why
+        row = c.get("/v1/rankings", params={"dataset_id": target, "by": "iimm"}).json()["items"][0]
+        assert row["stale_reason"] == why.replace(ids["zero_shot_accuracy"], ids["iimm"]).replace(
+            "(zero_shot_accuracy)", "(iimm)"
+        )
+        # refitting finds the same points: current again
+        body = {"base_model_id": sd.model_id, "method": "full", "feature": "zero_shot_accuracy",
+                "piecewise": "never"}  # fmt: skip
+        assert c.post("/v1/predictors", json=body).json()["id"] == ids["zero_shot_accuracy"]
+        row = c.get("/v1/rankings", params={"dataset_id": target}).json()["items"][0]
+        assert row["stale"] is False and row["stale_reason"] is None

@@ -1,7 +1,7 @@
 """The per-method part of the `assess` document (`app.predictors.assess._per_method`) on
 hand-made predictions: the headline gain comes from the predictor `by` picks (the choice
 `GET /v1/rankings` makes), `predicted_by` says why, the other gain predictions stand beside it
-with the fine-tuned accuracy they imply."""
+with the fine-tuned accuracy they imply, and a stale predictor used is named."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ ZS_FIRST: Any = SimpleNamespace(
 )  # fmt: skip
 
 
-def _entry(by: RankBy, comparison: Any) -> dict[str, Any]:
+def _entry(by: RankBy, comparison: Any, stale: dict[str, str] | None = None) -> dict[str, Any]:
     from app.predictors.assess import _per_method
 
     asked: list[str] = []
@@ -43,7 +43,7 @@ def _entry(by: RankBy, comparison: Any) -> dict[str, Any]:
         asked.append(method)
         return comparison
 
-    entry = _per_method([ZS, IIMM], DONE, by, comparison_of)["full"]
+    entry = _per_method([ZS, IIMM], DONE, by, comparison_of, stale or {})["full"]
     assert asked == (["full"] if by is RankBy.best else [])
     return entry
 
@@ -57,6 +57,7 @@ def test_without_a_comparison_iimm_leads_and_zero_shot_stands_beside() -> None:
     assert beside["finetuned_accuracy"]["value"] == 0.6 and beside["extrapolated"] is False
     assert entry["finetuned_accuracy"]["value"] == 0.7 and entry["gain"]["extrapolated"] is True
     assert "finetuned_accuracy" not in entry["gain"] and entry["gain_from_iimm"] is None
+    assert entry["stale"] is False and entry["stale_reason"] is None
 
 
 def test_best_leads_with_what_the_comparison_ranks_first() -> None:
@@ -85,7 +86,15 @@ def test_by_overrides_the_comparison(by: RankBy, own: str) -> None:
 def test_by_without_such_a_predictor_leaves_gain_empty_and_says_why() -> None:
     from app.predictors.assess import _per_method
 
-    entry = _per_method([ZS], DONE, RankBy.iimm, lambda m: None)["full"]
+    entry = _per_method([ZS], DONE, RankBy.iimm, lambda m: None, {})["full"]
     assert entry["gain"] is None and entry["feature"] is None
     assert "no gain predictor on iimm" in entry["predicted_by"]
     assert entry["gain_from_zero_shot_accuracy"]["predictor_id"] == "prd_1"  # still shown
+
+
+def test_a_stale_headline_predictor_is_named() -> None:
+    why = "2 newer evaluation(s) since fitted: refit with POST /v1/predictors"
+    entry = _entry(RankBy.best, ZS_FIRST, {"prd_1": why, "prd_2": why})
+    assert entry["stale"] is True
+    assert entry["stale_reason"] == f"gain predictor prd_1 (zero_shot_accuracy) is stale: {why}"
+    assert _entry(RankBy.iimm, ZS_FIRST, {"prd_1": why})["stale"] is False  # only beside
