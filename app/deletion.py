@@ -73,14 +73,39 @@ CASCADE_DOC = (
 CancelJobs = Callable[[list[str]], None]
 
 
+#: The kind of dependent that jobs not final yet are counted as, and their statuses.
+ACTIVE_JOBS = "active_jobs"
+ACTIVE = (JobStatus.queued.value, JobStatus.running.value, JobStatus.waiting.value)
+#: What a kind of dependent is called in a message: (one, several).
+_NOUNS = {
+    "finetuned_models": ("fine-tuned model", "fine-tuned models"),
+    "evaluations": ("evaluation", "evaluations"),
+    "scores": ("score", "scores"),
+    "predictors": ("predictor", "predictors"),
+    "embeddings": ("embedding", "embeddings"),
+    "active_jobs": ("active job", "active jobs"),
+}
+
+
+def counted(n: int, kind: str) -> str:
+    """`n` dependents of `kind` in words: "1 fine-tuned model", "2 fine-tuned models"."""
+    one, several = _NOUNS.get(kind, (kind.replace("_", " "), kind.replace("_", " ")))
+    return f"{n} {one if n == 1 else several}"
+
+
 class DependentsError(ConflictError):
-    """409: the delete would remove results; `dependents` counts them by kind."""
+    """409: the delete would remove results or cancel jobs (`active_jobs`); `dependents`
+    counts them by kind."""
 
     def __init__(self, what: str, dependents: dict[str, int]) -> None:
-        listed = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in dependents.items())
+        listed = ", ".join(counted(n, kind) for kind, n in dependents.items())
+        has = (
+            "results or jobs not final yet that a delete would remove or cancel"
+            if ACTIVE_JOBS in dependents
+            else "results that a delete would remove"
+        )
         super().__init__(
-            f"{what} has results that a delete would remove ({listed}); delete with"
-            " ?cascade=true to remove them too",
+            f"{what} has {has} ({listed}); delete with ?cascade=true to remove them too",
             extensions={"dependents": dependents},
         )
 
@@ -118,8 +143,6 @@ _KIND = {
     Predictor: "predictors",
     Embedding: "embeddings",
 }
-ACTIVE_JOBS = "active_jobs"
-ACTIVE = (JobStatus.queued.value, JobStatus.running.value, JobStatus.waiting.value)
 
 
 def _names(params: object, ids: set[str]) -> bool:

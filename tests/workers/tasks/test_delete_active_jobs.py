@@ -44,7 +44,7 @@ def test_active_jobs_refuse_a_delete_and_a_cascade_cancels_them(
 
     for path in (f"/v1/models/{model}", f"/v1/datasets/{dataset}"):
         resp = c.delete(path)
-        assert_problem(resp, 409, "active job", "cascade=true")
+        assert_problem(resp, 409, "(1 active job)", "cascade=true")
         assert resp.json()["dependents"] == {"active_jobs": 1}, resp.json()
     assert c.get(f"/v1/models/{model}").status_code == 200
     assert c.get(f"/v1/jobs/{job}").json()["status"] == "queued"
