@@ -167,9 +167,8 @@ def execute(job_id: str) -> str:
 
 def after_job(env: WorkerEnv) -> None:
     """Let the cache drop what the job read, and keep it within its bounds (the store is
-    checked for removed artifacts when due: `app.artifacts.cache`)."""
-    if env.storage.is_local:
-        return
+    checked for removed artifacts when due: `app.artifacts.cache`; with a local store, only
+    remote references are cached)."""
     env.storage.cache.release()
     try:
         env.storage.cache.prune_if_due()
@@ -442,7 +441,7 @@ def poll_forever(queues: list[str], stop: threading.Event | None = None) -> None
             log.warning("polling failed: %s", exc)
             job_id = None
         if job_id is None:
-            if not env.storage.is_local and env.storage.cache.check_due():
+            if env.storage.cache.check_due():
                 after_job(env)  # idle: drop copies of what was deleted meanwhile
             stop.wait(env.settings.worker_poll_s)
             continue
@@ -468,12 +467,10 @@ def sweep_at_start(settings: Settings) -> None:
 
     sweep_payload_dirs()
     sweep_work_dirs(settings)
-    storage = Storage.for_settings(settings)
-    if not storage.is_local:
-        try:
-            storage.cache.prune(check_sources=True)
-        except Exception as exc:  # the store is away: the first job's prune tries again
-            log.warning("pruning the artifact cache failed: %s", exc)
+    try:
+        Storage.for_settings(settings).cache.prune(check_sources=True)
+    except Exception as exc:  # the store is away: the first job's prune tries again
+        log.warning("pruning the artifact cache failed: %s", exc)
 
 
 def serve_worker(queues: list[str], settings: Settings) -> None:

@@ -5,7 +5,10 @@ store's `datasets/<id>`, `embeddings/<hash>`, ... are fetched whole, once, into
 ``<data dir>/cache/iimm-cache/<key>``. fsspec's caching filesystems (``filecache``,
 ``simplecache``) cache single files under hashed names as they are opened, expire them by the
 time they were fetched and have no bound in bytes, so they give no local folder to read and
-would check the remote once per image: this keeps whole folders instead.
+would check the remote once per image: this keeps whole folders instead. Remote references
+(a dataset or model registered by an `https://`/`s3://` URI) are kept here too, under
+``remote/<digest of the URI>``; the service never deletes those sources, so their copies go
+by age and the bound only.
 
 Each entry has a record in ``.entries/<digest of key>.json`` (its key, source URL, bytes and
 last use) and a lock file beside it. A process using an entry holds a shared `flock` on it
@@ -140,8 +143,8 @@ class LocalCache:
 
     def get(self, key: str, source: str, fetch: Callable[[Path], None]) -> Path:
         """The local folder of `key`; on a miss `fetch(folder)` fills a fresh folder, which
-        then becomes the entry (`source`: the URL whose existence keeps it). The entry stays
-        pinned until `release`."""
+        then becomes the entry (`source`: the URL whose existence keeps it; "" for one never
+        checked). The entry stays pinned until `release`."""
         self._pin(key)
         target = self.root / key
         record = self._record(key)
@@ -218,10 +221,10 @@ class LocalCache:
         """Remove gone (with `check_sources`), expired, over-the-bound and unrecorded
         entries (see the module docstring); `now_ns`: the time to judge retention at."""
         report = PruneReport()
-        if not self.root.exists():
-            return report
         if check_sources:
             self._last_check = time.monotonic()
+        if not self.root.exists():
+            return report
         now = time.time_ns() if now_ns is None else now_ns
         kept = []
         for entry in self._records():
@@ -232,7 +235,7 @@ class LocalCache:
             reason = None
             if self.retention_s and now - int(entry.get("used_ns", 0)) > self.retention_s * 1e9:
                 reason = report.expired
-            elif check_sources and key not in self._pins:
+            elif check_sources and entry.get("source") and key not in self._pins:
                 try:
                     if not self.exists(str(entry["source"])):
                         reason = report.gone

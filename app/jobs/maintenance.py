@@ -103,8 +103,8 @@ class Maintenance:
         """Purge old published outbox rows; remove orphaned artifacts and those of jobs
         finished longer than `job_files_retention_s` ago (`app.deletion.sweep_orphans`), and
         stale upload working folders of this process's data directory and the working
-        folders of job attempts that are over; prune that directory's cache of a remote
-        store (`app.artifacts.cache`); returns the keys of the removed artifacts."""
+        folders of job attempts that are over; prune that directory's cache of remote
+        artifacts (`app.artifacts.cache`); returns the keys of the removed artifacts."""
         from app.deletion import sweep_job_folders, sweep_orphans, sweep_temp_folders
 
         s = self.settings
@@ -118,9 +118,7 @@ class Maintenance:
         sweep_temp_folders(s.data_dir, min_age_s=s.orphan_min_age_s)
         with session_scope(self.factory) as session:
             sweep_job_folders(session, s.data_dir)
-        storage = self.storage()
-        if not storage.is_local:  # this data directory's copies of what the sweep removed
-            storage.cache.prune(check_sources=True)
+        self.storage().cache.prune(check_sources=True)  # this data directory's copies
         return removed
 
     def measure_usage(self) -> dict[str, tuple[int, int]]:

@@ -4,7 +4,6 @@ run code is refused with a 422 and leaves nothing behind."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import uuid
@@ -148,10 +147,12 @@ def test_remote_checkpoint_is_fetched_once_and_checked(tmp_path: Path) -> None:
     import fsspec
     from safetensors.torch import save
 
+    from app.artifacts import Storage
     from workers.tasks.base import JobError
-    from workers.tasks.datasets import model_spec, remote_copy
+    from workers.tasks.datasets import model_spec, remote_copy, remote_key
 
-    ctx: Any = SimpleNamespace(settings=SimpleNamespace(data_dir=tmp_path))
+    storage = Storage(str(tmp_path / "store"), cache_dir=tmp_path / "cache")
+    ctx: Any = SimpleNamespace(settings=SimpleNamespace(data_dir=tmp_path), storage=storage)
     fs = fsspec.filesystem("memory")
     state = {"w": torch.arange(4.0)}
     fs.pipe("/ckpt/good.safetensors", save(state))
@@ -159,14 +160,15 @@ def test_remote_checkpoint_is_fetched_once_and_checked(tmp_path: Path) -> None:
     assert local.name == "good.safetensors" and local.read_bytes() == save(state)
     fs.rm("/ckpt/good.safetensors")
     assert remote_copy(ctx, "memory://ckpt/good.safetensors") == local  # cached, not refetched
+    storage.cache.release()  # the job ended
+    assert storage.cache.prune(check_sources=True).gone == []  # a reference's copy is not
+    assert storage.cache.usage() == (len(save(state)), 1)  # checked; it counts in the bound
     with pytest.raises(JobError, match="cannot fetch"):
         remote_copy(ctx, "memory://ckpt/missing.safetensors")
 
     evil = _weights("pt", {"w": torch.ones(1), "x": Evil()})  # type: ignore[dict-item]
     uri = "https://models.example/evil.pt"
-    cached = tmp_path / "cache" / "remote" / hashlib.sha256(uri.encode()).hexdigest()
-    cached.mkdir(parents=True)
-    (cached / "evil.pt").write_bytes(evil)  # as if fetched
+    storage.cache.get(remote_key(uri), "", lambda into: (into / "evil.pt").write_bytes(evil))
     row = {"arch": "ViT-B-32", "pretrained": uri, "preset": None}
     with pytest.raises(JobError, match=r"posix\.system"):
         model_spec(ctx, row)

@@ -100,13 +100,18 @@ def dataset_path(ctx: JobContext, row: dict[str, Any]) -> Path:
         return Path(parsed.path)
     import fsspec
 
-    cache = (
-        ctx.settings.data_dir / "cache" / "remote" / hashlib.sha256(row["uri"].encode()).hexdigest()
-    )
-    if not cache.exists():
+    def fetch(into: Path) -> None:
         fs, path = fsspec.core.url_to_fs(row["uri"])
-        fs.get(path.rstrip("/") + "/", str(cache), recursive=True)
-    return cache
+        fs.get(path.rstrip("/") + "/", str(into), recursive=True)
+
+    return ctx.storage.cache.get(remote_key(row["uri"]), "", fetch)
+
+
+def remote_key(uri: str) -> str:
+    """The key of a remote reference's local copy in the worker's cache (`app.artifacts.cache`;
+    its source is not checked: the service never deletes it, so the copy goes by age or
+    the bound in bytes)."""
+    return f"remote/{hashlib.sha256(uri.encode()).hexdigest()}"
 
 
 def remote_copy(ctx: JobContext, uri: str) -> Path:
@@ -114,19 +119,16 @@ def remote_copy(ctx: JobContext, uri: str) -> Path:
     under its own name (an architecture JSON's stem is its open_clip name)."""
     import fsspec
 
-    cache = ctx.settings.data_dir / "cache" / "remote" / hashlib.sha256(uri.encode()).hexdigest()
-    target = cache / (Path(urlparse(uri).path).name or "file")
-    if not target.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        part = target.with_name(target.name + ".part")
-        try:
-            fs, path = fsspec.core.url_to_fs(uri)
-            fs.get(path, str(part))
-        except Exception as exc:  # fsspec backends raise their own error types
-            part.unlink(missing_ok=True)
-            raise JobError(f"cannot fetch {uri}: {str(exc).splitlines()[0][:300]}") from None
-        part.replace(target)
-    return target
+    name = Path(urlparse(uri).path).name or "file"
+
+    def fetch(into: Path) -> None:
+        fs, path = fsspec.core.url_to_fs(uri)
+        fs.get(path, str(into / name))
+
+    try:
+        return ctx.storage.cache.get(remote_key(uri), "", fetch) / name
+    except Exception as exc:  # fsspec backends raise their own error types
+        raise JobError(f"cannot fetch {uri}: {str(exc).splitlines()[0][:300]}") from None
 
 
 def model_spec(ctx: JobContext, row: dict[str, Any]) -> str:

@@ -50,3 +50,32 @@ def test_a_deleted_dataset_leaves_no_copy_on_the_worker(
         runner.sweep_at_start(env.settings)
     assert not copy.exists()
     assert env.storage.cache.usage() == (0, 0)
+
+
+def test_a_remote_reference_is_copied_once_within_the_bound(tmp_path: Path) -> None:
+    """A dataset registered by a remote URI is fetched once into the same cache; its source
+    is not the service's to delete, so the copy goes by the bound (and age), not by a
+    check of the source."""
+    import uuid
+    from types import SimpleNamespace
+
+    import fsspec
+
+    from app.artifacts import Storage
+    from workers.tasks.datasets import dataset_path
+
+    fs, ref = fsspec.filesystem("memory"), f"/refs-{uuid.uuid4().hex}"
+    for name in ("a", "b"):
+        fs.pipe(f"{ref}/{name}/cat/1.png", b"p" * 600)
+    storage = Storage(str(tmp_path / "store"), cache_dir=tmp_path / "cache", cache_max_bytes=1000)
+    ctx = SimpleNamespace(storage=storage)
+    rows = {n: {"source": "reference", "uri": f"memory://{ref}/{n}"} for n in ("a", "b")}
+    first = dataset_path(ctx, rows["a"])  # type: ignore[arg-type]
+    assert (first / "cat" / "1.png").read_bytes() == b"p" * 600
+    fs.rm(f"{ref}/a", recursive=True)
+    assert dataset_path(ctx, rows["a"]) == first  # type: ignore[arg-type]  # not refetched
+    storage.cache.release()
+    assert storage.cache.prune(check_sources=True).gone == []
+    dataset_path(ctx, rows["b"])  # type: ignore[arg-type]  # 1200 bytes > 1000: a goes
+    assert not first.exists() and storage.cache.usage() == (600, 1)
+    fs.rm(ref, recursive=True)
