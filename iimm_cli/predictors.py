@@ -8,6 +8,11 @@ from typing import Any
 from iimm_cli._common import print_json, print_table
 from iimm_cli.client import ApiClient, add_client_args
 
+#: The values of the assess job's and `GET /v1/rankings`' `by` (the API's RankBy).
+BY = ("best", "iimm", "zero_shot")
+#: Beside the headline gain of an assess document: key, the measure it predicts from.
+BESIDE = (("gain_from_zero_shot_accuracy", "zero_shot_accuracy"), ("gain_from_iimm", "iimm"))
+
 STATS = ("model_form", "n", "slope", "slope_se", "intercept", "intercept_se", "r_squared",
          "slope_pvalue", "pearson_r", "spearman_rho", "spearman_pvalue", "loo_rmse",
          "residual_sd", "breakpoint", "plateau")  # fmt: skip
@@ -42,6 +47,12 @@ def register(sub: Any) -> None:
     a.add_argument("--model-id", required=True)
     a.add_argument("--dataset-id", required=True)
     a.add_argument("--bootstrap", type=int, default=200)
+    a.add_argument(
+        "--by", choices=BY, default="best",
+        help="the gain predictor each method leads with, as `iimm rankings --by`: best (the "
+        "measure the comparison of the base model and method ranks highest; IIMM without a "
+        "comparison), iimm or zero_shot; the others are printed beside it",
+    )  # fmt: skip
     a.add_argument("--no-wait", action="store_true", help="print the job and return")
     _common(a, run_assess)
 
@@ -154,11 +165,44 @@ def run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def format_assess(doc: dict[str, Any]) -> tuple[list[tuple[str, str]], list[str]]:
+    """An assess document's table rows and the lines printed after it (per method which
+    predictor the gain comes from and why, which is stale, the extrapolation legend)."""
+    rows = [("zero-shot accuracy", _num(doc["zero_shot_accuracy"])),
+            ("iimm", f"{_num(doc['iimm']['value'])}  [{_num(doc['iimm']['ci_low'])}, "
+                     f"{_num(doc['iimm']['ci_high'])}]")]  # fmt: skip
+    notes: list[str] = []
+    marked = False
+    for method, entry in doc["methods"].items():
+        gain = entry["gain"]
+        source = f" (from {gain['feature']})" if gain else ""
+        far = bool(gain and gain.get("extrapolated"))
+        beside = [(feature, entry[key]) for key, feature in BESIDE if entry.get(key)]
+        ood = entry["ood_change"]
+        rows.append((f"{method}: gain{source}", _pred(gain)))
+        rows += [(f"{method}: gain (from {feature})", _pred(p)) for feature, p in beside]
+        rows.append((f"{method}: finetuned accuracy{source}",
+                     _interval(entry["finetuned_accuracy"], _mark(far))))  # fmt: skip
+        rows += [(f"{method}: finetuned accuracy (from {feature})",
+                  _interval(p["finetuned_accuracy"], _mark(bool(p.get("extrapolated")))))
+                 for feature, p in beside if p.get("finetuned_accuracy")]  # fmt: skip
+        rows.append((f"{method}: ood_change (<0: forgotten)", _pred(ood)))
+        marked = (marked or far or bool(ood and ood.get("extrapolated"))
+                  or any(bool(p.get("extrapolated")) for _, p in beside))  # fmt: skip
+        if entry.get("predicted_by"):
+            notes.append(f"{method}: gain {entry['predicted_by']}")
+        if entry.get("stale"):
+            notes.append(f"{method}: STALE: {entry.get('stale_reason') or 'refit its predictors'}")
+    if marked:
+        notes.append(EXTRAPOLATED_NOTE)
+    return rows, notes
+
+
 def run_assess(args: argparse.Namespace) -> int:
     """Submit an assess job, wait, and print its document."""
     client = ApiClient.from_args(args)
     body = {"type": "assess", "model_id": args.model_id, "dataset_id": args.dataset_id,
-            "bootstrap": args.bootstrap}  # fmt: skip
+            "bootstrap": args.bootstrap, "by": getattr(args, "by", "best")}  # fmt: skip
     job = client.request("POST", "/v1/jobs", json=body)
     if not args.no_wait:
         job = client.wait_job(job["id"], bar=True)
@@ -166,33 +210,11 @@ def run_assess(args: argparse.Namespace) -> int:
         print_json(job)
         return 0 if job["status"] in ("succeeded", "queued", "running") else 1
     doc = job["result"]
-    rows = [("zero-shot accuracy", _num(doc["zero_shot_accuracy"])),
-            ("iimm", f"{_num(doc['iimm']['value'])}  [{_num(doc['iimm']['ci_low'])}, "
-                     f"{_num(doc['iimm']['ci_high'])}]")]  # fmt: skip
-    marked = False
-    for method, entry in doc["methods"].items():
-        gain, baseline = entry["gain"], entry.get("gain_from_zero_shot_accuracy")
-        source = f" (from {gain['feature']})" if gain else ""
-        far, zs_far = (
-            bool(gain and gain.get("extrapolated")),
-            bool(baseline and baseline.get("extrapolated")),
-        )
-        ood = entry["ood_change"]
-        ood_far = bool(ood and ood.get("extrapolated"))
-        rows.append((f"{method}: gain{source}", _pred(gain)))
-        if baseline:
-            rows.append((f"{method}: gain (from zero_shot_accuracy)", _pred(baseline)))
-        rows.append((f"{method}: finetuned accuracy{source}",
-                     _interval(entry["finetuned_accuracy"], _mark(far))))  # fmt: skip
-        if baseline and baseline.get("finetuned_accuracy"):
-            rows.append((f"{method}: finetuned accuracy (from zero_shot_accuracy)",
-                         _interval(baseline["finetuned_accuracy"], _mark(zs_far))))  # fmt: skip
-        rows.append((f"{method}: ood_change (<0: forgotten)", _pred(ood)))
-        marked = marked or far or zs_far or ood_far
+    rows, notes = format_assess(doc)
     level = next((e["gain"]["prediction"]["level"] for e in doc["methods"].values()
                   if e.get("gain")), None)  # fmt: skip
     head = f"value [{level:.0%} interval]" if level else "value [interval]"
     print_table(rows, ("quantity", head))
-    if marked:
-        print(EXTRAPOLATED_NOTE)
+    for line in notes:
+        print(line)
     return 0

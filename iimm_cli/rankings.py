@@ -7,10 +7,7 @@ from typing import Any
 
 from iimm_cli._common import print_json, print_table
 from iimm_cli.client import ApiClient, add_client_args
-from iimm_cli.predictors import EXTRAPOLATED_NOTE, _interval, _mark
-
-#: The values of `GET /v1/rankings?by=` (the API's RankBy).
-BY = ("best", "iimm", "zero_shot")
+from iimm_cli.predictors import BY, EXTRAPOLATED_NOTE, _interval, _mark
 
 
 def register(sub: Any) -> None:
@@ -36,7 +33,8 @@ def _beside(p: dict[str, Any] | None) -> str:
 
 def format_ranking(body: dict[str, Any]) -> tuple[list[tuple[str, ...]], list[str]]:
     """The ranking's table rows and the lines printed after it (why each row is ranked by
-    its predictor, the unranked models, the extrapolation legend)."""
+    its predictor and whether that predictor is stale, the unranked models, the extrapolation
+    legend)."""
     rows, notes, marked = [], [], False
     for item in body["items"]:
         far = bool(item["extrapolated"])
@@ -51,6 +49,8 @@ def format_ranking(body: dict[str, Any]) -> tuple[list[tuple[str, ...]], list[st
         ))  # fmt: skip
         notes.append(f"{item['rank']}. {item['base_model_name']} ({item['method']}): "
                      f"{item['ranked_by']}")  # fmt: skip
+        if item.get("stale"):
+            notes.append(f"{item['rank']}. STALE: {item.get('stale_reason') or 'refit'}")
     for u in body["unranked"]:
         method = f" ({u['method']})" if u["method"] else ""
         notes.append(f"not ranked: {u['base_model_name']}{method}: {u['reason']}")

@@ -101,3 +101,42 @@ def test_assess_table_marks_extrapolated_predictions_and_says_what_it_means(
     assert _row(zs_only, "full: gain (from zero_shot_accuracy)").endswith("† extrapolated")
     assert "† extrapolated" not in _row(zs_only, "full: gain (from iimm)")
     assert zs_only.splitlines()[-1] == predictors.EXTRAPOLATED_NOTE
+
+
+class RecordingClient(FakeClient):
+    def request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        self.sent = kw["json"]
+        return super().request(method, path, **kw)
+
+
+def test_assess_by_leads_with_the_chosen_predictor_says_why_and_marks_stale(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from iimm_cli import build_parser
+
+    why = "by=best: over 5 tasks the comparison ranks zero_shot_accuracy (ρ vs G -0.90) first"
+    stale = "gain predictor prd_1 (zero_shot_accuracy) is stale: 1 newer evaluation(s) since fitted"
+    iimm = {**_pred("iimm", 0.1), "finetuned_accuracy": _interval(0.55)}
+    doc = {
+        "zero_shot_accuracy": 0.5, "iimm": {"value": 0.3, "ci_low": 0.2, "ci_high": 0.4},
+        "methods": {"full": {
+            "feature": "zero_shot_accuracy", "predicted_by": why,
+            "gain": _pred("zero_shot_accuracy", -0.125), "finetuned_accuracy": _interval(0.4375),
+            "ood_change": None, "gain_from_zero_shot_accuracy": None, "gain_from_iimm": iimm,
+            "stale": True, "stale_reason": stale,
+        }},
+    }  # fmt: skip
+    fake = RecordingClient(doc)
+    monkeypatch.setattr(predictors.ApiClient, "from_args", lambda args: fake)
+    args = build_parser().parse_args(["assess", "--model-id", "m", "--dataset-id", "d",
+                                      "--by", "zero_shot"])  # fmt: skip
+    assert args.handler(args) == 0
+    assert fake.sent["by"] == "zero_shot"
+    out = capsys.readouterr().out
+    assert _row(out, "full: gain (from zero_shot_accuracy)") == "-0.125  [-0.375, 0.125]"
+    assert _row(out, "full: gain (from iimm)") == "0.100  [-0.150, 0.350]"
+    assert _row(out, "full: finetuned accuracy (from iimm)") == "0.550  [0.300, 0.800]"
+    lines = out.splitlines()
+    assert f"full: gain {why}" in lines and f"full: STALE: {stale}" in lines
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["assess", "--model-id", "m", "--dataset-id", "d", "--by", "x"])

@@ -62,3 +62,13 @@ def test_rankings_table(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
 def test_rankings_refuses_an_unknown_by() -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["rankings", "--dataset-id", "d", "--by", "logme"])
+
+
+def test_rankings_marks_a_row_whose_predictor_is_stale() -> None:
+    why = "gain predictor prd_1 (iimm) is stale: 2 newer evaluation(s)"
+    stale = {**_item(1, "iimm", 0.7, 0.6), "stale": True, "stale_reason": why}
+    body = {"items": [stale, _item(2, "iimm", 0.6, 0.5)], "unranked": []}
+    _, notes = rankings.format_ranking(body)
+    assert notes == ["1. m1 (full): by=best: because 1",
+                     f"1. STALE: {why}",
+                     "2. m2 (full): by=best: because 2"]  # fmt: skip
