@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import Annotated, Any
 
 import anyio
@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.datastructures import FormData
 
 from app.artifacts import Storage
 from app.auth.service import Principal, PrincipalCache, authenticate, hash_key
@@ -140,6 +141,27 @@ def _query_params(dependant: Dependant) -> set[str]:
     for sub in dependant.dependencies:
         names |= _query_params(sub)
     return names
+
+
+def known_form(request: Request, form: FormData, fields: Collection[str]) -> None:
+    """422 naming each form field of a multipart body that is not one of `fields` (what the
+    operation takes), as `known_query` does for query parameters; a field that is one of the
+    operation's query parameters (`allow_duplicate`) is told to be passed as one."""
+    unknown = sorted(set(form.keys()) - set(fields))
+    if not unknown:
+        return
+    route = request.scope.get("route")
+    query = _query_params(route.dependant) if isinstance(route, APIRoute) else set()
+    takes = ", ".join(sorted(fields))
+    errors = []
+    for name in unknown:
+        msg = f"unknown form field; this operation takes the form fields {takes}"
+        if name in query:
+            value = form.get(name)
+            shown = value if isinstance(value, str) and 0 < len(value) <= 40 else "..."
+            msg += f"; {name} is a query parameter: pass it as the query parameter ?{name}={shown}"
+        errors.append({"loc": ("body", name), "msg": msg, "type": "extra_forbidden"})
+    raise RequestValidationError(errors)
 
 
 async def known_query(request: Request) -> None:

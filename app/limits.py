@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from starlette.datastructures import FormData
@@ -75,12 +76,19 @@ class BodyLimitMiddleware:
         await response(scope, receive, send)
 
 
-async def read_form(request: Request, *, max_files: int, max_fields: int) -> FormData:
-    """The multipart form, with parsing errors as 422 (and oversize bodies still 413)."""
+async def read_form(
+    request: Request, *, fields: Collection[str], max_files: int, max_fields: int
+) -> FormData:
+    """The multipart form, with parsing errors as 422 (and oversize bodies still 413), and
+    a 422 naming any form field not in `fields` (`app.deps.known_form`)."""
+    from app.deps import known_form
+
     try:
-        return await request.form(max_files=max_files, max_fields=max_fields)
+        form = await request.form(max_files=max_files, max_fields=max_fields)
     except BodyTooLarge:
         raise
     except Exception as exc:
         detail = getattr(exc, "detail", None) or str(exc)
         raise InvalidError(f"malformed multipart body: {detail}") from None
+    known_form(request, form, fields)
+    return form

@@ -109,7 +109,9 @@ async def upload_model(
     pickle holds only tensors and containers: one that would call anything else, e.g.
     `os.system`, is a 422). Both are streamed to the artifact store, each at most
     `IIMM_MAX_UPLOAD_BYTES`; workers load the weights with `weights_only=True`."""
-    form = await read_form(request, max_files=2, max_fields=4)
+    form = await read_form(
+        request, fields=("name", "architecture", "checkpoint"), max_files=2, max_fields=4
+    )
     name, arch, ckpt = form.get("name"), form.get("architecture"), form.get("checkpoint")
     if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name) or len(name) > 200:
         msg = f"required: a name of letters, digits and ' .@:/-' (pattern {NAME_PATTERN})"

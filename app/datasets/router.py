@@ -63,6 +63,10 @@ UPLOAD_BODY: dict[str, Any] = {
 }  # fmt: skip
 
 
+#: The form fields of an upload: those its request body declares.
+UPLOAD_FIELDS = tuple(
+    UPLOAD_BODY["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+)
 DUPLICATE_DOC = (
     "Register it even when a dataset of the project has the same content (fingerprint);"
     " otherwise that is a 409 naming the existing dataset: at once for the same remote or"
@@ -73,7 +77,7 @@ DUPLICATE_DOC = (
 async def _form_upload(
     request: Request,
 ) -> tuple[str, UploadFile, UploadFile | None, str | None]:
-    form = await read_form(request, max_files=2, max_fields=6)
+    form = await read_form(request, fields=UPLOAD_FIELDS, max_files=2, max_fields=6)
     name, file, manifest = form.get("name"), form.get("file"), form.get("manifest")
     encoding = _name_encoding(form.get("name_encoding"))
     if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name) or len(name) > 200:

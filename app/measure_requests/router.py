@@ -67,7 +67,9 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 async def _npz_form(
     request: Request,
 ) -> tuple[dict[str, np.ndarray], list[str] | None, str]:
-    form = await read_form(request, max_files=1, max_fields=4)
+    form = await read_form(
+        request, fields=("file", "measures", "variant"), max_files=1, max_fields=4
+    )
     file, names = form.get("file"), form.get("measures")
     variant = service.check_variant(form.get("variant"))
     if not isinstance(file, UploadFile):
