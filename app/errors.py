@@ -57,29 +57,46 @@ class FieldError(BaseModel):
     type: str
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
 class Problem(BaseModel):
-    """An RFC 9457 problem document; `type` identifies the kind of error (see `/problems`)."""
+    """An RFC 9457 problem document; `type` identifies the kind of error (see `/problems`).
+
+    Members that do not apply to a problem are left out, never sent as null: `instance`
+    and the extension members (`errors`, `dependents`, `score_id`, ...) appear only when
+    set, wherever a problem is serialised (a response, a failed dataset's `error`)."""
 
     type: str = Field(examples=["/problems/not-found"])
     title: str
     status: int
     detail: str
-    instance: str | None = Field(default=None, description="The request path")
-    errors: list[FieldError] | None = Field(default=None, description="Invalid fields (422)")
+    instance: str | None = Field(default=None, description="The request path", exclude_if=_absent)
+    errors: list[FieldError] | None = Field(
+        default=None, description="Invalid fields (422)", exclude_if=_absent
+    )
     dependents: dict[str, int] | None = Field(
         default=None,
-        description="What a refused delete would remove, counted by kind (409)",
-        examples=[{"finetuned_models": 2, "evaluations": 10, "scores": 4}],
+        exclude_if=_absent,
+        description="What a refused delete would remove, counted by kind, with the jobs not"
+        " final yet it would cancel (`active_jobs`) (409)",
+        examples=[{"finetuned_models": 2, "evaluations": 10, "scores": 4, "active_jobs": 1}],
     )
     score_id: str | None = Field(
         default=None,
+        exclude_if=_absent,
         description="The stored score a refused `score` job would replace (409): it was "
         "computed with other prompts (`prompts`, `prompts_hash`); pass `replace: true`",
     )
     prompts: list[str] | str | None = Field(
-        default=None, description="That score's prompts (absent: the default template)"
+        default=None,
+        description="That score's prompts (absent: the default template)",
+        exclude_if=_absent,
     )
-    prompts_hash: str | None = Field(default=None, description="That score's prompts' hash")
+    prompts_hash: str | None = Field(
+        default=None, description="That score's prompts' hash", exclude_if=_absent
+    )
 
 
 class AppError(Exception):
