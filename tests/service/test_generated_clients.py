@@ -256,6 +256,9 @@ def _workflow(client: Any, task_zips: list[Path], hook: Any, receiver: Receiver)
     (again,) = _run(client, [AssessParams(model_id=model.id, dataset_id=held_out, bootstrap=50)])
     full = again.result.to_dict()["methods"]["full"]
     assert full["gain"]["prediction"]["value"] == prediction.prediction.value
+    typed = again.result.methods.additional_properties["full"]  # AssessMethod
+    assert typed.feature == "iimm" and typed.predicted_by.startswith("by=best")
+    assert typed.stale is False and again.params.by.value == "best"
     assert full["ood_change"] is None and again.result.embeddings_reused is True
 
 
