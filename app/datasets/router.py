@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -113,9 +114,18 @@ ACCEPTED = (
 )
 
 
-def _accepted(row: Dataset, response: Response) -> DatasetRead:
+def _reads(session: Session, rows: list[Dataset]) -> list[DatasetRead]:
+    """The datasets as read, with `duplicate_of`."""
+    copies = service.duplicates_of(session, rows)
+    return [
+        DatasetRead.model_validate(r).model_copy(update={"duplicate_of": copies.get(r.id)})
+        for r in rows
+    ]
+
+
+def _accepted(session: Session, row: Dataset, response: Response) -> DatasetRead:
     response.headers["Location"] = f"/v1/jobs/{row.job_id}"
-    return DatasetRead.model_validate(row)
+    return _reads(session, [row])[0]
 
 
 @router.post(
@@ -147,7 +157,7 @@ def create_dataset(
         session=session, storage=storage, settings=settings, project_id=principal.project_id,
         ref=ref, allow_duplicate=allow_duplicate,
     )  # fmt: skip
-    return _accepted(row, response)
+    return _accepted(session, row, response)
 
 
 @router.post(
@@ -177,17 +187,19 @@ async def upload_dataset(
     need no decoding (media type, size limit, empty file, name) are answered now.
     """
     name, file, manifest, encoding = await _form_upload(request)
-    row = await run_in_threadpool(
-        lambda: service.accept_upload(
+
+    def accept() -> DatasetRead:
+        row = service.accept_upload(
             session=session, storage=storage, settings=settings,
             project_id=principal.project_id, name=name, archive=file.file,
             filename=file.filename or "upload.zip",
             manifest=manifest.file if manifest else None,
             manifest_name=manifest.filename if manifest else None,
             name_encoding=encoding, allow_duplicate=allow_duplicate,
-        )
-    )  # fmt: skip
-    return _accepted(row, response)
+        )  # fmt: skip
+        return _accepted(session, row, response)
+
+    return await run_in_threadpool(accept)
 
 
 @router.get("", response_model=DatasetList, responses=problems())
@@ -201,16 +213,18 @@ def list_datasets(
     rows, nxt = service.list_datasets(
         session=session, project_id=principal.project_id, cursor=cursor, limit=limit
     )
-    return DatasetList(items=[DatasetRead.model_validate(r) for r in rows], next_cursor=nxt)
+    return DatasetList(items=_reads(session, rows), next_cursor=nxt)
 
 
 @router.get("/{dataset_id}", response_model=DatasetRead, responses=problems(404))
 def get_dataset(dataset_id: str, session: SessionDep, principal: CurrentPrincipal) -> DatasetRead:
     """One dataset: status (`validating`, `ready`, `failed` with `error`), class names,
-    split sizes, fingerprint, skipped files and warnings."""
-    return DatasetRead.model_validate(
-        service.get_dataset(session=session, project_id=principal.project_id, dataset_id=dataset_id)
+    split sizes, fingerprint (`duplicate_of`: the dataset a copy shares it with), skipped
+    files and warnings."""
+    row = service.get_dataset(
+        session=session, project_id=principal.project_id, dataset_id=dataset_id
     )
+    return _reads(session, [row])[0]
 
 
 @router.delete("/{dataset_id}", status_code=204, responses=problems(404, 409))

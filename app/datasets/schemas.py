@@ -112,6 +112,13 @@ class DatasetRead(BaseModel):
     class_names: list[str]
     splits: dict[str, int]
     fingerprint: str
+    duplicate_of: str | None = Field(
+        default=None,
+        description="Registered with `allow_duplicate` as a copy: the id of the project's"
+        " dataset with the same content (fingerprint), the one registered without it if any;"
+        " null for a dataset that is no copy, or whose content no other dataset shares.",
+        examples=[None],
+    )
     size_bytes: int
     info: dict[str, Any]
     skipped: list[SkippedFiles] = []

@@ -96,6 +96,36 @@ def ensure_not_duplicate(
         )
 
 
+def duplicates_of(session: Session, rows: list[Dataset]) -> dict[str, str]:
+    """For each of `rows` registered with `allow_duplicate` (a copy), the id of another
+    dataset of its project with the same content fingerprint, not failed: the one registered
+    without `allow_duplicate` (the original) if there is one, else the oldest. Rows without
+    one are left out."""
+    copies = [r for r in rows if r.duplicate_allowed and r.status != FAILED]
+    if not copies:
+        return {}
+    found = session.execute(
+        select(Dataset.id, Dataset.project_id, Dataset.fingerprint, Dataset.duplicate_allowed)
+        .where(
+            Dataset.project_id.in_({r.project_id for r in copies}),
+            Dataset.fingerprint.in_({r.fingerprint for r in copies}),
+            Dataset.status != FAILED,
+        )
+        .order_by(Dataset.duplicate_allowed, Dataset.id)
+    ).all()
+    out = {}
+    for row in copies:
+        same = next(
+            (f.id for f in found
+             if (f.project_id, f.fingerprint) == (row.project_id, row.fingerprint)
+             and f.id != row.id),
+            None,
+        )  # fmt: skip
+        if same is not None:
+            out[row.id] = same
+    return out
+
+
 def _free_name(
     session: Session, storage: Storage, project_id: str, name: str, use_broker: bool
 ) -> None:
