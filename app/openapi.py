@@ -142,6 +142,26 @@ def get_problem_type(kind: str) -> HTMLResponse:
     return HTMLResponse(f"<!doctype html><title>{escape(KINDS[kind][1])}</title>{_kind_html(kind)}")
 
 
+#: Descriptions of query parameters whose operation's code gives none, by (operation id,
+#: parameter name): `/v1/rankings` is documented here while its code changes elsewhere.
+QUERY_DOCS: dict[tuple[str, str], str] = {
+    ("rank_models", "dataset_id"): "The dataset (`dst_…`) to rank the project's base models"
+    " and methods for: its stored zero-shot scores are the predictors' features.",
+    ("rank_models", "level"): "The level of the prediction intervals, in (0, 1): 0.95 gives"
+    " 95% intervals.",
+}
+
+
+def _describe_query(schema: dict[str, Any]) -> None:
+    """Give the query parameters of `QUERY_DOCS` their description (never replacing one)."""
+    for ops in schema.get("paths", {}).values():
+        for op in ops.values():
+            for param in op.get("parameters", []) if isinstance(op, dict) else []:
+                doc = QUERY_DOCS.get((op.get("operationId", ""), param.get("name", "")))
+                if param.get("in") == "query" and doc and not param.get("description"):
+                    param["description"] = doc
+
+
 def install_openapi(app: FastAPI) -> None:
     """Build the document once, with the error responses rewritten by `_declare_problems`."""
 
@@ -155,6 +175,7 @@ def install_openapi(app: FastAPI) -> None:
                 tags=app.openapi_tags,
             )
             _declare_problems(schema)
+            _describe_query(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

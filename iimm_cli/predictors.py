@@ -41,7 +41,10 @@ def register(sub: Any) -> None:
     pred.add_argument("--dataset-id")
     pred.add_argument("--feature-value", type=float)
     pred.add_argument("--zero-shot-accuracy", type=float)
-    pred.add_argument("--level", type=float, default=0.95)
+    pred.add_argument(
+        "--level", type=float, default=0.95,
+        help="level of the prediction interval, in (0, 1) (default 0.95: a 95%% interval)",
+    )  # fmt: skip
     _common(pred, run_predict)
     a = sub.add_parser("assess", help="embed, score and predict for a new task (a job)")
     a.add_argument("--model-id", required=True)

@@ -19,7 +19,10 @@ def register(sub: Any) -> None:
         help="the gain predictor to rank by: best (the measure the comparison of each base "
         "model and method ranks highest; IIMM without a comparison), iimm or zero_shot",
     )  # fmt: skip
-    p.add_argument("--level", type=float, default=0.95)
+    p.add_argument(
+        "--level", type=float, default=0.95,
+        help="level of the prediction intervals, in (0, 1) (default 0.95: 95%% intervals)",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the full JSON")
     add_client_args(p)
     p.set_defaults(handler=run)

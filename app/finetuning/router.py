@@ -86,7 +86,10 @@ def list_evaluations(
         str | None, Query(max_length=40, description="A base (zero-shot) or fine-tuned model")
     ] = None,
     base_model_id: IdQuery = None,
-    dataset_id: IdQuery = None,
+    dataset_id: Annotated[
+        str | None,
+        Query(max_length=40, description="Only the evaluations on this dataset (`dst_…`)"),
+    ] = None,
     split: Annotated[str | None, Query(max_length=40)] = None,
     cursor: CursorQuery = None,
     limit: Limit = 200,

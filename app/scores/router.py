@@ -21,7 +21,9 @@ def list_scores(
     session: SessionDep,
     principal: CurrentPrincipal,
     model_id: Annotated[str | None, Query(max_length=40)] = None,
-    dataset_id: Annotated[str | None, Query(max_length=40)] = None,
+    dataset_id: Annotated[
+        str | None, Query(max_length=40, description="Only the scores of this dataset (`dst_…`)")
+    ] = None,
     split: Annotated[str | None, Query(max_length=40)] = None,
     measure: Annotated[str | None, Query(max_length=60)] = None,
     cursor: CursorQuery = None,

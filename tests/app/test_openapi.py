@@ -158,3 +158,17 @@ def test_dataset_creation_is_accepted_with_its_ingest_job(document: dict[str, An
     assert {"job_id", "error", "links"} <= set(read)
     problem = {"$ref": "#/components/schemas/Problem"}
     assert problem in read["error"]["anyOf"]
+
+
+def test_dataset_and_level_query_parameters_are_described(document: dict[str, Any]) -> None:
+    """`dataset_id` and `level` say what they are wherever they are query parameters (the
+    rankings' from `app.openapi.QUERY_DOCS`)."""
+    seen = []
+    for _, path, op in operations(document):
+        for param in op.get("parameters", []):
+            if param["in"] == "query" and param["name"] in ("dataset_id", "level"):
+                seen.append((path, param["name"]))
+                assert len(param.get("description") or "") > 20, (path, param)
+    expected = {("/v1/rankings", "dataset_id"), ("/v1/rankings", "level"),
+                ("/v1/scores", "dataset_id"), ("/v1/evaluations", "dataset_id")}  # fmt: skip
+    assert expected <= set(seen)

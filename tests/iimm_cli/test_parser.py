@@ -17,3 +17,18 @@ def test_building_the_parser_imports_neither_torch_nor_sqlalchemy() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_level_options_say_what_they_are() -> None:
+    from iimm_cli import build_parser
+
+    parser = build_parser()
+    for argv in (["rankings"], ["predictors", "predict"]):
+        sub = parser
+        for name in argv:
+            action = next(a for a in sub._actions if getattr(a, "choices", None)
+                          and name in a.choices)  # fmt: skip
+            sub = action.choices[name]
+        (level,) = [a for a in sub._actions if "--level" in a.option_strings]
+        assert level.help and "prediction interval" in level.help, argv
+        assert "%" in level.help % {"default": level.default}  # argparse's own formatting
