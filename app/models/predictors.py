@@ -41,6 +41,6 @@ class Predictor(RecordMixin, Base):
     request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     # Hash of what determines the fit (see app.predictors.service.fit_key): one row per fit.
     fit_key: Mapped[str | None] = mapped_column(String(64), default=None)
-    # When a refit last found exactly these points (None: never since created_at); the
-    # evaluations counted as newer than the fit are those after it.
+    # Unused since staleness compares the stored points with those a refit would gather now
+    # (app.predictors.service.check); kept so existing databases need no migration.
     checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

@@ -106,6 +106,16 @@ def finetuned_accuracy(row: Any) -> float | None:
     return finite(row.accuracies.get(row.train_dataset_id))
 
 
+def lacks_score(row: Any, scores: TaskScores | None, feature: str, target: str) -> bool:
+    """Whether a fine-tuned task with a known target lacks the feature's stored score (or, for
+    `zero_shot_accuracy`, a stored zero-shot accuracy): a score job would add it."""
+    if row is None or target_of(row, target) is None:
+        return False
+    if scores is None or not scores.has(feature):
+        return True
+    return feature == ZERO_SHOT and scores.zero_shot_accuracy is None
+
+
 def _problem(
     dataset_id: str, row: Any, scores: TaskScores | None, feature: str, target: str
 ) -> str:
@@ -113,10 +123,9 @@ def _problem(
         return "no fine-tuned row in the matrix (submit a finetune job on it)"
     if target_of(row, target) is None:
         return f"its {target} is not known yet (the fine-tuned model is not evaluated)"
-    if scores is None:
-        return "no zero-shot scores (submit an assess or embed+score job)"
-    if not scores.has(feature):
-        return f"no stored {feature!r} score (submit a score job with measures [{feature!r}])"
+    if lacks_score(row, scores, feature, target):
+        return (f"no {feature} score for dataset {dataset_id}: run a score job "
+                "(its embeddings must be stored: an assess or embed job stores them)")  # fmt: skip
     return f"{feature!r} is undefined (NaN) for it"
 
 

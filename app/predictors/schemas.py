@@ -60,7 +60,7 @@ class Point(BaseModel):
 
 
 class Skipped(BaseModel):
-    """A dataset left out of a default fit, and why."""
+    """A fine-tuned task a fit cannot use, and why."""
 
     dataset_id: str
     reason: str
@@ -120,24 +120,31 @@ class PredictorRead(BaseModel):
     linear: LineStats | None = None
     datasets: list[str]
     points: list[Point]
-    skipped: list[Skipped]
+    skipped: list[Skipped] = Field(
+        description="The fine-tuned tasks of its matrix a fit cannot use now, and why (e.g. no "
+        "score of the feature: run a score job)"
+    )
     stale: bool = Field(
         default=False,
-        description="True when its data is out of date: a dataset it was fitted on has been "
-        "deleted (`missing_dataset_ids`), or evaluations of its (base model, method) matrix "
-        "were stored after its data (`newer_evaluations`); `stale_reason` says which",
+        description="True when a refit with its own parameters (its `datasets`, feature, "
+        "target, method, piecewise) would now see different points: a task's G, "
+        "accuracy or feature value changed, or a task it used is gone or no longer usable "
+        "(`changed_points`); `stale_reason` says which and how to refit. New fine-tuned tasks "
+        "outside its datasets do not make it stale",
     )
     missing_dataset_ids: list[str] = Field(
         default_factory=list, description="The deleted datasets among `datasets`"
     )
-    newer_evaluations: int = Field(
+    changed_points: int = Field(
         default=0,
-        description="Evaluations of its matrix (the method's fine-tuned models, and the base "
-        "model's zero-shot ones on their datasets) stored after it was fitted; refitting gives a "
-        "new predictor, or finds the same points and clears the count",
+        description="How many of its points a refit on its datasets would see differently "
+        "(changed values, or tasks deleted or no longer usable)",
     )
     stale_reason: str | None = Field(
-        default=None, description="Why it is stale and what to do; null when it is not"
+        default=None,
+        description="Why it is stale (the changed points) and the exact refit: the `iimm "
+        "predictors fit` command and the POST /v1/predictors body with its stored options, "
+        "or the predictor such a refit already gave; null when it is not stale",
     )
     created_at: datetime
     links: dict[str, str] = Field(default_factory=dict)

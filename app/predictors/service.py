@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import math
-from datetime import datetime
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db import new_id, utcnow
+from app.db import new_id
 from app.errors import InvalidError, NotFoundError
 from app.idempotency import insert_once, replay, request_hash
 from app.measures.prediction import LinearFit, PiecewiseFit, fit_auto, fit_linear
-from app.models import Dataset, Evaluation, FinetunedModel, PretrainedModel
+from app.models import Dataset, PretrainedModel
 from app.models.predictors import Predictor
 from app.ownership import get_owned
 from app.pagination import page
@@ -84,6 +85,41 @@ def _fit(
         raise InvalidError(why) from None
 
 
+#: Per-request cache of loaded matrices and scores (see `gather`).
+Cache = dict[tuple[str, ...], Any]
+
+
+def gather(
+    session: Session,
+    project_id: str,
+    *,
+    base_model_id: str,
+    method: str,
+    feature: str,
+    target: str,
+    dataset_ids: list[str] | None = None,
+    cache: Cache | None = None,
+) -> tuple[list[data.TrainingPoint], list[dict[str, str]], dict[str, Any]]:
+    """The (dataset, x, y) points a fit with these parameters would use now, the fine-tuned
+    tasks it leaves out and why, and the matrix rows (see `data.training_points`). `cache`
+    shares the matrix and scores between calls of one request (a list's staleness check)."""
+    cache = {} if cache is None else cache
+    mkey = ("matrix", base_model_id, method)
+    if mkey not in cache:
+        matrix = data.load_matrix(
+            session, project_id=project_id, base_model_id=base_model_id, method=method
+        )
+        cache[mkey] = data.finetuned_rows(matrix)
+    rows = cache[mkey]
+    skey = ("scores", base_model_id)
+    if skey not in cache:
+        cache[skey] = data.load_scores(session, project_id=project_id, model_id=base_model_id)
+    points, skipped = data.training_points(
+        rows, cache[skey], feature=feature, target=target, requested=dataset_ids
+    )
+    return points, skipped, rows
+
+
 def _fitted(session: Session, project_id: str, body: PredictorCreate) -> Predictor:
     """A new (unsaved) predictor fitted on the matrix and the stored zero-shot scores."""
     get_owned(session, PretrainedModel, body.base_model_id, project_id, "model")
@@ -91,17 +127,10 @@ def _fitted(session: Session, project_id: str, body: PredictorCreate) -> Predict
     check_method(body.method)
     if body.dataset_ids is not None:
         check_datasets(session, project_id, body.dataset_ids)
-    matrix = data.load_matrix(
-        session, project_id=project_id, base_model_id=body.base_model_id, method=body.method
-    )
-    rows = data.finetuned_rows(matrix)
-    wanted = set(rows) | set(body.dataset_ids or ())
-    scores = data.load_scores(
-        session, project_id=project_id, model_id=body.base_model_id, dataset_ids=wanted
-    )
-    points, skipped = data.training_points(
-        rows, scores, feature=body.feature, target=body.target, requested=body.dataset_ids
-    )
+    points, skipped, _ = gather(
+        session, project_id, base_model_id=body.base_model_id, method=body.method,
+        feature=body.feature, target=body.target, dataset_ids=body.dataset_ids,
+    )  # fmt: skip
     fit = _fit(points, skipped, body)
     return Predictor(
         id=new_id("prd"), project_id=project_id, base_model_id=body.base_model_id,
@@ -112,13 +141,16 @@ def _fitted(session: Session, project_id: str, body: PredictorCreate) -> Predict
     )  # fmt: skip
 
 
+def _key(row: Predictor, points: list[tuple[str, float, float]]) -> str:
+    return request_hash({"base_model_id": row.base_model_id, "method": row.method,
+                         "feature": row.feature, "target": row.target, "split": row.split,
+                         "piecewise": row.piecewise, "points": sorted(points)})  # fmt: skip
+
+
 def fit_key(row: Predictor) -> str:
     """Hash of what determines a fit: base model, method, feature, target, split, piecewise
     and the (dataset, x, y) points. Two requests that fit the same points are one predictor."""
-    points = sorted((p["dataset_id"], p["x"], p["y"]) for p in row.points)
-    return request_hash({"base_model_id": row.base_model_id, "method": row.method,
-                         "feature": row.feature, "target": row.target, "split": row.split,
-                         "piecewise": row.piecewise, "points": points})  # fmt: skip
+    return _key(row, [(p["dataset_id"], p["x"], p["y"]) for p in row.points])
 
 
 def _same_fit(session: Session, project_id: str, key: str) -> Predictor | None:
@@ -138,8 +170,6 @@ def create_predictor(
     row = _fitted(session, project_id, body)
     row.fit_key = fit_key(row)
     if (same := _same_fit(session, project_id, row.fit_key)) is not None:
-        same.checked_at = utcnow()  # its points are today's: no evaluation since is newer data
-        session.flush()
         return same, "existing"
     row.idempotency_key, row.request_hash = idempotency_key, digest
     try:
@@ -147,8 +177,6 @@ def create_predictor(
     except IntegrityError:  # a concurrent request stored the same fit first
         if (same := _same_fit(session, project_id, row.fit_key)) is None:
             raise
-        same.checked_at = utcnow()
-        session.flush()
         return same, "existing"
     return row, "created" if created else "replayed"
 
@@ -219,61 +247,72 @@ def existing_datasets(session: Session, project_id: str, rows: list[Predictor]) 
     return set(session.scalars(query))
 
 
-def _evaluation_times(
-    session: Session, project_id: str, base_model_id: str, method: str, split: str
-) -> list[datetime]:
-    """When each evaluation of the (base model, method) matrix on `split` was stored: every
-    fine-tuned model's of that method, and the base model's zero-shot ones on the datasets
-    those models were trained or evaluated on."""
-    tuned = session.execute(
-        select(Evaluation.dataset_id, Evaluation.created_at, FinetunedModel.train_dataset_id)
-        .join(FinetunedModel, Evaluation.finetuned_model_id == FinetunedModel.id)
-        .where(
-            Evaluation.project_id == project_id, Evaluation.split == split,
-            FinetunedModel.base_model_id == base_model_id, FinetunedModel.method == method,
-        )
-    ).all()  # fmt: skip
-    datasets = {r.dataset_id for r in tuned} | {r.train_dataset_id for r in tuned}
-    zero_shot = session.scalars(
-        select(Evaluation.created_at).where(
-            Evaluation.project_id == project_id, Evaluation.split == split,
-            Evaluation.base_model_id == base_model_id, Evaluation.finetuned_model_id.is_(None),
-            Evaluation.dataset_id.in_(datasets),
-        )
+@dataclass(frozen=True)
+class Check:
+    """How a predictor's stored points compare with those a refit with its own parameters
+    (its datasets, feature, target, method, piecewise) would use now."""
+
+    #: One line per stored point that a refit would see differently (value changed, or the
+    #: task no longer usable, with why), in the order of the predictor's points.
+    changed: list[str] = field(default_factory=list)
+    #: The fine-tuned tasks of the matrix a fit cannot use now, and why.
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    #: Its datasets a refit can still use (what the refit command names).
+    usable: list[str] = field(default_factory=list)
+    #: A stored predictor fitted on the points a refit would use now (None: none yet).
+    refitted_as: str | None = None
+
+
+def _same(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def check(
+    session: Session, project_id: str, row: Predictor, existing: set[str], cache: Cache
+) -> Check:
+    """`row` against the data now: the points a refit on its own datasets would gather
+    (`gather`, the fit's own data path) compared with its stored ones."""
+    points, skipped, _ = gather(
+        session, project_id, base_model_id=row.base_model_id, method=row.method,
+        feature=row.feature, target=row.target, cache=cache,
     )  # fmt: skip
-    return [r.created_at for r in tuned] + list(zero_shot)
-
-
-def newer_evaluations(session: Session, project_id: str, rows: list[Predictor]) -> dict[str, int]:
-    """Per predictor of `rows`, how many evaluations of its matrix were stored after it was
-    fitted (or after a refit last found the same points, `checked_at`)."""
-    times: dict[tuple[str, str, str], list[datetime]] = {}
-    out = {}
-    for row in rows:
-        group = (row.base_model_id, row.method, row.split)
-        if group not in times:
-            times[group] = _evaluation_times(session, project_id, *group)
-        since = row.checked_at or row.created_at
-        out[row.id] = sum(1 for t in times[group] if t > since)
-    return out
+    now = {p.dataset_id: p for p in points}
+    why = {s["dataset_id"]: s["reason"] for s in skipped}
+    changed, usable = [], []
+    for p in row.points:
+        d, cur = p["dataset_id"], now.get(p["dataset_id"])
+        if d not in existing:
+            changed.append(f"{d}: dataset deleted")
+        elif cur is None:
+            changed.append(f"{d}: {why.get(d, 'no longer a fine-tuned task of the matrix')}")
+        else:
+            usable.append(d)
+            if not (_same(cur.x, p["x"]) and _same(cur.y, p["y"])):
+                changed.append(f"{d}: (x, y) ({p['x']:.4g}, {p['y']:.4g}) is now "
+                               f"({cur.x:.4g}, {cur.y:.4g})")  # fmt: skip
+    refitted_as = None
+    if changed and usable:
+        key = _key(row, [(d, now[d].x, now[d].y) for d in usable])
+        if (other := _same_fit(session, project_id, key)) is not None and other.id != row.id:
+            refitted_as = other.id
+    return Check(changed=changed, skipped=skipped, usable=usable, refitted_as=refitted_as)
 
 
 def read_all(session: Session, project_id: str, rows: list[Predictor]) -> list[PredictorRead]:
-    """`rows` as returned by the API, each marked stale when a dataset it was fitted on is
-    gone or evaluations of its matrix are newer than its fit."""
+    """`rows` as returned by the API, each marked stale when a refit with its own
+    parameters would see different points (`check`)."""
     existing = existing_datasets(session, project_id, rows)
-    newer = newer_evaluations(session, project_id, rows)
-    return [to_read(r, existing, newer.get(r.id, 0)) for r in rows]
+    cache: Cache = {}
+    return [to_read(r, existing, check(session, project_id, r, existing, cache)) for r in rows]
 
 
 def stale_reasons(session: Session, project_id: str, rows: list[Predictor]) -> dict[str, str]:
     """The stale ones among `rows`, each with its `stale_reason` (as `read_all` gives it)."""
     existing = existing_datasets(session, project_id, rows)
-    newer = newer_evaluations(session, project_id, rows)
+    cache: Cache = {}
     out = {}
     for row in rows:
-        missing = [p["dataset_id"] for p in row.points if p["dataset_id"] not in existing]
-        if (why := stale_reason(missing, newer.get(row.id, 0))) is not None:
+        if (why := stale_reason(row, check(session, project_id, row, existing, cache))) is not None:
             out[row.id] = why
     return out
 
@@ -286,32 +325,55 @@ def stale_note(used: list[Predictor | None], reasons: dict[str, str]) -> str | N
     return "; ".join(parts) or None
 
 
-def stale_reason(missing: list[str], newer: int) -> str | None:
-    """Why a predictor is stale, in one sentence with what to do; None when it is not."""
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} dataset(s) it was fitted on deleted ({', '.join(missing)})")
-    if newer:
-        parts.append(f"{newer} newer evaluation(s) since fitted")
-    if not parts:
+def refit_body(row: Predictor, datasets: list[str]) -> dict[str, Any]:
+    """The POST /v1/predictors body that refits `row` on `datasets` with its parameters."""
+    return {"base_model_id": row.base_model_id, "method": row.method, "feature": row.feature,
+            "target": row.target, "piecewise": row.piecewise, "dataset_ids": datasets}  # fmt: skip
+
+
+def refit_command(row: Predictor, datasets: list[str]) -> str:
+    """The `iimm predictors fit` command line of `refit_body`."""
+    words = ["iimm predictors fit", f"--base-model-id {row.base_model_id}",
+             f"--method {row.method}", f"--feature {row.feature}", f"--target {row.target}",
+             f"--piecewise {row.piecewise}", *(f"--dataset-id {d}" for d in datasets)]  # fmt: skip
+    return " ".join(words)
+
+
+def stale_reason(row: Predictor, found: Check) -> str | None:
+    """Why a predictor is stale and exactly how to refit it; None when it is not."""
+    if not found.changed:
         return None
-    return f"{'; '.join(parts)}: refit with POST /v1/predictors"
+    shown = "; ".join(found.changed[:3]) + ("; …" if len(found.changed) > 3 else "")
+    head = f"{len(found.changed)} of its {len(row.points)} point(s) changed since fitted ({shown})"
+    if found.refitted_as is not None:
+        return f"{head}: refitted as {found.refitted_as}"
+    dropped = "" if len(found.usable) == len(row.points) else " it can still use"
+    body = json.dumps(refit_body(row, found.usable), separators=(",", ":"))
+    return (f"{head}: refit on the datasets{dropped} with the same options: "
+            f"{refit_command(row, found.usable)} (POST /v1/predictors {body})")  # fmt: skip
 
 
-def to_read(row: Predictor, existing: set[str] | None = None, newer: int = 0) -> PredictorRead:
+def to_read(
+    row: Predictor, existing: set[str] | None = None, found: Check | None = None
+) -> PredictorRead:
     """A predictor as returned by the API; `existing` (`existing_datasets`) marks it stale
-    when a dataset it was fitted on is gone (None: not checked), `newer`
-    (`newer_evaluations`) when its matrix has evaluations newer than the fit."""
+    when a dataset it was fitted on is gone (None: not checked), `found` (`check`) when a
+    refit would see different points (None: not checked)."""
     fit = row.fit
     names = [p["dataset_id"] for p in row.points]
     missing = [] if existing is None else [d for d in names if d not in existing]
+    changed = len(found.changed) if found is not None else len(missing)
+    reason = stale_reason(row, found) if found is not None else (
+        f"{len(missing)} dataset(s) it was fitted on deleted ({', '.join(missing)})"
+        if missing else None)  # fmt: skip
     return PredictorRead(
-        stale=bool(missing) or newer > 0, missing_dataset_ids=missing, newer_evaluations=newer,
-        stale_reason=stale_reason(missing, newer),
+        stale=changed > 0, missing_dataset_ids=missing, changed_points=changed,
+        stale_reason=reason,
         id=row.id, base_model_id=row.base_model_id, method=row.method, feature=row.feature,
         target=row.target, split=row.split, piecewise=row.piecewise,  # type: ignore[arg-type]
         model_form=row.kind, n=row.n,  # type: ignore[arg-type]
         fitted_range=FittedRange(min=fit["x_min"], max=fit["x_max"]),
-        datasets=[p["dataset_id"] for p in row.points], points=row.points, skipped=row.skipped,
+        datasets=names, points=row.points,
+        skipped=row.skipped if found is None else found.skipped,  # type: ignore[arg-type]
         created_at=row.created_at, links=links(row), **_stats(fit),
     )  # fmt: skip

@@ -8,7 +8,12 @@ planted accuracies (G by its formula), independently of the service's own code p
 
 from __future__ import annotations
 
+import json
 import math
+import re
+import shlex
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,7 +39,7 @@ from app.measures.prediction import (
     rank_candidates,
 )
 from app.models import ApiKey, Dataset, Evaluation, FinetunedModel, Score
-from tests.service.stack import Stack, wait_job
+from tests.service.stack import ROOT, Stack, wait_job
 from tests.service.test_api import add_tiny, assert_problem, upload
 
 MEASURES = ("iimm", "inter_modal", "modality_gap")
@@ -739,57 +744,106 @@ def test_rankings_by_the_predictor_the_comparison_names_best(stack: Stack) -> No
             assert allowed in bad.json()["detail"]
 
 
-def test_a_predictor_is_stale_when_evaluations_of_its_matrix_are_newer(stack: Stack) -> None:
-    """Evaluations of the predictor's (base model, method) matrix stored after its fit mark it
-    stale, counted, in the read and the list; another method's, and zero-shot ones on datasets
-    outside the matrix, do not. Refitting gives a new, current predictor; a refit that finds
-    the same points (an evaluation stored again with the same accuracy) clears the mark."""
+REFIT = re.compile(r": (iimm predictors fit [^()]*) \(POST /v1/predictors (\{.*\})\)$")
+
+
+def refit_of(reason: str) -> tuple[list[str], dict[str, Any]]:
+    """The `iimm predictors fit` arguments and the POST body a stale reason names."""
+    found = REFIT.search(reason)
+    assert found is not None, reason
+    return shlex.split(found.group(1))[3:], json.loads(found.group(2))
+
+
+def set_tuned_accuracy(stack: Stack, seed: Seed, train: str, acc: float) -> None:
+    """Change the stored accuracy of the model fine-tuned on `train` on its own task."""
+    with db(stack) as s:
+        evaluation = s.scalars(
+            select(Evaluation).join(FinetunedModel, Evaluation.finetuned_model_id ==
+                                    FinetunedModel.id)
+            .where(FinetunedModel.train_dataset_id == train, Evaluation.dataset_id == train)
+        ).one()  # fmt: skip
+        evaluation.top1 = acc
+    seed.finetuned[train][train] = acc
+
+
+def test_a_predictor_is_stale_only_when_a_refit_would_see_other_points(stack: Stack) -> None:
+    """Fitted on tasks A, B, C, a later fine-tune of D (with its evaluations on A, B, C) leaves
+    it current, though a default refit now fits on D too. Changing A's fine-tuned accuracy
+    makes it stale: one changed point, and the reason names the refit with its own options
+    (`--piecewise never`, its datasets); running that command gives a current predictor and
+    the old one then names it."""
     key, project_id, c = new_project(stack)
     with c:
-        seed = plant(stack, c, key, project_id, [0.2, 0.35, 0.3, 0.5], seed_no=8)
+        seed = plant(stack, c, key, project_id, [0.2, 0.35, 0.3, 0.5], tuned=3, seed_no=8)
+        a, b, cc, d = seed.datasets
         body = {"base_model_id": seed.model_id, "method": "full", "piecewise": "never"}
         first = c.post("/v1/predictors", json=body).json()
-        assert first["stale"] is False and first["newer_evaluations"] == 0
-        assert first["stale_reason"] is None
-        n = len(seed.datasets)
-        with db(stack) as s:
-            fresh, other = add_dataset(s, project_id), add_dataset(s, project_id)
-            add_zero_shot(s, seed, fresh, 0.3)
-            add_scores(s, seed, fresh, {"iimm": 0.4}, 0.3)
-            # a new task of the method: its zero-shot evaluation and n + 1 evaluations
-            add_finetuned(s, seed, fresh, {**dict(seed.zero_shot), fresh: 0.8}, "full")
-            # outside the matrix: a zero-shot evaluation and another method's fine-tune
-            add_zero_shot(s, seed, other, 0.4)
-            add_finetuned(s, seed, other, {other: 0.9}, "lora")
+        assert first["n"] == 3 and first["stale"] is False and first["changed_points"] == 0
+        assert first["stale_reason"] is None and first["skipped"] == []
+        with db(stack) as s:  # D fine-tuned later, evaluated on every task
+            add_finetuned(s, seed, d, {**{j: seed.zero_shot[j] - 0.05 for j in seed.datasets},
+                                       d: 0.9}, "full")  # fmt: skip
         read = c.get(f"/v1/predictors/{first['id']}").json()
-        assert read["stale"] is True and read["newer_evaluations"] == 1 + (n + 1)
-        assert read["stale_reason"] == (
-            f"{n + 2} newer evaluation(s) since fitted: refit with POST /v1/predictors"
-        )
-        assert read["missing_dataset_ids"] == []
+        assert read["stale"] is False and read["changed_points"] == 0, read["stale_reason"]
+        assert read["stale_reason"] is None
+        assert c.post("/v1/predictors", json=body).json()["n"] == 4  # a default refit adds D
+
+        set_tuned_accuracy(stack, seed, a, seed.finetuned[a][a] - 0.1)
+        read = c.get(f"/v1/predictors/{first['id']}").json()
+        assert read["stale"] is True and read["changed_points"] == 1
+        reason = read["stale_reason"]
+        assert reason.startswith(f"1 of its 3 point(s) changed since fitted ({a}: (x, y) ")
+        args, post = refit_of(reason)
+        assert post == {**body, "feature": "iimm", "target": "gain", "dataset_ids": [a, b, cc]}
+        assert args == ["--base-model-id", seed.model_id, "--method", "full", "--feature", "iimm",
+                        "--target", "gain", "--piecewise", "never",
+                        "--dataset-id", a, "--dataset-id", b, "--dataset-id", cc]  # fmt: skip
         listed = {p["id"]: p for p in c.get("/v1/predictors").json()["items"]}
-        assert listed[first["id"]]["newer_evaluations"] == n + 2
-        second = c.post("/v1/predictors", json=body)
-        assert second.status_code == 201 and second.json()["n"] == n + 1, second.text
-        assert second.json()["stale"] is False
-        assert c.get(f"/v1/predictors/{first['id']}").json()["stale"] is True
-        # the zero-shot evaluation of a tuned task stored again, with the same accuracy
-        again = seed.datasets[1]
+        assert listed[first["id"]]["stale"] is True
+        assert listed[first["id"]]["stale_reason"] == reason
+
+        out = subprocess.run(
+            [sys.executable, "-m", "iimm_cli", "predictors", "fit", *args, "--json",
+             "--url", stack.url, "--api-key", key],
+            env=stack.env, cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        refit = json.loads(out.stdout)
+        assert refit["id"] != first["id"] and refit["n"] == 3 and refit["piecewise"] == "never"
+        assert refit["stale"] is False and refit["stale_reason"] is None
+        check_stats(refit, expected_fit(c, seed, [a, b, cc]))
+        old = c.get(f"/v1/predictors/{first['id']}").json()
+        assert old["stale"] is True
+        assert old["stale_reason"].endswith(f": refitted as {refit['id']}")
+        assert c.post("/v1/predictors", json=post).json()["id"] == refit["id"]
+
+
+def test_a_fine_tuned_task_without_scores_is_skipped_on_fit_and_check(stack: Stack) -> None:
+    """A fine-tuned, evaluated task with no score of the feature is listed in `skipped` with
+    the score job to run: on a refit that finds the same points (the stored predictor) and in
+    every read of the predictor, which stays current."""
+    key, project_id, c = new_project(stack)
+    with c:
+        seed = plant(stack, c, key, project_id, [0.2, 0.35, 0.3], seed_no=9)
+        body = {"base_model_id": seed.model_id, "method": "full", "piecewise": "never"}
+        first = c.post("/v1/predictors", json=body).json()
+        assert first["n"] == 3 and first["skipped"] == []
         with db(stack) as s:
-            zero_shot = Evaluation.finetuned_model_id.is_(None)
-            old = s.scalars(select(Evaluation).where(Evaluation.dataset_id == again,
-                                                     zero_shot)).one()  # fmt: skip
-            top1 = old.top1
-            s.delete(old)
-            s.flush()
-            add_zero_shot(s, seed, again, top1)
-        read = c.get(f"/v1/predictors/{second.json()['id']}").json()
-        assert read["stale"] is True and read["newer_evaluations"] == 1
+            e = add_dataset(s, project_id)
+            add_zero_shot(s, seed, e, 0.3)
+            add_finetuned(s, seed, e, {e: 0.8}, "full")
+        want = [
+            {
+                "dataset_id": e,
+                "reason": f"no iimm score for dataset {e}: run a score job "
+                "(its embeddings must be stored: an assess or embed job stores them)",
+            }
+        ]
         refit = c.post("/v1/predictors", json=body)
-        assert refit.status_code == 200 and refit.json()["id"] == second.json()["id"], refit.text
-        assert refit.json()["stale"] is False and refit.json()["newer_evaluations"] == 0
-        read = c.get(f"/v1/predictors/{second.json()['id']}").json()
-        assert read["stale"] is False and read["stale_reason"] is None
+        assert refit.status_code == 200 and refit.json()["id"] == first["id"], refit.text
+        assert refit.json()["skipped"] == want and refit.json()["stale"] is False
+        read = c.get(f"/v1/predictors/{first['id']}").json()
+        assert read["skipped"] == want and read["stale"] is False
 
 
 def _assess(c: httpx.Client, model_id: str, dataset_id: str, **extra: Any) -> dict[str, Any]:
@@ -807,8 +861,9 @@ def test_assess_leads_with_the_predictor_rankings_rank_by(stack: Stack, shapes_z
     zero-shot-accuracy one where the comparison says zero-shot accuracy predicts G, with the
     same sentence as `ranked_by` in `predicted_by`; `by` overrides; the other predictor's gain
     stands beside, each equal to predict() on fits computed here; an unknown `by` is a 422 at
-    submission naming the allowed values. Once an evaluation of the matrix is stored after the
-    fit, the assessment and the ranking row say the predictor they used is stale, and why."""
+    submission naming the allowed values. Once a tuned task's zero-shot accuracy changes, the
+    assessment and the ranking row say the predictor they used is stale, and why; refitting
+    as the reason says gives the current predictor the ranking then uses."""
     key, project_id, c = new_project(stack)
     with c:
         sd = plant_zero_shot_driven(stack, c, key, project_id, seed_no=14)
@@ -855,7 +910,8 @@ def test_assess_leads_with_the_predictor_rankings_rank_by(stack: Stack, shapes_z
         best = c.get("/v1/rankings", params={"dataset_id": target}).json()["items"][0]
         assert "comparison ranks zero_shot_accuracy" in best["ranked_by"]
         assert best["stale"] is False and best["stale_reason"] is None
-        # a tuned task's zero-shot evaluation stored again (same accuracy): both fits are stale
+        # a tuned task's zero-shot accuracy re-evaluated to another value: its G changes, so
+        # both fits (on the same tasks) are stale
         again = sd.datasets[0]
         with db(stack) as s:
             zero_shot = Evaluation.finetuned_model_id.is_(None)
@@ -863,21 +919,26 @@ def test_assess_leads_with_the_predictor_rankings_rank_by(stack: Stack, shapes_z
                                                      zero_shot)).one()  # fmt: skip
             s.delete(old)
             s.flush()
-            add_zero_shot(s, sd, again, sd.zero_shot[again])
-        why = (f"gain predictor {ids['zero_shot_accuracy']} (zero_shot_accuracy) is stale: "
-               "1 newer evaluation(s) since fitted: refit with POST /v1/predictors")  # fmt: skip
+            add_zero_shot(s, sd, again, round(sd.zero_shot[again] * 0.9, 4))
+        n = len(tuned)
+        head = (f"gain predictor {ids['zero_shot_accuracy']} (zero_shot_accuracy) is stale: "
+                f"1 of its {n} point(s) changed since fitted ({again}: (x, y) ")  # fmt: skip
         full = _assess(c, sd.model_id, target)["result"]["methods"]["full"]
         assert full["gain"]["predictor_id"] == ids["zero_shot_accuracy"]
-        assert full["stale"] is True and full["stale_reason"] == why
+        assert full["stale"] is True and full["stale_reason"].startswith(head)
+        why = full["stale_reason"]
         row = c.get("/v1/rankings", params={"dataset_id": target}).json()["items"][0]
         assert row["stale"] is True and row["stale_reason"] == why
         row = c.get("/v1/rankings", params={"dataset_id": target, "by": "iimm"}).json()["items"][0]
-        assert row["stale_reason"] == why.replace(ids["zero_shot_accuracy"], ids["iimm"]).replace(
-            "(zero_shot_accuracy)", "(iimm)"
+        assert row["stale_reason"].startswith(
+            head.replace(ids["zero_shot_accuracy"], ids["iimm"]).replace(
+                "(zero_shot_accuracy)", "(iimm)"
+            )
         )
-        # refitting finds the same points: current again
-        body = {"base_model_id": sd.model_id, "method": "full", "feature": "zero_shot_accuracy",
-                "piecewise": "never"}  # fmt: skip
-        assert c.post("/v1/predictors", json=body).json()["id"] == ids["zero_shot_accuracy"]
+        # refitting as the reason says gives a current predictor, which the ranking then uses
+        _, body = refit_of(why)
+        refit = c.post("/v1/predictors", json=body)
+        assert refit.status_code == 201 and refit.json()["stale"] is False, refit.text
         row = c.get("/v1/rankings", params={"dataset_id": target}).json()["items"][0]
+        assert row["gain_predictor_id"] == refit.json()["id"]
         assert row["stale"] is False and row["stale_reason"] is None

@@ -36,13 +36,13 @@ def test_default_points_skip_with_reasons() -> None:
     assert [(p.dataset_id, p.x, p.y) for p in points] == [("a", 0.3, 0.8), ("b", 0.5, 0.5)]
     reasons = {s["dataset_id"]: s["reason"] for s in skipped}
     assert "undefined" in reasons["c"] and "not evaluated" in reasons["d"]
-    assert "no zero-shot scores" in reasons["e"]
+    assert reasons["e"].startswith("no iimm score for dataset e: run a score job")
     points, _ = training_points(rows, SCORES, feature="zero_shot_accuracy", target="gain")
     assert [p.x for p in points] == [0.4, 0.5, 0.2]
     points, skipped = training_points(rows, SCORES, feature="iimm", target="ood_change")
     assert [p.y for p in points] == [-0.1, -0.2]
     _, skipped = training_points(rows, SCORES, feature="logme", target="gain")
-    assert "no stored 'logme' score" in skipped[0]["reason"]
+    assert skipped[0]["reason"].startswith("no logme score for dataset a: run a score job")
 
 
 def test_requested_points_must_all_qualify() -> None:
