@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from iimm_cli._common import CliError, print_json
+from iimm_cli._common import CliError, print_json, print_table
 from iimm_cli.client import ApiClient, add_client_args
 
 
@@ -49,7 +49,12 @@ def register(sub: Any) -> None:
         if name != "list":
             p.add_argument("id")
         if name == "delete":
-            p.add_argument("--cascade", action="store_true", help="also delete its results")
+            p.add_argument(
+                "--cascade", action="store_true",
+                help="also delete its results and cancel the jobs not final yet that use it",
+            )  # fmt: skip
+        if name == "list":
+            p.add_argument("--json", action="store_true", help="print the full JSON")
         add_client_args(p)
         p.set_defaults(handler=fn)
 
@@ -118,9 +123,25 @@ def run_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def dataset_rows(items: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """One table row per dataset: id, name, status, classes, split sizes, what it copies."""
+    return [
+        (
+            d["id"], d["name"], d["status"], str(len(d.get("class_names") or [])),
+            " ".join(f"{k}={v}" for k, v in (d.get("splits") or {}).items()) or "-",
+            d.get("duplicate_of") or "-",
+        )
+        for d in items
+    ]  # fmt: skip
+
+
 def run_list(args: argparse.Namespace) -> int:
-    """Print the project's datasets."""
-    print_json(ApiClient.from_args(args).request("GET", "/v1/datasets")["items"])
+    """Print the project's datasets (first page) as a table, or `--json`."""
+    items = ApiClient.from_args(args).request("GET", "/v1/datasets")["items"]
+    if args.json:
+        print_json(items)
+    else:
+        print_table(dataset_rows(items), ("id", "name", "status", "classes", "splits", "copy of"))
     return 0
 
 

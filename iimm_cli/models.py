@@ -1,4 +1,4 @@
-"""`iimm models add|list`."""
+"""`iimm models add|list|delete`."""
 
 from __future__ import annotations
 
@@ -24,6 +24,14 @@ def register(sub: Any) -> None:
     ls = msub.add_parser("list")
     add_client_args(ls)
     ls.set_defaults(handler=run_list)
+    rm = msub.add_parser("delete", help="delete a base model")
+    rm.add_argument("id")
+    rm.add_argument(
+        "--cascade", action="store_true",
+        help="also delete its results and cancel the jobs not final yet that use it",
+    )  # fmt: skip
+    add_client_args(rm)
+    rm.set_defaults(handler=run_delete)
 
 
 def local_path(value: str | None) -> str | None:
@@ -51,4 +59,11 @@ def run_add(args: argparse.Namespace) -> int:
 def run_list(args: argparse.Namespace) -> int:
     """Print the project's models."""
     print_json(ApiClient.from_args(args).request("GET", "/v1/models")["items"])
+    return 0
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    """Delete one base model (with `--cascade`, also what was computed from it)."""
+    params = {"cascade": "true"} if args.cascade else {}
+    ApiClient.from_args(args).request("DELETE", f"/v1/models/{args.id}", params=params)
     return 0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import re
 from typing import Any
 
 from iimm_cli._common import print_json, print_table
@@ -26,6 +28,39 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the full JSON")
     add_client_args(p)
     p.set_defaults(handler=run)
+
+
+_FIT_AFTER = re.compile(r"fine-tune (\d+) tasks, then POST /v1/predictors")
+_FIT = re.compile(r"POST /v1/predictors(?: \(feature '(\w+)'\))?")
+_JOB = re.compile(r"POST /v1/jobs (\{.*?\})")
+
+
+def _fit_command(item: dict[str, Any], feature: str | None = None) -> str:
+    method = item.get("method") or "METHOD"
+    extra = f" --feature {feature}" if feature else ""
+    return f"`iimm predictors fit --base-model-id {item['base_model_id']} --method {method}{extra}`"
+
+
+def _job_command(m: re.Match[str]) -> str:
+    try:
+        body = json.loads(m[1])
+    except ValueError:
+        return m[0]
+    if body.get("type") == "assess" and {"model_id", "dataset_id"} <= set(body):
+        return f"`iimm assess --model-id {body['model_id']} --dataset-id {body['dataset_id']}`"
+    return m[0]
+
+
+def cli_reason(item: dict[str, Any]) -> str:
+    """An unranked item's `reason` with the API requests it names given as `iimm` commands:
+    `POST /v1/predictors` as `iimm predictors fit --base-model-id ... --method ...`, an
+    assess job's `POST /v1/jobs {...}` as `iimm assess --model-id ... --dataset-id ...`."""
+    reason = str(item["reason"])
+    reason = _FIT_AFTER.sub(
+        lambda m: f"fit one with {_fit_command(item)} (after fine-tuning {m[1]} tasks)", reason
+    )
+    reason = _FIT.sub(lambda m: _fit_command(item, m[1]), reason)
+    return _JOB.sub(_job_command, reason)
 
 
 def _beside(p: dict[str, Any] | None) -> str:
@@ -56,7 +91,7 @@ def format_ranking(body: dict[str, Any]) -> tuple[list[tuple[str, ...]], list[st
             notes.append(f"{item['rank']}. STALE: {item.get('stale_reason') or 'refit'}")
     for u in body["unranked"]:
         method = f" ({u['method']})" if u["method"] else ""
-        notes.append(f"not ranked: {u['base_model_name']}{method}: {u['reason']}")
+        notes.append(f"not ranked: {u['base_model_name']}{method}: {cli_reason(u)}")
     if marked:
         notes.append(EXTRAPOLATED_NOTE)
     return rows, notes
@@ -70,6 +105,13 @@ def run(args: argparse.Namespace) -> int:
         print_json(body)
         return 0
     rows, notes = format_ranking(body)
+    if not rows:  # no table: say why and what to run
+        print(f"{body['dataset_name']} ({body['dataset_id']}): nothing to rank.")
+        if not body["unranked"]:
+            print("no base model in this project: add one with `iimm models add ...`")
+        for line in notes:
+            print(line)
+        return 0
     print(f"{body['dataset_name']} ({body['dataset_id']}), ranked by={body['by']}, "
           f"accuracy after fine-tuning [{body['level']:.0%} interval]:")  # fmt: skip
     print_table(rows, ("#", "base model", "method", "ranked by", "acc (from iimm)",
