@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from sqlalchemy import select
@@ -244,18 +244,20 @@ def _candidates_of(
     task: data.TaskScores,
     by: RankBy,
     comparison_of: Callable[[str], ComparisonRead | None],
+    stale: Collection[str],
 ) -> tuple[list[tuple[Candidate, dict[str, Any]]], list[Unranked]]:
-    """One candidate per method with a usable gain predictor; the rest as unranked."""
+    """One candidate per method with a usable gain predictor; the rest as unranked. A fresh
+    predictor is preferred to a stale one (`stale`: their ids) on the same measure."""
     usable = [p for p in preds if task.value(p.feature) is not None]
-    chosen = headline(usable)
+    chosen = headline(usable, stale)
     beside = {
-        feature: newest(p for p in usable if p.feature == feature)
+        feature: newest((p for p in usable if p.feature == feature), stale)
         for feature in (data.ZERO_SHOT, PREFERRED_FEATURE)
     }
     out, unranked = [], []
     for method in sorted({p.method for p in preds}):
         gains = [p for p in usable if p.method == method and p.target == "gain"]
-        gp, why = pick_gain_predictor(by, gains, method, comparison_of)
+        gp, why = pick_gain_predictor(by, gains, method, comparison_of, stale)
         fp = chosen.get((method, "ood_change"))
         if gp is None or task.zero_shot_accuracy is None:
             if gp is not None:
@@ -290,7 +292,9 @@ def _candidates_of(
 
 def _gather(
     session: Session, project_id: str, dataset_id: str, by: RankBy
-) -> tuple[list[tuple[Candidate, dict[str, Any]]], list[Unranked]]:
+) -> tuple[list[tuple[Candidate, dict[str, Any]]], list[Unranked], dict[str, str]]:
+    """The candidates, the unranked, and the stale predictors of the project with their
+    reasons (known before choosing, so a fresh predictor is preferred to a stale one)."""
     models = session.scalars(
         select(PretrainedModel)
         .where(PretrainedModel.project_id == project_id)
@@ -298,7 +302,8 @@ def _gather(
     )
     predictors = session.scalars(
         select(Predictor).where(Predictor.project_id == project_id).order_by(Predictor.id)
-    )
+    ).all()
+    stale = predictors_service.stale_reasons(session, project_id, list(predictors))
     grouped: dict[str, list[Predictor]] = {}
     for p in predictors:
         grouped.setdefault(p.base_model_id, []).append(p)
@@ -320,11 +325,11 @@ def _gather(
             continue
         found, left = _candidates_of(
             model, grouped[model.id], task, by,
-            functools.partial(comparison_or_none, session, project_id, model.id),
+            functools.partial(comparison_or_none, session, project_id, model.id), stale,
         )  # fmt: skip
         candidates += found
         unranked += left
-    return candidates, unranked
+    return candidates, unranked, stale
 
 
 def _beside(
@@ -354,14 +359,12 @@ def rank(
     """The project's (base model, method) pairs by predicted fine-tuned accuracy on a dataset,
     each by the gain predictor `by` picks (`pick_gain_predictor`, shared with the assess job)."""
     dataset_name = predictors_service.check_datasets(session, project_id, [dataset_id])[dataset_id]
-    gathered, unranked = _gather(session, project_id, dataset_id, by)
+    gathered, unranked, stale = _gather(session, project_id, dataset_id, by)
     meta = {(c.base_model, c.method): m for c, m in gathered}
     try:
         ranked = rank_candidates([c for c, _ in gathered], level=level)
     except ValueError as exc:
         raise InvalidError(f"cannot rank: {exc}") from None
-    used = {p.id: p for m in meta.values() for p in (m["gain"], m["ood_change"]) if p is not None}
-    stale = predictors_service.stale_reasons(session, project_id, list(used.values()))
     items = []
     for r in ranked:
         m = meta[(r.base_model, r.method)]

@@ -68,13 +68,15 @@ def _per_method(
     """Per method of the predictors that `predicted` (their predictions in `done`): the gain
     of the predictor `by` picks (as `GET /v1/rankings` does; `predicted_by` says which and
     why) with the fine-tuned accuracy it implies, the other gain predictions beside it, the
-    forgetting of the headline `ood_change` predictor, and whether the ones used are stale."""
-    chosen = headline(predicted)
-    beside = {f: newest(p for p in predicted if p.feature == f) for _, f in BESIDE}
+    forgetting of the headline `ood_change` predictor, and whether the ones used are stale
+    (`stale`: the stale predictors' reasons; a fresh predictor is preferred to a stale one on
+    the same measure)."""
+    chosen = headline(predicted, stale)
+    beside = {f: newest((p for p in predicted if p.feature == f), stale) for _, f in BESIDE}
     out: dict[str, dict[str, Any]] = {}
     for method in sorted({p.method for p in predicted}):
         gains = [p for p in predicted if p.method == method and p.target == "gain"]
-        gp, why = pick_gain_predictor(by, gains, method, comparison_of)
+        gp, why = pick_gain_predictor(by, gains, method, comparison_of, stale)
         fp = chosen.get((method, "ood_change"))
         note = stale_note([gp, fp], stale)
         entry: dict[str, Any] = {

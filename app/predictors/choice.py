@@ -8,7 +8,7 @@ of the same dataset name the same predictor. The comparison itself is computed b
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from enum import StrEnum
 from typing import Protocol
 
@@ -51,17 +51,30 @@ class Comparison(Protocol):
     def best_measure(self) -> str | None: ...
 
 
-def headline(predictors: Iterable[Predictor]) -> dict[tuple[str, str], Predictor]:
-    """Per (method, target), the predictor a summary uses: IIMM first, then the newest."""
+def _order(stale: Collection[str]) -> Callable[[Predictor], tuple[bool, str]]:
+    """Sort key putting the predictor to prefer last: fresh (not in `stale`) before stale,
+    then the newest (ids grow with creation)."""
+    return lambda p: (p.id not in stale, p.id)
+
+
+def headline(
+    predictors: Iterable[Predictor], stale: Collection[str] = ()
+) -> dict[tuple[str, str], Predictor]:
+    """Per (method, target), the predictor a summary uses: IIMM first, then a fresh one (not
+    in `stale`, the ids of the stale predictors) before a stale one, then the newest."""
     best: dict[tuple[str, str], Predictor] = {}
-    for p in sorted(predictors, key=lambda p: (p.feature == PREFERRED_FEATURE, p.id)):
+    fresh_newest = _order(stale)
+    for p in sorted(predictors, key=lambda p: (p.feature == PREFERRED_FEATURE, fresh_newest(p))):
         best[(p.method, p.target)] = p
     return best
 
 
-def newest(predictors: Iterable[Predictor]) -> dict[tuple[str, str], Predictor]:
-    """Per (method, target), the newest of `predictors`."""
-    return {(p.method, p.target): p for p in sorted(predictors, key=lambda p: p.id)}
+def newest(
+    predictors: Iterable[Predictor], stale: Collection[str] = ()
+) -> dict[tuple[str, str], Predictor]:
+    """Per (method, target), the newest fresh one of `predictors` (not in `stale`, the ids
+    of the stale predictors); the newest stale one where all are stale."""
+    return {(p.method, p.target): p for p in sorted(predictors, key=_order(stale))}
 
 
 def pick_gain_predictor(
@@ -69,16 +82,19 @@ def pick_gain_predictor(
     gains: list[Predictor],
     method: str,
     comparison_of: Callable[[str], Comparison | None],
+    stale: Collection[str] = (),
 ) -> tuple[Predictor | None, str]:
     """The gain predictor `by` picks among `gains` (one method's, each able to predict for
     the dataset), and why, in one sentence; (None, what is missing) when there is none.
 
     `comparison_of(method)` is the comparison of the base model with that method, None when
     there is none (fewer than :data:`MIN_TASKS` usable fine-tuned tasks); it is asked only
-    for `best`."""
+    for `best`. Among several predictors on the same measure a fresh one (not in `stale`, the
+    ids of the stale predictors) is preferred to a stale one, then the newest; a stale one is
+    chosen only where every predictor on that measure is stale."""
     if by is not RankBy.best:
         feature = PREFERRED_FEATURE if by is RankBy.iimm else data.ZERO_SHOT
-        found = newest(p for p in gains if p.feature == feature).get((method, "gain"))
+        found = newest((p for p in gains if p.feature == feature), stale).get((method, "gain"))
         if found is None:
             return None, (
                 f"by={by.value}: no gain predictor on {feature} whose feature is known for this "
@@ -89,7 +105,7 @@ def pick_gain_predictor(
         return None, "no gain predictor whose feature is known for this dataset"
     comparison = comparison_of(method)
     if comparison is None:
-        chosen = headline(gains)[(method, "gain")]
+        chosen = headline(gains, stale)[(method, "gain")]
         which = ("IIMM's" if chosen.feature == PREFERRED_FEATURE
                  else f"the newest ({chosen.feature}; none on IIMM)")  # fmt: skip
         return chosen, (
@@ -97,7 +113,7 @@ def pick_gain_predictor(
             f"fine-tuned tasks), so {which} gain predictor"
         )
     order = {c.measure: i for i, c in enumerate(comparison.items)}
-    newest_first = sorted(gains, key=lambda p: p.id, reverse=True)
+    newest_first = sorted(gains, key=_order(stale), reverse=True)
     chosen = min(
         newest_first,
         key=lambda p: (order.get(p.feature, len(order)), p.feature != PREFERRED_FEATURE),

@@ -942,3 +942,42 @@ def test_assess_leads_with_the_predictor_rankings_rank_by(stack: Stack, shapes_z
         row = c.get("/v1/rankings", params={"dataset_id": target}).json()["items"][0]
         assert row["gain_predictor_id"] == refit.json()["id"]
         assert row["stale"] is False and row["stale_reason"] is None
+
+
+def test_rankings_prefer_a_fresh_predictor_to_a_newer_stale_one(stack: Stack) -> None:
+    """Of two IIMM gain predictors of one base model and method, the ranking uses the newest
+    while both are fresh, the older one once the newer is stale (a dataset it was fitted on
+    deleted), and the newest again, flagged stale, once both are."""
+    key, project_id, c = new_project(stack)
+    with c:
+        seed = plant(stack, c, key, project_id, [0.2, 0.35, 0.3, 0.5, 0.45], seed_no=21)
+        with db(stack) as s:
+            target = add_dataset(s, project_id)
+            add_scores(s, seed, target, {"iimm": 0.4}, 0.3)
+        body = {"base_model_id": seed.model_id, "method": "full", "piecewise": "never"}
+        older = c.post("/v1/predictors", json=body | {"dataset_ids": seed.datasets[:4]})
+        newer = c.post("/v1/predictors", json=body)
+        assert older.status_code == newer.status_code == 201, (older.text, newer.text)
+        ids = {"older": older.json()["id"], "newer": newer.json()["id"]}
+        assert older.json()["n"] == 4 and newer.json()["n"] == 5
+
+        def row() -> dict[str, Any]:
+            resp = c.get("/v1/rankings", params={"dataset_id": target, "by": "iimm"})
+            assert resp.status_code == 200, resp.text
+            (item,) = resp.json()["items"]
+            return item
+
+        first = row()
+        assert first["gain_predictor_id"] == ids["newer"] and first["stale"] is False
+        gone = seed.datasets[4]  # only the newer one was fitted on it
+        assert c.delete(f"/v1/datasets/{gone}", params={"cascade": "true"}).status_code == 204
+        assert c.get(f"/v1/predictors/{ids['newer']}").json()["stale"] is True
+        assert c.get(f"/v1/predictors/{ids['older']}").json()["stale"] is False
+        second = row()
+        assert second["gain_predictor_id"] == ids["older"], second
+        assert second["stale"] is False and second["stale_reason"] is None
+        gone = seed.datasets[3]  # both were fitted on it
+        assert c.delete(f"/v1/datasets/{gone}", params={"cascade": "true"}).status_code == 204
+        third = row()
+        assert third["gain_predictor_id"] == ids["newer"] and third["stale"] is True
+        assert third["stale_reason"].startswith(f"gain predictor {ids['newer']} (iimm) is stale")

@@ -98,3 +98,18 @@ def test_a_stale_headline_predictor_is_named() -> None:
     assert entry["stale"] is True
     assert entry["stale_reason"] == f"gain predictor prd_1 (zero_shot_accuracy) is stale: {why}"
     assert _entry(RankBy.iimm, ZS_FIRST, {"prd_1": why})["stale"] is False  # only beside
+
+
+def test_a_fresh_predictor_leads_over_a_newer_stale_one_on_the_same_measure() -> None:
+    from app.predictors.assess import _per_method
+
+    why = "1 newer evaluation(s) since fitted: refit with POST /v1/predictors"
+    newer: Any = SimpleNamespace(id="prd_3", feature="iimm", method="full", target="gain", n=6)
+    done = {**DONE, "prd_3": _prediction("prd_3", "iimm", 0.5, 0.75)}
+    entry = _per_method([ZS, IIMM, newer], done, RankBy.iimm, lambda m: None, {"prd_3": why})
+    full = entry["full"]
+    assert full["gain"]["predictor_id"] == "prd_2" and full["stale"] is False
+    both = {"prd_3": why, "prd_2": why}
+    full = _per_method([ZS, IIMM, newer], done, RankBy.iimm, lambda m: None, both)["full"]
+    assert full["gain"]["predictor_id"] == "prd_3" and full["stale"] is True  # only stale ones
+    assert full["stale_reason"] == f"gain predictor prd_3 (iimm) is stale: {why}"
