@@ -54,6 +54,44 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+STOP_BOUND_S = 30.0  # `iimm serve` stops in seconds; past this its process group is killed
+
+
+def _launch(data_dir: Path, port: int, command: Sequence[str] | None) -> subprocess.Popen[bytes]:
+    """`iimm serve` (or `command`) in a process group of its own (a terminal's Ctrl-C reaches
+    only the demo, which stops the service: `stop_service`), with the kernel's parent-death
+    signal (`workers.lifeline`)."""
+    from workers.lifeline import exec_with_parent_death_signal
+
+    env = {"IIMM_LOG_LEVEL": "WARNING", **os.environ, "IIMM_DATA_DIR": str(data_dir)}
+    cmd = list(command or [sys.executable, "-m", "iimm_cli", "serve", "--port", str(port)])
+    lifeline = exec_with_parent_death_signal(os.getpid())
+
+    def before_exec() -> None:  # the child starts with the signals the caller blocked
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        lifeline()
+
+    return subprocess.Popen(
+        cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, preexec_fn=before_exec
+    )
+
+
+def _wait_answering(proc: subprocess.Popen[bytes], port: int) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise CliError(f"the service exited with code {proc.returncode}")
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    raise CliError("the service did not start within 120 s")
+
+
 def start_service(
     data_dir: Path, port: int, command: Sequence[str] | None = None
 ) -> subprocess.Popen[bytes]:
@@ -61,38 +99,54 @@ def start_service(
     process that gets SIGTERM when this process exits, even by SIGKILL (Linux's parent-death
     signal, `workers.lifeline`); returns once it answers. Raises CliError if it exits or
     does not answer within 120 s."""
-    import httpx
-
-    from workers.lifeline import exec_with_parent_death_signal
-
-    env = {"IIMM_LOG_LEVEL": "WARNING", **os.environ, "IIMM_DATA_DIR": str(data_dir)}
-    cmd = list(command or [sys.executable, "-m", "iimm_cli", "serve", "--port", str(port)])
-    proc = subprocess.Popen(
-        cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-        preexec_fn=exec_with_parent_death_signal(os.getpid()),
-    )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise CliError(f"the service exited with code {proc.returncode}")
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            return proc
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    stop_service(proc)
-    raise CliError("the service did not start within 120 s")
+    proc = _launch(data_dir, port, command)
+    try:
+        _wait_answering(proc, port)
+    except BaseException:
+        stop_service(proc)
+        raise
+    return proc
 
 
-def stop_service(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the service (it stops its worker) and wait (SIGKILL after 30 s)."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
+def _exited(proc: subprocess.Popen[bytes]) -> bool:
+    """Whether `proc` has exited, without reaping it: while it is a zombie its process
+    group id cannot be taken by another process, so the group can still be signalled."""
+    if proc.returncode is not None:
+        return True
+    try:
+        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    if proc.returncode is None:  # not reaped: the group id is still ours
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+
+
+def stop_service(proc: subprocess.Popen[bytes], bound_s: float = STOP_BOUND_S) -> None:
+    """Stop `iimm serve` as `kill` would: SIGTERM to its pid, so its own shutdown runs (the
+    API drains, the embedded worker gets one SIGTERM, gives its job back, closes its
+    decoding processes and removes their temp folders); then SIGKILL whatever of its
+    process group is left (everything once `bound_s` has passed) and reap it.
+
+    Not the whole group: a SIGTERM to the worker besides the one `iimm serve` sends it counts
+    as a second signal there, which exits at once without that clean-up (`workers.runner`).
+    A SIGTERM, SIGINT or SIGHUP to the demo meanwhile kills the group at once."""
+    previous = {s: signal.signal(s, lambda *_: _kill_group(proc)) for s in STOP_SIGNALS}
+    try:
+        if not _exited(proc):
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + bound_s
+        while not _exited(proc) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        _kill_group(proc)
+        proc.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -103,18 +157,26 @@ def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
 def running_service(
     data_dir: Path, port: int, command: Sequence[str] | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """`start_service`, stopped (`stop_service`) when the block ends, also on SIGTERM, SIGHUP
-    (turned into ``SystemExit(128 + signal)`` while the block runs) and SIGINT."""
-    old = {s: signal.signal(s, _exit_on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
+    """`start_service`, stopped (`stop_service`) when the block ends, also on SIGTERM, SIGINT
+    and SIGHUP (turned into ``SystemExit(128 + signal)`` from the service's launch on, so a
+    signal while it starts stops it too)."""
+    old = {s: signal.signal(s, _exit_on_signal) for s in STOP_SIGNALS}
+    proc = None
     try:
-        proc = start_service(data_dir, port, command)
-        try:
-            yield proc
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:  # a signal here waits until `proc` is set
+            proc = _launch(data_dir, port, command)
         finally:
-            stop_service(proc)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        _wait_answering(proc, port)
+        yield proc
     finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
+        try:
+            if proc is not None:
+                stop_service(proc)
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -135,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
             start = time.monotonic()
             client = ApiClient(url, (data_dir / "admin.key").read_text().strip())
             result = run_loop(client, work, cfg, log=lambda m: print(m, flush=True))
+            shutil.rmtree(work / "suite", ignore_errors=True)  # uploaded: a faster stop later
             print_report(result)
             (data_dir / "demo-result.json").write_text(json.dumps(result.to_json(), indent=1))
             print(f"\nLoop done in {(time.monotonic() - start) / 60:.1f} min.")
@@ -145,9 +208,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"Dashboard: {board}\nServing until Ctrl-C ...", flush=True)
                 proc.wait()
     finally:
-        shutil.rmtree(work / "suite", ignore_errors=True)
-        if not kept_dir:
-            shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)  # the suite, and the data unless kept
     if not args.keep_serving:
         print(closing_line(kept_dir and str(data_dir), data_dir, _iimm_command()))
     return 0

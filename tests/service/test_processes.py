@@ -38,6 +38,8 @@ from tests.service.stack import (
 from tests.service.test_api import add_tiny, upload
 
 GONE_WITHIN_S = 180.0  # generous: the machine is shared; the service aims at a few seconds
+# `iimm demo` kills what is left of its service's process group 30 s after its SIGTERM
+DEMO_GONE_WITHIN_S = 60.0
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +170,102 @@ def test_serve_stops_everything(
     finally:
         serve.send_signal(signal.SIGTERM)
         serve.wait(timeout=GONE_WITHIN_S)
+
+
+# `iimm demo` with a stand-in for the paper's loop (test_reference_e2e runs the real one): it
+# embeds `argv[1]` on the tiny model through the demo's client and, in phase "loop", waits
+# inside the loop forever; in phase "keep-serving" it returns once the job succeeded, so the
+# demo keeps serving with a worker that keeps its decoding processes (a persistent pool)
+DEMO = """
+import sys, threading
+from pathlib import Path
+from iimm_cli import demo_loop, demo_report, main
+from iimm_cli.demo_loop import LoopResult
+from tests.service.stack import wait_job
+from tests.service.test_processes import start_embed
+
+def run_loop(client, work, cfg, log=print):
+    job_id = start_embed(client.http, Path(sys.argv[1]))
+    log(f"loop: embedding {job_id}")
+    if sys.argv[2] == "loop":
+        threading.Event().wait()
+    assert wait_job(client.http, job_id)["status"] == "succeeded"
+    return LoopResult({"id": job_id}, {})
+
+demo_loop.run_loop, demo_report.print_report = run_loop, lambda result: None
+sys.exit(main(["demo", *sys.argv[3:]]))
+"""
+
+
+def our_leftovers(tmp: Path) -> list[str]:
+    """Our temp folders (`iimm-`: the demo's work and data, decoding payloads) and those of
+    Python's multiprocessing (`pymp-`, removed by a process that exits cleanly)."""
+    return sorted(p.name for p in tmp.iterdir() if p.name.startswith(("iimm-", "pymp-")))
+
+
+@pytest.mark.parametrize(
+    ("phase", "sig", "kept"),
+    [("keep-serving", signal.SIGTERM, False), ("keep-serving", signal.SIGINT, True),
+     ("loop", signal.SIGTERM, True)],
+    ids=["keep-serving-sigterm", "keep-serving-sigint-data-dir", "loop-sigterm"],
+)  # fmt: skip
+def test_demo_stops_everything(
+    phase: str,
+    sig: signal.Signals,
+    kept: bool,
+    workdir: Path,
+    slow_zip: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A signal to the process group of `iimm demo` (a terminal's Ctrl-C, `docker stop`),
+    while it serves after the loop or during the loop's embedding, ends the demo, its `iimm
+    serve`, the worker and the decoding processes, and leaves none of their temp folders
+    (nor the demo's own work folder, also with --data-dir)."""
+    root = Path(tempfile.mkdtemp(prefix=f"demo-{phase}-{sig.name}-", dir=workdir))
+    tmp = root / "tmp"
+    tmp.mkdir()
+    port = free_port()
+    args = ["--keep-serving", "--port", str(port)]
+    if kept:
+        args += ["--data-dir", str(root / "var")]
+    env = base_env(root, IIMM_EMBED_BATCH_SIZE="2", TMPDIR=str(tmp))
+    env.pop("IIMM_DATA_DIR")  # the demo's own choice (a temp dir) unless --data-dir
+    log_path = root / "demo.log"
+    with log_path.open("ab") as log:
+        demo = subprocess.Popen(
+            [sys.executable, "-c", DEMO, str(slow_zip), phase, *args],
+            env=env, cwd=ROOT, stdout=log, stderr=log, start_new_session=True,
+        )  # fmt: skip
+    started: list[psutil.Process] = []
+    try:
+
+        def ready() -> bool:
+            assert demo.poll() is None, log_path.read_text()
+            if phase == "keep-serving":
+                return "Serving until Ctrl-C" in log_path.read_text()
+            if "loop: embedding" not in log_path.read_text():
+                return False
+            job_id = log_path.read_text().split("loop: embedding ")[1].split()[0]
+            with admin_client(root / "var", port) as c:
+                serve = descendants(demo.pid)[0]
+                return running_with_decoders(c, job_id, serve.children()[0].pid)
+
+        wait_for(f"the demo's {phase} phase", ready)
+        started = [psutil.Process(demo.pid), *descendants(demo.pid)]
+        assert len(started) >= 4, started  # demo, serve, worker, decoding process(es)
+        os.killpg(demo.pid, sig)
+        signalled = time.monotonic()
+        wait_for("every process to end", lambda: not alive(started), DEMO_GONE_WITHIN_S)
+        with capsys.disabled():  # measured, not asserted (the machine is shared)
+            print(f"\n[{phase} {sig.name}] all gone {time.monotonic() - signalled:.1f} s after")
+        assert demo.wait(timeout=10) == 128 + sig, log_path.read_text()
+        assert our_leftovers(tmp) == []
+    finally:
+        for p in alive(started):
+            p.kill()
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
 
 
 @pytest.mark.parametrize("kind", ["embedded", "production"])
