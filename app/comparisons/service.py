@@ -205,6 +205,12 @@ def compare(
             found = compare_measures({measure: values}, gain, accuracy, names=names)
         except ValueError as exc:
             reason = str(exc)
+            defined = sum(1 for v in values if math.isfinite(v))
+            if measure != NCTI and (few := data.too_few_scored(
+                rows, scores, model_id=base_model_id, feature=measure, target="gain",
+                n_points=defined, minimum=MIN_TASKS,
+            )):  # fmt: skip
+                reason = f"comparing measures needs scores: {few}"
             if measure == NCTI and not ncti:
                 reason = (
                     "NCTI is relative to a set of candidate models: store ncti_seli, ncti_ncc "

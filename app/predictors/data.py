@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -114,6 +115,30 @@ def lacks_score(row: Any, scores: TaskScores | None, feature: str, target: str) 
     if scores is None or not scores.has(feature):
         return True
     return feature == ZERO_SHOT and scores.zero_shot_accuracy is None
+
+
+def too_few_scored(
+    rows: Mapping[str, Any],
+    scores: Mapping[str, TaskScores],
+    *,
+    model_id: str,
+    feature: str,
+    target: str,
+    n_points: int,
+    minimum: int = 3,
+) -> str | None:
+    """When fewer than `minimum` tasks have the feature while fine-tuned tasks lack its score,
+    the sentence that says so and which datasets to score (None otherwise)."""
+    unscored = sorted(d for d, r in rows.items() if lacks_score(r, scores.get(d), feature, target))
+    if n_points >= minimum or not unscored:
+        return None
+    tuned = sum(1 for r in rows.values() if target_of(r, target) is not None)
+    measures = ["iimm"] if feature == ZERO_SHOT else [feature]
+    body = json.dumps({"type": "score", "model_id": model_id, "dataset_id": "<each>",
+                       "measures": measures})  # fmt: skip
+    return (f"{tuned} fine-tuned tasks but {n_points} with {feature} scores (at least "
+            f"{minimum} are needed): score datasets {', '.join(unscored)} "
+            f"(POST /v1/jobs {body}; an assess job embeds and scores a dataset)")  # fmt: skip
 
 
 def _problem(

@@ -127,10 +127,18 @@ def _fitted(session: Session, project_id: str, body: PredictorCreate) -> Predict
     check_method(body.method)
     if body.dataset_ids is not None:
         check_datasets(session, project_id, body.dataset_ids)
-    points, skipped, _ = gather(
+    cache: Cache = {}
+    points, skipped, rows = gather(
         session, project_id, base_model_id=body.base_model_id, method=body.method,
-        feature=body.feature, target=body.target, dataset_ids=body.dataset_ids,
+        feature=body.feature, target=body.target, dataset_ids=body.dataset_ids, cache=cache,
     )  # fmt: skip
+    unscored = data.too_few_scored(
+        rows, cache[("scores", body.base_model_id)], model_id=body.base_model_id,
+        feature=body.feature, target=body.target, n_points=len(points),
+    )  # fmt: skip
+    if unscored is not None:
+        raise InvalidError(f"cannot fit {body.target} on {body.feature!r} for method "
+                           f"{body.method!r}: {unscored}")  # fmt: skip
     fit = _fit(points, skipped, body)
     return Predictor(
         id=new_id("prd"), project_id=project_id, base_model_id=body.base_model_id,

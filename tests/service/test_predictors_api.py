@@ -981,3 +981,30 @@ def test_rankings_prefer_a_fresh_predictor_to_a_newer_stale_one(stack: Stack) ->
         third = row()
         assert third["gain_predictor_id"] == ids["newer"] and third["stale"] is True
         assert third["stale_reason"].startswith(f"gain predictor {ids['newer']} (iimm) is stale")
+
+
+def test_fine_tuned_tasks_without_scores_are_named_to_score(stack: Stack) -> None:
+    """Three fine-tuned tasks without scores: the fit and the comparison say so and name the
+    datasets to score, not that fine-tuned tasks are missing."""
+    key, project_id, c = new_project(stack)
+    with c:
+        seed = Seed(key=key, project_id=project_id, model_id=add_tiny(c)["id"])
+        with db(stack) as s:
+            seed.datasets = [add_dataset(s, project_id) for _ in range(3)]
+            for d in seed.datasets:
+                add_zero_shot(s, seed, d, 0.3)
+            for d in seed.datasets:
+                add_finetuned(s, seed, d, {j: 0.25 for j in seed.datasets} | {d: 0.8}, "full")
+        names = ", ".join(sorted(seed.datasets))
+        resp = c.post("/v1/predictors", json={"base_model_id": seed.model_id, "method": "full"})
+        assert_problem(resp, 422, f"3 fine-tuned tasks but 0 with iimm scores (at least 3 are "
+                       f"needed): score datasets {names} (POST /v1/jobs ", '"type": "score"',
+                       f'"model_id": "{seed.model_id}"', '"measures": ["iimm"]')  # fmt: skip
+        assert "more fine-tuned" not in resp.json()["detail"]
+        params = {"base_model_id": seed.model_id, "method": "full"}
+        got = c.get("/v1/comparisons", params=params)
+        assert got.status_code == 200, got.text
+        (skipped,) = got.json()["skipped"]
+        assert skipped["measure"] == "zero_shot_accuracy"
+        assert (f"3 fine-tuned tasks but 0 with zero_shot_accuracy scores (at least 3 are "
+                f"needed): score datasets {names}") in skipped["reason"]  # fmt: skip
