@@ -105,6 +105,14 @@ def run_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _staleness(p: dict[str, Any]) -> str:
+    """The list's stale column: `no`, or how many of its points changed."""
+    if not p.get("stale"):
+        return "no"
+    n = p.get("changed_points")
+    return f"yes: {n} point(s) changed" if n else "yes"
+
+
 def run_list(args: argparse.Namespace) -> int:
     """Print the project's predictors (first page)."""
     params = {"base_model_id": args.base_model_id} if args.base_model_id else {}
@@ -113,8 +121,10 @@ def run_list(args: argparse.Namespace) -> int:
         print_json(items)
     else:
         rows = [(p["id"], f"{p['target']} ~ {p['feature']} ({p['method']}), n={p['n']}, "
-                          f"R²={_fmt(p['r_squared'])}") for p in items]  # fmt: skip
-        print_table(rows, ("predictor", "fit"))
+                          f"R²={_fmt(p['r_squared'])}", _staleness(p)) for p in items]  # fmt: skip
+        print_table(rows, ("predictor", "fit", "stale"))
+        if any(p.get("stale") for p in items):
+            print("a stale predictor's refit: iimm predictors show ID")
     return 0
 
 

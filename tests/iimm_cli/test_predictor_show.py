@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ from iimm_cli import predictors
 
 
 def _body(stale: bool) -> dict[str, Any]:
-    reason = "2 newer evaluation(s) since fitted: refit with POST /v1/predictors"
+    reason = "1 of its 4 point(s) changed since fitted (dst_1: dataset deleted): refit ..."
     return {
         "id": "prd_1", "target": "gain", "feature": "iimm", "method": "full", "n": 4,
         "slope": 1.5, "fitted_range": {"min": 0.1, "max": 0.5}, "datasets": ["dst_1"],
@@ -26,7 +27,33 @@ def test_show_marks_a_stale_predictor(capsys: pytest.CaptureFixture[str], stale:
         (line,) = stale_lines
         assert line.split(None, 1) == [
             "stale",
-            "2 newer evaluation(s) since fitted: refit with POST /v1/predictors",
+            "1 of its 4 point(s) changed since fitted (dst_1: dataset deleted): refit ...",
         ]
     else:
         assert stale_lines == []
+
+
+class _Client:
+    """Answers GET /v1/predictors with two predictors, one of them stale."""
+
+    def request(self, method: str, path: str, **_: Any) -> dict[str, Any]:
+        assert (method, path) == ("GET", "/v1/predictors")
+        common = {"target": "gain", "feature": "iimm", "method": "full", "n": 4, "r_squared": 0.5}
+        return {"items": [
+            {**common, "id": "prd_1", "stale": True, "changed_points": 2, "stale_reason": "x"},
+            {**common, "id": "prd_2", "stale": False, "changed_points": 0, "stale_reason": None},
+        ]}  # fmt: skip
+
+
+def test_list_has_a_stale_column(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(predictors.ApiClient, "from_args", classmethod(lambda cls, a: _Client()))
+    args = argparse.Namespace(base_model_id=None, json=False)
+    assert predictors.run_list(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["predictor", "fit", "stale"]
+    rows = {line.split()[0]: line for line in lines[2:] if line.startswith("prd_")}
+    assert rows["prd_1"].endswith("yes: 2 point(s) changed")
+    assert rows["prd_2"].endswith("  no")
+    assert lines[-1] == "a stale predictor's refit: iimm predictors show ID"
