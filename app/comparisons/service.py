@@ -38,6 +38,7 @@ from app.predictors import service as predictors_service
 from app.predictors.choice import (
     MIN_TASKS,
     PREFERRED_FEATURE,
+    NoComparison,
     RankBy,
     headline,
     newest,
@@ -169,6 +170,20 @@ def compare(
     """Spearman ρ (and p) of each stored measure vs G and vs fine-tuned accuracy, and R²."""
     models_service.get_model(session=session, project_id=project_id, model_id=base_model_id)
     predictors_service.check_method(method)
+    found = _compare(session, project_id, base_model_id, method)
+    if isinstance(found, NoComparison):
+        raise InvalidError(
+            f"comparing measures needs at least {MIN_TASKS} fine-tuned and evaluated tasks of "
+            f"base model {base_model_id} with method {method!r}, got {found.tasks}: "
+            f"{MIN_TASKS - found.tasks} more fine-tuned task(s) needed"
+        )
+    return found
+
+
+def _compare(
+    session: Session, project_id: str, base_model_id: str, method: str
+) -> ComparisonRead | NoComparison:
+    """`compare` once its arguments are checked; NoComparison with fewer than MIN_TASKS tasks."""
     matrix = data.load_matrix(
         session, project_id=project_id, base_model_id=base_model_id, method=method
     )
@@ -184,11 +199,7 @@ def compare(
         if r.flag
     ]
     if len(names) < MIN_TASKS:
-        raise InvalidError(
-            f"comparing measures needs at least {MIN_TASKS} fine-tuned and evaluated tasks of "
-            f"base model {base_model_id} with method {method!r}, got {len(names)}: "
-            f"{MIN_TASKS - len(names)} more fine-tuned task(s) needed"
-        )
+        return NoComparison(tasks=len(names))
     scores = data.load_scores(
         session, project_id=project_id, model_id=base_model_id, dataset_ids=names
     )
@@ -232,16 +243,18 @@ def _interval(p: Prediction | ImpliedAccuracy) -> Interval:
     return Interval(value=p.value, lower=p.lower, upper=p.upper, level=p.level)
 
 
-def comparison_or_none(
+def comparison_for_choice(
     session: Session, project_id: str, base_model_id: str, method: str
-) -> ComparisonRead | None:
-    """The comparison of (base model, method), None when there is none (too few tasks)."""
-    try:
-        return compare(
-            session=session, project_id=project_id, base_model_id=base_model_id, method=method
-        )
-    except InvalidError:
-        return None
+) -> ComparisonRead | NoComparison:
+    """The comparison of (base model, method) when it ranks a measure; else what keeps it from
+    ranking any (the usable fine-tuned tasks, and how many of them have zero-shot scores)."""
+    found = _compare(session, project_id, base_model_id, method)
+    if isinstance(found, NoComparison) or found.items:
+        return found
+    scored = data.load_scores(
+        session, project_id=project_id, model_id=base_model_id, dataset_ids=found.datasets
+    )
+    return NoComparison(tasks=found.n_tasks, scored=len(scored))
 
 
 def _candidates_of(
@@ -249,7 +262,7 @@ def _candidates_of(
     preds: list[Predictor],
     task: data.TaskScores,
     by: RankBy,
-    comparison_of: Callable[[str], ComparisonRead | None],
+    comparison_of: Callable[[str], ComparisonRead | NoComparison],
     stale: Collection[str],
 ) -> tuple[list[tuple[Candidate, dict[str, Any]]], list[Unranked]]:
     """One candidate per method with a usable gain predictor; the rest as unranked. A fresh
@@ -331,7 +344,7 @@ def _gather(
             continue
         found, left = _candidates_of(
             model, grouped[model.id], task, by,
-            functools.partial(comparison_or_none, session, project_id, model.id), stale,
+            functools.partial(comparison_for_choice, session, project_id, model.id), stale,
         )  # fmt: skip
         candidates += found
         unranked += left

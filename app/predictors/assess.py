@@ -14,6 +14,7 @@ from app.predictors import data
 from app.predictors.choice import (
     PREFERRED_FEATURE,
     Comparison,
+    NoComparison,
     RankBy,
     headline,
     newest,
@@ -62,7 +63,7 @@ def _per_method(
     predicted: list[Predictor],
     done: dict[str, PredictionRead],
     by: RankBy,
-    comparison_of: Callable[[str], Comparison | None],
+    comparison_of: Callable[[str], Comparison | NoComparison | None],
     stale: dict[str, str],
 ) -> dict[str, dict[str, Any]]:
     """Per method of the predictors that `predicted` (their predictions in `done`): the gain
@@ -110,7 +111,7 @@ def assess_document(
     project_id: str,
     model_id: str,
     dataset_id: str,
-    comparison_of: Callable[[str], Comparison | None],
+    comparison_of: Callable[[str], Comparison | NoComparison | None],
     by: RankBy = RankBy.best,
     level: float = 0.95,
 ) -> dict[str, Any]:

@@ -9,6 +9,7 @@ of the same dataset name the same predictor. The comparison itself is computed b
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
@@ -57,6 +58,16 @@ def _order(stale: Collection[str]) -> Callable[[Predictor], tuple[bool, str]]:
     return lambda p: (p.id not in stale, p.id)
 
 
+@dataclass(frozen=True)
+class NoComparison:
+    """What keeps the comparison of a base model and method from ranking any measure:
+    `tasks` usable fine-tuned tasks (:data:`MIN_TASKS` needed), of which `scored` have
+    zero-shot scores (None: not counted)."""
+
+    tasks: int
+    scored: int | None = None
+
+
 def headline(
     predictors: Iterable[Predictor], stale: Collection[str] = ()
 ) -> dict[tuple[str, str], Predictor]:
@@ -77,21 +88,56 @@ def newest(
     return {(p.method, p.target): p for p in sorted(predictors, key=_order(stale))}
 
 
+def _tasks(n: int) -> str:
+    return f"{n} task{'' if n == 1 else 's'}"
+
+
+def _used(chosen: Predictor, gains: list[Predictor], stale: Collection[str]) -> str:
+    """How many tasks the chosen predictor was fitted on, and whether it is stale or was
+    preferred to a newer stale one on the same measure."""
+    same = [p for p in gains if p.feature == chosen.feature]
+    said = f"fitted on {_tasks(chosen.n)}"
+    if chosen.id in stale:
+        others = "as is every other" if len(same) > 1 else "there is no other"
+        return f"{said}; it is stale, {others} on {chosen.feature}: see stale_reason"
+    newer = sum(p.id > chosen.id and p.id in stale for p in same)
+    if newer:
+        are = "s are" if newer > 1 else " is"
+        said += f"; {newer} newer one{are} stale, so not used"
+    return said
+
+
+def _shortfall(comparison: Comparison | NoComparison | None) -> str:
+    """Why there is no comparison to choose by, for the parenthesis after 'no comparison yet'."""
+    if comparison is None:
+        return f"it needs {MIN_TASKS} usable fine-tuned tasks"
+    if isinstance(comparison, NoComparison):
+        tasks, scored = comparison.tasks, comparison.scored
+    else:
+        tasks, scored = comparison.n_tasks, None
+    if tasks < MIN_TASKS:
+        return f"{tasks} of the {MIN_TASKS} usable fine-tuned tasks needed"
+    if scored is not None and scored < MIN_TASKS:
+        return f"{scored} of the {MIN_TASKS} tasks needed have scores"
+    return f"no measure could be compared over its {_tasks(tasks)}: see GET /v1/comparisons"
+
+
 def pick_gain_predictor(
     by: RankBy,
     gains: list[Predictor],
     method: str,
-    comparison_of: Callable[[str], Comparison | None],
+    comparison_of: Callable[[str], Comparison | NoComparison | None],
     stale: Collection[str] = (),
 ) -> tuple[Predictor | None, str]:
     """The gain predictor `by` picks among `gains` (one method's, each able to predict for
     the dataset), and why, in one sentence; (None, what is missing) when there is none.
 
-    `comparison_of(method)` is the comparison of the base model with that method, None when
-    there is none (fewer than :data:`MIN_TASKS` usable fine-tuned tasks); it is asked only
-    for `best`. Among several predictors on the same measure a fresh one (not in `stale`, the
-    ids of the stale predictors) is preferred to a stale one, then the newest; a stale one is
-    chosen only where every predictor on that measure is stale."""
+    `comparison_of(method)` is the comparison of the base model with that method, or what
+    keeps it from ranking any measure (:class:`NoComparison`; None: not known); it is asked
+    only for `best`. Among several predictors on the same measure a fresh one (not in `stale`,
+    the ids of the stale predictors) is preferred to a stale one, then the newest; a stale one
+    is chosen only where every predictor on that measure is stale. The sentence names the
+    number of tasks the chosen predictor was fitted on beside those of the comparison."""
     if by is not RankBy.best:
         feature = PREFERRED_FEATURE if by is RankBy.iimm else data.ZERO_SHOT
         found = newest((p for p in gains if p.feature == feature), stale).get((method, "gain"))
@@ -100,17 +146,19 @@ def pick_gain_predictor(
                 f"by={by.value}: no gain predictor on {feature} whose feature is known for this "
                 f"dataset: fit one with POST /v1/predictors (feature {feature!r}) or use by=best"
             )
-        return found, f"by={by.value}: the newest gain predictor on {feature}"
+        return found, (
+            f"by={by.value}: the gain predictor on {feature}, {_used(found, gains, stale)}"
+        )
     if not gains:
-        return None, "no gain predictor whose feature is known for this dataset"
+        return None, "by=best: no gain predictor whose feature is known for this dataset"
     comparison = comparison_of(method)
-    if comparison is None:
+    if comparison is None or isinstance(comparison, NoComparison) or not comparison.items:
         chosen = headline(gains, stale)[(method, "gain")]
-        which = ("IIMM's" if chosen.feature == PREFERRED_FEATURE
-                 else f"the newest ({chosen.feature}; none on IIMM)")  # fmt: skip
+        which = ("IIMM's gain predictor" if chosen.feature == PREFERRED_FEATURE
+                 else f"the gain predictor on {chosen.feature} (none on IIMM)")  # fmt: skip
         return chosen, (
-            f"by=best: no comparison of this base model and method (it needs {MIN_TASKS} usable "
-            f"fine-tuned tasks), so {which} gain predictor"
+            f"by=best: no comparison yet ({_shortfall(comparison)}), so {which}, "
+            f"{_used(chosen, gains, stale)}"
         )
     order = {c.measure: i for i, c in enumerate(comparison.items)}
     newest_first = sorted(gains, key=_order(stale), reverse=True)
@@ -118,13 +166,19 @@ def pick_gain_predictor(
         newest_first,
         key=lambda p: (order.get(p.feature, len(order)), p.feature != PREFERRED_FEATURE),
     )
-    item = next((c for c in comparison.items if c.measure == chosen.feature), None)
-    said = ("not in the comparison" if item is None or item.spearman_gain is None
-            else f"ρ vs G {item.spearman_gain:+.2f}")  # fmt: skip
-    why = (
-        f"by=best: over {comparison.n_tasks} tasks the comparison ranks {chosen.feature} "
-        f"({said}) first among this method's gain predictors"
+    first = comparison.items[0]
+    over = f"the comparison over {_tasks(comparison.n_tasks)} ranks {first.measure} first"
+    used = f"the gain predictor used was {_used(chosen, gains, stale)}"
+    if chosen.feature == first.measure:
+        return chosen, f"by=best: {over} ({_rho(first)}); {used}"
+    rank = order.get(chosen.feature)
+    where = ("not in the comparison" if rank is None
+             else f"ranked {rank + 1} of {len(order)}, {_rho(comparison.items[rank])}")  # fmt: skip
+    return chosen, (
+        f"by=best: {over} ({_rho(first)}) but it has no gain predictor usable here, so "
+        f"{chosen.feature} ({where}); {used}"
     )
-    if comparison.best_measure not in (None, chosen.feature):
-        why += f"; it names {comparison.best_measure} best, which has no gain predictor usable here"
-    return chosen, why
+
+
+def _rho(item: ComparedMeasure) -> str:
+    return "ρ vs G undefined" if item.spearman_gain is None else f"ρ vs G {item.spearman_gain:+.2f}"

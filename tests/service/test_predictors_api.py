@@ -736,7 +736,8 @@ def test_rankings_by_the_predictor_the_comparison_names_best(stack: Stack) -> No
                 for k in ("value", "lower", "upper"):
                     _close(item[beside]["gain"][k], getattr(expect, k))
         reason = got["best"]["items"][0]["ranked_by"]
-        assert "comparison ranks zero_shot_accuracy" in reason and "over 5 tasks" in reason
+        assert reason.startswith("by=best: the comparison over 5 tasks ranks zero_shot_accuracy")
+        assert reason.endswith("the gain predictor used was fitted on 5 tasks"), reason
         bad = c.get("/v1/rankings", params={"dataset_id": target, "by": "logme"})
         assert_problem(bad, 422)
         assert bad.json()["errors"][0]["loc"] == ["query", "by"]
@@ -908,7 +909,7 @@ def test_assess_leads_with_the_predictor_rankings_rank_by(stack: Stack, shapes_z
             assert row["ranked_by"] == full["predicted_by"]
             _close(row["gain"]["value"], full["gain"]["prediction"]["value"])
         best = c.get("/v1/rankings", params={"dataset_id": target}).json()["items"][0]
-        assert "comparison ranks zero_shot_accuracy" in best["ranked_by"]
+        assert "comparison over 5 tasks ranks zero_shot_accuracy first" in best["ranked_by"]
         assert best["stale"] is False and best["stale_reason"] is None
         # a tuned task's zero-shot accuracy re-evaluated to another value: its G changes, so
         # both fits (on the same tasks) are stale
@@ -1008,3 +1009,85 @@ def test_fine_tuned_tasks_without_scores_are_named_to_score(stack: Stack) -> Non
         assert skipped["measure"] == "zero_shot_accuracy"
         assert (f"3 fine-tuned tasks but 0 with zero_shot_accuracy scores (at least 3 are "
                 f"needed): score datasets {names}") in skipped["reason"]  # fmt: skip
+
+
+def _rho(comparison: dict[str, Any], measure: str) -> tuple[int, str]:
+    """The rank (from 1) of `measure` in a comparison and its ρ vs G as the sentences say it."""
+    names = [i["measure"] for i in comparison["items"]]
+    item = comparison["items"][names.index(measure)]
+    return names.index(measure) + 1, f"ρ vs G {item['spearman_gain']:+.2f}"
+
+
+def test_ranked_by_says_the_comparison_and_the_predictor_used(stack: Stack) -> None:
+    """`ranked_by` on planted data, in each case: the comparison's task count beside the
+    count the predictor used was fitted on; the comparison's best measure without a predictor
+    (falls back to IIMM's, named with its place); by= with and without its predictor; no
+    comparison because too few tasks have scores (best_measure null), with a stale predictor."""
+    key, project_id, c = new_project(stack)
+    with c:
+        sd = plant_zero_shot_driven(stack, c, key, project_id, seed_no=23)
+        with db(stack) as s:
+            target = add_dataset(s, project_id)
+            add_scores(s, sd, target, {"iimm": 0.4}, 0.3)
+        comparison = c.get(
+            "/v1/comparisons", params={"base_model_id": sd.model_id, "method": "full"}
+        ).json()
+        assert comparison["best_measure"] == "zero_shot_accuracy" and comparison["n_tasks"] == 5
+        body = {"base_model_id": sd.model_id, "method": "full", "piecewise": "never"}
+        fit = c.post("/v1/predictors", json=body | {"dataset_ids": sd.datasets[:4]})
+        assert fit.status_code == 201 and fit.json()["n"] == 4, fit.text
+
+        def ranking(by: str) -> dict[str, Any]:
+            resp = c.get("/v1/rankings", params={"dataset_id": target, "by": by})
+            assert resp.status_code == 200, resp.text
+            return resp.json()
+
+        _, zs = _rho(comparison, "zero_shot_accuracy")
+        place, iimm = _rho(comparison, "iimm")
+        (row,) = ranking("best")["items"]
+        assert row["ranked_by"] == (
+            f"by=best: the comparison over 5 tasks ranks zero_shot_accuracy first ({zs}) but it "
+            f"has no gain predictor usable here, so iimm (ranked {place} of "
+            f"{len(comparison['items'])}, {iimm}); the gain predictor used was fitted on 4 tasks"
+        )
+        (row,) = ranking("iimm")["items"]
+        assert row["ranked_by"] == "by=iimm: the gain predictor on iimm, fitted on 4 tasks"
+        got = ranking("zero_shot")
+        assert got["items"] == [] and got["unranked"][0]["reason"].startswith(
+            "by=zero_shot: no gain predictor on zero_shot_accuracy"
+        )
+        fit = c.post("/v1/predictors", json=body | {"dataset_ids": sd.datasets[:3],
+                                                   "feature": "zero_shot_accuracy"})  # fmt: skip
+        assert fit.status_code == 201 and fit.json()["n"] == 3, fit.text
+        (row,) = ranking("best")["items"]
+        assert row["ranked_by"] == (
+            f"by=best: the comparison over 5 tasks ranks zero_shot_accuracy first ({zs}); "
+            "the gain predictor used was fitted on 3 tasks"
+        )
+        assert row["gain_predictor_id"] == fit.json()["id"] and row["stale"] is False
+
+    # production's case: 3 fine-tuned tasks, one without scores, so no measure is compared
+    key, project_id, c = new_project(stack)
+    with c:
+        seed = plant(stack, c, key, project_id, [0.2, 0.35, 0.3], seed_no=24)
+        with db(stack) as s:
+            target = add_dataset(s, project_id)
+            add_scores(s, seed, target, {"iimm": 0.4}, 0.3)
+        fit = c.post("/v1/predictors", json={"base_model_id": seed.model_id, "method": "full"})
+        assert fit.status_code == 201 and fit.json()["n"] == 3, fit.text
+        with db(stack) as s:
+            for row_ in s.scalars(select(Score).where(Score.dataset_id == seed.datasets[0])):
+                s.delete(row_)
+        comparison = c.get(
+            "/v1/comparisons", params={"base_model_id": seed.model_id, "method": "full"}
+        ).json()
+        assert comparison["best_measure"] is None and comparison["n_tasks"] == 3, comparison
+        resp = c.get("/v1/rankings", params={"dataset_id": target})
+        assert resp.status_code == 200, resp.text
+        (row,) = resp.json()["items"]
+        assert row["stale"] is True  # the task without scores is no longer a point of a refit
+        assert row["ranked_by"] == (
+            "by=best: no comparison yet (2 of the 3 tasks needed have scores), so IIMM's gain "
+            "predictor, fitted on 3 tasks; it is stale, there is no other on iimm: see "
+            "stale_reason"
+        )

@@ -97,7 +97,7 @@ def run_assess(ctx: JobContext) -> Outcome | Waiting:
     score with an IIMM interval, predict."""
     import functools
 
-    from app.comparisons.service import comparison_or_none
+    from app.comparisons.service import comparison_for_choice
     from app.predictors.assess import assess_document
 
     p = AssessParams.model_validate({"type": "assess", **ctx.params})
@@ -116,7 +116,7 @@ def run_assess(ctx: JobContext) -> Outcome | Waiting:
                 session, project_id=ctx.project_id, model_id=p.model_id,
                 dataset_id=p.dataset_id, level=p.level, by=p.by,
                 comparison_of=functools.partial(
-                    comparison_or_none, session, ctx.project_id, p.model_id),
+                    comparison_for_choice, session, ctx.project_id, p.model_id),
             )  # fmt: skip
     except ValueError as exc:
         raise JobError(str(exc)) from None

@@ -23,8 +23,10 @@ def _prediction(pid: str, feature: str, gain: float, accuracy: float) -> Predict
     )  # fmt: skip
 
 
-IIMM: Any = SimpleNamespace(id="prd_2", feature="iimm", method="full", target="gain")
-ZS: Any = SimpleNamespace(id="prd_1", feature="zero_shot_accuracy", method="full", target="gain")
+IIMM: Any = SimpleNamespace(id="prd_2", feature="iimm", method="full", target="gain", n=5)
+ZS: Any = SimpleNamespace(
+    id="prd_1", feature="zero_shot_accuracy", method="full", target="gain", n=4
+)
 DONE = {"prd_2": _prediction("prd_2", "iimm", 0.4, 0.7),
         "prd_1": _prediction("prd_1", "zero_shot_accuracy", 0.2, 0.6)}  # fmt: skip
 ZS_FIRST: Any = SimpleNamespace(
@@ -64,9 +66,9 @@ def test_best_leads_with_what_the_comparison_ranks_first() -> None:
     entry = _entry(RankBy.best, ZS_FIRST)
     assert entry["feature"] == "zero_shot_accuracy" and entry["gain"]["predictor_id"] == "prd_1"
     assert entry["finetuned_accuracy"]["value"] == 0.6
-    assert (
-        "over 5 tasks the comparison ranks zero_shot_accuracy (ρ vs G -0.90)"
-        in (entry["predicted_by"])
+    assert entry["predicted_by"] == (
+        "by=best: the comparison over 5 tasks ranks zero_shot_accuracy first (ρ vs G -0.90); "
+        "the gain predictor used was fitted on 4 tasks"
     )
     assert entry["gain_from_zero_shot_accuracy"] is None  # the headline's own
     assert entry["gain_from_iimm"]["predictor_id"] == "prd_2"
@@ -78,7 +80,11 @@ def test_by_overrides_the_comparison(by: RankBy, own: str) -> None:
     entry = _entry(by, ZS_FIRST)
     assert entry["gain"]["predictor_id"] == own
     feature = DONE[own].feature
-    assert entry["predicted_by"] == f"by={by.value}: the newest gain predictor on {feature}"
+    n = 5 if feature == "iimm" else 4
+    assert (
+        entry["predicted_by"]
+        == f"by={by.value}: the gain predictor on {feature}, fitted on {n} tasks"
+    )
     other = "gain_from_iimm" if by is RankBy.zero_shot else "gain_from_zero_shot_accuracy"
     assert entry[other]["predictor_id"] != own
 
