@@ -173,12 +173,20 @@ class Stack:
         return httpx.Client(base_url=self.url, headers=headers, timeout=60)
 
     def new_key(self, project: str) -> str:
-        """A key for a new project, made straight in the database (like `iimm keys create`)."""
-        out = subprocess.run(
-            [sys.executable, "-m", "iimm_cli", "keys", "create", "--project", project],
-            env=self.env, cwd=ROOT, capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        return out.stdout.strip()
+        """A key for a new project, made straight in the database as `iimm keys create`
+        makes it (`run_create`), in this process: a CLI process per key cost about a CPU
+        second (tests/iimm_cli/test_keys_cli.py runs the command itself)."""
+        from app.auth.service import create_key
+        from app.config import Settings
+        from app.db import make_engine, make_sessionmaker, session_scope
+
+        url = self.env.get("IIMM_DATABASE_URL") or Settings(data_dir=self.data_dir).db_url
+        engine = make_engine(url)
+        try:
+            with session_scope(make_sessionmaker(engine)) as session:
+                return create_key(session=session, project_name=project)
+        finally:
+            engine.dispose()
 
 
 # Short enough that a lost worker is found in seconds, long enough that a heartbeat (every
