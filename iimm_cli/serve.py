@@ -161,7 +161,8 @@ def run_worker(args: argparse.Namespace) -> int:
 
     get_settings.cache_clear()
     logging.basicConfig(level=get_settings().log_level)
-    from workers.runner import serve_worker
+    from workers.runner import before_exit, serve_worker
 
     serve_worker(list(args.queues), get_settings())
+    before_exit()
     return 0

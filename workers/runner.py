@@ -455,6 +455,20 @@ def main() -> None:
     settings = get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(message)s")
     serve_worker(sys.argv[1:] or ["gpu", "cpu"], settings)
+    before_exit()
+
+
+def before_exit() -> None:
+    """Make the exit of a worker process that has stopped quick: its objects (models,
+    PyTorch, a pool's state) go to the garbage collector's permanent generation, which the
+    interpreter's last collections skip. Stopping an idle worker with a model loaded took
+    about 1.6 CPU seconds after SIGTERM, nearly all of it that collection, and about 0.25
+    with this; a loaded machine multiplies both. atexit handlers still run (the decoding
+    pool's close, multiprocessing's temp folders). Only for a process that is about to
+    exit: `main` and `iimm worker` call it once `serve_worker` has returned."""
+    import gc
+
+    gc.freeze()
 
 
 def sweep_at_start(settings: Settings) -> None:
