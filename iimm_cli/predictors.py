@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
 from iimm_cli._common import print_json, print_table
@@ -12,6 +13,22 @@ from iimm_cli.client import ApiClient, add_client_args
 BY = ("best", "iimm", "zero_shot")
 #: Beside the headline gain of an assess document: key, the measure it predicts from.
 BESIDE = (("gain_from_zero_shot_accuracy", "zero_shot_accuracy"), ("gain_from_iimm", "iimm"))
+
+#: A stale predictor's refit request, given after its `iimm predictors fit` command.
+_REFIT_REQUEST = re.compile(r" \(POST /v1/predictors \{[^{}]*\}\)")
+
+
+def cli_why(sentence: str) -> str:
+    """A `ranked_by` / `predicted_by` sentence as printed: its pointer to the `stale_reason`
+    field points at the STALE line printed after it."""
+    return sentence.replace("see stale_reason", "see STALE below")
+
+
+def cli_stale(reason: str) -> str:
+    """A `stale_reason` as printed: the refit's `iimm predictors fit` command without the
+    API request it also gives."""
+    return _REFIT_REQUEST.sub("", reason)
+
 
 STATS = ("model_form", "n", "slope", "slope_se", "intercept", "intercept_se", "r_squared",
          "slope_pvalue", "pearson_r", "spearman_rho", "spearman_pvalue", "loo_rmse",
@@ -203,9 +220,10 @@ def format_assess(doc: dict[str, Any]) -> tuple[list[tuple[str, str]], list[str]
         marked = (marked or far or bool(ood and ood.get("extrapolated"))
                   or any(bool(p.get("extrapolated")) for _, p in beside))  # fmt: skip
         if entry.get("predicted_by"):
-            notes.append(f"{method}: gain {entry['predicted_by']}")
+            notes.append(f"{method}: gain {cli_why(entry['predicted_by'])}")
         if entry.get("stale"):
-            notes.append(f"{method}: STALE: {entry.get('stale_reason') or 'refit its predictors'}")
+            why = cli_stale(entry.get("stale_reason") or "refit its predictors")
+            notes.append(f"{method}: STALE: {why}")
     if marked:
         notes.append(EXTRAPOLATED_NOTE)
     return rows, notes

@@ -9,7 +9,7 @@ from typing import Any
 
 from iimm_cli._common import print_json, print_table
 from iimm_cli.client import ApiClient, add_client_args
-from iimm_cli.predictors import BY, EXTRAPOLATED_NOTE, _interval, _mark
+from iimm_cli.predictors import BY, EXTRAPOLATED_NOTE, _interval, _mark, cli_stale, cli_why
 
 
 def register(sub: Any) -> None:
@@ -86,9 +86,9 @@ def format_ranking(body: dict[str, Any]) -> tuple[list[tuple[str, ...]], list[st
             _interval(item.get("ood_change")),
         ))  # fmt: skip
         notes.append(f"{item['rank']}. {item['base_model_name']} ({item['method']}): "
-                     f"{item['ranked_by']}")  # fmt: skip
+                     f"{cli_why(item['ranked_by'])}")  # fmt: skip
         if item.get("stale"):
-            notes.append(f"{item['rank']}. STALE: {item.get('stale_reason') or 'refit'}")
+            notes.append(f"{item['rank']}. STALE: {cli_stale(item.get('stale_reason') or 'refit')}")
     for u in body["unranked"]:
         method = f" ({u['method']})" if u["method"] else ""
         notes.append(f"not ranked: {u['base_model_name']}{method}: {cli_reason(u)}")

@@ -114,8 +114,14 @@ def test_assess_by_leads_with_the_chosen_predictor_says_why_and_marks_stale(
 ) -> None:
     from iimm_cli import build_parser
 
-    why = "by=best: over 5 tasks the comparison ranks zero_shot_accuracy (ρ vs G -0.90) first"
-    stale = "gain predictor prd_1 (zero_shot_accuracy) is stale: 1 newer evaluation(s) since fitted"
+    why = ("by=best: the comparison over 5 tasks ranks zero_shot_accuracy first (ρ vs G -0.90); "
+           "the gain predictor used was fitted on 4 tasks; it is stale, there is no other on "
+           "zero_shot_accuracy: see stale_reason")  # fmt: skip
+    stale = ("gain predictor prd_1 (zero_shot_accuracy) is stale: 1 of its 4 point(s) changed "
+             "since fitted (dst_1): refit on the datasets with the same options: iimm predictors "
+             "fit --base-model-id m --method full --feature zero_shot_accuracy")  # fmt: skip
+    request = ' (POST /v1/predictors {"base_model_id":"m","method":"full"})'
+
     iimm = {**_pred("iimm", 0.1), "finetuned_accuracy": _interval(0.55)}
     doc = {
         "zero_shot_accuracy": 0.5, "iimm": {"value": 0.3, "ci_low": 0.2, "ci_high": 0.4},
@@ -123,7 +129,7 @@ def test_assess_by_leads_with_the_chosen_predictor_says_why_and_marks_stale(
             "feature": "zero_shot_accuracy", "predicted_by": why,
             "gain": _pred("zero_shot_accuracy", -0.125), "finetuned_accuracy": _interval(0.4375),
             "ood_change": None, "gain_from_zero_shot_accuracy": None, "gain_from_iimm": iimm,
-            "stale": True, "stale_reason": stale,
+            "stale": True, "stale_reason": stale + request,
         }},
     }  # fmt: skip
     fake = RecordingClient(doc)
@@ -137,6 +143,7 @@ def test_assess_by_leads_with_the_chosen_predictor_says_why_and_marks_stale(
     assert _row(out, "full: gain (from iimm)") == "0.100  [-0.150, 0.350]"
     assert _row(out, "full: finetuned accuracy (from iimm)") == "0.550  [0.300, 0.800]"
     lines = out.splitlines()
-    assert f"full: gain {why}" in lines and f"full: STALE: {stale}" in lines
+    assert f"full: gain {why.replace('see stale_reason', 'see STALE below')}" in lines
+    assert f"full: STALE: {stale}" in lines  # the CLI command, not the API request
     with pytest.raises(SystemExit):
         build_parser().parse_args(["assess", "--model-id", "m", "--dataset-id", "d", "--by", "x"])

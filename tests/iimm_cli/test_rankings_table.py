@@ -72,3 +72,22 @@ def test_rankings_marks_a_row_whose_predictor_is_stale() -> None:
     assert notes == ["1. m1 (full): by=best: because 1",
                      f"1. STALE: {why}",
                      "2. m2 (full): by=best: because 2"]  # fmt: skip
+
+
+def test_rankings_stale_lines_read_as_cli() -> None:
+    """The sentence's pointer to `stale_reason` points at the STALE line, which gives the
+    refit as the `iimm predictors fit` command without the API request beside it."""
+    command = "iimm predictors fit --base-model-id mdl_1 --method full --dataset-id dst_2"
+    request = ('POST /v1/predictors {"base_model_id":"mdl_1","method":"full",'
+               '"dataset_ids":["dst_2"]}')  # fmt: skip
+    why = (f"gain predictor prd_1 (iimm) is stale: 1 of its 3 point(s) changed since fitted "
+           f"(dst_1: no iimm score): refit on the datasets it can still use with the same "
+           f"options: {command} ({request})")  # fmt: skip
+    item = {**_item(1, "iimm", 0.7, 0.6), "stale": True, "stale_reason": why,
+            "ranked_by": "by=best: no comparison yet (2 of the 3 tasks needed have scores), so "
+            "IIMM's gain predictor, fitted on 3 tasks; it is stale, there is no other on iimm: "
+            "see stale_reason"}  # fmt: skip
+    _, notes = rankings.format_ranking({"items": [item], "unranked": []})
+    assert notes[0].endswith("it is stale, there is no other on iimm: see STALE below")
+    assert notes[1] == f"1. STALE: {why.replace(f' ({request})', '')}"
+    assert notes[1].endswith(command) and "POST" not in notes[1]
