@@ -153,20 +153,33 @@ class Stack:
                 raise TimeoutError(f"fewer than {n} workers answered in {timeout}s")
 
     def kill_workers(self, sig: int = signal.SIGKILL) -> None:
+        """Send `sig` to every worker's process group, then wait for each to end (their
+        shutdowns overlap)."""
+        self._signal_all(sig)
+        self._wait_workers()
+
+    def _signal_all(self, sig: int) -> None:
         for proc in self.workers:
             if proc.poll() is None:
                 os.killpg(proc.pid, sig)
-                proc.wait(timeout=120)  # a SIGTERM'd worker gives its job back first
+
+    def _wait_workers(self) -> None:
+        for proc in self.workers:
+            proc.wait(timeout=120)  # a SIGTERM'd worker gives its job back first
         self.workers.clear()
 
     def stop(self) -> None:
-        self.kill_workers(signal.SIGTERM)
-        if self.api is not None and self.api.poll() is None:
-            self.api.terminate()
+        """SIGTERM to the workers and the API at once, then wait for each."""
+        self._signal_all(signal.SIGTERM)
+        api = self.api if self.api is not None and self.api.poll() is None else None
+        if api is not None:
+            api.terminate()
+        self._wait_workers()
+        if api is not None:
             try:
-                self.api.wait(timeout=15)
+                api.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                self.api.kill()
+                api.kill()
 
     def client(self, key: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key or self.admin_key}"}
