@@ -28,13 +28,13 @@ HYPER = {"epochs": 2, "batch_size": 8, "seed": 3}
 GRID = {"lr": [0.001, 0.01, 0.03], "weight_decay": [0.0001]}
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Path]]:
-    """An embedded API in process (SQLite) and the environment the in-process worker reads."""
-    data_dir = tmp_path_factory.mktemp("grid")
+def in_process_service(data_dir: Path, **env: str) -> Iterator[tuple[TestClient, Path]]:
+    """An embedded API in process (SQLite) on `data_dir`, the environment the in-process
+    worker reads (`env` added) and a zipped colours dataset."""
     mp = pytest.MonkeyPatch()
     mp.setenv("IIMM_DATA_DIR", str(data_dir))
-    mp.setenv("IIMM_EMBED_BATCH_SIZE", "16")
+    for name, value in env.items():
+        mp.setenv(name, value)
     get_settings.cache_clear()
     runner.worker_env.cache_clear()
     colours = zip_dir(make_task(data_dir / "src", task="colours", per_class=6), data_dir / "c.zip")
@@ -44,6 +44,12 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClie
     runner.worker_env.cache_clear()
     get_settings.cache_clear()
     mp.undo()
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Path]]:
+    """An embedded API in process (SQLite) and the environment the in-process worker reads."""
+    yield from in_process_service(tmp_path_factory.mktemp("grid"), IIMM_EMBED_BATCH_SIZE="16")
 
 
 def drain() -> list[str]:

@@ -13,11 +13,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.config import Settings, get_settings
-from app.main import create_app
-from tests.service.stack import make_task, zip_dir
+from app.config import get_settings
 from tests.service.test_api import add_tiny
-from tests.workers.tasks.test_grid import drain, upload_and_ingest
+from tests.workers.tasks.test_grid import drain, in_process_service, upload_and_ingest
 from workers import runner
 from workers.tasks.base import JobContext
 
@@ -27,18 +25,7 @@ HYPER = {"epochs": 2, "batch_size": 8, "seed": 3}
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Path]]:
     """An embedded API in process (SQLite) and the environment the in-process worker reads."""
-    data_dir = tmp_path_factory.mktemp("stop")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("IIMM_DATA_DIR", str(data_dir))
-    get_settings.cache_clear()
-    runner.worker_env.cache_clear()
-    colours = zip_dir(make_task(data_dir / "src", task="colours", per_class=6), data_dir / "c.zip")
-    with TestClient(create_app(Settings(data_dir=data_dir))) as client:
-        client.headers["Authorization"] = f"Bearer {(data_dir / 'admin.key').read_text().strip()}"
-        yield client, colours
-    runner.worker_env.cache_clear()
-    get_settings.cache_clear()
-    mp.undo()
+    yield from in_process_service(tmp_path_factory.mktemp("stop"))
 
 
 def _artifacts() -> Path:
