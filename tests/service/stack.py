@@ -267,23 +267,18 @@ def head_database() -> str:
 
 
 def bootstrap(env: dict[str, str]) -> None:
-    """What `iimm db upgrade` adds to a database at head: the first admin key
-    (`IIMM_BOOTSTRAP_API_KEY` of `env`), in the default project."""
-    from app.auth.service import ensure_bootstrap_key
+    """`iimm db upgrade`'s work (`prepare_database`) in this process, on a copy of
+    `head_database`: no migration left to apply, then the first admin key
+    (`IIMM_BOOTSTRAP_API_KEY` of `env`)."""
     from app.config import Settings
-    from app.db import make_engine, make_sessionmaker, session_scope
+    from app.main import prepare_database
 
     settings = Settings(
         mode="production", database_url=env["IIMM_DATABASE_URL"],
         broker_url=env["IIMM_BROKER_URL"], storage_url=env["IIMM_STORAGE_URL"],
         bootstrap_api_key=env["IIMM_BOOTSTRAP_API_KEY"],
     )  # fmt: skip
-    engine = make_engine(settings.db_url)
-    try:
-        with session_scope(make_sessionmaker(engine)) as session:
-            ensure_bootstrap_key(session=session, settings=settings)
-    finally:
-        engine.dispose()
+    prepare_database(settings)
 
 
 def production_stack(data_dir: Path, broker_url: str, **extra: str) -> tuple[Stack, str]:
