@@ -30,6 +30,11 @@ def cli_stale(reason: str) -> str:
     return _REFIT_REQUEST.sub("", reason)
 
 
+def _stale_mark(text: str, prediction: dict[str, Any]) -> str:
+    """A prediction shown beside the headline one, marked when its predictor is stale."""
+    return f"{text} (stale)" if prediction.get("stale") else text
+
+
 STATS = ("model_form", "n", "slope", "slope_se", "intercept", "intercept_se", "r_squared",
          "slope_pvalue", "pearson_r", "spearman_rho", "spearman_pvalue", "loo_rmse",
          "residual_sd", "breakpoint", "plateau")  # fmt: skip
@@ -210,11 +215,13 @@ def format_assess(doc: dict[str, Any]) -> tuple[list[tuple[str, str]], list[str]
         beside = [(feature, entry[key]) for key, feature in BESIDE if entry.get(key)]
         ood = entry["ood_change"]
         rows.append((f"{method}: gain{source}", _pred(gain)))
-        rows += [(f"{method}: gain (from {feature})", _pred(p)) for feature, p in beside]
+        rows += [(f"{method}: gain (from {feature})", _stale_mark(_pred(p), p))
+                 for feature, p in beside]  # fmt: skip
         rows.append((f"{method}: finetuned accuracy{source}",
                      _interval(entry["finetuned_accuracy"], _mark(far))))  # fmt: skip
         rows += [(f"{method}: finetuned accuracy (from {feature})",
-                  _interval(p["finetuned_accuracy"], _mark(bool(p.get("extrapolated")))))
+                  _stale_mark(_interval(p["finetuned_accuracy"],
+                                        _mark(bool(p.get("extrapolated")))), p))
                  for feature, p in beside if p.get("finetuned_accuracy")]  # fmt: skip
         rows.append((f"{method}: ood_change (<0: forgotten)", _pred(ood)))
         marked = (marked or far or bool(ood and ood.get("extrapolated"))

@@ -66,7 +66,8 @@ def cli_reason(item: dict[str, Any]) -> str:
 def _beside(p: dict[str, Any] | None) -> str:
     if p is None or p.get("finetuned_accuracy") is None:
         return "n/a"
-    return _interval(p["finetuned_accuracy"], _mark(bool(p.get("extrapolated"))))
+    text = _interval(p["finetuned_accuracy"], _mark(bool(p.get("extrapolated"))))
+    return f"{text} (stale)" if p.get("stale") else text
 
 
 def format_ranking(body: dict[str, Any]) -> tuple[list[tuple[str, ...]], list[str]]:

@@ -88,6 +88,12 @@ class ZeroShotPrediction(BaseModel):
         description="acc_zs + G·(1 − acc_zs) clipped to [0, 1], with its interval."
     )
     extrapolated: bool
+    stale: bool = Field(
+        default=False,
+        description="True when this predictor (`predictor_id`) is stale (a dataset it was "
+        "fitted on deleted, or evaluations of its matrix stored after its fit); its "
+        "`stale_reason` is in `GET /v1/predictors/{id}`.",
+    )
 
 
 class IimmPrediction(ZeroShotPrediction):

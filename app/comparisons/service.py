@@ -357,9 +357,11 @@ def _beside(
     x: float | None,
     acc_zs: float,
     level: float,
+    stale: dict[str, str],
 ) -> Any:
     """A gain predictor's prediction at its feature `x`, shown beside the ranking's own (None
-    without one, or when it cannot predict: its fit has no interval)."""
+    without one, or when it cannot predict: its fit has no interval), flagged `stale` when the
+    predictor is in `stale` (the stale predictors' reasons)."""
     if predictor is None or x is None:
         return None
     try:
@@ -368,7 +370,7 @@ def _beside(
         return None
     return kind(
         predictor_id=predictor.id, gain=p.prediction, finetuned_accuracy=p.finetuned_accuracy,
-        extrapolated=p.extrapolated,
+        extrapolated=p.extrapolated, stale=predictor.id in stale,
     )  # fmt: skip
 
 
@@ -398,8 +400,9 @@ def rank(
             ranked_by=m["why"],
             ood_change_predictor_id=None if m["ood_change"] is None else m["ood_change"].id,
             gain_from_zero_shot_accuracy=_beside(
-                ZeroShotPrediction, m["zero_shot"], m["acc"], m["acc"], level),
-            gain_from_iimm=_beside(IimmPrediction, m["on_iimm"], m["iimm"], m["acc"], level),
+                ZeroShotPrediction, m["zero_shot"], m["acc"], m["acc"], level, stale),
+            gain_from_iimm=_beside(
+                IimmPrediction, m["on_iimm"], m["iimm"], m["acc"], level, stale),
             stale=note is not None, stale_reason=note,
         ))  # fmt: skip
     return RankingRead(

@@ -100,7 +100,7 @@ def _per_method(
             if other is None or (gp is not None and other.id == gp.id):
                 entry[key] = None  # none, or the headline itself
             else:
-                entry[key] = done[other.id].model_dump(mode="json")
+                entry[key] = {**done[other.id].model_dump(mode="json"), "stale": other.id in stale}
         out[method] = entry
     return out
 

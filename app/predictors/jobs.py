@@ -80,12 +80,14 @@ class AssessMethod(BaseModel):
     gain_from_zero_shot_accuracy: dict[str, Any] | None = Field(
         default=None,
         description="Beside `gain`: the newest gain predictor on zero-shot accuracy's prediction "
-        "(with its `finetuned_accuracy`); null without one or when it is `gain`'s own.",
+        "(with its `finetuned_accuracy`, its `predictor_id` and `stale`: whether that predictor "
+        "was stale when assessed); null without one or when it is `gain`'s own.",
     )
     gain_from_iimm: dict[str, Any] | None = Field(
         default=None,
         description="Beside `gain`: the newest gain predictor on IIMM's prediction (with its "
-        "`finetuned_accuracy`); null without one or when it is `gain`'s own.",
+        "`finetuned_accuracy`, its `predictor_id` and `stale`: whether that predictor was stale "
+        "when assessed); null without one or when it is `gain`'s own.",
     )
     stale: bool = Field(
         default=False,

@@ -147,3 +147,16 @@ def test_assess_by_leads_with_the_chosen_predictor_says_why_and_marks_stale(
     assert f"full: STALE: {stale}" in lines  # the CLI command, not the API request
     with pytest.raises(SystemExit):
         build_parser().parse_args(["assess", "--model-id", "m", "--dataset-id", "d", "--by", "x"])
+
+
+def test_assess_table_marks_a_stale_prediction_beside(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    beside = {**_pred("zero_shot_accuracy", -0.125), "finetuned_accuracy": _interval(0.4375),
+              "stale": True}  # fmt: skip
+    out = _table(monkeypatch, capsys, beside)
+    assert _row(out, "full: gain (from zero_shot_accuracy)") == "-0.125  [-0.375, 0.125] (stale)"
+    assert _row(out, "full: finetuned accuracy (from zero_shot_accuracy)") == (
+        "0.438  [0.188, 0.688] (stale)"
+    )
+    assert "(stale)" not in _row(out, "full: gain (from iimm)")

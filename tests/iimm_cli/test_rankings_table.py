@@ -74,6 +74,15 @@ def test_rankings_marks_a_row_whose_predictor_is_stale() -> None:
                      "2. m2 (full): by=best: because 2"]  # fmt: skip
 
 
+def test_rankings_marks_a_stale_prediction_beside_the_rows_own() -> None:
+    item = _item(1, "zero_shot_accuracy", 0.812, 0.701)
+    fresh = rankings.format_ranking({"items": [item], "unranked": []})[0][0]
+    assert fresh[4] == "0.701  [0.601, 0.801]"
+    item["gain_from_iimm"] = {**item["gain_from_iimm"], "stale": True}
+    (row,), _ = rankings.format_ranking({"items": [item], "unranked": []})
+    assert row[4] == "0.701  [0.601, 0.801] (stale)" and "stale" not in row[5]
+
+
 def test_rankings_stale_lines_read_as_cli() -> None:
     """The sentence's pointer to `stale_reason` points at the STALE line, which gives the
     refit as the `iimm predictors fit` command without the API request beside it."""

@@ -898,6 +898,7 @@ def test_assess_leads_with_the_predictor_rankings_rank_by(stack: Stack, shapes_z
             own_key, beside_key = (f"gain_from_{'iimm' if f == 'iimm' else f}"
                                    for f in (feature, other))  # fmt: skip
             assert full[own_key] is None and full[beside_key]["predictor_id"] == ids[other]
+            assert full[beside_key]["stale"] is False
             for got, f in ((full["gain"], feature), (full[beside_key], other)):
                 want = predict(fits[f], at[f])
                 for k in ("value", "lower", "upper"):
@@ -907,6 +908,8 @@ def test_assess_leads_with_the_predictor_rankings_rank_by(stack: Stack, shapes_z
             (row,) = ranking.json()["items"]
             assert row["gain_predictor_id"] == full["gain"]["predictor_id"]
             assert row["ranked_by"] == full["predicted_by"]
+            assert row[beside_key]["predictor_id"] == ids[other]
+            assert row[beside_key]["stale"] is False
             _close(row["gain"]["value"], full["gain"]["prediction"]["value"])
         best = c.get("/v1/rankings", params={"dataset_id": target}).json()["items"][0]
         assert "comparison over 5 tasks ranks zero_shot_accuracy first" in best["ranked_by"]
@@ -927,9 +930,14 @@ def test_assess_leads_with_the_predictor_rankings_rank_by(stack: Stack, shapes_z
         full = _assess(c, sd.model_id, target)["result"]["methods"]["full"]
         assert full["gain"]["predictor_id"] == ids["zero_shot_accuracy"]
         assert full["stale"] is True and full["stale_reason"].startswith(head)
+        # the IIMM predictor beside it is fitted on the same tasks: stale too, and flagged
+        assert full["gain_from_iimm"]["predictor_id"] == ids["iimm"]
+        assert full["gain_from_iimm"]["stale"] is True
         why = full["stale_reason"]
         row = c.get("/v1/rankings", params={"dataset_id": target}).json()["items"][0]
         assert row["stale"] is True and row["stale_reason"] == why
+        assert row["gain_from_iimm"]["predictor_id"] == ids["iimm"]
+        assert row["gain_from_iimm"]["stale"] is True
         row = c.get("/v1/rankings", params={"dataset_id": target, "by": "iimm"}).json()["items"][0]
         assert row["stale_reason"].startswith(
             head.replace(ids["zero_shot_accuracy"], ids["iimm"]).replace(
@@ -943,6 +951,9 @@ def test_assess_leads_with_the_predictor_rankings_rank_by(stack: Stack, shapes_z
         row = c.get("/v1/rankings", params={"dataset_id": target}).json()["items"][0]
         assert row["gain_predictor_id"] == refit.json()["id"]
         assert row["stale"] is False and row["stale_reason"] is None
+        # the row is fresh, but the IIMM prediction beside it still comes from a stale fit
+        assert row["gain_from_iimm"]["predictor_id"] == ids["iimm"]
+        assert row["gain_from_iimm"]["stale"] is True
 
 
 def test_rankings_prefer_a_fresh_predictor_to_a_newer_stale_one(stack: Stack) -> None:

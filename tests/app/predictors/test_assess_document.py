@@ -103,7 +103,11 @@ def test_a_stale_headline_predictor_is_named() -> None:
     entry = _entry(RankBy.best, ZS_FIRST, {"prd_1": why, "prd_2": why})
     assert entry["stale"] is True
     assert entry["stale_reason"] == f"gain predictor prd_1 (zero_shot_accuracy) is stale: {why}"
-    assert _entry(RankBy.iimm, ZS_FIRST, {"prd_1": why})["stale"] is False  # only beside
+    beside = _entry(RankBy.iimm, ZS_FIRST, {"prd_1": why})
+    assert beside["stale"] is False  # only beside: the side prediction carries the flag
+    assert beside["gain_from_zero_shot_accuracy"]["predictor_id"] == "prd_1"
+    assert beside["gain_from_zero_shot_accuracy"]["stale"] is True
+    assert _entry(RankBy.iimm, ZS_FIRST)["gain_from_zero_shot_accuracy"]["stale"] is False
 
 
 def test_a_fresh_predictor_leads_over_a_newer_stale_one_on_the_same_measure() -> None:
