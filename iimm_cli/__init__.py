@@ -41,8 +41,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The exit status of a command whose reader closed its output early (`iimm ... | head`):
+#: 128 + SIGPIPE, what a shell reports for git, ls or cat killed by SIGPIPE.
+BROKEN_PIPE_EXIT = 128 + 13
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `iimm` console script; returns the process exit code."""
+    """Entry point of the `iimm` console script; returns the process exit code. A reader
+    that closes the output early (`iimm datasets list | head -5`) ends the command quietly
+    with BROKEN_PIPE_EXIT, as Python's documentation recommends (signal module, "Note on
+    SIGPIPE"): stdout is pointed at devnull so the interpreter's last flush does not fail."""
+    try:
+        try:
+            code = _main(argv)
+        finally:  # also after --help's SystemExit: what is buffered fails here, not at exit
+            sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return BROKEN_PIPE_EXIT
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "data_dir", None):  # what commands that read the settings see too
