@@ -93,21 +93,36 @@ def counted(n: int, kind: str) -> str:
     return f"{n} {one if n == 1 else several}"
 
 
+#: How many of the active jobs a refused delete names (`active_job_ids`, the detail).
+NAMED_JOBS = 10
+
+
+def named_jobs(job_ids: list[str]) -> str:
+    """The first NAMED_JOBS of `job_ids`, and how many more: "job_a, job_b …and 3 more"."""
+    shown = ", ".join(job_ids[:NAMED_JOBS])
+    more = len(job_ids) - NAMED_JOBS
+    return f"{shown} …and {more} more" if more > 0 else shown
+
+
 class DependentsError(ConflictError):
     """409: the delete would remove results or cancel jobs (`active_jobs`); `dependents`
-    counts them by kind."""
+    counts them by kind, `active_job_ids` names the first NAMED_JOBS of those jobs."""
 
-    def __init__(self, what: str, dependents: dict[str, int]) -> None:
+    def __init__(
+        self, what: str, dependents: dict[str, int], job_ids: list[str] | None = None
+    ) -> None:
         listed = ", ".join(counted(n, kind) for kind, n in dependents.items())
         has = (
             "results or jobs not final yet that a delete would remove or cancel"
             if ACTIVE_JOBS in dependents
             else "results that a delete would remove"
         )
-        super().__init__(
-            f"{what} has {has} ({listed}); delete with ?cascade=true to remove them too",
-            extensions={"dependents": dependents},
-        )
+        detail = f"{what} has {has} ({listed}); delete with ?cascade=true to remove them too"
+        extensions: dict[str, Any] = {"dependents": dependents}
+        if job_ids:
+            detail += f"; active jobs: {named_jobs(job_ids)}"
+            extensions["active_job_ids"] = job_ids[:NAMED_JOBS]
+        super().__init__(detail, extensions=extensions)
 
 
 def _count(session: Session, model: Any, *where: Any) -> int:
@@ -242,7 +257,7 @@ def _refuse_or_cancel(
     if jobs:
         found = {**found, ACTIVE_JOBS: len(jobs)}
     if found and not cascade:
-        raise DependentsError(what, found)
+        raise DependentsError(what, found, jobs)
     if jobs:
         if cancel is None:
             raise RuntimeError(f"{what}: {len(jobs)} active job(s) and no way to cancel them")

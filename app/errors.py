@@ -83,6 +83,12 @@ class Problem(BaseModel):
         " final yet it would cancel (`active_jobs`) (409)",
         examples=[{"finetuned_models": 2, "evaluations": 10, "scores": 4, "active_jobs": 1}],
     )
+    active_job_ids: list[str] | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="The jobs not final yet a refused delete would cancel (409), the first 10 "
+        "of `dependents.active_jobs` (the detail says how many more)",
+    )
     score_id: str | None = Field(
         default=None,
         exclude_if=_absent,

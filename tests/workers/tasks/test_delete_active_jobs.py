@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import delete
 
 from app.db import session_scope
+from app.deletion import DependentsError
 from app.models import PretrainedModel
 from tests.service.test_api import add_tiny, assert_problem
 from tests.workers.tasks.test_grid import drain, upload_and_ingest
@@ -34,6 +35,17 @@ def _embed(c: TestClient, model: str, dataset: str) -> str:
     return str(resp.json()["id"])
 
 
+def test_a_refusal_names_the_first_10_active_jobs_and_counts_the_rest() -> None:
+    jobs = [f"job_{i:02d}" for i in range(13)]
+    exc = DependentsError("model mdl_1", {"scores": 2, "active_jobs": 13}, jobs)
+    assert exc.extensions == {"dependents": {"scores": 2, "active_jobs": 13},
+                              "active_job_ids": jobs[:10]}  # fmt: skip
+    assert exc.detail.endswith("; active jobs: " + ", ".join(jobs[:10]) + " …and 3 more")
+    assert "(2 scores, 13 active jobs)" in exc.detail
+    only = DependentsError("model mdl_1", {"scores": 2})
+    assert only.extensions == {"dependents": {"scores": 2}} and "active jobs:" not in only.detail
+
+
 def test_active_jobs_refuse_a_delete_and_a_cascade_cancels_them(
     service: tuple[TestClient, Path],
 ) -> None:
@@ -46,6 +58,8 @@ def test_active_jobs_refuse_a_delete_and_a_cascade_cancels_them(
         resp = c.delete(path)
         assert_problem(resp, 409, "(1 active job)", "cascade=true")
         assert resp.json()["dependents"] == {"active_jobs": 1}, resp.json()
+        assert resp.json()["active_job_ids"] == [job]
+        assert resp.json()["detail"].endswith(f"; active jobs: {job}")
     assert c.get(f"/v1/models/{model}").status_code == 200
     assert c.get(f"/v1/jobs/{job}").json()["status"] == "queued"
 
