@@ -11,7 +11,6 @@ is printed, not asserted (docs/reference-model.md reports it).
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,8 @@ from scipy import stats
 from iimm_cli.client import ApiClient
 from iimm_cli.demo_loop import LoopConfig, LoopResult, run_loop
 from iimm_cli.demo_report import print_report, slope_interval
-from tests.service.stack import Stack, embedded_stack
+from tests.service.conftest import SharedStacks
+from tests.service.stack import Stack
 from workers.ml.reference.suite import TASKS
 
 CFG = LoopConfig(
@@ -33,11 +33,10 @@ SEEN, UNCAPTIONED = ("colours", "orientations"), ("letters", "counts", "position
 
 
 @pytest.fixture(scope="module")
-def stack(workdir: Path) -> Iterator[Stack]:
-    s = embedded_stack(Path(tempfile.mkdtemp(prefix="reference-e2e-", dir=workdir)))
-    s.start_worker()
-    yield s
-    s.stop()
+def stack(shared_stacks: SharedStacks) -> Stack:
+    """The embedded stack with one worker users start with: the process's shared one (the
+    loop works in a project of its own)."""
+    return shared_stacks.get("embedded")
 
 
 @pytest.fixture(scope="module")
