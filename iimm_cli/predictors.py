@@ -128,7 +128,10 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def _staleness(p: dict[str, Any]) -> str:
-    """The list's stale column: `no`, or how many of its points changed."""
+    """The list's stale column: `no`, the predictor a refit already gave (`refitted_as`), or
+    how many of its points changed."""
+    if p.get("stale") and p.get("refitted_as"):
+        return f"superseded by {p['refitted_as']}"
     if not p.get("stale"):
         return "no"
     n = p.get("changed_points")

@@ -146,6 +146,12 @@ class PredictorRead(BaseModel):
         "predictors fit` command and the POST /v1/predictors body with its stored options, "
         "or the predictor such a refit already gave; null when it is not stale",
     )
+    refitted_as: str | None = Field(
+        default=None,
+        description="The predictor a refit as `stale_reason` says already gave (the same "
+        "options on the points as they are now): this one is superseded by it; null when it "
+        "is not stale or has not been refitted",
+    )
     created_at: datetime
     links: dict[str, str] = Field(default_factory=dict)
 

@@ -376,7 +376,8 @@ def to_read(
         if missing else None)  # fmt: skip
     return PredictorRead(
         stale=changed > 0, missing_dataset_ids=missing, changed_points=changed,
-        stale_reason=reason,
+        stale_reason=reason, refitted_as=None if found is None or not found.changed else (
+            found.refitted_as),
         id=row.id, base_model_id=row.base_model_id, method=row.method, feature=row.feature,
         target=row.target, split=row.split, piecewise=row.piecewise,  # type: ignore[arg-type]
         model_form=row.kind, n=row.n,  # type: ignore[arg-type]

@@ -42,6 +42,9 @@ class _Client:
         return {"items": [
             {**common, "id": "prd_1", "stale": True, "changed_points": 2, "stale_reason": "x"},
             {**common, "id": "prd_2", "stale": False, "changed_points": 0, "stale_reason": None},
+            {**common, "id": "prd_3", "stale": True, "changed_points": 1,
+             "stale_reason": "1 of its 4 point(s) changed since fitted (...): refitted as prd_4",
+             "refitted_as": "prd_4"},
         ]}  # fmt: skip
 
 
@@ -56,4 +59,5 @@ def test_list_has_a_stale_column(
     rows = {line.split()[0]: line for line in lines[2:] if line.startswith("prd_")}
     assert rows["prd_1"].endswith("yes: 2 point(s) changed")
     assert rows["prd_2"].endswith("  no")
+    assert rows["prd_3"].endswith("  superseded by prd_4")
     assert lines[-1] == "a stale predictor's refit: iimm predictors show ID"

@@ -802,6 +802,7 @@ def test_a_predictor_is_stale_only_when_a_refit_would_see_other_points(stack: St
         listed = {p["id"]: p for p in c.get("/v1/predictors").json()["items"]}
         assert listed[first["id"]]["stale"] is True
         assert listed[first["id"]]["stale_reason"] == reason
+        assert listed[first["id"]]["refitted_as"] is None  # not refitted yet
 
         out = subprocess.run(
             [sys.executable, "-m", "iimm_cli", "predictors", "fit", *args, "--json",
@@ -816,6 +817,9 @@ def test_a_predictor_is_stale_only_when_a_refit_would_see_other_points(stack: St
         old = c.get(f"/v1/predictors/{first['id']}").json()
         assert old["stale"] is True
         assert old["stale_reason"].endswith(f": refitted as {refit['id']}")
+        assert old["refitted_as"] == refit["id"] and refit["refitted_as"] is None
+        listed = {p["id"]: p for p in c.get("/v1/predictors").json()["items"]}
+        assert listed[first["id"]]["refitted_as"] == refit["id"]
         assert c.post("/v1/predictors", json=post).json()["id"] == refit["id"]
 
 
