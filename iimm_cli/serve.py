@@ -14,6 +14,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+STOP_FD_ENV = "IIMM_STOP_FD"  # = workers.runner.STOP_FD_ENV (not imported: a heavy module)
+
 
 def register(sub: Any) -> None:
     """Add the `serve` and `worker` subcommands."""
@@ -39,15 +41,21 @@ class WorkerSupervisor:
     """Keeps one embedded worker process alive until stopped.
 
     A worker that crashed or was killed is started again (after a pause that grows while
-    restarts keep failing); one that exited with status 0 was told to stop (SIGTERM, SIGINT:
-    `workers.runner`) and is not. After `request_stop` nothing new is started. The worker
-    knows our pid (``IIMM_PARENT_PID``) and stops when this process dies, even by SIGKILL.
+    restarts keep failing); one that exited with status 0 was told to stop and is not. After
+    `request_stop` nothing new is started. The worker is asked to stop through a pipe
+    (``IIMM_STOP_FD``: we close our end), not a signal: a signal sent to our whole process
+    group (Ctrl-C in a terminal, ``kill -TERM -<pgid>``, systemd's KillMode=control-group)
+    reaches it too, and a forwarded signal would be a second one, which `workers.runner`
+    takes as "stop now" (no clean-up of a normal exit). The worker knows our pid
+    (``IIMM_PARENT_PID``) and stops when this process dies, even by SIGKILL (the pipe's end
+    of file comes then too).
     """
 
     def __init__(self, env: dict[str, str], grace_s: float) -> None:
         self.env = {**env, "IIMM_PARENT_PID": str(os.getpid())}
         self.grace_s = grace_s
         self.proc: subprocess.Popen[bytes] | None = None
+        self._stop_fd: int | None = None  # write end of the running worker's stop pipe
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="iimm-worker-supervisor")
@@ -56,8 +64,21 @@ class WorkerSupervisor:
         with self._lock:  # no start after (or during) a stop request
             if self._stop.is_set():
                 return None
-            self.proc = subprocess.Popen([sys.executable, "-m", "workers.runner"], env=self.env)
+            self._close_stop_fd()
+            read, self._stop_fd = os.pipe()  # neither end is inherited unless passed
+            try:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", "workers.runner"], pass_fds=(read,),
+                    env={**self.env, STOP_FD_ENV: str(read)},
+                )  # fmt: skip
+            finally:
+                os.close(read)
             return self.proc
+
+    def _close_stop_fd(self) -> None:
+        fd, self._stop_fd = self._stop_fd, None
+        if fd is not None:
+            os.close(fd)
 
     def _loop(self) -> None:
         failures = 0
@@ -68,7 +89,13 @@ class WorkerSupervisor:
                 return
             while proc.poll() is None and not self._stop.wait(0.5):
                 pass
-            if self._stop.is_set() or proc.poll() == 0:
+            if self._stop.is_set():
+                # this thread started the worker: the kernel sends the worker SIGTERM when it
+                # ends (PR_SET_PDEATHSIG, `workers.lifeline`), which would be a second stop
+                # signal (a hard stop) if it came while the worker is still stopping
+                proc.wait()
+                return
+            if proc.poll() == 0:
                 return
             failures = 0 if time.monotonic() - started > 60 else failures + 1
             print(f"iimm: worker exited with status {proc.returncode}; restarting", flush=True)
@@ -79,25 +106,24 @@ class WorkerSupervisor:
         self._thread.start()
 
     def request_stop(self) -> None:
-        """Ask the worker to stop (SIGTERM: it gives its job back) and start no other."""
+        """Ask the worker to stop (it gives its job back) and start no other."""
         with self._lock:
             self._stop.set()
-            proc = self.proc
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
+            self._close_stop_fd()
 
     def stop(self) -> None:
         """`request_stop`, then wait for the worker (killed if it outlives its grace)."""
         self.request_stop()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-        proc = self.proc
+        with self._lock:
+            proc = self.proc
         if proc is not None and proc.poll() is None:
             try:
                 proc.wait(timeout=self.grace_s + 3)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
 
 
 def _with_worker(app: Any, supervisor: WorkerSupervisor) -> None:

@@ -80,12 +80,27 @@ def exec_with_parent_death_signal(parent_pid: int, sig: int = signal.SIGTERM) ->
     return before_exec
 
 
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # as the shell reports a process ended by `signum`
+
+
 def _exit_now() -> None:
     os._exit(1)
 
 
 class DecodeWorkerInit:
-    """A DataLoader ``worker_init_fn``: dies with the loader's process (SIGKILL), then `inner`.
+    """A DataLoader ``worker_init_fn``: dies with the loader's process (SIGKILL), sets its
+    stop signals apart from that process's, then `inner`.
+
+    A forked worker inherits the loader process's Python signal handlers and wakeup fd
+    (`workers.runner.Stopper`): a signal it got was written into its parent's pipe and
+    counted there as one more stop signal. Here the wakeup fd is dropped, SIGINT ignored
+    (a terminal's Ctrl-C reaches the whole foreground process group: the workers are the
+    loader process's to stop, by closing its pool, SIGTERM or its death, not PyTorch's
+    worker loop ending on a KeyboardInterrupt mid-run) and SIGTERM (``Process.terminate``,
+    or a signal to the whole group or cgroup) exits through ``SystemExit``, so that
+    multiprocessing's clean-up runs: a worker that sent tensors has a ``pymp-*`` folder
+    (its fd-passing listener) that only that clean-up removes.
 
     Picklable (for the spawn start method) when `inner` is a module-level function.
     """
@@ -95,5 +110,9 @@ class DecodeWorkerInit:
 
     def __call__(self, worker_id: int) -> None:
         die_with_parent(self.parent_pid)
+        if threading.current_thread() is threading.main_thread():
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, _exit_on_signal)
         if self.inner is not None:
             self.inner(worker_id)

@@ -6,7 +6,9 @@ finds queued jobs in the database and calls the same `execute` (no broker at all
 Stopping (embedded worker, `main`): SIGTERM or SIGINT cancels the running job and gives it
 back to the queue at once (the attempt is refunded), so that another worker takes it; a job
 that has not stopped after `worker_stop_grace_s` is given back anyway and the process exits
-(its decoding processes die with it, `workers.lifeline`). A second signal exits at once.
+(its decoding processes are ended and its temp folders removed). A second signal exits at
+once the same way. `iimm serve` asks its worker to stop through a pipe, not a signal
+(`Stopper`), so one signal sent to serve's whole process group is one stop.
 
 Stopping (Celery, `workers.celery_app`): SIGTERM starts Celery's warm shutdown (no new
 message is taken); the running job is cancelled the same way (`Stopper.request_then_give_back`),
@@ -15,8 +17,13 @@ so it is given back at once and the warm shutdown ends with the task instead of 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import multiprocessing
+import multiprocessing.util
 import os
+import selectors
+import shutil
 import signal
 import socket
 import sys
@@ -267,7 +274,7 @@ def _run(env: WorkerEnv, ctx: JobContext, job_type: str, beat: Heartbeat) -> str
         _finish(env, ctx, JobStatus.failed, error=str(exc))
         return f"failed: {exc}"
     except Exception as exc:
-        if STOP.requested.is_set():  # interrupted by the stop (a decoding worker's signal)
+        if STOP.stopping():  # interrupted by the stop (a decoding process's signal)
             return give_back(env, ctx)
         log.exception("job %s attempt %s crashed", ctx.job_id, ctx.attempt)
         return _retry_or_fail(env, ctx, exc)
@@ -323,39 +330,53 @@ def give_back(env: WorkerEnv, ctx: JobContext) -> str:
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
-def _wait_for_stop_signal(read: int) -> None:
-    """Block until the wakeup fd reports SIGTERM or SIGINT. Every signal with a Python
-    handler writes its number there (PyTorch's DataLoader handles SIGCHLD, which arrives
-    whenever a decoding worker stops, continues or exits): those are not a stop."""
-    while True:
-        data = os.read(read, 64)
-        if not data or any(b in STOP_SIGNALS for b in data):
-            return
+STOP_FD_ENV = "IIMM_STOP_FD"  # a pipe's read end: its end of file asks the worker to stop
 
 
 class Stopper:
     """SIGTERM/SIGINT handling of an embedded worker process (see the module docstring).
 
     The signals are read from a wakeup fd by a thread, so a stop is noticed even while the
-    main thread is inside a long C call that delays Python signal handlers.
+    main thread is inside a long C call that delays Python signal handlers. A process that
+    starts the worker (`iimm serve`) asks it to stop through a channel instead of a signal:
+    the end of file of a pipe (``IIMM_STOP_FD``), which also comes when that process dies.
+    Only signals count towards the second signal that means "stop now": a signal sent to a
+    whole process group (a terminal's Ctrl-C, ``kill -TERM -<pgid>``, systemd's
+    KillMode=control-group) reaches the worker once and `iimm serve`'s request comes by the
+    channel, so it is one stop, with the clean-up of a normal exit.
     """
 
     def __init__(self) -> None:
         self.requested = threading.Event()
         self.running: JobContext | None = None
         self.done = threading.Event()
+        self._wake: int | None = None  # write end of our own channel (`request_quietly`)
+        self.signalled = False  # a stop signal has arrived (set by the handler)
 
-    def install(self, grace_s: float) -> None:
-        """Handle SIGTERM and SIGINT in this (main) thread's process."""
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.signalled = True
+
+    def stopping(self) -> bool:
+        """Whether a stop was asked for (or a stop signal arrived, not yet handled)."""
+        return self.signalled or self.requested.is_set()
+
+    def install(self, grace_s: float, channel: int | None = None) -> None:
+        """Handle SIGTERM and SIGINT in this (main) thread's process; `channel`: a pipe's
+        read end whose end of file (or any byte) asks for a stop as the first signal does."""
         read, write = os.pipe()
         os.set_blocking(write, False)
         signal.set_wakeup_fd(write, warn_on_full_buffer=False)
         for sig in STOP_SIGNALS:
-            signal.signal(sig, lambda *_: None)  # the watcher thread does the work
+            # The stop is also marked here, in the main thread: Python runs pending handlers
+            # in signal-number order, so it is seen before PyTorch's SIGCHLD handler raises
+            # for a decoding process the same signal ended (`_run`: given back, not failed).
+            # (a plain attribute: an Event's lock may be held by the interrupted main thread)
+            signal.signal(sig, self._on_signal)
+        os.register_at_fork(after_in_child=_default_signals)
+        own, self._wake = os.pipe()
+        channels = [own] if channel is None else [own, channel]
         threading.Thread(
-            target=self._watch, args=(read, grace_s), name="stopper", daemon=True
+            target=self._watch, args=(read, channels, grace_s), name="stopper", daemon=True
         ).start()
 
     def request(self) -> None:
@@ -366,6 +387,15 @@ class Stopper:
         if ctx is not None:
             ctx.stopping.set()
             ctx.cancelled.set()
+
+    def request_quietly(self) -> None:
+        """Ask for a stop as a first signal does, without counting as a signal (the parent
+        process is gone: `workers.lifeline`)."""
+        if self._wake is None:
+            self.request()
+            return
+        with contextlib.suppress(OSError):
+            os.close(self._wake)
 
     def request_then_give_back(self, grace_s: float) -> None:
         """Stop (`request`) from a signal handler of a process whose loop is not ours
@@ -389,28 +419,33 @@ class Stopper:
 
         threading.Thread(target=watch, name="stopper", daemon=True).start()
 
-    def _watch(self, read: int, grace_s: float) -> None:
-        _wait_for_stop_signal(read)
-        ctx = self.running
-        if ctx is not None:
-            log.info("stop requested: giving back the running job %s", ctx.job_id)
-        else:
-            log.info("stop requested: no job is running")
-        self.request()
-        signalled = threading.Event()
-        threading.Thread(
-            target=lambda: (_wait_for_stop_signal(read), signalled.set()), daemon=True
-        ).start()
-        deadline = time.monotonic() + grace_s
-        while not self.done.is_set() and not signalled.is_set():
-            if time.monotonic() >= deadline:
-                break
-            self.done.wait(0.1)
+    def _watch(self, signals: int, channels: list[int], grace_s: float) -> None:
+        """Wait for a stop (a signal, or a channel's end of file), ask for it, then wait for
+        the main loop to end: a second signal, or the grace running out, is a hard stop."""
+        with selectors.DefaultSelector() as sel:
+            sel.register(signals, selectors.EVENT_READ)
+            for fd in channels:
+                sel.register(fd, selectors.EVENT_READ)
+            received, asked = 0, False
+            while not received and not asked:
+                received, asked = _stop_events(sel, signals, None)
+            ctx = self.running
+            if ctx is not None:
+                log.info("stop requested: giving back the running job %s", ctx.job_id)
+            else:
+                log.info("stop requested: no job is running")
+            self.request()
+            deadline = time.monotonic() + grace_s
+            while not self.done.is_set() and received < 2 and time.monotonic() < deadline:
+                received += _stop_events(sel, signals, 0.1)[0]
         if not self.done.is_set():
-            self._hard_stop()
+            self._hard_stop(second_signal=received >= 2)
 
-    def _hard_stop(self) -> None:
-        """The job did not stop in time (or a second signal came): give it back and exit."""
+    def _hard_stop(self, *, second_signal: bool) -> None:
+        """The job did not stop in time (or a second signal came): give it back, end the
+        decoding processes, remove the temp folders a normal exit removes (the pool's
+        payload folder, Python multiprocessing's ``pymp-*``), and exit at once."""
+        log.warning("%s: stopping now", "second stop signal" if second_signal else "grace over")
         ctx = self.running
         if ctx is not None:
             try:
@@ -418,11 +453,60 @@ class Stopper:
                 log.warning("job %s did not stop in time: %s", ctx.job_id, outcome)
             except Exception as exc:  # the reaper will requeue it when the lease expires
                 log.warning("could not give back job %s: %s", ctx.job_id, exc)
+        _end_children()
         pool = sys.modules.get("workers.ml.data.pool")
         if pool is not None:
             pool.remove_payload_dir()
+        # the folder atexit would remove (made here if the process had none: removed at once)
+        shutil.rmtree(multiprocessing.util.get_temp_dir(), ignore_errors=True)
         logging.shutdown()
         os._exit(0)
+
+
+def _default_signals() -> None:
+    """In a forked child (a decoding process): not our stop handling. Its signals would
+    otherwise be written into our wakeup pipe and count here as more stop signals."""
+    with contextlib.suppress(ValueError):  # forked from another thread: not the main one
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _stop_events(
+    sel: selectors.BaseSelector, signals: int, timeout: float | None
+) -> tuple[int, bool]:
+    """Wait up to `timeout` for the wakeup fd `signals` or a channel: the number of stop
+    signals read, and whether a channel asked for a stop (read once: its end of file stays
+    readable). Every signal with a Python handler writes its number to the wakeup fd
+    (PyTorch's DataLoader handles SIGCHLD, which arrives whenever a decoding process stops,
+    continues or exits): those are not a stop."""
+    received, asked = 0, False
+    for key, _ in sel.select(timeout):
+        if key.fd == signals:
+            data = os.read(signals, 64)
+            received += sum(b in STOP_SIGNALS for b in data)
+            if not data:  # closed (tests): nothing more will come
+                sel.unregister(signals)
+        else:
+            sel.unregister(key.fd)
+            asked = True
+    return received, asked
+
+
+def _end_children(wait_s: float = 2.0) -> None:
+    """SIGTERM to this process's multiprocessing children (decoding processes), SIGKILL to
+    those still running after `wait_s`."""
+    children = multiprocessing.active_children()
+    for child in children:
+        with contextlib.suppress(OSError):
+            child.terminate()
+    deadline = time.monotonic() + wait_s
+    for child in children:
+        child.join(max(0.0, deadline - time.monotonic()))
+        if child.is_alive():
+            with contextlib.suppress(OSError):
+                child.kill()
+            child.join(1.0)
 
 
 STOP = Stopper()
@@ -490,15 +574,15 @@ def sweep_at_start(settings: Settings) -> None:
 def serve_worker(queues: list[str], settings: Settings) -> None:
     """The embedded worker's main loop, stopped by SIGTERM/SIGINT (and, when started by
     `iimm serve`, by the death of that process: ``IIMM_PARENT_PID``)."""
-    STOP.install(settings.worker_stop_grace_s)
+    channel = os.environ.get(STOP_FD_ENV, "")
+    STOP.install(settings.worker_stop_grace_s, int(channel) if channel.isdigit() else None)
     sweep_at_start(settings)
     parent = os.environ.get("IIMM_PARENT_PID")
     if parent and parent.isdigit():
         from workers.lifeline import die_with_parent
 
-        die_with_parent(
-            int(parent), sig=signal.SIGTERM, on_orphan=lambda: os.kill(os.getpid(), signal.SIGTERM)
-        )
+        # the kernel's SIGTERM is the one stop signal; the check's request is not a second
+        die_with_parent(int(parent), sig=signal.SIGTERM, on_orphan=STOP.request_quietly)
     try:
         poll_forever(queues)
     finally:

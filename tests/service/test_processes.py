@@ -119,17 +119,28 @@ def admin_client(data_dir: Path, port: int) -> httpx.Client:
 
 
 @pytest.mark.parametrize(
-    ("sig", "target"),
-    [(signal.SIGTERM, "pid"), (signal.SIGINT, "pid"), (signal.SIGTERM, "group")],
-    ids=["sigterm", "sigint", "sigterm-group"],
-)
+    ("sig", "target", "busy"),
+    [
+        (signal.SIGTERM, "pid", True),
+        (signal.SIGINT, "pid", True),
+        (signal.SIGTERM, "group", True),
+        (signal.SIGINT, "group", True),
+        (signal.SIGTERM, "group", False),
+        (signal.SIGINT, "group", False),
+    ],
+    ids=["sigterm", "sigint", "sigterm-group", "sigint-group", "sigterm-group-idle",
+         "sigint-group-idle"],
+)  # fmt: skip
 def test_serve_stops_everything(
-    sig: signal.Signals, target: str, workdir: Path, slow_zip: Path
+    sig: signal.Signals, target: str, busy: bool, workdir: Path, slow_zip: Path
 ) -> None:
-    """Mid-embedding, a signal to `iimm serve` (its pid as `kill` does, or its process group
-    as `docker stop`/a terminal do) ends the API, the worker and its decoding processes,
-    removes their temp folders, and gives the job back: a new `iimm serve` finishes it
-    (checked after SIGTERM to the pid)."""
+    """Mid-embedding (or idle after one), a signal to `iimm serve` (its pid as `kill` does, or its
+    process group as a terminal's Ctrl-C, `kill -TERM -<pgid>` and systemd's
+    KillMode=control-group do: the worker and its decoding processes get it too, and then
+    serve's own stop request) ends the API, the worker and its decoding processes, removes
+    their temp folders (ours and Python multiprocessing's `pymp-*`, which only a clean exit
+    removes), and gives the job back: queued again with its attempt refunded, and a new
+    `iimm serve` finishes it (checked after SIGTERM to the pid)."""
     data_dir = Path(tempfile.mkdtemp(prefix=f"serve-{sig.name}-", dir=workdir))
     tmp = data_dir / "tmp"
     tmp.mkdir()
@@ -141,23 +152,32 @@ def test_serve_stops_everything(
             job_id = start_embed(c, slow_zip)
             worker = wait_for("the embedded worker", lambda: descendants(serve.pid))
             pid = worker[0].pid  # type: ignore[index]
-            wait_for("decoding", lambda: running_with_decoders(c, job_id, pid))
+            if busy:
+                wait_for("decoding", lambda: running_with_decoders(c, job_id, pid))
+            else:  # idle, its decoding processes (and their pymp- folder) kept for the next job
+                assert wait_job(c, job_id)["status"] == "succeeded"
+                assert any(n.startswith("pymp-") for n in our_leftovers(tmp))
         started = [psutil.Process(serve.pid), *descendants(serve.pid)]
         assert len(started) >= 3  # serve, worker, decoding process(es)
+        signalled = time.monotonic()
         if target == "pid":
             serve.send_signal(sig)
         else:
             os.killpg(serve.pid, sig)
         wait_for("every process to end", lambda: not alive(started), GONE_WITHIN_S)
+        print(f"{sig.name} to the {target}: all gone after {time.monotonic() - signalled:.1f} s")
         serve.wait(timeout=10)
-        assert our_temp_entries(tmp) == []
+        assert our_leftovers(tmp) == []
     finally:
         for p in alive(started):
             p.kill()
-    if target == "group" or sig == signal.SIGINT:
-        # `iimm serve` stops its worker with SIGTERM whichever signal it got: the job's
-        # return to the queue (given back, attempt refunded) is checked once, after SIGTERM
+    if not busy:
         return
+    row = _job_row(f"sqlite:///{(data_dir / 'iimm.db').resolve()}", job_id)
+    # given back: queued again, the stopped attempt refunded
+    assert (row["status"], row["attempts"], row["max_attempts"]) == ("queued", 1, 4), row
+    if target == "group" or sig == signal.SIGINT:
+        return  # a new serve finishing the job is checked once, after SIGTERM to the pid
     port = free_port()
     serve = start_serve(data_dir, tmp, port)
     try:
