@@ -69,8 +69,9 @@ CASCADE_DOC = (
     "Also delete the results that depend on it and cancel the jobs not final yet that name it"
     " (otherwise such a delete is a 409)"
 )
-#: Cancels the given jobs (and their child jobs) in the caller's transaction.
-CancelJobs = Callable[[list[str]], None]
+#: Cancels the given jobs (and their child jobs) in the caller's transaction, the second
+#: argument being their `error` ("cancelled: model 'x' (mdl_1) deleted with cascade").
+CancelJobs = Callable[[list[str], str], None]
 
 
 #: The kind of dependent that jobs not final yet are counted as, and their statuses.
@@ -261,7 +262,7 @@ def _refuse_or_cancel(
     if jobs:
         if cancel is None:
             raise RuntimeError(f"{what}: {len(jobs)} active job(s) and no way to cancel them")
-        cancel(jobs)
+        cancel(jobs, f"cancelled: {what} deleted with cascade")
         session.flush()
 
 

@@ -84,6 +84,11 @@ class ApiClient:
             resp = self.http.request(method, path, **kw)
         except httpx.HTTPError as exc:
             raise CliError(f"cannot reach {self.http.base_url}: {exc}") from None
+        return self.checked(resp)
+
+    @staticmethod
+    def checked(resp: Any) -> Any:
+        """`resp`, or CliError with its problem's detail when it is an error."""
         if resp.status_code >= 400:
             try:
                 detail = resp.json().get("detail", resp.text)
@@ -91,6 +96,33 @@ class ApiClient:
                 detail = resp.text
             raise CliError(f"{resp.status_code}: {as_cli_hint(str(detail))}")
         return resp
+
+    def cascade_delete(self, path: str, what: str) -> str:
+        """DELETE `path` with ?cascade=true and say what went: the dependents and active jobs
+        the API counts when asked without cascade (its 409, `dependents`, `active_job_ids`),
+        then the cascade. Nothing depending on it, the first request has deleted it."""
+        import httpx
+
+        try:
+            resp = self.http.request("DELETE", path)
+        except httpx.HTTPError as exc:
+            raise CliError(f"cannot reach {self.http.base_url}: {exc}") from None
+        if resp.status_code == 204:
+            return f"deleted {what} (nothing depended on it)"
+        body = resp.json() if resp.status_code == 409 else None
+        if not isinstance(body, dict) or "dependents" not in body:
+            self.checked(resp)
+            raise CliError(f"{resp.status_code}: unexpected answer to DELETE {path}")
+        self.request("DELETE", path, params={"cascade": "true"})
+        found = dict(body["dependents"])
+        jobs = found.pop("active_jobs", 0)
+        removed = ", ".join(_counted(n, kind) for kind, n in found.items())
+        line = f"deleted {what}" + (f" with {removed}" if removed else "")
+        if jobs:
+            ids = list(body.get("active_job_ids") or [])
+            more = f" …and {jobs - len(ids)} more" if jobs > len(ids) else ""
+            line += f"; cancelled {_counted(jobs, 'active_jobs')} ({', '.join(ids)}{more})"
+        return line
 
     def wait_job(
         self, job_id: str, timeout: float = 600.0, poll: float = 0.5, *, bar: bool = False
@@ -110,3 +142,19 @@ class ApiClient:
                 if time.monotonic() > deadline:
                     raise CliError(f"job {job_id} still {job['status']} after {timeout:.0f}s")
                 time.sleep(poll)
+
+
+#: A kind of dependent in words: (one, several), as the API's 409 detail says them.
+_NOUNS = {
+    "finetuned_models": ("fine-tuned model", "fine-tuned models"),
+    "evaluations": ("evaluation", "evaluations"),
+    "scores": ("score", "scores"),
+    "predictors": ("predictor", "predictors"),
+    "embeddings": ("embedding", "embeddings"),
+    "active_jobs": ("active job", "active jobs"),
+}
+
+
+def _counted(n: int, kind: str) -> str:
+    one, several = _NOUNS.get(kind, (kind.replace("_", " "), kind.replace("_", " ")))
+    return f"{n} {one if n == 1 else several}"

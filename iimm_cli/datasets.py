@@ -153,6 +153,9 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_delete(args: argparse.Namespace) -> int:
     """Delete one dataset (with `--cascade`, also what was computed from it)."""
-    params = {"cascade": "true"} if args.cascade else {}
-    ApiClient.from_args(args).request("DELETE", f"/v1/datasets/{args.id}", params=params)
+    client, path = ApiClient.from_args(args), f"/v1/datasets/{args.id}"
+    if args.cascade:
+        print(client.cascade_delete(path, f"dataset {args.id}"))
+    else:
+        client.request("DELETE", path)
     return 0

@@ -171,8 +171,8 @@ def delete_model(
 
     row = get_model(session=session, project_id=project_id, model_id=model_id)
 
-    def cancel(job_ids: list[str]) -> None:
+    def cancel(job_ids: list[str], reason: str) -> None:
         cancel_jobs(session=session, project_id=project_id, job_ids=job_ids,
-                    use_broker=use_broker, storage=storage)  # fmt: skip
+                    use_broker=use_broker, storage=storage, reason=reason)  # fmt: skip
 
     delete(session=session, storage=storage, row=row, cascade=cascade, cancel=cancel)

@@ -345,9 +345,9 @@ def job_canceller(
     """What cancels the jobs of a cascade delete in this transaction (`app.deletion`)."""
     from app.jobs.service import cancel_jobs
 
-    def cancel(job_ids: list[str]) -> None:
+    def cancel(job_ids: list[str], reason: str) -> None:
         cancel_jobs(session=session, project_id=project_id, job_ids=job_ids,
-                    use_broker=use_broker, storage=storage)  # fmt: skip
+                    use_broker=use_broker, storage=storage, reason=reason)  # fmt: skip
 
     return cancel
 

@@ -113,21 +113,23 @@ def descendants(session: Session, job_id: str) -> list[str]:
     return found
 
 
-def cancel_tree(*, session: Session, job_id: str) -> None:
+def cancel_tree(*, session: Session, job_id: str, reason: str | None = None) -> None:
     """Cancel `job_id` and its descendants: queued or waiting ones now, running ones at their
-    next heartbeat (`cancel_requested`)."""
+    next heartbeat (`cancel_requested`); `reason`, when given, is their `error` (a running
+    job keeps it when it stops)."""
     ids = [job_id, *descendants(session, job_id)]
     now = utcnow()
+    why: dict[str, str] = {} if reason is None else {"error": reason}
     session.execute(
         update(Job)
         .where(Job.id.in_(ids), Job.status.in_([JobStatus.queued.value, JobStatus.waiting.value]))
-        .values(status=JobStatus.cancelled.value, finished_at=now, stage="cancelled")
+        .values(status=JobStatus.cancelled.value, finished_at=now, stage="cancelled", **why)
         .execution_options(synchronize_session=False)
     )
     session.execute(
         update(Job)
         .where(Job.id.in_(ids), Job.status == JobStatus.running.value)
-        .values(cancel_requested=True)
+        .values(cancel_requested=True, **why)
         .execution_options(synchronize_session=False)
     )
     drop_unfinished_models(session, ids)

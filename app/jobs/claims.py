@@ -118,7 +118,8 @@ def finish(
     error: str | None = None,
 ) -> bool:
     """Move our running attempt to a final status; False if the claim was lost. A failed or
-    cancelled fine-tune's model still `evaluating` goes in the same transaction.
+    cancelled fine-tune's model still `evaluating` goes in the same transaction; a cancelled
+    job without `error` keeps the one its cancel gave (a cascade delete's reason).
 
     A succeeded job's progress is complete: fraction 1 and, when its last stage counted
     units, `done` = `total` (the last units may have finished after the last progress write).
@@ -134,6 +135,8 @@ def finish(
         "result": result,
         "error": error[:4000] if error else None,
     }
+    if status == JobStatus.cancelled and not error:
+        del values["error"]  # a cancel's reason (`cancel_tree`) stays
     if status == JobStatus.succeeded:
         values["progress"] = 1.0
         detail = session.scalar(select(Job.progress_detail).where(Job.id == job_id))

@@ -89,17 +89,19 @@ def cancel_job(
     job_id: str,
     use_broker: bool = False,
     storage: Storage | None = None,
+    reason: str | None = None,
 ) -> Job:
     """Cancel a queued or waiting job now, or ask a running one to stop at its next
     heartbeat; its child jobs likewise. A cancelled child lets its waiting parent go on.
 
     When nothing of the job's tree runs any more, the fine-tune checkpoints it kept to
     resume from (a job given back by a stopping worker keeps them) are removed from
-    `storage` after the commit; a running job removes its own when it stops."""
+    `storage` after the commit; a running job removes its own when it stops. `reason`
+    (a cascade delete's) becomes the `error` of the jobs it cancels."""
     job = get_job(session=session, project_id=project_id, job_id=job_id)
     if job.status in FINAL_STATUSES:
         raise ConflictError(f"job {job_id} already {job.status}; nothing to cancel")
-    children.cancel_tree(session=session, job_id=job_id)
+    children.cancel_tree(session=session, job_id=job_id, reason=reason)
     session.flush()
     session.refresh(job)
     if job.status == JobStatus.cancelled.value:  # it was queued or waiting: cancelled now
@@ -119,15 +121,16 @@ def cancel_jobs(
     job_ids: list[str],
     use_broker: bool = False,
     storage: Storage | None = None,
+    reason: str | None = None,
 ) -> None:
     """`cancel_job` each of `job_ids` not final yet, in this transaction (a cascade delete
-    of what they name, `app.deletion`)."""
+    of what they name, `app.deletion`, giving `reason`)."""
     for job_id in job_ids:
         if get_job(session=session, project_id=project_id, job_id=job_id).status not in (
             FINAL_STATUSES
         ):
             cancel_job(session=session, project_id=project_id, job_id=job_id,
-                       use_broker=use_broker, storage=storage)  # fmt: skip
+                       use_broker=use_broker, storage=storage, reason=reason)  # fmt: skip
 
 
 def _remove_checkpoints(session: Session, storage: Storage, job: Job) -> None:

@@ -91,8 +91,19 @@ def test_models_delete_names_cascade_which_cancels_its_jobs(
     assert "409: " in err and "(1 active job); delete with --cascade" in err, err
     assert http.get(f"/v1/models/{model['id']}").status_code == 200
     assert main(["models", "delete", model["id"], "--cascade"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines() == [f"deleted model {model['id']}; cancelled 1 active job ({job})"]
     assert http.get(f"/v1/models/{model['id']}").status_code == 404
-    assert http.get(f"/v1/jobs/{job}").json()["status"] == "cancelled"
+    cancelled = http.get(f"/v1/jobs/{job}").json()
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["error"] == f"cancelled: model 'tiny' ({model['id']}) deleted with cascade"
+    # nothing depends on the dataset any more: the cascade says so
+    assert main(["datasets", "delete", "dst_1", "--cascade"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "deleted dataset dst_1 (nothing depended on it)"
+    ]
+    assert main(["datasets", "delete", "dst_1", "--cascade"]) == 2
+    assert "404: " in capsys.readouterr().err
     with session_scope(app.state.sessionmaker) as session:
         assert session.get(Job, job) is not None  # cancelled, kept
 

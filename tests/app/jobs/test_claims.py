@@ -172,3 +172,27 @@ def test_a_succeeded_job_has_done_every_unit(
         4,
         "datasets",
     )
+
+
+def test_a_running_job_cancelled_with_a_reason_keeps_it_when_it_stops(
+    factory: sessionmaker[Session],
+) -> None:
+    """A cascade delete cancels a running job with a reason (`cancel_tree`): the worker that
+    then stops it as cancelled (no error of its own) leaves the reason as the job's error."""
+    from app.jobs.children import cancel_tree
+
+    job_id = _job(factory)
+    with session_scope(factory) as s:
+        assert claims.claim(session=s, job_id=job_id, worker_id="w", lease_s=60) == 1
+    why = "cancelled: model 'tiny' (mdl_1) deleted with cascade"
+    with session_scope(factory) as s:
+        cancel_tree(session=s, job_id=job_id, reason=why)
+    with session_scope(factory) as s:
+        ours, cancel = claims.heartbeat(
+            session=s, job_id=job_id, attempt=1, lease_s=60, progress=0.5, stage="x"
+        )
+    assert ours and cancel
+    with session_scope(factory) as s:
+        assert claims.finish(session=s, job_id=job_id, attempt=1, status=JobStatus.cancelled)
+    job = _status(factory, job_id)
+    assert job.status == "cancelled" and job.error == why

@@ -66,7 +66,10 @@ def test_active_jobs_refuse_a_delete_and_a_cascade_cancels_them(
     resp = c.delete(f"/v1/models/{model}", params={"cascade": "true"})
     assert resp.status_code == 204, resp.text
     assert c.get(f"/v1/models/{model}").status_code == 404
-    assert c.get(f"/v1/jobs/{job}").json()["status"] == "cancelled"
+    cancelled = c.get(f"/v1/jobs/{job}").json()
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["error"].startswith("cancelled: model ")
+    assert cancelled["error"].endswith(f"({model}) deleted with cascade")
     assert drain() == []  # nothing left to run and fail
     # the dataset has no active job left: deleted without a cascade
     assert c.delete(f"/v1/datasets/{dataset}").status_code == 204
