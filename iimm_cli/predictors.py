@@ -231,6 +231,8 @@ def format_assess(doc: dict[str, Any]) -> tuple[list[tuple[str, str]], list[str]
                   or any(bool(p.get("extrapolated")) for _, p in beside))  # fmt: skip
         if entry.get("predicted_by"):
             notes.append(f"{method}: gain {cli_why(entry['predicted_by'])}")
+        if entry.get("ood_change_by"):
+            notes.append(f"{method}: {cli_why(entry['ood_change_by'])}")
         if entry.get("stale"):
             why = cli_stale(entry.get("stale_reason") or "refit its predictors")
             notes.append(f"{method}: STALE: {why}")

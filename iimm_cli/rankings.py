@@ -88,6 +88,8 @@ def format_ranking(body: dict[str, Any]) -> tuple[list[tuple[str, ...]], list[st
         ))  # fmt: skip
         notes.append(f"{item['rank']}. {item['base_model_name']} ({item['method']}): "
                      f"{cli_why(item['ranked_by'])}")  # fmt: skip
+        if item.get("ood_change_by"):
+            notes.append(f"{item['rank']}. {cli_why(item['ood_change_by'])}")
         if item.get("stale"):
             notes.append(f"{item['rank']}. STALE: {cli_stale(item.get('stale_reason') or 'refit')}")
     for u in body["unranked"]:

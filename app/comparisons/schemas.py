@@ -127,6 +127,12 @@ class RankingItem(BaseModel):
         "says."
     )
     ood_change_predictor_id: str | None
+    ood_change_by: str | None = Field(
+        default=None,
+        description="Which predictor `ood_change` comes from (`ood_change_predictor_id`, its "
+        "measure and task count): IIMM's forgetting predictor when there is one, whatever `by` "
+        "says (the comparison ranks measures against gain, not forgetting); null without one.",
+    )
     gain_from_zero_shot_accuracy: ZeroShotPrediction | None = Field(
         default=None,
         description="Beside the ranking's own prediction: the newest gain predictor of this "

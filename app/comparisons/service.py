@@ -42,6 +42,7 @@ from app.predictors.choice import (
     RankBy,
     headline,
     newest,
+    ood_change_by,
     pick_gain_predictor,
 )
 from app.predictors.predictions import assess_request, prediction_of
@@ -399,6 +400,7 @@ def rank(
                 r.ood_change), extrapolated=r.gain.extrapolated, gain_predictor_id=m["gain"].id,
             ranked_by=m["why"],
             ood_change_predictor_id=None if m["ood_change"] is None else m["ood_change"].id,
+            ood_change_by=ood_change_by(m["ood_change"], stale),
             gain_from_zero_shot_accuracy=_beside(
                 ZeroShotPrediction, m["zero_shot"], m["acc"], m["acc"], level, stale),
             gain_from_iimm=_beside(

@@ -18,6 +18,7 @@ from app.predictors.choice import (
     RankBy,
     headline,
     newest,
+    ood_change_by,
     pick_gain_predictor,
 )
 from app.predictors.predictions import prediction_of
@@ -83,6 +84,7 @@ def _per_method(
         entry: dict[str, Any] = {
             "feature": None if gp is None else gp.feature, "predicted_by": why,
             "gain": None, "finetuned_accuracy": None, "ood_change": None,
+            "ood_change_by": ood_change_by(fp, stale),
             "stale": note is not None, "stale_reason": note,
         }  # fmt: skip
         if gp is not None:

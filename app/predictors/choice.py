@@ -88,6 +88,21 @@ def newest(
     return {(p.method, p.target): p for p in sorted(predictors, key=_order(stale))}
 
 
+def ood_change_by(chosen: Predictor | None, stale: Collection[str] = ()) -> str | None:
+    """Which predictor an `ood_change` comes from (`headline`'s: IIMM's first), its measure
+    and task count, and that `by` does not choose it (the comparison ranks measures against
+    gain, not forgetting); None without one."""
+    if chosen is None:
+        return None
+    rule = ("IIMM's forgetting predictor" if chosen.feature == PREFERRED_FEATURE
+            else f"no forgetting predictor on {PREFERRED_FEATURE}, so the one on "
+                 f"{chosen.feature}")  # fmt: skip
+    said = (f"ood_change from {chosen.id} ({chosen.feature}, fitted on {_tasks(chosen.n)}): "
+            f"{rule}, whatever `by` says (the comparison ranks measures against gain, not "
+            "forgetting)")  # fmt: skip
+    return said + ("; it is stale: see stale_reason" if chosen.id in stale else "")
+
+
 def _tasks(n: int) -> str:
     return f"{n} task{'' if n == 1 else 's'}"
 

@@ -77,6 +77,12 @@ class AssessMethod(BaseModel):
         default=None,
         description="The predicted out-of-domain accuracy change (IIMM's predictor first).",
     )
+    ood_change_by: str | None = Field(
+        default=None,
+        description="Which predictor `ood_change` comes from (its id, measure and task count): "
+        "IIMM's forgetting predictor when there is one, whatever `by` says (the comparison "
+        "ranks measures against gain, not forgetting); null without one.",
+    )
     gain_from_zero_shot_accuracy: dict[str, Any] | None = Field(
         default=None,
         description="Beside `gain`: the newest gain predictor on zero-shot accuracy's prediction "

@@ -83,6 +83,16 @@ def test_rankings_marks_a_stale_prediction_beside_the_rows_own() -> None:
     assert row[4] == "0.701  [0.601, 0.801] (stale)" and "stale" not in row[5]
 
 
+def test_rankings_say_which_predictor_gives_ood_change() -> None:
+    why = (
+        "ood_change from prd_9 (iimm, fitted on 4 tasks): IIMM's forgetting predictor, "
+        "whatever `by` says (the comparison ranks measures against gain, not forgetting)"
+    )
+    item = {**_item(1, "zero_shot_accuracy", 0.8, 0.7), "ood_change_by": why}
+    _, notes = rankings.format_ranking({"items": [item], "unranked": []})
+    assert notes == ["1. m1 (full): by=best: because 1", f"1. {why}"]
+
+
 def test_rankings_stale_lines_read_as_cli() -> None:
     """The sentence's pointer to `stale_reason` points at the STALE line, which gives the
     refit as the `iimm predictors fit` command without the API request beside it."""

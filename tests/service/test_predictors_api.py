@@ -912,6 +912,7 @@ def test_assess_leads_with_the_predictor_rankings_rank_by(stack: Stack, shapes_z
             (row,) = ranking.json()["items"]
             assert row["gain_predictor_id"] == full["gain"]["predictor_id"]
             assert row["ranked_by"] == full["predicted_by"]
+            assert row["ood_change_by"] == full["ood_change_by"]  # the same sentence, or null
             assert row[beside_key]["predictor_id"] == ids[other]
             assert row[beside_key]["stale"] is False
             _close(row["gain"]["value"], full["gain"]["prediction"]["value"])
@@ -958,6 +959,29 @@ def test_assess_leads_with_the_predictor_rankings_rank_by(stack: Stack, shapes_z
         # the row is fresh, but the IIMM prediction beside it still comes from a stale fit
         assert row["gain_from_iimm"]["predictor_id"] == ids["iimm"]
         assert row["gain_from_iimm"]["stale"] is True
+        assert row["ood_change_by"] is None and row["ood_change_predictor_id"] is None
+        # forgetting: IIMM's predictor when there is one, whatever `by` says, named
+        ood = {}
+        for feature in ("zero_shot_accuracy", "iimm"):
+            body = {"base_model_id": sd.model_id, "method": "full", "feature": feature,
+                    "target": "ood_change", "piecewise": "never"}  # fmt: skip
+            resp = c.post("/v1/predictors", json=body)
+            assert resp.status_code == 201, resp.text
+            ood[feature] = resp.json()
+            for by in ("best", "zero_shot"):
+                params = {"dataset_id": target, "by": by}
+                row = c.get("/v1/rankings", params=params).json()["items"][0]
+                assert row["ood_change_predictor_id"] == ood[feature]["id"]
+                assert row["ood_change_by"].startswith(
+                    f"ood_change from {ood[feature]['id']} ({feature}, fitted on "
+                    f"{ood[feature]['n']} tasks): "
+                    + ("IIMM's forgetting predictor" if feature == "iimm" else
+                       "no forgetting predictor on iimm, so the one on zero_shot_accuracy")
+                )  # fmt: skip
+                assert "whatever `by` says" in row["ood_change_by"]
+        full = _assess(c, sd.model_id, target, by="zero_shot")["result"]["methods"]["full"]
+        assert full["ood_change"]["predictor_id"] == ood["iimm"]["id"]
+        assert full["ood_change_by"] == row["ood_change_by"]
 
 
 def test_rankings_prefer_a_fresh_predictor_to_a_newer_stale_one(stack: Stack) -> None:

@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from app.predictors.choice import NoComparison, RankBy, headline, newest, pick_gain_predictor
+from app.predictors.choice import (
+    NoComparison,
+    RankBy,
+    headline,
+    newest,
+    ood_change_by,
+    pick_gain_predictor,
+)
 
 
 def _p(pid: str, feature: str, n: int = 5, target: str = "gain") -> Any:
@@ -63,6 +70,22 @@ def test_headline_and_beside_prefer_fresh_too() -> None:
     assert chosen[("full", "ood_change")] is ood_old
     assert headline([ood_old, ood_new])[("full", "ood_change")] is ood_new
     assert newest([OLD_ZS, NEW_ZS], {NEW_ZS.id})[("full", "gain")] is OLD_ZS
+
+
+def test_ood_change_by_names_the_forgetting_predictor_and_that_by_does_not_choose_it() -> None:
+    on_iimm, on_zs = _p("prd_5", "iimm", 4, "ood_change"), _p("prd_6", "zero_shot_accuracy", 6,
+                                                              "ood_change")  # fmt: skip
+    assert headline([on_iimm, on_zs])[("full", "ood_change")] is on_iimm  # whatever `by`
+    assert ood_change_by(on_iimm) == (
+        "ood_change from prd_5 (iimm, fitted on 4 tasks): IIMM's forgetting predictor, whatever "
+        "`by` says (the comparison ranks measures against gain, not forgetting)"
+    )
+    assert ood_change_by(on_zs, {"prd_6"}) == (
+        "ood_change from prd_6 (zero_shot_accuracy, fitted on 6 tasks): no forgetting predictor "
+        "on iimm, so the one on zero_shot_accuracy, whatever `by` says (the comparison ranks "
+        "measures against gain, not forgetting); it is stale: see stale_reason"
+    )
+    assert ood_change_by(None) is None
 
 
 def _why(
