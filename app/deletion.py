@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from app.artifacts import Storage
 from app.db import after_commit, utcnow
+from app.dependent_kinds import counted
 from app.errors import ConflictError
 from app.models import (
     Dataset,
@@ -77,21 +78,6 @@ CancelJobs = Callable[[list[str], str], None]
 #: The kind of dependent that jobs not final yet are counted as, and their statuses.
 ACTIVE_JOBS = "active_jobs"
 ACTIVE = (JobStatus.queued.value, JobStatus.running.value, JobStatus.waiting.value)
-#: What a kind of dependent is called in a message: (one, several).
-_NOUNS = {
-    "finetuned_models": ("fine-tuned model", "fine-tuned models"),
-    "evaluations": ("evaluation", "evaluations"),
-    "scores": ("score", "scores"),
-    "predictors": ("predictor", "predictors"),
-    "embeddings": ("embedding", "embeddings"),
-    "active_jobs": ("active job", "active jobs"),
-}
-
-
-def counted(n: int, kind: str) -> str:
-    """`n` dependents of `kind` in words: "1 fine-tuned model", "2 fine-tuned models"."""
-    one, several = _NOUNS.get(kind, (kind.replace("_", " "), kind.replace("_", " ")))
-    return f"{n} {one if n == 1 else several}"
 
 
 #: How many of the active jobs a refused delete names (`active_job_ids`, the detail).

@@ -114,14 +114,16 @@ class ApiClient:
             self.checked(resp)
             raise CliError(f"{resp.status_code}: unexpected answer to DELETE {path}")
         self.request("DELETE", path, params={"cascade": "true"})
+        from app.dependent_kinds import counted  # a leaf: no server machinery
+
         found = dict(body["dependents"])
         jobs = found.pop("active_jobs", 0)
-        removed = ", ".join(_counted(n, kind) for kind, n in found.items())
+        removed = ", ".join(counted(n, kind) for kind, n in found.items())
         line = f"deleted {what}" + (f" with {removed}" if removed else "")
         if jobs:
             ids = list(body.get("active_job_ids") or [])
             more = f" …and {jobs - len(ids)} more" if jobs > len(ids) else ""
-            line += f"; cancelled {_counted(jobs, 'active_jobs')} ({', '.join(ids)}{more})"
+            line += f"; cancelled {counted(jobs, 'active_jobs')} ({', '.join(ids)}{more})"
         return line
 
     def wait_job(
@@ -142,19 +144,3 @@ class ApiClient:
                 if time.monotonic() > deadline:
                     raise CliError(f"job {job_id} still {job['status']} after {timeout:.0f}s")
                 time.sleep(poll)
-
-
-#: A kind of dependent in words: (one, several), as the API's 409 detail says them.
-_NOUNS = {
-    "finetuned_models": ("fine-tuned model", "fine-tuned models"),
-    "evaluations": ("evaluation", "evaluations"),
-    "scores": ("score", "scores"),
-    "predictors": ("predictor", "predictors"),
-    "embeddings": ("embedding", "embeddings"),
-    "active_jobs": ("active job", "active jobs"),
-}
-
-
-def _counted(n: int, kind: str) -> str:
-    one, several = _NOUNS.get(kind, (kind.replace("_", " "), kind.replace("_", " ")))
-    return f"{n} {one if n == 1 else several}"
