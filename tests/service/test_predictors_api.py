@@ -795,10 +795,13 @@ def test_a_predictor_is_stale_only_when_a_refit_would_see_other_points(stack: St
         reason = read["stale_reason"]
         assert reason.startswith(f"1 of its 3 point(s) changed since fitted ({a}: (x, y) ")
         args, post = refit_of(reason)
-        assert post == {**body, "feature": "iimm", "target": "gain", "dataset_ids": [a, b, cc]}
+        # the fit's points (and so the refit's datasets) are in dataset id order; ids made in
+        # the same millisecond need not sort in creation order (CI under load met that)
+        ids = sorted([a, b, cc])
+        assert post == {**body, "feature": "iimm", "target": "gain", "dataset_ids": ids}
         assert args == ["--base-model-id", seed.model_id, "--method", "full", "--feature", "iimm",
                         "--target", "gain", "--piecewise", "never",
-                        "--dataset-id", a, "--dataset-id", b, "--dataset-id", cc]  # fmt: skip
+                        *[arg for d in ids for arg in ("--dataset-id", d)]]  # fmt: skip
         listed = {p["id"]: p for p in c.get("/v1/predictors").json()["items"]}
         assert listed[first["id"]]["stale"] is True
         assert listed[first["id"]]["stale_reason"] == reason
